@@ -1,0 +1,57 @@
+"""cffi (API mode) build of the C kernels for the host machine.
+
+Used by ``pip install -e .`` through ``setup.py``'s ``cffi_modules``; can also be run directly
+(``python build_scripts/build_native.py``) to build ``core/_kernels*.so`` in place.
+SIMD paths are compiled with per-function target attributes and picked at run time, so the
+extension runs on any CPU of the architecture it was built for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL_DIR = ROOT / "core" / "wasm_kernels"
+
+
+def _load_kernel_api():
+    spec = importlib.util.spec_from_file_location("_emb_kernel_api", ROOT / "core" / "kernel_api.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def kernel_sources() -> list[str]:
+    """Every C source of the kernels, relative to the project root (setuptools wants relative paths)."""
+    return sorted(str(p.relative_to(ROOT)) for p in KERNEL_DIR.glob("*.c"))
+
+
+def compile_args() -> list[str]:
+    """Flags for the host build: C11, optimized, no -march=native (run-time dispatch instead)."""
+    args = ["-std=c11", "-O3", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"]
+    extra = os.environ.get("EMBERLLM_CFLAGS")
+    if extra:
+        args += extra.split()
+    return args
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_load_kernel_api().api_text())
+ffibuilder.set_source(
+    "emberllm._kernels",
+    '#include "ember.h"',
+    sources=kernel_sources(),
+    include_dirs=[str(KERNEL_DIR.relative_to(ROOT))],
+    extra_compile_args=compile_args(),
+    libraries=[] if sys.platform == "win32" else ["m", "pthread"],
+)
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    ffibuilder.compile(tmpdir=str(ROOT / "build" / "cffi"), verbose=True, target=None)

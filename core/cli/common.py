@@ -1,0 +1,55 @@
+"""Pieces shared by the sub-commands: model loading with one-line errors, common flags."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from emberllm.gguf import GGUFError
+from emberllm.kernels import KernelError
+from emberllm.models import UnsupportedModelError
+
+#: Errors that mean "bad input or set-up": printed as one line, exit code 1, no traceback.
+USER_ERRORS = (GGUFError, UnsupportedModelError, KernelError, OSError, ValueError)
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    """``-m``, ``-t``, ``-c``, ``-b``: the flags every command that loads a model takes."""
+    p.add_argument("-m", "--model", help="GGUF model file (default: the Gemma 3 270M package's model)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads for the kernels (default: cores)")
+    p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens (default: 4096)")
+    p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
+
+
+def resolve_model_path(arg: str | None) -> Path:
+    """The ``-m`` path, or the default model assembled from its PyPI package."""
+    if arg:
+        return Path(arg)
+    from emberllm.model_store import default_model_path
+
+    try:
+        return default_model_path()
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    """Load the model the flags name (``emberllm.engine.Model``)."""
+    from emberllm.engine import Model
+
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("-t/--threads must be at least 1")
+    if args.ctx_size < 8:
+        raise ValueError("-c/--ctx-size must be at least 8")
+    if args.batch_size < 1:
+        raise ValueError("-b/--batch-size must be at least 1")
+    return Model(resolve_model_path(args.model), n_ctx=args.ctx_size, n_threads=args.threads,
+                 n_batch=args.batch_size)
+
+
+def fail(message: str) -> int:
+    """Print ``error: message`` on one line to stderr and return exit code 1."""
+    print(f"error: {message}", file=sys.stderr)
+    return 1

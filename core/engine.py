@@ -1,0 +1,192 @@
+"""The user-facing engine: load a GGUF model, tokenize, evaluate and generate.
+
+``Model`` ties the pieces together: the GGUF file (zero-copy), the tokenizer, the architecture's forward
+pass over the C kernels, and one KV cache that keeps the previous prompt so a new request reuses the
+longest common prefix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emberllm.gguf import GGUFFile
+from emberllm.kernels import KernelError, Kernels, load_kernels
+from emberllm.models import model_class
+from emberllm.tokenizers import load_tokenizer
+
+
+@dataclass
+class Timings:
+    """Wall-clock figures of the last generation, llama.cpp style."""
+
+    load_ms: float = 0.0
+    prompt_ms: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    eval_ms: float = 0.0
+    eval_tokens: int = 0
+    sample_ms: float = 0.0
+    kernel_calls: int = 0
+
+    def per_second(self, ms: float, n: int) -> float:
+        """Tokens per second for ``n`` tokens in ``ms`` milliseconds."""
+        return 1000.0 * n / ms if ms > 0 else 0.0
+
+
+@dataclass
+class Step:
+    """One generated token."""
+
+    token: int
+    text: str
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_threads() -> int:
+    """Threads to use when none are given: the machine's cores, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class Model:
+    """A loaded model ready to generate.
+
+    ``source`` is a path or any bytes-like buffer holding a GGUF file.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | Any,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        kernels: Kernels | None = None,
+        kernel_level: int | None = None,
+    ) -> None:
+        t0 = time.perf_counter()
+        self.gguf = GGUFFile.open(source) if isinstance(source, str | os.PathLike) else GGUFFile.from_buffer(source)
+        self.path = Path(source) if isinstance(source, str | os.PathLike) else None
+        self.tokenizer = load_tokenizer(self.gguf.metadata)
+        arch_cls = model_class(self.gguf.metadata.get("general.architecture", "<missing>"))
+        self.kernels = kernels or load_kernels()
+        lib = self.kernels.lib
+        level = self.kernels.best_level() if kernel_level is None else kernel_level
+        self.n_threads = n_threads or default_threads()
+        self.ctx = lib.emb_ctx_new(self.n_threads, level)
+        if not self.ctx:
+            raise KernelError(f"cannot create a kernel context (level {self.kernels.level_name(level)})")
+        self.kernel_level = level
+        self.arch = arch_cls(self.gguf, self.kernels, self.ctx, n_batch=n_batch)
+        self.hp = self.arch.hp
+        self.n_ctx = n_ctx
+        self.kv = self.arch.new_cache(n_ctx)
+        self.timings = Timings(load_ms=(time.perf_counter() - t0) * 1000.0)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the kernel context and release the file."""
+        if getattr(self, "ctx", None):
+            self.kernels.lib.emb_ctx_free(self.ctx)
+            self.ctx = None
+        self.gguf.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- text ----------------------------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids of ``text`` (BOS added when the model wants it and ``add_special``)."""
+        return self.tokenizer.encode(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, ids: list[int], special: bool = False) -> str:
+        """Text of ``ids``."""
+        return self.tokenizer.decode(ids, special=special)
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def eval_prompt(self, tokens: list[int]) -> int:
+        """Make the cache hold ``tokens``, reusing the longest common prefix; returns tokens reused.
+
+        The last token is always evaluated so that fresh logits are available.
+        """
+        if not tokens:
+            raise ValueError("empty prompt")
+        if len(tokens) > self.n_ctx:
+            raise ValueError(f"prompt of {len(tokens)} tokens is longer than the context ({self.n_ctx})")
+        cached = self.kv.tokens
+        n_common = 0
+        limit = min(len(cached), len(tokens) - 1)
+        while n_common < limit and cached[n_common] == tokens[n_common]:
+            n_common += 1
+        self.kv.truncate(n_common)
+        self.arch.decode(tokens[n_common:], self.kv)
+        return n_common
+
+    def last_logits(self) -> memoryview:
+        """Logits of the last evaluated token (valid until the next evaluation)."""
+        return self.arch.buf.logits.view[: self.hp.n_vocab]
+
+    def _pick(self, temperature: float, rng: random.Random, top_k: int = 40) -> int:
+        """Greedy at ``temperature <= 0``; otherwise sample among the ``top_k`` most likely tokens."""
+        lib = self.kernels.lib
+        ptr = self.arch.buf.logits.ptr
+        if temperature <= 0.0:
+            return int(lib.emb_argmax(ptr, self.hp.n_vocab))
+        ids, vals = self.kernels.i32(top_k), self.kernels.f32(top_k)
+        got = lib.emb_top_k(ptr, self.hp.n_vocab, top_k, ids.ptr, vals.ptr)
+        best = vals.view[0]
+        weights = [math.exp((vals.view[i] - best) / temperature) for i in range(got)]
+        return int(rng.choices([ids.view[i] for i in range(got)], weights=weights)[0])
+
+    def generate(
+        self,
+        prompt: str | list[int],
+        n_predict: int = 128,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        ignore_eos: bool = False,
+    ) -> Iterator[Step]:
+        """Stream generated tokens for a prompt (text is tokenized with BOS and special tokens parsed)."""
+        tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        rng = random.Random(seed)
+        tm = Timings(load_ms=self.timings.load_ms)
+        self.timings = tm
+        t0 = time.perf_counter()
+        tm.cached_tokens = self.eval_prompt(tokens)
+        tm.prompt_tokens = len(tokens) - tm.cached_tokens
+        tm.prompt_ms = (time.perf_counter() - t0) * 1000.0
+        calls1 = self.kernels.lib.emb_ctx_calls(self.ctx)
+        decoder = self.tokenizer.stream_decoder()
+        produced = 0
+        while produced < n_predict:
+            ts = time.perf_counter()
+            token = self._pick(temperature, rng)
+            tm.sample_ms += (time.perf_counter() - ts) * 1000.0
+            produced += 1
+            if self.tokenizer.is_eog(token) and not ignore_eos:
+                yield Step(token, decoder.flush(), "stop")
+                return
+            text = decoder.feed(token)
+            last = produced >= n_predict
+            if last:
+                text += decoder.flush()
+                yield Step(token, text, "length")
+                return
+            if self.kv.n_past >= self.n_ctx:
+                yield Step(token, text + decoder.flush(), "context")
+                return
+            yield Step(token, text)
+            te = time.perf_counter()
+            self.arch.decode([token], self.kv)
+            tm.eval_ms += (time.perf_counter() - te) * 1000.0
+            tm.eval_tokens += 1
+            tm.kernel_calls = self.kernels.lib.emb_ctx_calls(self.ctx) - calls1

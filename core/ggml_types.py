@@ -1,0 +1,80 @@
+"""GGML tensor types: ids as stored in GGUF files, block sizes and bytes per block.
+
+Every type GGUF may name is listed so that sizes can be checked for any file; ``SUPPORTED`` holds the
+types our kernels compute with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GGMLType:
+    """One tensor type: ``block_size`` elements are stored in ``block_bytes`` bytes."""
+
+    id: int
+    name: str
+    block_size: int
+    block_bytes: int
+
+    def row_bytes(self, n: int) -> int:
+        """Bytes taken by a row of ``n`` elements (``n`` must be a multiple of the block size)."""
+        if n % self.block_size:
+            raise ValueError(f"{self.name}: row of {n} elements is not a multiple of {self.block_size}")
+        return n // self.block_size * self.block_bytes
+
+
+_QK_K = 256
+_TYPES = [
+    GGMLType(0, "F32", 1, 4),
+    GGMLType(1, "F16", 1, 2),
+    GGMLType(2, "Q4_0", 32, 18),
+    GGMLType(3, "Q4_1", 32, 20),
+    GGMLType(6, "Q5_0", 32, 22),
+    GGMLType(7, "Q5_1", 32, 24),
+    GGMLType(8, "Q8_0", 32, 34),
+    GGMLType(9, "Q8_1", 32, 36),
+    GGMLType(10, "Q2_K", _QK_K, 84),
+    GGMLType(11, "Q3_K", _QK_K, 110),
+    GGMLType(12, "Q4_K", _QK_K, 144),
+    GGMLType(13, "Q5_K", _QK_K, 176),
+    GGMLType(14, "Q6_K", _QK_K, 210),
+    GGMLType(15, "Q8_K", _QK_K, 292),
+    GGMLType(16, "IQ2_XXS", _QK_K, 66),
+    GGMLType(17, "IQ2_XS", _QK_K, 74),
+    GGMLType(18, "IQ3_XXS", _QK_K, 98),
+    GGMLType(19, "IQ1_S", _QK_K, 50),
+    GGMLType(20, "IQ4_NL", 32, 18),
+    GGMLType(21, "IQ3_S", _QK_K, 110),
+    GGMLType(22, "IQ2_S", _QK_K, 82),
+    GGMLType(23, "IQ4_XS", _QK_K, 136),
+    GGMLType(24, "I8", 1, 1),
+    GGMLType(25, "I16", 1, 2),
+    GGMLType(26, "I32", 1, 4),
+    GGMLType(27, "I64", 1, 8),
+    GGMLType(28, "F64", 1, 8),
+    GGMLType(29, "IQ1_M", _QK_K, 56),
+    GGMLType(30, "BF16", 1, 2),
+    GGMLType(34, "TQ1_0", _QK_K, 54),
+    GGMLType(35, "TQ2_0", _QK_K, 66),
+    GGMLType(39, "MXFP4", 32, 17),
+]
+
+BY_ID: dict[int, GGMLType] = {t.id: t for t in _TYPES}
+BY_NAME: dict[str, GGMLType] = {t.name: t for t in _TYPES}
+
+#: Types the kernels can compute with (weights of a model must be one of these).
+SUPPORTED: frozenset[str] = frozenset(
+    ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+)
+
+
+def type_by_id(type_id: int) -> GGMLType:
+    """The type with GGUF id ``type_id``; ``KeyError`` if no such type exists."""
+    return BY_ID[type_id]
+
+
+def supported_names() -> str:
+    """Comma-separated names of the supported types, for error messages."""
+    return ", ".join(t.name for t in _TYPES if t.name in SUPPORTED)

@@ -1,0 +1,198 @@
+/*
+ * ember.h - the one header of emberllm's C kernels.
+ *
+ * The same sources build natively (bound with cffi) and as a WebAssembly side module (bound with ctypes
+ * in Pyodide).  The block between EMB_API_BEGIN and EMB_API_END is the public API: the Python binding
+ * reads it to build both the cffi cdef and the ctypes signatures, so it must hold only plain C
+ * declarations (no macros, no preprocessor lines), one declaration per statement.
+ *
+ * Conventions
+ *  - Tensors are row-major.  A weight matrix of n_out rows and n_in columns is n_out rows of
+ *    emb_row_size(type, n_in) bytes each (GGUF's ne0 = n_in, ne1 = n_out).
+ *  - Activations are float32, row i of a batch at x + i * row_stride (in floats).
+ *  - Every function taking an emb_ctx may use its thread pool and scratch memory; nothing else is shared.
+ *  - There is no global mutable state: the chosen SIMD level and the thread pool live in emb_ctx.
+ */
+#ifndef EMBER_H
+#define EMBER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* GGML tensor type ids (same numbers as GGUF files use). */
+#define EMB_TYPE_F32 0
+#define EMB_TYPE_F16 1
+#define EMB_TYPE_Q4_0 2
+#define EMB_TYPE_Q4_1 3
+#define EMB_TYPE_Q5_0 6
+#define EMB_TYPE_Q5_1 7
+#define EMB_TYPE_Q8_0 8
+#define EMB_TYPE_Q8_1 9
+#define EMB_TYPE_Q2_K 10
+#define EMB_TYPE_Q3_K 11
+#define EMB_TYPE_Q4_K 12
+#define EMB_TYPE_Q5_K 13
+#define EMB_TYPE_Q6_K 14
+#define EMB_TYPE_Q8_K 15
+#define EMB_TYPE_BF16 30
+#define EMB_TYPE_COUNT 40
+
+/* Kernel levels: which SIMD implementation a context uses.  Every level has the scalar twin as reference. */
+#define EMB_LEVEL_SCALAR 0
+#define EMB_LEVEL_AVX2 1          /* x86-64: AVX2 + FMA + F16C */
+#define EMB_LEVEL_AVX512 2        /* x86-64: AVX-512 F/BW/VL/VNNI */
+#define EMB_LEVEL_NEON 3          /* ARM64 baseline */
+#define EMB_LEVEL_NEON_DOTPROD 4  /* ARMv8.2 dotprod */
+#define EMB_LEVEL_WASM_SIMD128 5
+#define EMB_LEVEL_WASM_RELAXED 6  /* relaxed SIMD (i32x4.relaxed_dot_i8x16_i7x16_add_s) */
+#define EMB_LEVEL_COUNT 7
+
+/* Rope modes. */
+#define EMB_ROPE_NORMAL 0 /* pairs (2i, 2i+1): Llama */
+#define EMB_ROPE_NEOX 2   /* pairs (i, i + d/2): Gemma, Qwen, Phi-3 */
+
+#pragma GCC visibility push(default)
+/* EMB_API_BEGIN */
+typedef struct emb_ctx emb_ctx;
+
+/* ---- kernel levels and type facts ---- */
+int emb_kernel_level_best(void);
+int emb_kernel_level_supported(int level);
+const char *emb_kernel_level_name(int level);
+int emb_type_supported(int type);
+int64_t emb_type_block_size(int type);
+int64_t emb_type_block_bytes(int type);
+int64_t emb_row_size(int type, int64_t n);
+int emb_type_vec_dot_type(int type);
+
+/* ---- rows: conversion and dot products (single-threaded, level chosen by the caller) ---- */
+int emb_dequantize_row(int level, int type, const void *src, float *dst, int64_t n);
+int emb_quantize_row(int level, int type, const float *src, void *dst, int64_t n);
+int emb_vec_dot(int level, int type, int64_t n, const void *x, const void *y, float *out);
+
+/* ---- context: SIMD level, thread pool, scratch ---- */
+emb_ctx *emb_ctx_new(int n_threads, int level);
+void emb_ctx_free(emb_ctx *ctx);
+int emb_ctx_level(const emb_ctx *ctx);
+int emb_ctx_threads(const emb_ctx *ctx);
+int64_t emb_ctx_calls(const emb_ctx *ctx);
+
+/* ---- ops (all may use the thread pool) ---- */
+int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok, float *y);
+int emb_get_rows(emb_ctx *ctx, const void *table, int type, int64_t n_cols, const int32_t *ids, int64_t n_ids, float scale, float *out);
+void emb_rmsnorm(emb_ctx *ctx, const float *x, const float *w, float *out, int64_t n_rows, int64_t dim, float eps);
+void emb_rmsnorm_add(emb_ctx *ctx, const float *x, const float *w, float *acc, int64_t n_rows, int64_t dim, float eps);
+void emb_add(emb_ctx *ctx, const float *x, float *acc, int64_t n);
+void emb_scale(emb_ctx *ctx, float *x, int64_t n, float s);
+void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t *pos, float freq_base, float freq_scale, int mode);
+void emb_glu(emb_ctx *ctx, const float *gate, const float *up, float *out, int64_t n_tok, int64_t n, int64_t gate_stride, int64_t up_stride, int kind);
+void emb_act(emb_ctx *ctx, float *x, int64_t n, int kind);
+void emb_softmax_rows(emb_ctx *ctx, float *x, int64_t n_rows, int64_t n);
+void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cache, uint16_t *v_cache, int64_t n_tok, int64_t kv_dim, int64_t k_stride, int64_t v_stride, int64_t pos0);
+int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out, int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t q_stride, int64_t pos0, int64_t window, float scale, float softcap);
+int64_t emb_argmax(const float *x, int64_t n);
+int64_t emb_top_k(const float *x, int64_t n, int64_t k, int32_t *out_ids, float *out_vals);
+double emb_log_softmax_at(const float *x, int64_t n, int64_t idx);
+/* EMB_API_END */
+#pragma GCC visibility pop
+
+/* Activation kinds for emb_glu / emb_act. */
+#define EMB_ACT_SILU 0
+#define EMB_ACT_GELU_TANH 1
+#define EMB_ACT_GELU_ERF 2
+#define EMB_ACT_RELU 3
+
+/* Softcap = 0 disables softcapping; window <= 0 disables the sliding window. */
+
+/* ============================================================================================
+ * Internal declarations shared between the kernel sources (not part of the Python-visible API).
+ * ============================================================================================ */
+#ifdef EMB_INTERNAL
+
+#define QK_K 256
+#define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_0 32
+#define QK8_1 32
+#define K_SCALE_SIZE 12
+
+typedef uint16_t emb_f16;
+
+typedef struct { emb_f16 d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
+typedef struct { emb_f16 d; emb_f16 m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
+typedef struct { emb_f16 d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;
+typedef struct { emb_f16 d; emb_f16 m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;
+typedef struct { emb_f16 d; int8_t qs[QK8_0]; } block_q8_0;
+typedef struct { emb_f16 d; emb_f16 s; int8_t qs[QK8_1]; } block_q8_1;
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; emb_f16 d; emb_f16 dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; emb_f16 d; } block_q3_K;
+typedef struct { emb_f16 d; emb_f16 dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
+typedef struct { emb_f16 d; emb_f16 dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
+typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; emb_f16 d; } block_q6_K;
+typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+
+/* n = elements in the row (a multiple of the block size); x = weight row; y = activation row already in
+ * the type's vec_dot_type; *s receives the dot product. */
+typedef void (*emb_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
+typedef void (*emb_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*emb_from_float_fn)(const float *src, void *dst, int64_t n);
+
+typedef struct {
+    const char *name;
+    int64_t block_size;
+    int64_t block_bytes;
+    int vec_dot_type;
+    emb_to_float_fn to_float;     /* NULL when the type cannot be dequantized at this level */
+    emb_from_float_fn from_float; /* NULL when quantizing to this type is not implemented */
+    emb_vec_dot_fn vec_dot;       /* NULL when the type has no dot product at this level */
+} emb_type_traits;
+
+/* The traits of a type at a level (falls back to the scalar function where a level has no special one).
+ * Returns NULL for unknown types. Tables are const: no mutable globals. */
+const emb_type_traits *emb_get_type_traits(int type, int level);
+
+/* Per-level tables: each fills only what it accelerates; entries left NULL fall back to scalar. */
+void emb_traits_scalar(int type, emb_type_traits *t);
+void emb_traits_x86(int type, int level, emb_type_traits *t);
+void emb_traits_arm(int type, int level, emb_type_traits *t);
+void emb_traits_wasm(int type, int level, emb_type_traits *t);
+
+/* Half and bfloat16 conversions (exact, portable). */
+float emb_f16_to_f32(emb_f16 h);
+emb_f16 emb_f32_to_f16(float f);
+float emb_bf16_to_f32(uint16_t h);
+uint16_t emb_f32_to_bf16(float f);
+
+/* Thread pool: run fn(arg, ith, nth) on all nth threads of ctx (the caller is thread 0) and wait. */
+typedef void (*emb_task_fn)(void *arg, int ith, int nth);
+void emb_parallel(emb_ctx *ctx, emb_task_fn fn, void *arg);
+/* Scratch memory owned by ctx, valid until the next call that asks for scratch. */
+void *emb_ctx_scratch(emb_ctx *ctx, size_t nbytes);
+void emb_ctx_count_call(emb_ctx *ctx);
+/* GELU(tanh) of every half value, rounded to half (llama.cpp's GELU table), owned by ctx. */
+const emb_f16 *emb_ctx_gelu_table(const emb_ctx *ctx);
+
+/* A shared work counter for dynamic scheduling inside emb_parallel tasks. */
+#if !defined(__EMSCRIPTEN__) && !defined(__wasm__) && !defined(EMB_NO_THREADS)
+#include <stdatomic.h>
+typedef atomic_llong emb_counter;
+#define EMB_COUNTER_INIT(c, v) atomic_init(&(c), (v))
+#define EMB_COUNTER_NEXT(c, n) atomic_fetch_add(&(c), (n))
+#else
+typedef long long emb_counter;
+#define EMB_COUNTER_INIT(c, v) ((c) = (v))
+#define EMB_COUNTER_NEXT(c, n) (((c) += (n)) - (n))
+#endif
+
+#endif /* EMB_INTERNAL */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EMBER_H */

@@ -1,0 +1,113 @@
+/*
+ * matmul.c - y = W x for a quantized weight matrix and a batch of float activations.
+ *
+ * The activations are first converted to the weight type's vec_dot_type (Q8_0, Q8_K, F16, ...), the way
+ * llama.cpp does, then threads take chunks of weight rows from a shared counter.  Within a chunk, a block
+ * of weight rows stays hot in L1 while every token of the batch streams past it, so a prompt is one pass
+ * over the weights instead of one pass per token.
+ */
+#define EMB_INTERNAL
+#include "ember.h"
+
+#include <string.h>
+
+#define ROW_BLOCK 16
+
+typedef struct {
+    const emb_type_traits *traits;
+    const char *w;
+    size_t w_row_bytes;
+    const char *xq;
+    size_t xq_row_bytes;
+    float *y;
+    int64_t n_out, n_in, n_tok;
+    int64_t chunk_rows;
+    emb_counter next_row;
+} matmul_task;
+
+static void matmul_worker(void *p, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    matmul_task *t = (matmul_task *)p;
+    const emb_vec_dot_fn dot = t->traits->vec_dot;
+    for (;;) {
+        int64_t r0 = (int64_t)EMB_COUNTER_NEXT(t->next_row, t->chunk_rows);
+        if (r0 >= t->n_out) break;
+        int64_t r1 = r0 + t->chunk_rows < t->n_out ? r0 + t->chunk_rows : t->n_out;
+        for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
+            int64_t re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
+            for (int64_t tok = 0; tok < t->n_tok; tok++) {
+                const char *xrow = t->xq + tok * t->xq_row_bytes;
+                float *yrow = t->y + tok * t->n_out;
+                for (int64_t r = rb; r < re; r++) {
+                    dot(t->n_in, &yrow[r], t->w + r * t->w_row_bytes, xrow);
+                }
+            }
+        }
+    }
+}
+
+typedef struct {
+    emb_from_float_fn from_float;
+    const float *x;
+    char *xq;
+    int64_t n_in, n_tok;
+    size_t xq_row_bytes;
+} quantize_task;
+
+static void quantize_worker(void *p, int ith, int nth) {
+    quantize_task *t = (quantize_task *)p;
+    for (int64_t tok = ith; tok < t->n_tok; tok += nth) {
+        t->from_float(t->x + tok * t->n_in, t->xq + tok * t->xq_row_bytes, t->n_in);
+    }
+}
+
+int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x,
+               int64_t n_tok, float *y) {
+    emb_ctx_count_call(ctx);
+    const int level = emb_ctx_level(ctx);
+    const emb_type_traits *tr = emb_get_type_traits(type, level);
+    if (!tr || !tr->vec_dot || n_in % tr->block_size != 0 || n_out <= 0 || n_tok <= 0) return -1;
+    const emb_type_traits *dt = emb_get_type_traits(tr->vec_dot_type, level);
+    if (!dt || n_in % dt->block_size != 0) return -1;
+
+    const char *xq = (const char *)x;
+    size_t xq_row_bytes = (size_t)n_in * sizeof(float);
+    if (tr->vec_dot_type != EMB_TYPE_F32) {
+        if (!dt->from_float) return -1;
+        xq_row_bytes = (size_t)(n_in / dt->block_size * dt->block_bytes);
+        char *buf = (char *)emb_ctx_scratch(ctx, xq_row_bytes * (size_t)n_tok);
+        if (!buf) return -2;
+        quantize_task qt = {dt->from_float, x, buf, n_in, n_tok, xq_row_bytes};
+        if (n_tok > 1) {
+            emb_parallel(ctx, quantize_worker, &qt);
+        } else {
+            quantize_worker(&qt, 0, 1);
+        }
+        xq = buf;
+    }
+
+    matmul_task t;
+    t.traits = tr;
+    t.w = (const char *)w;
+    t.w_row_bytes = (size_t)(n_in / tr->block_size * tr->block_bytes);
+    t.xq = xq;
+    t.xq_row_bytes = xq_row_bytes;
+    t.y = y;
+    t.n_out = n_out;
+    t.n_in = n_in;
+    t.n_tok = n_tok;
+    /* Chunks: several per thread so a slow core does not hold the others up, never tiny. */
+    const int nth = emb_ctx_threads(ctx);
+    int64_t chunk = n_out / (nth * 8);
+    if (chunk < ROW_BLOCK) chunk = ROW_BLOCK;
+    chunk = (chunk + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK;
+    t.chunk_rows = chunk;
+    EMB_COUNTER_INIT(t.next_row, 0);
+    if (nth > 1 && n_out > ROW_BLOCK) {
+        emb_parallel(ctx, matmul_worker, &t);
+    } else {
+        matmul_worker(&t, 0, 1);
+    }
+    return 0;
+}

@@ -1,0 +1,402 @@
+/*
+ * ops.c - the non-matmul operations of a transformer forward pass: norms, RoPE, gated activations, the
+ * F16 KV cache, causal attention (GQA, sliding window, softcap) and logit helpers.
+ *
+ * Numerics follow llama.cpp's CPU backend where it matters for matching its tokens: RMSNorm sums squares
+ * in double, GELU goes through a half-precision table, RoPE angles are built by repeated multiplication,
+ * attention dots F16 queries with F16 keys.
+ */
+#define EMB_INTERNAL
+#include "ember.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define EMB_X86 1
+#else
+#define EMB_X86 0
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
+/* F16 row helpers used by attention: scalar twins and x86 versions.                                  */
+
+static float dot_f16_scalar(const emb_f16 *a, const emb_f16 *b, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += emb_f16_to_f32(a[i]) * emb_f16_to_f32(b[i]);
+    return sum;
+}
+
+static void mad_f16_scalar(float *acc, const emb_f16 *v, float a, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] += a * emb_f16_to_f32(v[i]);
+}
+
+#if EMB_X86
+__attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const emb_f16 *a, const emb_f16 *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m256 a1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+        __m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8)));
+        s0 = _mm256_fmadd_ps(a0, b0, s0);
+        s1 = _mm256_fmadd_ps(a1, b1, s1);
+    }
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float sum = _mm_cvtss_f32(h);
+    for (; i < n; i++) sum += emb_f16_to_f32(a[i]) * emb_f16_to_f32(b[i]);
+    return sum;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void mad_f16_avx2(float *acc, const emb_f16 *v, float a, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
+        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(va, x, _mm256_loadu_ps(acc + i)));
+    }
+    for (; i < n; i++) acc[i] += a * emb_f16_to_f32(v[i]);
+}
+#endif
+
+typedef float (*dot_f16_fn)(const emb_f16 *, const emb_f16 *, int64_t);
+typedef void (*mad_f16_fn)(float *, const emb_f16 *, float, int64_t);
+
+static dot_f16_fn pick_dot_f16(int level) {
+#if EMB_X86
+    if (level == EMB_LEVEL_AVX2 || level == EMB_LEVEL_AVX512) return dot_f16_avx2;
+#endif
+    (void)level;
+    return dot_f16_scalar;
+}
+
+static mad_f16_fn pick_mad_f16(int level) {
+#if EMB_X86
+    if (level == EMB_LEVEL_AVX2 || level == EMB_LEVEL_AVX512) return mad_f16_avx2;
+#endif
+    (void)level;
+    return mad_f16_scalar;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+int emb_get_rows(emb_ctx *ctx, const void *table, int type, int64_t n_cols, const int32_t *ids, int64_t n_ids,
+                 float scale, float *out) {
+    emb_ctx_count_call(ctx);
+    const emb_type_traits *tr = emb_get_type_traits(type, emb_ctx_level(ctx));
+    if (!tr || !tr->to_float || n_cols % tr->block_size != 0) return -1;
+    const size_t row_bytes = (size_t)(n_cols / tr->block_size * tr->block_bytes);
+    for (int64_t i = 0; i < n_ids; i++) {
+        float *dst = out + i * n_cols;
+        tr->to_float((const char *)table + (size_t)ids[i] * row_bytes, dst, n_cols);
+        if (scale != 1.0f) {
+            for (int64_t j = 0; j < n_cols; j++) dst[j] *= scale;
+        }
+    }
+    return 0;
+}
+
+static float rms_scale(const float *x, int64_t dim, float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < dim; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / (double)dim);
+    return 1.0f / sqrtf(mean + eps);
+}
+
+void emb_rmsnorm(emb_ctx *ctx, const float *x, const float *w, float *out, int64_t n_rows, int64_t dim, float eps) {
+    emb_ctx_count_call(ctx);
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *xr = x + r * dim;
+        float *o = out + r * dim;
+        const float s = rms_scale(xr, dim, eps);
+        if (w) {
+            for (int64_t i = 0; i < dim; i++) o[i] = (xr[i] * s) * w[i];
+        } else {
+            for (int64_t i = 0; i < dim; i++) o[i] = xr[i] * s;
+        }
+    }
+}
+
+void emb_rmsnorm_add(emb_ctx *ctx, const float *x, const float *w, float *acc, int64_t n_rows, int64_t dim, float eps) {
+    emb_ctx_count_call(ctx);
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *xr = x + r * dim;
+        float *a = acc + r * dim;
+        const float s = rms_scale(xr, dim, eps);
+        if (w) {
+            for (int64_t i = 0; i < dim; i++) a[i] += (xr[i] * s) * w[i];
+        } else {
+            for (int64_t i = 0; i < dim; i++) a[i] += xr[i] * s;
+        }
+    }
+}
+
+void emb_add(emb_ctx *ctx, const float *x, float *acc, int64_t n) {
+    emb_ctx_count_call(ctx);
+    for (int64_t i = 0; i < n; i++) acc[i] += x[i];
+}
+
+void emb_scale(emb_ctx *ctx, float *x, int64_t n, float s) {
+    emb_ctx_count_call(ctx);
+    for (int64_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+              const int32_t *pos, float freq_base, float freq_scale, int mode) {
+    emb_ctx_count_call(ctx);
+    if (n_rot > head_dim) n_rot = head_dim;
+    const int64_t half = n_rot / 2;
+    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    float cache[2048]; /* cos, sin pairs: head_dim <= 2048 */
+    if (n_rot > 2048) return;
+    for (int64_t t = 0; t < n_tok; t++) {
+        float theta = (float)pos[t];
+        for (int64_t i = 0; i < half; i++) {
+            const float th = theta * freq_scale;
+            cache[2 * i] = cosf(th);
+            cache[2 * i + 1] = sinf(th);
+            theta *= theta_scale;
+        }
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *v = x + (t * n_heads + h) * head_dim;
+            for (int64_t i = 0; i < half; i++) {
+                const float c = cache[2 * i], s = cache[2 * i + 1];
+                const int64_t i0 = mode == EMB_ROPE_NEOX ? i : 2 * i;
+                const int64_t i1 = mode == EMB_ROPE_NEOX ? i + half : 2 * i + 1;
+                const float x0 = v[i0], x1 = v[i1];
+                v[i0] = x0 * c - x1 * s;
+                v[i1] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+static inline float silu_f32(float x) { return x / (1.0f + expf(-x)); }
+
+static inline float gelu_table_f32(const emb_f16 *table, float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return emb_f16_to_f32(table[emb_f32_to_f16(x)]);
+}
+
+static inline float gelu_erf_f32(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f)); }
+
+static inline float act_f32(const emb_f16 *gelu_table, float x, int kind) {
+    switch (kind) {
+    case EMB_ACT_SILU: return silu_f32(x);
+    case EMB_ACT_GELU_TANH: return gelu_table_f32(gelu_table, x);
+    case EMB_ACT_GELU_ERF: return gelu_erf_f32(x);
+    case EMB_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    default: return x;
+    }
+}
+
+typedef struct {
+    const float *gate, *up;
+    float *out;
+    int64_t n_tok, n, gate_stride, up_stride;
+    int kind;
+    const emb_f16 *table;
+} glu_task;
+
+static void glu_worker(void *p, int ith, int nth) {
+    glu_task *t = (glu_task *)p;
+    for (int64_t r = ith; r < t->n_tok; r += nth) {
+        const float *g = t->gate + r * t->gate_stride;
+        const float *u = t->up + r * t->up_stride;
+        float *o = t->out + r * t->n;
+        for (int64_t i = 0; i < t->n; i++) o[i] = act_f32(t->table, g[i], t->kind) * u[i];
+    }
+}
+
+void emb_glu(emb_ctx *ctx, const float *gate, const float *up, float *out, int64_t n_tok, int64_t n,
+             int64_t gate_stride, int64_t up_stride, int kind) {
+    emb_ctx_count_call(ctx);
+    glu_task t = {gate, up, out, n_tok, n, gate_stride, up_stride, kind, emb_ctx_gelu_table(ctx)};
+    if (n_tok > 1) {
+        emb_parallel(ctx, glu_worker, &t);
+    } else {
+        glu_worker(&t, 0, 1);
+    }
+}
+
+void emb_act(emb_ctx *ctx, float *x, int64_t n, int kind) {
+    emb_ctx_count_call(ctx);
+    const emb_f16 *table = emb_ctx_gelu_table(ctx);
+    for (int64_t i = 0; i < n; i++) x[i] = act_f32(table, x[i], kind);
+}
+
+void emb_softmax_rows(emb_ctx *ctx, float *x, int64_t n_rows, int64_t n) {
+    emb_ctx_count_call(ctx);
+    for (int64_t r = 0; r < n_rows; r++) {
+        float *v = x + r * n;
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            v[i] = expf(v[i] - mx);
+            sum += v[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int64_t i = 0; i < n; i++) v[i] *= inv;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cache, uint16_t *v_cache, int64_t n_tok,
+                  int64_t kv_dim, int64_t k_stride, int64_t v_stride, int64_t pos0) {
+    emb_ctx_count_call(ctx);
+    for (int64_t t = 0; t < n_tok; t++) {
+        uint16_t *kd = k_cache + (pos0 + t) * kv_dim;
+        uint16_t *vd = v_cache + (pos0 + t) * kv_dim;
+        const float *ks = k + t * k_stride;
+        const float *vs = v + t * v_stride;
+        for (int64_t i = 0; i < kv_dim; i++) {
+            kd[i] = emb_f32_to_f16(ks[i]);
+            vd[i] = emb_f32_to_f16(vs[i]);
+        }
+    }
+}
+
+typedef struct {
+    const float *q;
+    const emb_f16 *k, *v;
+    float *out;
+    int64_t n_tok, n_head, n_kv_head, head_dim, q_stride, pos0, window;
+    float scale, softcap;
+    float *scratch;
+    int64_t scratch_per_thread;
+    dot_f16_fn dot;
+    mad_f16_fn mad;
+    emb_counter next;
+} attn_task;
+
+static void attention_one(const attn_task *t, int64_t tok, int64_t h, float *scores, emb_f16 *qh, float *acc) {
+    const int64_t hd = t->head_dim;
+    const int64_t kv_dim = t->n_kv_head * hd;
+    const int64_t kvh = h / (t->n_head / t->n_kv_head);
+    const float *q = t->q + tok * t->q_stride + h * hd;
+    for (int64_t i = 0; i < hd; i++) qh[i] = emb_f32_to_f16(q[i]);
+    const int64_t p_hi = t->pos0 + tok;
+    int64_t p_lo = 0;
+    if (t->window > 0 && p_hi - t->window + 1 > 0) p_lo = p_hi - t->window + 1;
+    const int64_t n = p_hi - p_lo + 1;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        float s = t->dot(qh, t->k + (p_lo + j) * kv_dim + kvh * hd, hd) * t->scale;
+        if (t->softcap > 0.0f) s = t->softcap * tanhf(s / t->softcap);
+        scores[j] = s;
+        mx = s > mx ? s : mx;
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        scores[j] = expf(scores[j] - mx);
+        sum += scores[j];
+    }
+    memset(acc, 0, sizeof(float) * (size_t)hd);
+    for (int64_t j = 0; j < n; j++) t->mad(acc, t->v + (p_lo + j) * kv_dim + kvh * hd, scores[j], hd);
+    float *o = t->out + tok * (t->n_head * hd) + h * hd;
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < hd; i++) o[i] = acc[i] * inv;
+}
+
+static void attention_worker(void *p, int ith, int nth) {
+    (void)nth;
+    attn_task *t = (attn_task *)p;
+    float *scores = t->scratch + (int64_t)ith * t->scratch_per_thread;
+    float *acc = scores + (t->pos0 + t->n_tok + 16);
+    emb_f16 *qh = (emb_f16 *)(acc + t->head_dim);
+    const int64_t total = t->n_tok * t->n_head;
+    for (;;) {
+        const int64_t i = (int64_t)EMB_COUNTER_NEXT(t->next, 1);
+        if (i >= total) break;
+        attention_one(t, i / t->n_head, i % t->n_head, scores, qh, acc);
+    }
+}
+
+int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
+                  int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t q_stride, int64_t pos0,
+                  int64_t window, float scale, float softcap) {
+    emb_ctx_count_call(ctx);
+    if (n_kv_head <= 0 || n_head % n_kv_head != 0 || head_dim <= 0) return -1;
+    attn_task t;
+    t.q = q;
+    t.k = k_cache;
+    t.v = v_cache;
+    t.out = out;
+    t.n_tok = n_tok;
+    t.n_head = n_head;
+    t.n_kv_head = n_kv_head;
+    t.head_dim = head_dim;
+    t.q_stride = q_stride;
+    t.pos0 = pos0;
+    t.window = window;
+    t.scale = scale;
+    t.softcap = softcap;
+    t.dot = pick_dot_f16(emb_ctx_level(ctx));
+    t.mad = pick_mad_f16(emb_ctx_level(ctx));
+    /* per thread: scores (n_kv + pad) + accumulator (head_dim) + half query (head_dim / 2 floats) */
+    t.scratch_per_thread = (pos0 + n_tok + 16) + head_dim + head_dim / 2 + 16;
+    const int nth = emb_ctx_threads(ctx);
+    t.scratch = (float *)emb_ctx_scratch(ctx, sizeof(float) * (size_t)(t.scratch_per_thread * nth));
+    if (!t.scratch) return -2;
+    EMB_COUNTER_INIT(t.next, 0);
+    if (nth > 1 && n_tok * n_head > 1) {
+        emb_parallel(ctx, attention_worker, &t);
+    } else {
+        attention_worker(&t, 0, 1);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+int64_t emb_argmax(const float *x, int64_t n) {
+    int64_t best = 0;
+    float bv = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        if (x[i] > bv) {
+            bv = x[i];
+            best = i;
+        }
+    }
+    return best;
+}
+
+int64_t emb_top_k(const float *x, int64_t n, int64_t k, int32_t *out_ids, float *out_vals) {
+    /* Sorted insertion into the k best so far (descending); ties keep the lower id first. */
+    if (k > n) k = n;
+    int64_t have = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        if (have == k && !(v > out_vals[k - 1])) continue;
+        int64_t j = have < k ? have++ : k - 1;
+        while (j > 0 && out_vals[j - 1] < v) {
+            out_vals[j] = out_vals[j - 1];
+            out_ids[j] = out_ids[j - 1];
+            j--;
+        }
+        out_vals[j] = v;
+        out_ids[j] = (int32_t)i;
+    }
+    return have;
+}
+
+double emb_log_softmax_at(const float *x, int64_t n, int64_t idx) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += exp((double)(x[i] - mx));
+    return (double)(x[idx] - mx) - log(sum);
+}
