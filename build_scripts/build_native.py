@@ -27,9 +27,9 @@ def _load_kernel_api():
     return module
 
 
-def kernel_sources() -> list[str]:
+def kernel_sources(absolute: bool = False) -> list[str]:
     """Every C source of the kernels, relative to the project root (setuptools wants relative paths)."""
-    return sorted(str(p.relative_to(ROOT)) for p in KERNEL_DIR.glob("*.c"))
+    return sorted(str(p if absolute else p.relative_to(ROOT)) for p in KERNEL_DIR.glob("*.c"))
 
 
 def compile_args() -> list[str]:
@@ -41,17 +41,25 @@ def compile_args() -> list[str]:
     return args
 
 
-ffibuilder = FFI()
-ffibuilder.cdef(_load_kernel_api().api_text())
-ffibuilder.set_source(
-    "emberllm._kernels",
-    '#include "ember.h"',
-    sources=kernel_sources(),
-    include_dirs=[str(KERNEL_DIR.relative_to(ROOT))],
-    extra_compile_args=compile_args(),
-    libraries=[] if sys.platform == "win32" else ["m", "pthread"],
-)
+def make_builder(absolute: bool = False) -> FFI:
+    """The cffi builder; ``absolute`` paths for a direct build, relative ones for setuptools."""
+    builder = FFI()
+    builder.cdef(_load_kernel_api().api_text())
+    builder.set_source(
+        "emberllm._kernels",
+        '#include "ember.h"',
+        sources=kernel_sources(absolute),
+        include_dirs=[str(KERNEL_DIR if absolute else KERNEL_DIR.relative_to(ROOT))],
+        extra_compile_args=compile_args(),
+        libraries=[] if sys.platform == "win32" else ["m", "pthread"],
+    )
+    return builder
+
+
+ffibuilder = make_builder()
 
 if __name__ == "__main__":
-    os.chdir(ROOT)
-    ffibuilder.compile(tmpdir=str(ROOT / "build" / "cffi"), verbose=True, target=None)
+    out = make_builder(absolute=True).compile(tmpdir=str(ROOT / "build" / "cffi"), verbose=False)
+    target = ROOT / "core" / Path(out).name.replace("emberllm._kernels", "_kernels")
+    os.replace(out, target)
+    print(target)

@@ -1,7 +1,11 @@
 """The Gemma model against llama.cpp's own outputs: prompt ids, greedy ids and top-5 probabilities.
 
 Rule (llama.cpp is not bit-stable against itself): ids must match up to the first step where llama.cpp's
-top-2 probability gap is below 0.05; top-5 probabilities must agree within 0.05 on the steps before it.
+top-2 probability gap is below 0.05.  Probabilities: llama.cpp's own runs of the same prompts with another
+execution path (the ``variants`` of the reference file: batch split, flash attention off, F32 KV) differ
+from its canonical run by up to 0.078 on those steps, because int8 activation rounding amplifies any
+change of summation order.  We hold ourselves to the same band: every top-5 probability within
+``PROB_MAX_TOL`` and their mean deviation within ``PROB_MEAN_TOL`` (llama.cpp's variants: about 0.01).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import pytest
 from emberllm.engine import Model
 
 GAP = 0.05
-PROB_TOL = 0.05
+PROB_MAX_TOL = 0.1
+PROB_MEAN_TOL = 0.02
 
 
 def first_close_step(steps: list[dict]) -> int:
@@ -57,11 +62,10 @@ def test_greedy_ids_and_top5_match_llamacpp(model, reference):
         k = first_close_step(steps)
         ids, probs = greedy_with_probs(model, ref["prompt_token_ids"], min(len(steps), k + 1))
         assert ids[:k] == ref["generated_token_ids"][:k], f"{prompt!r}: diverged before step {k}"
-        worst = 0.0
-        for i in range(min(k, len(probs))):
-            for entry in steps[i]["top5"]:
-                worst = max(worst, abs(probs[i][entry["id"]] - entry["prob"]))
-        assert worst < PROB_TOL, f"{prompt!r}: top-5 probability off by {worst:.4f}"
+        diffs = [abs(probs[i][e["id"]] - e["prob"]) for i in range(min(k, len(probs))) for e in steps[i]["top5"]]
+        if diffs:
+            assert max(diffs) < PROB_MAX_TOL, f"{prompt!r}: a top-5 probability is off by {max(diffs):.4f}"
+            assert np.mean(diffs) < PROB_MEAN_TOL, f"{prompt!r}: top-5 probabilities off by {np.mean(diffs):.4f}"
 
 
 def test_generated_text_matches(model, reference):
@@ -89,8 +93,10 @@ def test_scalar_kernels_give_same_greedy_ids(gemma_path, model, reference):
 def test_prompt_cache_reuses_prefix(model, reference):
     ids = reference["prompts"]["The capital of France is"]["prompt_token_ids"]
     model.kv.clear()
-    assert model.eval_prompt(ids) == 0
-    first = np.frombuffer(model.last_logits(), dtype=np.float32).copy()
-    assert model.eval_prompt(ids) == len(ids) - 1
+    model.arch.decode(ids[:-1], model.kv)
+    model.arch.decode(ids[-1:], model.kv)
+    fresh = np.frombuffer(model.last_logits(), dtype=np.float32).copy()
+    assert model.eval_prompt(ids + [506]) == len(ids)  # extends the cached prompt
+    assert model.eval_prompt(ids) == len(ids) - 1  # same prompt again: only the last token is re-evaluated
     again = np.frombuffer(model.last_logits(), dtype=np.float32)
-    np.testing.assert_allclose(first, again, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(fresh, again)

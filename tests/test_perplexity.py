@@ -15,10 +15,9 @@ def test_perplexity_matches_llamacpp(gemma_path, reference):
     ref = reference["perplexity"]
     model = Model(gemma_path, n_ctx=256, n_threads=2)
     try:
-        n_chunks = 6
-        res = perplexity(model, PPL_TEXT.read_text(), 256, max_chunks=n_chunks)
+        res = perplexity(model, PPL_TEXT.read_text(), 256)
     finally:
         model.close()
-    expected = ref["chunk_running_ppl"][n_chunks - 1]
-    assert res.n_scored == 127 * n_chunks
-    assert abs(res.ppl - expected) / expected < 0.01, (res.ppl, expected)
+    assert res.n_chunks == 19 and res.n_scored == 127 * 19
+    assert abs(res.ppl - ref["ppl"]) / ref["ppl"] < 0.01, (res.ppl, ref["ppl"])
+    assert abs(res.stderr - ref["ppl_stderr"]) / ref["ppl_stderr"] < 0.05

@@ -11,6 +11,7 @@ COMMANDS = {
     "info": "emberllm.cli.info",
     "run": "emberllm.cli.run",
     "perplexity": "emberllm.cli.perplexity",
+    "bench": "emberllm.cli.bench",
 }
 
 
@@ -19,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emberllm", description="Local LLM inference for GGUF models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS.values():
         module = importlib.import_module(module_name)
         module.add_parser(sub)
     return parser

@@ -16,6 +16,7 @@
 #if !defined(__EMSCRIPTEN__) && !defined(__wasm__) && !defined(EMB_NO_THREADS)
 #define EMB_HAVE_THREADS 1
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #else
 #define EMB_HAVE_THREADS 0
@@ -61,6 +62,15 @@ static inline void emb_cpu_relax(void) {
 }
 
 #if EMB_HAVE_THREADS
+/* Spin, but give the core away now and then: on a loaded machine the thread we wait for may need it. */
+static inline void emb_backoff(int spin) {
+    if ((spin & 255) == 255) {
+        sched_yield();
+    } else {
+        emb_cpu_relax();
+    }
+}
+
 static void *emb_worker_main(void *p) {
     emb_worker *w = (emb_worker *)p;
     emb_ctx *ctx = w->ctx;
@@ -68,7 +78,7 @@ static void *emb_worker_main(void *p) {
     for (;;) {
         int gen = atomic_load(&ctx->generation);
         for (int spin = 0; gen == seen && spin < EMB_SPIN_ROUNDS && !atomic_load(&ctx->stop); spin++) {
-            emb_cpu_relax();
+            emb_backoff(spin);
             gen = atomic_load(&ctx->generation);
         }
         if (gen == seen) {
@@ -164,7 +174,7 @@ void emb_parallel(emb_ctx *ctx, emb_task_fn fn, void *arg) {
             pthread_mutex_unlock(&ctx->mutex);
         }
         fn(arg, 0, ctx->n_threads);
-        while (atomic_load(&ctx->pending) > 0) emb_cpu_relax();
+        for (int spin = 0; atomic_load(&ctx->pending) > 0; spin++) emb_backoff(spin);
         return;
     }
 #endif

@@ -163,6 +163,46 @@ void emb_traits_x86(int type, int level, emb_type_traits *t);
 void emb_traits_arm(int type, int level, emb_type_traits *t);
 void emb_traits_wasm(int type, int level, emb_type_traits *t);
 
+/* SIMD kernels, defined in quants_<arch>.c and put into the const per-level tables by quants.c. */
+#define EMB_DECL_VEC_DOT(name) void name(int64_t n, float *s, const void *x, const void *y)
+#define EMB_DECL_FROM_FLOAT(name) void name(const float *src, void *dst, int64_t n)
+#define EMB_DECL_X86_LEVEL(L)                   \
+    EMB_DECL_VEC_DOT(emb_vec_dot_f32_##L);       \
+    EMB_DECL_VEC_DOT(emb_vec_dot_f16_##L);       \
+    EMB_DECL_VEC_DOT(emb_vec_dot_bf16_##L);      \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q4_0_q8_0_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q4_1_q8_0_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q5_0_q8_0_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q5_1_q8_0_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q8_0_q8_0_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q2_k_q8_k_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q3_k_q8_k_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q4_k_q8_k_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q5_k_q8_k_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_##L); \
+    EMB_DECL_FROM_FLOAT(emb_quantize_q8_0_##L);  \
+    EMB_DECL_FROM_FLOAT(emb_quantize_q8_k_##L)
+#define EMB_DECL_ARM_LEVEL(L)                   \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q4_0_q8_0_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q5_0_q8_0_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q8_0_q8_0_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q4_k_q8_k_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_##L)
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+EMB_DECL_X86_LEVEL(avx2);
+EMB_DECL_X86_LEVEL(avx512);
+#endif
+#if defined(__aarch64__)
+EMB_DECL_ARM_LEVEL(neon);
+EMB_DECL_ARM_LEVEL(dotprod);
+#endif
+
+/* Batched matmul over weights unpacked to int8 (gemm.c); -1 when the type is not integer-valued. */
+int emb_gemm_unpacked(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x,
+                      int64_t n_tok, float *y);
+/* Batches at least this large go through emb_gemm_unpacked. */
+#define EMB_GEMM_MIN_TOKENS 4
+
 /* Half and bfloat16 conversions (exact, portable). */
 float emb_f16_to_f32(emb_f16 h);
 emb_f16 emb_f32_to_f16(float f);

@@ -70,6 +70,10 @@ int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_i
     if (!tr || !tr->vec_dot || n_in % tr->block_size != 0 || n_out <= 0 || n_tok <= 0) return -1;
     const emb_type_traits *dt = emb_get_type_traits(tr->vec_dot_type, level);
     if (!dt || n_in % dt->block_size != 0) return -1;
+    if (n_tok >= EMB_GEMM_MIN_TOKENS) {
+        const int rc = emb_gemm_unpacked(ctx, w, type, n_out, n_in, x, n_tok, y);
+        if (rc != -1) return rc;
+    }
 
     const char *xq = (const char *)x;
     size_t xq_row_bytes = (size_t)n_in * sizeof(float);

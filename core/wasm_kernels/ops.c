@@ -33,7 +33,61 @@ static void mad_f16_scalar(float *acc, const emb_f16 *v, float a, int64_t n) {
     for (int64_t i = 0; i < n; i++) acc[i] += a * emb_f16_to_f32(v[i]);
 }
 
+static float dot_f32f16_scalar(const float *a, const emb_f16 *b, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += a[i] * emb_f16_to_f32(b[i]);
+    return sum;
+}
+
+/* acc (half) = half(acc * s): llama.cpp's ggml_vec_scale_f16 */
+static void scale_h16_scalar(emb_f16 *acc, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] = emb_f32_to_f16(emb_f16_to_f32(acc[i]) * s);
+}
+
+/* acc (half) = half(fma(v, a, acc)): llama.cpp's ggml_vec_mad_f16 */
+static void mad_h16_scalar(emb_f16 *acc, const emb_f16 *v, float a, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] = emb_f32_to_f16(fmaf(emb_f16_to_f32(v[i]), a, emb_f16_to_f32(acc[i])));
+}
+
 #if EMB_X86
+__attribute__((target("avx2,fma,f16c"))) static float dot_f32f16_avx2(const float *a, const emb_f16 *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8))),
+                             s1);
+    }
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float sum = _mm_cvtss_f32(h);
+    for (; i < n; i++) sum += a[i] * emb_f16_to_f32(b[i]);
+    return sum;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void scale_h16_avx2(emb_f16 *acc, float s, int64_t n) {
+    const __m256 vs = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+        _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_mul_ps(x, vs), 0));
+    }
+    for (; i < n; i++) acc[i] = emb_f32_to_f16(emb_f16_to_f32(acc[i]) * s);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void mad_h16_avx2(emb_f16 *acc, const emb_f16 *v, float a, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
+        const __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+        _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_fmadd_ps(x, va, y), 0));
+    }
+    for (; i < n; i++) acc[i] = emb_f32_to_f16(fmaf(emb_f16_to_f32(v[i]), a, emb_f16_to_f32(acc[i])));
+}
+
 __attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const emb_f16 *a, const emb_f16 *b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t i = 0;
@@ -66,22 +120,29 @@ __attribute__((target("avx2,fma,f16c"))) static void mad_f16_avx2(float *acc, co
 #endif
 
 typedef float (*dot_f16_fn)(const emb_f16 *, const emb_f16 *, int64_t);
+typedef float (*dot_f32f16_fn)(const float *, const emb_f16 *, int64_t);
 typedef void (*mad_f16_fn)(float *, const emb_f16 *, float, int64_t);
+typedef void (*scale_h16_fn)(emb_f16 *, float, int64_t);
+typedef void (*mad_h16_fn)(emb_f16 *, const emb_f16 *, float, int64_t);
 
-static dot_f16_fn pick_dot_f16(int level) {
+typedef struct {
+    dot_f16_fn dot_h;       /* half query . half key */
+    dot_f32f16_fn dot_f;    /* float query . half key */
+    mad_f16_fn mad;         /* float acc += a * half v */
+    scale_h16_fn scale_h;   /* half acc *= s */
+    mad_h16_fn mad_h;       /* half acc += a * half v */
+} attn_kernels;
+
+static attn_kernels pick_attn_kernels(int level) {
 #if EMB_X86
-    if (level == EMB_LEVEL_AVX2 || level == EMB_LEVEL_AVX512) return dot_f16_avx2;
+    if (level == EMB_LEVEL_AVX2 || level == EMB_LEVEL_AVX512) {
+        const attn_kernels k = {dot_f16_avx2, dot_f32f16_avx2, mad_f16_avx2, scale_h16_avx2, mad_h16_avx2};
+        return k;
+    }
 #endif
     (void)level;
-    return dot_f16_scalar;
-}
-
-static mad_f16_fn pick_mad_f16(int level) {
-#if EMB_X86
-    if (level == EMB_LEVEL_AVX2 || level == EMB_LEVEL_AVX512) return mad_f16_avx2;
-#endif
-    (void)level;
-    return mad_f16_scalar;
+    const attn_kernels k = {dot_f16_scalar, dot_f32f16_scalar, mad_f16_scalar, scale_h16_scalar, mad_h16_scalar};
+    return k;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -269,6 +330,12 @@ void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cach
     }
 }
 
+/* Attention follows llama.cpp's CPU flash attention, whose rounding differs by batch size:
+ *  - fewer than EMB_ATTN_TILE_Q query rows: the query is rounded to half and the output accumulates in half
+ *    precision with an online softmax (its "one chunk" path);
+ *  - larger batches: float query and float accumulation (its tiled path). */
+#define EMB_ATTN_TILE_Q 64
+
 typedef struct {
     const float *q;
     const emb_f16 *k, *v;
@@ -277,25 +344,56 @@ typedef struct {
     float scale, softcap;
     float *scratch;
     int64_t scratch_per_thread;
-    dot_f16_fn dot;
-    mad_f16_fn mad;
+    attn_kernels kern;
+    int half_path;
     emb_counter next;
 } attn_task;
 
-static void attention_one(const attn_task *t, int64_t tok, int64_t h, float *scores, emb_f16 *qh, float *acc) {
-    const int64_t hd = t->head_dim;
-    const int64_t kv_dim = t->n_kv_head * hd;
+static inline float attn_score(const attn_task *t, float s) {
+    s *= t->scale;
+    if (t->softcap > 0.0f) s = t->softcap * tanhf(s / t->softcap);
+    return s;
+}
+
+static void attention_one_half(const attn_task *t, int64_t tok, int64_t h, emb_f16 *qh, emb_f16 *acc_h, float *out_f) {
+    const int64_t hd = t->head_dim, kv_dim = t->n_kv_head * hd;
     const int64_t kvh = h / (t->n_head / t->n_kv_head);
     const float *q = t->q + tok * t->q_stride + h * hd;
     for (int64_t i = 0; i < hd; i++) qh[i] = emb_f32_to_f16(q[i]);
     const int64_t p_hi = t->pos0 + tok;
-    int64_t p_lo = 0;
-    if (t->window > 0 && p_hi - t->window + 1 > 0) p_lo = p_hi - t->window + 1;
+    const int64_t p_lo = (t->window > 0 && p_hi - t->window + 1 > 0) ? p_hi - t->window + 1 : 0;
+    memset(acc_h, 0, sizeof(emb_f16) * (size_t)hd);
+    float S = 0.0f, M = -INFINITY;
+    for (int64_t p = p_lo; p <= p_hi; p++) {
+        const float s = attn_score(t, t->kern.dot_h(qh, t->k + p * kv_dim + kvh * hd, hd));
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            const float old = M;
+            M = s;
+            ms = expf(old - M);
+            t->kern.scale_h(acc_h, ms, hd);
+        } else {
+            vs = expf(s - M);
+        }
+        t->kern.mad_h(acc_h, t->v + p * kv_dim + kvh * hd, vs, hd);
+        S = S * ms + vs;
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    float *o = t->out + tok * (t->n_head * hd) + h * hd;
+    for (int64_t i = 0; i < hd; i++) o[i] = emb_f16_to_f32(acc_h[i]) * inv;
+    (void)out_f;
+}
+
+static void attention_one_float(const attn_task *t, int64_t tok, int64_t h, float *scores, float *acc) {
+    const int64_t hd = t->head_dim, kv_dim = t->n_kv_head * hd;
+    const int64_t kvh = h / (t->n_head / t->n_kv_head);
+    const float *q = t->q + tok * t->q_stride + h * hd;
+    const int64_t p_hi = t->pos0 + tok;
+    const int64_t p_lo = (t->window > 0 && p_hi - t->window + 1 > 0) ? p_hi - t->window + 1 : 0;
     const int64_t n = p_hi - p_lo + 1;
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; j++) {
-        float s = t->dot(qh, t->k + (p_lo + j) * kv_dim + kvh * hd, hd) * t->scale;
-        if (t->softcap > 0.0f) s = t->softcap * tanhf(s / t->softcap);
+        const float s = attn_score(t, t->kern.dot_f(q, t->k + (p_lo + j) * kv_dim + kvh * hd, hd));
         scores[j] = s;
         mx = s > mx ? s : mx;
     }
@@ -305,7 +403,7 @@ static void attention_one(const attn_task *t, int64_t tok, int64_t h, float *sco
         sum += scores[j];
     }
     memset(acc, 0, sizeof(float) * (size_t)hd);
-    for (int64_t j = 0; j < n; j++) t->mad(acc, t->v + (p_lo + j) * kv_dim + kvh * hd, scores[j], hd);
+    for (int64_t j = 0; j < n; j++) t->kern.mad(acc, t->v + (p_lo + j) * kv_dim + kvh * hd, scores[j], hd);
     float *o = t->out + tok * (t->n_head * hd) + h * hd;
     const float inv = 1.0f / sum;
     for (int64_t i = 0; i < hd; i++) o[i] = acc[i] * inv;
@@ -316,12 +414,17 @@ static void attention_worker(void *p, int ith, int nth) {
     attn_task *t = (attn_task *)p;
     float *scores = t->scratch + (int64_t)ith * t->scratch_per_thread;
     float *acc = scores + (t->pos0 + t->n_tok + 16);
-    emb_f16 *qh = (emb_f16 *)(acc + t->head_dim);
+    emb_f16 *half_a = (emb_f16 *)(acc + t->head_dim);
+    emb_f16 *half_b = half_a + t->head_dim;
     const int64_t total = t->n_tok * t->n_head;
     for (;;) {
         const int64_t i = (int64_t)EMB_COUNTER_NEXT(t->next, 1);
         if (i >= total) break;
-        attention_one(t, i / t->n_head, i % t->n_head, scores, qh, acc);
+        if (t->half_path) {
+            attention_one_half(t, i / t->n_head, i % t->n_head, half_a, half_b, acc);
+        } else {
+            attention_one_float(t, i / t->n_head, i % t->n_head, scores, acc);
+        }
     }
 }
 
@@ -344,10 +447,10 @@ int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const u
     t.window = window;
     t.scale = scale;
     t.softcap = softcap;
-    t.dot = pick_dot_f16(emb_ctx_level(ctx));
-    t.mad = pick_mad_f16(emb_ctx_level(ctx));
-    /* per thread: scores (n_kv + pad) + accumulator (head_dim) + half query (head_dim / 2 floats) */
-    t.scratch_per_thread = (pos0 + n_tok + 16) + head_dim + head_dim / 2 + 16;
+    t.kern = pick_attn_kernels(emb_ctx_level(ctx));
+    t.half_path = n_tok < EMB_ATTN_TILE_Q;
+    /* per thread: scores (n_kv + pad) + float accumulator (head_dim) + two half rows (head_dim floats) */
+    t.scratch_per_thread = (pos0 + n_tok + 16) + 2 * head_dim + 16;
     const int nth = emb_ctx_threads(ctx);
     t.scratch = (float *)emb_ctx_scratch(ctx, sizeof(float) * (size_t)(t.scratch_per_thread * nth));
     if (!t.scratch) return -2;

@@ -1,0 +1,527 @@
+/*
+ * gemm.c - batched matmul (prompt processing) for the integer-valued weight types.
+ *
+ * Every quantized type stores, per group of 16 (or 32) weights, small integers q with value = q * scale - min.
+ * For a batch, each thread unpacks a few weight rows once into int8 + per-16 scale/min ("unpacked rows") and
+ * runs them against every token's activations, quantized to int8 per 32 like Q8_0.  The unpacking is exact,
+ * so results equal the per-type dot products up to float summation order; its cost is paid once per row and
+ * spread over the whole batch.  One micro-kernel per ISA (scalar twin, AVX2, AVX-512 VNNI) serves all types.
+ */
+#define EMB_INTERNAL
+#include "ember.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define EMB_X86 1
+#else
+#define EMB_X86 0
+#endif
+
+#define G 16         /* weights per scale group */
+#define AB 32        /* activations per quantization block */
+#define ROW_TILE 4   /* weight rows unpacked together */
+#define TOK_TILE 4   /* tokens per micro-kernel call */
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Unpacking: one row of a type -> q[n] int8, sc[n/16], mn[n/16] with value = q * sc - mn.           */
+
+static void put_groups(float *sc, float *mn, int64_t g, int count, float s, float m) {
+    for (int i = 0; i < count; i++) {
+        sc[g + i] = s;
+        mn[g + i] = m;
+    }
+}
+
+static void unpack_q4_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q4_0 *b = (const block_q4_0 *)src;
+    for (int64_t i = 0; i < n / QK4_0; i++, q += 32) {
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)((b[i].qs[j] & 0xF) - 8);
+            q[j + 16] = (int8_t)((b[i].qs[j] >> 4) - 8);
+        }
+        put_groups(sc, mn, 2 * i, 2, emb_f16_to_f32(b[i].d), 0.0f);
+    }
+}
+
+static void unpack_q4_1(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q4_1 *b = (const block_q4_1 *)src;
+    for (int64_t i = 0; i < n / QK4_1; i++, q += 32) {
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(b[i].qs[j] & 0xF);
+            q[j + 16] = (int8_t)(b[i].qs[j] >> 4);
+        }
+        put_groups(sc, mn, 2 * i, 2, emb_f16_to_f32(b[i].d), -emb_f16_to_f32(b[i].m));
+    }
+}
+
+static void unpack_q5_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q5_0 *b = (const block_q5_0 *)src;
+    for (int64_t i = 0; i < n / QK5_0; i++, q += 32) {
+        uint32_t qh;
+        memcpy(&qh, b[i].qh, 4);
+        for (int j = 0; j < 16; j++) {
+            const int h0 = ((qh >> j) << 4) & 0x10;
+            const int h1 = (qh >> (j + 12)) & 0x10;
+            q[j] = (int8_t)(((b[i].qs[j] & 0xF) | h0) - 16);
+            q[j + 16] = (int8_t)(((b[i].qs[j] >> 4) | h1) - 16);
+        }
+        put_groups(sc, mn, 2 * i, 2, emb_f16_to_f32(b[i].d), 0.0f);
+    }
+}
+
+static void unpack_q5_1(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q5_1 *b = (const block_q5_1 *)src;
+    for (int64_t i = 0; i < n / QK5_1; i++, q += 32) {
+        uint32_t qh;
+        memcpy(&qh, b[i].qh, 4);
+        for (int j = 0; j < 16; j++) {
+            const int h0 = ((qh >> j) << 4) & 0x10;
+            const int h1 = (qh >> (j + 12)) & 0x10;
+            q[j] = (int8_t)((b[i].qs[j] & 0xF) | h0);
+            q[j + 16] = (int8_t)((b[i].qs[j] >> 4) | h1);
+        }
+        put_groups(sc, mn, 2 * i, 2, emb_f16_to_f32(b[i].d), -emb_f16_to_f32(b[i].m));
+    }
+}
+
+static void unpack_q8_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q8_0 *b = (const block_q8_0 *)src;
+    for (int64_t i = 0; i < n / QK8_0; i++, q += 32) {
+        memcpy(q, b[i].qs, 32);
+        put_groups(sc, mn, 2 * i, 2, emb_f16_to_f32(b[i].d), 0.0f);
+    }
+}
+
+static void unpack_q2_K(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q2_K *b = (const block_q2_K *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = emb_f16_to_f32(b[i].d), dmin = emb_f16_to_f32(b[i].dmin);
+        const uint8_t *qs = b[i].qs;
+        int g = 0;
+        for (int half = 0; half < 2; half++, qs += 32) {
+            for (int shift = 0; shift < 8; shift += 2) {
+                for (int part = 0; part < 2; part++, g++, q += 16) {
+                    const uint8_t s = b[i].scales[g];
+                    for (int l = 0; l < 16; l++) q[l] = (int8_t)((qs[l + 16 * part] >> shift) & 3);
+                    put_groups(sc, mn, i * 16 + g, 1, d * (float)(s & 0xF), dmin * (float)(s >> 4));
+                }
+            }
+        }
+    }
+}
+
+static void q3_K_scales(const uint8_t *packed, int8_t *out) {
+    uint32_t aux[4];
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    memcpy(aux, packed, 12);
+    const uint32_t tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    memcpy(out, aux, 16);
+}
+
+static void unpack_q3_K(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q3_K *b = (const block_q3_K *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = emb_f16_to_f32(b[i].d);
+        int8_t scales[16];
+        q3_K_scales(b[i].scales, scales);
+        const uint8_t *qs = b[i].qs;
+        uint8_t m = 1;
+        int g = 0;
+        for (int half = 0; half < 2; half++, qs += 32) {
+            for (int shift = 0; shift < 8; shift += 2, m <<= 1) {
+                for (int part = 0; part < 2; part++, g++, q += 16) {
+                    for (int l = 0; l < 16; l++) {
+                        const int idx = l + 16 * part;
+                        q[l] = (int8_t)(((qs[idx] >> shift) & 3) - ((b[i].hmask[idx] & m) ? 0 : 4));
+                    }
+                    put_groups(sc, mn, i * 16 + g, 1, d * (float)(scales[g] - 32), 0.0f);
+                }
+            }
+        }
+    }
+}
+
+static void k4_scale_min(int j, const uint8_t *s, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+        *m = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+static void unpack_q4_K(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q4_K *b = (const block_q4_K *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = emb_f16_to_f32(b[i].d), dmin = emb_f16_to_f32(b[i].dmin);
+        const uint8_t *qs = b[i].qs;
+        for (int j = 0; j < 4; j++, qs += 32) {
+            uint8_t s0, m0, s1, m1;
+            k4_scale_min(2 * j, b[i].scales, &s0, &m0);
+            k4_scale_min(2 * j + 1, b[i].scales, &s1, &m1);
+            for (int l = 0; l < 32; l++) q[l] = (int8_t)(qs[l] & 0xF);
+            for (int l = 0; l < 32; l++) q[32 + l] = (int8_t)(qs[l] >> 4);
+            q += 64;
+            put_groups(sc, mn, i * 16 + 4 * j, 2, d * s0, dmin * m0);
+            put_groups(sc, mn, i * 16 + 4 * j + 2, 2, d * s1, dmin * m1);
+        }
+    }
+}
+
+static void unpack_q5_K(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q5_K *b = (const block_q5_K *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = emb_f16_to_f32(b[i].d), dmin = emb_f16_to_f32(b[i].dmin);
+        const uint8_t *ql = b[i].qs;
+        uint8_t u1 = 1, u2 = 2;
+        for (int j = 0; j < 4; j++, ql += 32, u1 <<= 2, u2 <<= 2) {
+            uint8_t s0, m0, s1, m1;
+            k4_scale_min(2 * j, b[i].scales, &s0, &m0);
+            k4_scale_min(2 * j + 1, b[i].scales, &s1, &m1);
+            for (int l = 0; l < 32; l++) q[l] = (int8_t)((ql[l] & 0xF) + ((b[i].qh[l] & u1) ? 16 : 0));
+            for (int l = 0; l < 32; l++) q[32 + l] = (int8_t)((ql[l] >> 4) + ((b[i].qh[l] & u2) ? 16 : 0));
+            q += 64;
+            put_groups(sc, mn, i * 16 + 4 * j, 2, d * s0, dmin * m0);
+            put_groups(sc, mn, i * 16 + 4 * j + 2, 2, d * s1, dmin * m1);
+        }
+    }
+}
+
+static void unpack_q6_K(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_q6_K *b = (const block_q6_K *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = emb_f16_to_f32(b[i].d);
+        const uint8_t *ql = b[i].ql, *qh = b[i].qh;
+        const int8_t *s = b[i].scales;
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, s += 8, q += 128) {
+            for (int l = 0; l < 32; l++) {
+                q[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                q[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                q[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                q[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+            for (int g = 0; g < 8; g++) put_groups(sc, mn, i * 16 + half * 8 + g, 1, d * (float)s[g], 0.0f);
+        }
+    }
+}
+
+typedef void (*unpack_fn)(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
+
+static unpack_fn unpack_for(int type, int *has_min) {
+    *has_min = 0;
+    switch (type) {
+    case EMB_TYPE_Q4_0: return unpack_q4_0;
+    case EMB_TYPE_Q4_1: *has_min = 1; return unpack_q4_1;
+    case EMB_TYPE_Q5_0: return unpack_q5_0;
+    case EMB_TYPE_Q5_1: *has_min = 1; return unpack_q5_1;
+    case EMB_TYPE_Q8_0: return unpack_q8_0;
+    case EMB_TYPE_Q2_K: *has_min = 1; return unpack_q2_K;
+    case EMB_TYPE_Q3_K: return unpack_q3_K;
+    case EMB_TYPE_Q4_K: *has_min = 1; return unpack_q4_K;
+    case EMB_TYPE_Q5_K: *has_min = 1; return unpack_q5_K;
+    case EMB_TYPE_Q6_K: return unpack_q6_K;
+    default: return NULL;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Activations: int8 with a scale per 32 values (replicated when the block is larger) and d * sum(q)   */
+/* per 16.  Weights whose llama.cpp dot product uses Q8_0 get Q8_0's rule (d through f16, x86 rounding); */
+/* K-quants get Q8_K's (one float scale per 256, -127/max of the signed extreme).                        */
+
+static void finish_sums(const int8_t *q, int64_t n, float d, float *dsum) {
+    for (int64_t g = 0; g < n / G; g++) {
+        int s = 0;
+        for (int l = 0; l < G; l++) s += q[g * G + l];
+        dsum[g] = d * (float)s;
+    }
+}
+
+static void quantize_act_q8_0(const float *x, int64_t n, int8_t *q, float *d, float *dsum) {
+    for (int64_t b = 0; b < n / AB; b++) {
+        const float *xb = x + b * AB;
+        float amax = 0.0f;
+        for (int j = 0; j < AB; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < AB; j++) q[b * AB + j] = (int8_t)nearbyintf(xb[j] * id);
+        d[b] = emb_f16_to_f32(emb_f32_to_f16(amax / 127.0f));
+        finish_sums(q + b * AB, AB, d[b], dsum + 2 * b);
+    }
+}
+
+static void quantize_act_q8_K(const float *x, int64_t n, int8_t *q, float *d, float *dsum) {
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const float *xb = x + b * QK_K;
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK_K; j++) {
+            const float ax = fabsf(xb[j]);
+            if (ax > amax) {
+                amax = ax;
+                max = xb[j];
+            }
+        }
+        float db = 0.0f;
+        if (amax == 0.0f) {
+            memset(q + b * QK_K, 0, QK_K);
+        } else {
+            const float iscale = -127.0f / max;
+            for (int j = 0; j < QK_K; j++) {
+                const int v = (int)nearbyintf(iscale * xb[j]);
+                q[b * QK_K + j] = (int8_t)(v < 127 ? v : 127);
+            }
+            db = 1.0f / iscale;
+        }
+        for (int k = 0; k < QK_K / AB; k++) d[b * (QK_K / AB) + k] = db;
+        finish_sums(q + b * QK_K, QK_K, db, dsum + b * (QK_K / G));
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Micro-kernels: out[r * ldo + t] = sum over blocks of sc-scaled int dots (no min term).            */
+
+typedef struct {
+    const int8_t *q;    /* [rows][n] */
+    const float *sc;    /* [rows][n/16] */
+    const float *mn;    /* [rows][n/16] */
+} unpacked_rows;
+
+typedef struct {
+    const int8_t *q;    /* [tok][n] */
+    const float *d;     /* [tok][n/32] */
+    const float *dsum;  /* [tok][n/16] */
+} act_rows;
+
+typedef void (*tile_fn)(int64_t n, const unpacked_rows *w, int nr, const act_rows *a, int64_t t0, int nt, float *out,
+                        int64_t ldo);
+
+static void tile_scalar(int64_t n, const unpacked_rows *w, int nr, const act_rows *a, int64_t t0, int nt, float *out,
+                        int64_t ldo) {
+    const int64_t ng = n / G;
+    for (int r = 0; r < nr; r++) {
+        const int8_t *wq = w->q + r * n;
+        const float *ws = w->sc + r * ng;
+        for (int t = 0; t < nt; t++) {
+            const int8_t *aq = a->q + (t0 + t) * n;
+            const float *ad = a->d + (t0 + t) * (n / AB);
+            float sum = 0.0f;
+            for (int64_t g = 0; g < ng; g++) {
+                int isum = 0;
+                for (int l = 0; l < G; l++) isum += wq[g * G + l] * aq[g * G + l];
+                sum += (float)isum * (ws[g] * ad[g / 2]);
+            }
+            out[r * ldo + t] = sum;
+        }
+    }
+}
+
+#if EMB_X86
+__attribute__((target("avx2,fma"))) static inline __m256i dot32_avx2(__m256i w_abs, __m256i w, __m256i a) {
+    const __m256i p16 = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(a, w));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* 4 rows x up to 4 tokens; lanes 0-3 of a 32-block's int32 sums belong to group 0, lanes 4-7 to group 1. */
+__attribute__((target("avx2,fma"))) static void tile_avx2(int64_t n, const unpacked_rows *w, int nr, const act_rows *a,
+                                                           int64_t t0, int nt, float *out, int64_t ldo) {
+    if (nr != ROW_TILE || nt != TOK_TILE) {
+        tile_scalar(n, w, nr, a, t0, nt, out, ldo);
+        return;
+    }
+    const int64_t ng = n / G, nb = n / AB;
+    __m256 acc[ROW_TILE][TOK_TILE];
+    for (int r = 0; r < ROW_TILE; r++)
+        for (int t = 0; t < TOK_TILE; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i av[TOK_TILE];
+        __m256 ad[TOK_TILE];
+        for (int t = 0; t < TOK_TILE; t++) {
+            av[t] = _mm256_loadu_si256((const __m256i *)(a->q + (t0 + t) * n + b * AB));
+            ad[t] = _mm256_set1_ps(a->d[(t0 + t) * nb + b]);
+        }
+        for (int r = 0; r < ROW_TILE; r++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w->q + r * n + b * AB));
+            const __m256i wa = _mm256_abs_epi8(wv);
+            const float s0 = w->sc[r * ng + 2 * b], s1 = w->sc[r * ng + 2 * b + 1];
+            const __m256 ws = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
+            for (int t = 0; t < TOK_TILE; t++) {
+                const __m256 p = _mm256_cvtepi32_ps(dot32_avx2(wa, wv, av[t]));
+                acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(ws, ad[t]), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < ROW_TILE; r++) {
+        for (int t = 0; t < TOK_TILE; t++) {
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r][t]), _mm256_extractf128_ps(acc[r][t], 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            out[r * ldo + t] = _mm_cvtss_f32(h);
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"))) static void tile_avx512(
+    int64_t n, const unpacked_rows *w, int nr, const act_rows *a, int64_t t0, int nt, float *out, int64_t ldo) {
+    if (nr != ROW_TILE || nt != TOK_TILE || (n / AB) % 2 != 0) {
+        tile_avx2(n, w, nr, a, t0, nt, out, ldo);
+        return;
+    }
+    const int64_t ng = n / G, nb = n / AB;
+    __m512 acc[ROW_TILE][TOK_TILE];
+    for (int r = 0; r < ROW_TILE; r++)
+        for (int t = 0; t < TOK_TILE; t++) acc[r][t] = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t b = 0; b < nb; b += 2) {
+        __m512i av[TOK_TILE];
+        __m512 ad[TOK_TILE];
+        for (int t = 0; t < TOK_TILE; t++) {
+            av[t] = _mm512_loadu_si512((const void *)(a->q + (t0 + t) * n + b * AB));
+            const float d0 = a->d[(t0 + t) * nb + b], d1 = a->d[(t0 + t) * nb + b + 1];
+            ad[t] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(d0))),
+                                                        _mm256_castps_pd(_mm256_set1_ps(d1)), 1));
+        }
+        for (int r = 0; r < ROW_TILE; r++) {
+            const __m512i wv = _mm512_loadu_si512((const void *)(w->q + r * n + b * AB));
+            const __m512i wa = _mm512_abs_epi8(wv);
+            const __mmask64 neg = _mm512_movepi8_mask(wv);
+            const float *s = w->sc + r * ng + 2 * b;
+            const __m512 ws = _mm512_setr_ps(s[0], s[0], s[0], s[0], s[1], s[1], s[1], s[1], s[2], s[2], s[2], s[2],
+                                             s[3], s[3], s[3], s[3]);
+            for (int t = 0; t < TOK_TILE; t++) {
+                const __m512i as = _mm512_mask_sub_epi8(av[t], neg, zero, av[t]);
+                const __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wa, as));
+                acc[r][t] = _mm512_fmadd_ps(p, _mm512_mul_ps(ws, ad[t]), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < ROW_TILE; r++)
+        for (int t = 0; t < TOK_TILE; t++) out[r * ldo + t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#endif
+
+static tile_fn pick_tile(int level) {
+#if EMB_X86
+    if (level == EMB_LEVEL_AVX512) return tile_avx512;
+    if (level == EMB_LEVEL_AVX2) return tile_avx2;
+#endif
+    (void)level;
+    return tile_scalar;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    unpack_fn unpack;
+    int has_min;
+    tile_fn tile;
+    const char *w;
+    size_t w_row_bytes;
+    act_rows act;
+    float *y;
+    int64_t n_out, n_in, n_tok;
+    char *scratch;
+    size_t scratch_per_thread;
+    emb_counter next;
+} gemm_task;
+
+static void gemm_worker(void *p, int ith, int nth) {
+    (void)nth;
+    gemm_task *t = (gemm_task *)p;
+    const int64_t n = t->n_in, ng = n / G;
+    char *mem = t->scratch + (size_t)ith * t->scratch_per_thread;
+    int8_t *wq = (int8_t *)mem;
+    float *wsc = (float *)(mem + ROW_TILE * n);
+    float *wmn = wsc + ROW_TILE * ng;
+    float *tile_out = wmn + ROW_TILE * ng;
+    unpacked_rows rows = {wq, wsc, wmn};
+    for (;;) {
+        const int64_t r0 = (int64_t)EMB_COUNTER_NEXT(t->next, ROW_TILE);
+        if (r0 >= t->n_out) break;
+        const int nr = (int)(r0 + ROW_TILE <= t->n_out ? ROW_TILE : t->n_out - r0);
+        for (int r = 0; r < nr; r++) {
+            t->unpack(t->w + (r0 + r) * t->w_row_bytes, n, wq + r * n, wsc + r * ng, wmn + r * ng);
+        }
+        for (int64_t t0 = 0; t0 < t->n_tok; t0 += TOK_TILE) {
+            const int nt = (int)(t0 + TOK_TILE <= t->n_tok ? TOK_TILE : t->n_tok - t0);
+            t->tile(n, &rows, nr, &t->act, t0, nt, tile_out, TOK_TILE);
+            for (int r = 0; r < nr; r++) {
+                for (int k = 0; k < nt; k++) {
+                    float v = tile_out[r * TOK_TILE + k];
+                    if (t->has_min) {
+                        const float *mn = wmn + r * ng;
+                        const float *ds = t->act.dsum + (t0 + k) * ng;
+                        float m = 0.0f;
+                        for (int64_t g = 0; g < ng; g++) m += mn[g] * ds[g];
+                        v -= m;
+                    }
+                    t->y[(t0 + k) * t->n_out + r0 + r] = v;
+                }
+            }
+        }
+    }
+}
+
+typedef void (*quantize_act_fn)(const float *x, int64_t n, int8_t *q, float *d, float *dsum);
+
+typedef struct {
+    const float *x;
+    act_rows act;
+    int64_t n, n_tok;
+    quantize_act_fn quantize;
+} act_task;
+
+static void act_worker(void *p, int ith, int nth) {
+    act_task *t = (act_task *)p;
+    for (int64_t tok = ith; tok < t->n_tok; tok += nth) {
+        t->quantize(t->x + tok * t->n, t->n, (int8_t *)t->act.q + tok * t->n, (float *)t->act.d + tok * (t->n / AB),
+                    (float *)t->act.dsum + tok * (t->n / G));
+    }
+}
+
+int emb_gemm_unpacked(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok,
+                      float *y) {
+    int has_min = 0;
+    const unpack_fn unpack = unpack_for(type, &has_min);
+    if (!unpack) return -1;
+    const emb_type_traits *tr = emb_get_type_traits(type, EMB_LEVEL_SCALAR);
+    if (!tr || n_in % tr->block_size != 0 || n_in % AB != 0) return -1;
+    const int nth = emb_ctx_threads(ctx);
+    const int64_t ng = n_in / G, nb = n_in / AB;
+    const size_t act_bytes = (size_t)n_tok * ((size_t)n_in + sizeof(float) * (size_t)(nb + ng));
+    const size_t per_thread = (size_t)ROW_TILE * ((size_t)n_in + 2 * sizeof(float) * (size_t)ng) +
+                              sizeof(float) * ROW_TILE * TOK_TILE + 64;
+    const size_t per_thread_aligned = (per_thread + 63) & ~(size_t)63;
+    char *mem = (char *)emb_ctx_scratch(ctx, act_bytes + 64 + per_thread_aligned * (size_t)nth);
+    if (!mem) return -2;
+    float *ad = (float *)mem;
+    float *dsum = ad + n_tok * nb;
+    int8_t *aq = (int8_t *)(dsum + n_tok * ng);
+
+    const quantize_act_fn quantize = tr->block_size == QK_K ? quantize_act_q8_K : quantize_act_q8_0;
+    act_task at = {x, {aq, ad, dsum}, n_in, n_tok, quantize};
+    emb_parallel(ctx, act_worker, &at);
+
+    gemm_task t;
+    t.unpack = unpack;
+    t.has_min = has_min;
+    t.tile = pick_tile(emb_ctx_level(ctx));
+    t.w = (const char *)w;
+    t.w_row_bytes = (size_t)(n_in / tr->block_size * tr->block_bytes);
+    t.act = at.act;
+    t.y = y;
+    t.n_out = n_out;
+    t.n_in = n_in;
+    t.n_tok = n_tok;
+    t.scratch = (char *)(((uintptr_t)(mem + act_bytes) + 63) & ~(uintptr_t)63);
+    t.scratch_per_thread = per_thread_aligned;
+    EMB_COUNTER_INIT(t.next, 0);
+    emb_parallel(ctx, gemm_worker, &t);
+    return 0;
+}
