@@ -74,7 +74,7 @@ static inline void emb_backoff(int spin) {
 static void *emb_worker_main(void *p) {
     emb_worker *w = (emb_worker *)p;
     emb_ctx *ctx = w->ctx;
-    int seen = atomic_load(&ctx->generation);
+    int seen = 0; /* the generation at creation: a task may already be posted before this thread runs */
     for (;;) {
         int gen = atomic_load(&ctx->generation);
         for (int spin = 0; gen == seen && spin < EMB_SPIN_ROUNDS && !atomic_load(&ctx->stop); spin++) {

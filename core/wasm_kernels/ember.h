@@ -97,6 +97,14 @@ int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const u
 int64_t emb_argmax(const float *x, int64_t n);
 int64_t emb_top_k(const float *x, int64_t n, int64_t k, int32_t *out_ids, float *out_vals);
 double emb_log_softmax_at(const float *x, int64_t n, int64_t idx);
+/* ---- sampling ---- */
+int64_t emb_top_k_sorted(const float *x, int64_t n, int64_t k, int32_t *out_ids, float *out_vals);
+int64_t emb_nearest_k(const float *x, int64_t n, float center, int64_t k, int32_t *out_ids, float *out_vals);
+int64_t emb_count_ge(const float *x, int64_t n, float threshold);
+double emb_logsumexp(const float *x, int64_t n, float scale, float *out_entropy);
+int emb_logit_stats(const float *x, int64_t n, float *out);
+int64_t emb_sample_softmax(const float *x, int64_t n, float scale, double u);
+int64_t emb_dry_repeats(const int32_t *tokens, int64_t n, int64_t rep_limit, int64_t min_len, int32_t *out_tokens, int32_t *out_lens);
 /* EMB_API_END */
 #pragma GCC visibility pop
 

@@ -268,7 +268,33 @@ typedef struct {
     int64_t n_tok, n, gate_stride, up_stride;
     int kind;
     const emb_f16 *table;
+    int level;
 } glu_task;
+
+static void geglu_row_scalar(const emb_f16 *table, const float *g, const float *u, float *o, int64_t n) {
+    for (int64_t i = 0; i < n; i++) o[i] = gelu_table_f32(table, g[i]) * u[i];
+}
+
+#if EMB_X86
+/* The same table lookups with F16C conversions, 8 at a time (the results are identical to the scalar twin). */
+__attribute__((target("avx2,fma,f16c"))) static void geglu_row_avx2(const emb_f16 *table, const float *g, const float *u,
+                                                                     float *o, int64_t n) {
+    int64_t i = 0;
+    const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m128i h = _mm256_cvtps_ph(x, 0);
+        uint16_t idx[8], val[8];
+        _mm_storeu_si128((__m128i *)idx, h);
+        for (int k = 0; k < 8; k++) val[k] = table[idx[k]];
+        __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)val));
+        y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LE_OQ));
+        y = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, hi, _CMP_GE_OQ));
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(y, _mm256_loadu_ps(u + i)));
+    }
+    geglu_row_scalar(table, g + i, u + i, o + i, n - i);
+}
+#endif
 
 static void glu_worker(void *p, int ith, int nth) {
     glu_task *t = (glu_task *)p;
@@ -276,6 +302,16 @@ static void glu_worker(void *p, int ith, int nth) {
         const float *g = t->gate + r * t->gate_stride;
         const float *u = t->up + r * t->up_stride;
         float *o = t->out + r * t->n;
+        if (t->kind == EMB_ACT_GELU_TANH) {
+#if EMB_X86
+            if (t->level == EMB_LEVEL_AVX2 || t->level == EMB_LEVEL_AVX512) {
+                geglu_row_avx2(t->table, g, u, o, t->n);
+                continue;
+            }
+#endif
+            geglu_row_scalar(t->table, g, u, o, t->n);
+            continue;
+        }
         for (int64_t i = 0; i < t->n; i++) o[i] = act_f32(t->table, g[i], t->kind) * u[i];
     }
 }
@@ -283,7 +319,7 @@ static void glu_worker(void *p, int ith, int nth) {
 void emb_glu(emb_ctx *ctx, const float *gate, const float *up, float *out, int64_t n_tok, int64_t n,
              int64_t gate_stride, int64_t up_stride, int kind) {
     emb_ctx_count_call(ctx);
-    glu_task t = {gate, up, out, n_tok, n, gate_stride, up_stride, kind, emb_ctx_gelu_table(ctx)};
+    glu_task t = {gate, up, out, n_tok, n, gate_stride, up_stride, kind, emb_ctx_gelu_table(ctx), emb_ctx_level(ctx)};
     if (n_tok > 1) {
         emb_parallel(ctx, glu_worker, &t);
     } else {

@@ -18,7 +18,7 @@
  *    times the activation block sum is subtracted (K-quants take that sum from Q8_K's bsums).
  * Every kernel has its scalar twin in quants.c; results differ only in float summation order.
  */
-#if defined(__x86_64__) || defined(_M_X64)
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) /* GCC and clang: target attributes */
 
 #ifndef EMB_X86_PASS
 /* ================================================================================================
@@ -803,7 +803,7 @@ static TGT void SFX(quant_q8_k)(const float *x, void *dst, int64_t n) {
 #undef SFX
 #endif /* EMB_X86_PASS */
 
-#else /* not x86-64 */
+#else /* not x86-64, or a compiler without target attributes: the scalar kernels serve */
 #define EMB_INTERNAL
 #include "ember.h"
 
