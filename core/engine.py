@@ -69,6 +69,8 @@ class Model:
         n_batch: int = 512,
         kernels: Kernels | None = None,
         kernel_level: int | None = None,
+        chat_template: str | None = None,
+        warmup: bool = True,
     ) -> None:
         t0 = time.perf_counter()
         self.gguf = GGUFFile.open(source) if isinstance(source, str | os.PathLike) else GGUFFile.from_buffer(source)
@@ -87,7 +89,17 @@ class Model:
         self.hp = self.arch.hp
         self.n_ctx = n_ctx
         self.kv = self.arch.new_cache(n_ctx)
+        self._chat_template_override = chat_template
+        self._chat_template: Any = None
+        if warmup:
+            self._warmup()
         self.timings = Timings(load_ms=(time.perf_counter() - t0) * 1000.0)
+
+    def _warmup(self) -> None:
+        """One throw-away token through every layer (like llama.cpp's warm-up): faults the weights in."""
+        first = self.tokenizer.bos_id if self.tokenizer.bos_id is not None else 0
+        self.arch.decode([first], self.kv)
+        self.kv.clear()
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -111,6 +123,29 @@ class Model:
     def detokenize(self, ids: list[int], special: bool = False) -> str:
         """Text of ``ids``."""
         return self.tokenizer.decode(ids, special=special)
+
+    @property
+    def chat_template(self) -> Any:
+        """The chat template (the file's, a built-in chosen by architecture, or the override)."""
+        if self._chat_template is None:
+            from emberllm.chat_template import ChatTemplate
+
+            self._chat_template = ChatTemplate.from_metadata(self.gguf.metadata, self._chat_template_override)
+        return self._chat_template
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        """The prompt text for a conversation (without the BOS text the tokenizer adds itself)."""
+        return self.chat_template.render_prompt(messages, add_generation_prompt=add_generation_prompt)
+
+    def chat(self, messages: list[dict[str, Any]], n_predict: int = 256, **params: Any) -> Iterator[Step]:
+        """Stream the assistant's reply to ``messages`` (dicts with ``role`` and ``content``)."""
+        prompt = self.apply_chat_template(messages)
+        stop_ids = set(self.chat_template.stop_token_ids)
+        for step in self.generate(prompt, n_predict=n_predict, **params):
+            if step.token in stop_ids and step.finish_reason is None:
+                yield Step(step.token, "", "stop")
+                return
+            yield step
 
     # -- evaluation ----------------------------------------------------------------------------------
     def eval_prompt(self, tokens: list[int]) -> int:

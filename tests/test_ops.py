@@ -215,3 +215,28 @@ def test_batched_matmul_equals_rowwise_and_reference(ctx, qtype):
     assert np.abs(rowwise - ref).max() < 0.02 * scale
     # the two paths use the same activation quantization: they differ only in summation order
     assert np.abs(batched - rowwise).max() < 1e-3 * scale
+
+
+def test_kv_shift_moves_rows_and_re_rotates_keys(ctx):
+    rng = np.random.default_rng(7)
+    n_past, n_keep, n_discard, n_kv, hd = 12, 2, 4, 2, 64
+    raw = rng.standard_normal((n_past, n_kv, hd)).astype(np.float32)
+    # keys as RoPE(p) leaves them: rotate each row by its position
+    pos = np.arange(n_past, dtype=np.int32)
+    rot_b, rotated = buf(raw)
+    pb = K.i32(n_past)
+    np.frombuffer(pb.view, dtype=np.int32)[:] = pos
+    LIB.emb_rope(ctx, rot_b.ptr, n_past, n_kv, hd, hd, pb.ptr, 10000.0, 1.0, 2)
+    kc, kview = f16_buf(rotated.reshape(n_past, n_kv, hd))
+    vals = rng.standard_normal((n_past, n_kv * hd)).astype(np.float16)
+    vc, vview = f16_buf(vals)
+    LIB.emb_kv_shift(ctx, kc.ptr, vc.ptr, n_past, n_keep, n_discard, n_kv, hd, hd, 10000.0, 1.0, 2)
+    # expected: the surviving raw rows rotated to their new positions
+    keep = np.r_[0:n_keep, n_keep + n_discard : n_past]
+    exp_b, expected = buf(raw[keep])
+    new_pos = K.i32(len(keep))
+    np.frombuffer(new_pos.view, dtype=np.int32)[:] = np.arange(len(keep))
+    LIB.emb_rope(ctx, exp_b.ptr, len(keep), n_kv, hd, hd, new_pos.ptr, 10000.0, 1.0, 2)
+    got = kview[: len(keep) * n_kv * hd].view(np.float16).astype(np.float32)
+    np.testing.assert_allclose(got, expected, atol=2e-2)
+    np.testing.assert_array_equal(vview.reshape(n_past, -1)[: len(keep)], vals[keep].view(np.uint16))

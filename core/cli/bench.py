@@ -3,37 +3,62 @@
 Tests: ``ppN`` (a prompt of N random tokens decoded as one batch, logits of the last only), ``tgN``
 (N single-token decodes from an empty cache, logits every step, no sampling) and ``ppN+tgM``.
 Each test is warmed up once, then repeated ``-r`` times from an empty cache; t/s is mean ± sd.
+
+``-o json`` / ``-o jsonl`` use llama-bench's field names (``model_type``, ``model_size``,
+``model_n_params``, ``n_threads``, ``n_prompt``, ``n_gen``, ``avg_ns``, ``avg_ts``, ``stddev_ts``,
+``samples_ts`` …) so one parser reads both; ``load_ms`` (model load time) is our addition.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import random
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from emberllm.cli.common import USER_ERRORS, fail, resolve_model_path
 
+#: llama.cpp's names of ``general.file_type`` values (``llama_model_ftype_name``), for the model column.
+FTYPE_NAMES = {
+    0: "all F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K - Medium",
+    11: "Q3_K - Small", 12: "Q3_K - Medium", 13: "Q3_K - Large", 14: "Q4_K - Small", 15: "Q4_K - Medium",
+    16: "Q5_K - Small", 17: "Q5_K - Medium", 18: "Q6_K", 32: "BF16",
+}
+
 
 @dataclass
 class BenchResult:
-    """One row of the table (llama-bench's JSON field names where they exist)."""
+    """One row of the table, with llama-bench's JSON field names."""
 
-    model: str
-    size: int
-    params: int
-    backend: str
+    build_commit: str
+    cpu_info: str
+    backends: str
+    model_filename: str
+    model_type: str
+    model_size: int
+    model_n_params: int
+    n_batch: int
+    n_ubatch: int
     n_threads: int
     n_prompt: int
     n_gen: int
+    n_depth: int
+    test_time: str
+    avg_ns: int
+    stddev_ns: int
     avg_ts: float
     stddev_ts: float
-    samples_ts: list[float]
+    samples_ns: list[int] = field(default_factory=list)
+    samples_ts: list[float] = field(default_factory=list)
+    kernels: str = ""
+    load_ms: float = 0.0
 
     @property
     def test(self) -> str:
@@ -59,6 +84,26 @@ def pair_list(text: str) -> list[tuple[int, int]]:
     return [(values[0], values[1])]
 
 
+def cpu_info() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def model_type(metadata: dict[str, Any], n_params: int) -> str:
+    """llama-bench's model column, e.g. ``gemma3 270M Q4_K - Medium``."""
+    arch = metadata.get("general.architecture", "?")
+    size = metadata.get("general.size_label") or (
+        f"{n_params / 1e9:.1f}B" if n_params >= 1e9 else f"{round(n_params / 1e6)}M")
+    ftype = metadata.get("general.file_type")
+    return f"{arch} {size} {FTYPE_NAMES.get(ftype, f'ftype {ftype}') if ftype is not None else '?'}"
+
+
 def run_once(model: Any, n_prompt: int, n_gen: int, rng: random.Random) -> float:
     """Seconds for one test from an empty cache."""
     n_vocab = model.hp.n_vocab
@@ -77,30 +122,52 @@ def run_once(model: Any, n_prompt: int, n_gen: int, rng: random.Random) -> float
     return time.perf_counter() - t0
 
 
-def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], reps: int) -> list[BenchResult]:
+def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], reps: int,
+                n_batch: int = 512) -> list[BenchResult]:
     """Run every (test, threads) pair and return the rows."""
+    from emberllm import __version__
     from emberllm.engine import Model
 
     results = []
+    cpu = cpu_info()
     for n_threads in threads:
         need = max(p + g for p, g in tests)
-        model = Model(path, n_ctx=max(need, 16), n_threads=n_threads)
+        model = Model(path, n_ctx=max(need, 16), n_threads=n_threads, n_batch=n_batch)
         try:
             size = sum(t.nbytes for t in model.gguf.tensors.values())
             params = sum(t.n_elements for t in model.gguf.tensors.values())
-            backend = f"CPU ({model.kernels.level_name(model.kernel_level)})"
+            mtype = model_type(model.gguf.metadata, params)
+            level = model.kernels.level_name(model.kernel_level)
             rng = random.Random(1234)
             for n_prompt, n_gen in tests:
                 run_once(model, n_prompt, n_gen, rng)  # warm-up
-                samples = [(n_prompt + n_gen) / run_once(model, n_prompt, n_gen, rng) for _ in range(reps)]
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                secs = [run_once(model, n_prompt, n_gen, rng) for _ in range(reps)]
+                samples_ns = [round(s * 1e9) for s in secs]
+                samples_ts = [(n_prompt + n_gen) / s for s in secs]
                 results.append(BenchResult(
-                    model=str(model.gguf.metadata.get("general.name", path.name)), size=size, params=params,
-                    backend=backend, n_threads=n_threads, n_prompt=n_prompt, n_gen=n_gen,
-                    avg_ts=statistics.fmean(samples),
-                    stddev_ts=statistics.stdev(samples) if len(samples) > 1 else 0.0, samples_ts=samples))
+                    build_commit=__version__, cpu_info=cpu, backends="CPU", model_filename=str(path),
+                    model_type=mtype, model_size=size, model_n_params=params, n_batch=n_batch, n_ubatch=n_batch,
+                    n_threads=n_threads, n_prompt=n_prompt, n_gen=n_gen, n_depth=0, test_time=stamp,
+                    avg_ns=round(statistics.fmean(samples_ns)),
+                    stddev_ns=round(statistics.stdev(samples_ns)) if reps > 1 else 0,
+                    avg_ts=statistics.fmean(samples_ts),
+                    stddev_ts=statistics.stdev(samples_ts) if reps > 1 else 0.0,
+                    samples_ns=samples_ns, samples_ts=samples_ts, kernels=level,
+                    load_ms=model.timings.load_ms))
         finally:
             model.close()
     return results
+
+
+def format_size(n_bytes: int) -> str:
+    """llama-bench's size column: MiB below 1 GiB, GiB above."""
+    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.2f} MiB"
+
+
+def format_params(n: int) -> str:
+    """llama-bench's params column: M below 1e9, B above."""
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
 
 
 def format_markdown(rows: list[BenchResult]) -> str:
@@ -108,8 +175,8 @@ def format_markdown(rows: list[BenchResult]) -> str:
     out = ["| model | size | params | backend | threads | test | t/s |",
            "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
-        out.append(f"| {r.model} | {r.size / 2**20:.2f} MiB | {r.params / 1e6:.2f} M | {r.backend} | "
-                   f"{r.n_threads} | {r.test} | {r.avg_ts:.2f} ± {r.stddev_ts:.2f} |")
+        out.append(f"| {r.model_type} | {format_size(r.model_size)} | {format_params(r.model_n_params)} | "
+                   f"{r.backends} ({r.kernels}) | {r.n_threads} | {r.test} | {r.avg_ts:.2f} ± {r.stddev_ts:.2f} |")
     return "\n".join(out)
 
 
@@ -121,8 +188,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--n-gen", type=int_list, default=[128], help="generation lengths (default: 128)")
     p.add_argument("-pg", type=pair_list, action="extend", default=[], help="prompt,gen pairs")
     p.add_argument("-t", "--threads", type=int_list, default=None, help="thread counts (default: cores)")
+    p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions (default: 5)")
-    p.add_argument("-o", "--output", choices=["md", "json"], default="md")
+    p.add_argument("-o", "--output", choices=["md", "json", "jsonl"], default="md", help="output format")
     p.set_defaults(func=run)
 
 
@@ -136,13 +204,21 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("nothing to run: give -p, -n or -pg")
         if args.repetitions < 1:
             raise ValueError("-r must be at least 1")
-        rows = bench_model(resolve_model_path(args.model), tests, args.threads or [default_threads()],
-                           args.repetitions)
+        if args.batch_size < 1:
+            raise ValueError("-b must be at least 1")
+        threads = args.threads or [default_threads()]
+        if min(threads) < 1:
+            raise ValueError("-t values must be at least 1")
+        rows = bench_model(resolve_model_path(args.model), tests, threads, args.repetitions, args.batch_size)
     except USER_ERRORS as exc:
         return fail(str(exc))
     if args.output == "json":
-        print(json.dumps([asdict(r) | {"test": r.test} for r in rows], indent=2))
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+    elif args.output == "jsonl":
+        for r in rows:
+            print(json.dumps(asdict(r)))
     else:
         print(format_markdown(rows))
     sys.stdout.flush()
     return 0
+

@@ -84,6 +84,10 @@ class Gemma3(TransformerModel):
                 )
             )
 
+    def _rope_params(self, il: int) -> tuple[int, float, float, int]:
+        layer = self.layers[il]
+        return self.hp.head_dim, layer.rope_base, layer.rope_scale, ROPE_NEOX
+
     def _forward_layers(self, n: int, pos0: int, kv: Any) -> None:
         hp, lib, ctx, b = self.hp, self.lib, self.ctx, self.buf
         eps = hp.norm_eps

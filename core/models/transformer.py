@@ -69,6 +69,10 @@ class TransformerModel:
     def _forward_layers(self, n: int, pos0: int, kv: KVCache) -> None:
         raise NotImplementedError
 
+    def _rope_params(self, il: int) -> tuple[int, float, float, int]:
+        """(n_rot, freq_base, freq_scale, mode) of layer ``il``: what a context shift re-rotates keys with."""
+        raise NotImplementedError
+
     # -- shared machinery ----------------------------------------------------------------------------
     def _alloc_activations(self) -> Activations:
         hp, nb, k = self.hp, self.n_batch, self.k
@@ -90,6 +94,19 @@ class TransformerModel:
     def new_cache(self, n_ctx: int) -> KVCache:
         """An empty KV cache for ``n_ctx`` positions."""
         return KVCache(self.k, self.hp.n_layer, n_ctx, self.hp.kv_dim)
+
+    def shift_cache(self, kv: KVCache, n_keep: int, n_discard: int) -> None:
+        """Drop positions [n_keep, n_keep + n_discard) and renumber the later ones (llama.cpp's context shift)."""
+        if n_discard <= 0:
+            return
+        if n_keep < 0 or n_keep + n_discard > kv.n_past:
+            raise ValueError(f"cannot discard {n_discard} tokens after {n_keep} of {kv.n_past}")
+        hp = self.hp
+        for il in range(hp.n_layer):
+            n_rot, base, scale, mode = self._rope_params(il)
+            self.lib.emb_kv_shift(self.ctx, kv.k_ptrs[il], kv.v_ptrs[il], kv.n_past, n_keep, n_discard, hp.n_head_kv,
+                                  hp.head_dim, n_rot, base, scale, mode)
+        del kv.tokens[n_keep : n_keep + n_discard]
 
     def matmul(self, w: Weight, x: Any, n: int, y: Any) -> None:
         """``y[n, w.n_out] = x[n, w.n_in] @ w.T`` through the kernels."""

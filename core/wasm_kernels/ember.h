@@ -92,6 +92,7 @@ void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t he
 void emb_glu(emb_ctx *ctx, const float *gate, const float *up, float *out, int64_t n_tok, int64_t n, int64_t gate_stride, int64_t up_stride, int kind);
 void emb_act(emb_ctx *ctx, float *x, int64_t n, int kind);
 void emb_softmax_rows(emb_ctx *ctx, float *x, int64_t n_rows, int64_t n);
+void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode);
 void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cache, uint16_t *v_cache, int64_t n_tok, int64_t kv_dim, int64_t k_stride, int64_t v_stride, int64_t pos0);
 int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out, int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t q_stride, int64_t pos0, int64_t window, float scale, float softcap);
 int64_t emb_argmax(const float *x, int64_t n);

@@ -372,6 +372,40 @@ void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cach
  *  - larger batches: float query and float accumulation (its tiled path). */
 #define EMB_ATTN_TILE_Q 64
 
+/* Context shift: drop cache rows [n_keep, n_keep + n_discard), move the later rows down, and rotate their keys
+ * by -n_discard positions so they carry the RoPE of their new positions (computed in float, stored in half). */
+void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard,
+                  int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode) {
+    emb_ctx_count_call(ctx);
+    if (n_keep < 0 || n_discard <= 0 || n_keep + n_discard > n_past || head_dim > 2048) return;
+    const int64_t kv_dim = n_kv_head * head_dim;
+    const int64_t n_move = n_past - n_keep - n_discard;
+    memmove(k_cache + n_keep * kv_dim, k_cache + (n_keep + n_discard) * kv_dim, sizeof(uint16_t) * (size_t)(n_move * kv_dim));
+    memmove(v_cache + n_keep * kv_dim, v_cache + (n_keep + n_discard) * kv_dim, sizeof(uint16_t) * (size_t)(n_move * kv_dim));
+    if (n_rot > head_dim) n_rot = head_dim;
+    const int64_t half = n_rot / 2;
+    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    float cs[2048];
+    float theta = (float)(-n_discard);
+    for (int64_t i = 0; i < half; i++) {
+        cs[2 * i] = cosf(theta * freq_scale);
+        cs[2 * i + 1] = sinf(theta * freq_scale);
+        theta *= theta_scale;
+    }
+    for (int64_t r = n_keep; r < n_keep + n_move; r++) {
+        for (int64_t h = 0; h < n_kv_head; h++) {
+            uint16_t *v = k_cache + r * kv_dim + h * head_dim;
+            for (int64_t i = 0; i < half; i++) {
+                const int64_t i0 = mode == EMB_ROPE_NEOX ? i : 2 * i;
+                const int64_t i1 = mode == EMB_ROPE_NEOX ? i + half : 2 * i + 1;
+                const float x0 = emb_f16_to_f32(v[i0]), x1 = emb_f16_to_f32(v[i1]);
+                v[i0] = emb_f32_to_f16(x0 * cs[2 * i] - x1 * cs[2 * i + 1]);
+                v[i1] = emb_f32_to_f16(x0 * cs[2 * i + 1] + x1 * cs[2 * i]);
+            }
+        }
+    }
+}
+
 typedef struct {
     const float *q;
     const emb_f16 *k, *v;
