@@ -66,6 +66,9 @@ class _CffiBackend:
     def at(self, buf: Buffer, index: int) -> Any:
         return buf.ptr + index
 
+    def array(self, ctype: str, values: list[Any]) -> Any:
+        return self.ffi.new(f"{ctype}[]", values)
+
     def null(self) -> Any:
         return self.ffi.NULL
 
@@ -126,6 +129,12 @@ class _CtypesBackend:
     def at(self, buf: Buffer, index: int) -> Any:
         return buf.ptr + index * buf.itemsize
 
+    def array(self, ctype: str, values: list[Any]) -> Any:
+        c = self.ctypes
+        item = {"int": c.c_int, "int64_t": c.c_int64}.get(ctype, c.c_void_p)
+        arr = (item * len(values))(*values)
+        return _IntRef(c.addressof(arr), arr)
+
     def null(self) -> Any:
         return None
 
@@ -172,6 +181,11 @@ class Kernels:
     def at(self, buf: Buffer, index: int) -> Any:
         """Pointer to element ``index`` of ``buf``."""
         return self._b.at(buf, index)
+
+    def array(self, ctype: str, values: list[Any]) -> Any:
+        """A C array (``int``, ``int64_t``, or pointers as ``void *``/``float *``) to pass where the API takes
+        ``T *``; keep the returned object alive while C may read it."""
+        return self._b.array(ctype, values)
 
     @property
     def null(self) -> Any:

@@ -491,12 +491,17 @@ class SampleResult:
 
 # -- the sampler --------------------------------------------------------------------------------------------
 
+#: Candidate sets up to this size become Python lists; larger ones stay in a logits buffer (masked in C).
+MATERIALIZE_LIMIT = 1024
+_FLT_MAX = 3.4028234663852886e38
+
 
 class _Cands:
     """The candidate set during one :meth:`Sampler.sample`.
 
-    ``full``: every token of the vocabulary, its current logit ``scale * buffer[id]`` (``masked`` of them
-    patched to -inf by XTC).  Otherwise the ``ids`` with current ``logits`` (``sorted``: descending).
+    ``full``: the tokens of the logits buffer that are not -inf (``masked`` of the vocabulary are), the
+    current logit of a token being ``scale * buffer[id]``.  Otherwise the ``ids`` with their current
+    ``logits`` (``sorted``: descending).
     """
 
     __slots__ = ("full", "scale", "masked", "ids", "logits", "sorted")
@@ -547,6 +552,36 @@ def _sort_desc(c: _Cands) -> None:
     c.sorted = True
 
 
+def _subset(c: _Cands, keep: Sequence[int]) -> None:
+    """Keep the candidates at the given positions."""
+    c.ids = [c.ids[i] for i in keep]
+    c.logits = [c.logits[i] for i in keep]
+
+
+def _float_order(f: float) -> int:
+    """An integer that orders float32 values as the floats are ordered (-0.0 and 0.0 equal)."""
+    bits = struct.unpack("<i", struct.pack("<f", f))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+
+
+def _order_float(o: int) -> float:
+    """Inverse of :func:`_float_order`."""
+    bits = o if o >= 0 else (-o) | 0x80000000
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def _bisect_floats(lo: float, hi: float, ok: Callable[[float], bool]) -> float:
+    """The largest float32 t in [lo, hi) with ok(t), for ok true at lo and false at hi and monotonic."""
+    a, b = _float_order(lo), _float_order(hi)
+    while b - a > 1:
+        mid = (a + b) // 2
+        if ok(_order_float(mid)):
+            a = mid
+        else:
+            b = mid
+    return _order_float(a)
+
+
 class Sampler:
     """llama.cpp's sampler chain for one request.
 
@@ -576,12 +611,14 @@ class Sampler:
         self._vals: Buffer = self.kernels.f32(1)
         self._stat: Buffer = self.kernels.f32(4)
         self._hist_cap = 0
-        self._hist: Buffer | None = None
-        self._hist_tok: Buffer | None = None
-        self._hist_len: Buffer | None = None
+        self._hist: list[Buffer] = []
+        self._work: Buffer | None = None
         self._own_logits: Buffer | None = None
-        self._view: memoryview = memoryview(b"")
+        self._src_view: memoryview = memoryview(b"")
+        self._src_ptr: Any = None
+        self._view: memoryview = self._src_view
         self._ptr: Any = None
+        self._on_work = False
         self._saved: dict[int, float] = {}
         self._prev: Sequence[int] = ()
         self._bias = self._merged_bias()
@@ -599,7 +636,7 @@ class Sampler:
 
     @property
     def stage_names(self) -> list[str]:
-        """The active samplers in chain order (after dropping those that cannot change the result)."""
+        """The active samplers in chain order (those that cannot change the result left out)."""
         return [s.__name__.removeprefix("_st_") for s in self._stages]  # type: ignore[attr-defined]
 
     def sample(self, logits: Buffer | memoryview, prev_tokens: Sequence[int] = (), ptr: Any = None) -> SampleResult:
@@ -607,7 +644,7 @@ class Sampler:
 
         ``logits``: a kernels :class:`Buffer` (its first ``n_vocab`` floats are used) or a float32
         memoryview together with ``ptr``, the kernel pointer to the same memory (a memoryview alone is
-        first copied).  The logits are patched while the chain runs and restored before returning.
+        copied first).  A few logits are patched while the chain runs; they are restored before returning.
         ``prev_tokens``: the sequence so far, prompt included (llama-server feeds the prompt to the sampler
         too): penalties and DRY look at its last ``repeat_last_n`` / ``dry_penalty_last_n`` tokens.
         """
@@ -648,65 +685,83 @@ class Sampler:
         p = self.params
         return p.dry_multiplier != 0.0 and p.dry_base >= 1.0 and p.dry_penalty_last_n != 0
 
+    def _penalties_enabled(self) -> bool:
+        p = self.params
+        neutral = p.repeat_penalty == 1.0 and p.frequency_penalty == 0.0 and p.presence_penalty == 0.0
+        return p.repeat_last_n != 0 and not neutral
+
     def _build_chain(self) -> list[Stage]:
         p = self.params
         stages: list[Stage] = [self._st_logit_bias] if self._bias else []
         if p.mirostat:
-            stages.append(self._st_temp)
-            return stages
-        builders: dict[str, Callable[[], Stage | None]] = {
-            "penalties": self._make_penalties,
-            "dry": lambda: self._st_dry if self._dry_enabled() else None,
-            "top_n_sigma": lambda: self._st_top_n_sigma if p.top_n_sigma > 0.0 else None,
-            "top_k": lambda: self._st_top_k if p.top_k > 0 else None,
-            "typ_p": lambda: self._st_typical if p.typical_p < 1.0 else None,
-            "top_p": lambda: self._st_top_p if p.top_p < 1.0 else None,
-            "min_p": lambda: self._st_min_p if p.min_p > 0.0 else None,
-            "xtc": lambda: self._st_xtc if p.xtc_probability > 0.0 and p.xtc_threshold <= 0.5 else None,
-            "temperature": lambda: self._st_temp_ext,
+            return [*stages, self._st_temp]
+        enabled = {
+            "penalties": self._penalties_enabled(),
+            "dry": self._dry_enabled(),
+            "top_n_sigma": p.top_n_sigma > 0.0,
+            "top_k": p.top_k > 0,
+            "typ_p": p.typical_p < 1.0,
+            "top_p": p.top_p < 1.0,
+            "min_p": p.min_p > 0.0,
+            "xtc": p.xtc_probability > 0.0 and p.xtc_threshold <= 0.5,
+            "temperature": True,
         }
-        chosen = [(name, builders[name]()) for name in p.samplers]
-        active = [(name, st) for name, st in chosen if st is not None]
-        return [st for st in self._drop_before_greedy(active)]
+        stage_of: dict[str, Stage] = {
+            "penalties": self._st_penalties,
+            "dry": self._st_dry,
+            "top_n_sigma": self._st_top_n_sigma,
+            "top_k": self._st_top_k,
+            "typ_p": self._st_typical,
+            "top_p": self._st_top_p,
+            "min_p": self._st_min_p,
+            "xtc": self._st_xtc,
+            "temperature": self._st_temp_ext,
+        }
+        names = self._drop_before_greedy([name for name in p.samplers if enabled[name]])
+        return stages + [stage_of[name] for name in names]
 
-    def _drop_before_greedy(self, active: list[tuple[str, Stage]]) -> list[Stage]:
+    def _drop_before_greedy(self, names: list[str]) -> list[str]:
         """With a fixed temperature <= 0 the chain ends in the arg-max: truncations before the temperature
         that always keep the arg-max (and draw no random numbers) cannot change the result."""
         p = self.params
-        names = [name for name, _ in active]
         if p.temperature > 0.0 or p.dynatemp_range > 0.0 or "temperature" not in names:
-            return [st for _, st in active]
+            return names
         cut = names.index("temperature")
         harmless = {"top_k", "top_p", "min_p", "top_n_sigma"}
-        return [st for i, (name, st) in enumerate(active) if not (i < cut and name in harmless)]
-
-    def _make_penalties(self) -> Stage | None:
-        p = self.params
-        if p.repeat_last_n == 0 or (
-            p.repeat_penalty == 1.0 and p.frequency_penalty == 0.0 and p.presence_penalty == 0.0
-        ):
-            return None
-        return self._st_penalties
+        return [name for i, name in enumerate(names) if not (i < cut and name in harmless)]
 
     # -- buffers ------------------------------------------------------------------------------------------
     def _bind(self, logits: Buffer | memoryview, ptr: Any) -> None:
         if isinstance(logits, Buffer):
-            self._view, self._ptr = logits.view, logits.ptr
+            view, ptr = logits.view, logits.ptr
         elif ptr is not None:
-            self._view, self._ptr = logits, ptr
+            view = logits
         else:
             if self._own_logits is None:
                 self._own_logits = self.kernels.f32(self.n_vocab)
             self._own_logits.view[: self.n_vocab] = logits[: self.n_vocab]
-            self._view, self._ptr = self._own_logits.view, self._own_logits.ptr
-        if len(self._view) < self.n_vocab:
-            raise ValueError(f"logits hold {len(self._view)} values, the vocabulary has {self.n_vocab}")
+            view, ptr = self._own_logits.view, self._own_logits.ptr
+        if len(view) < self.n_vocab:
+            raise ValueError(f"logits hold {len(view)} values, the vocabulary has {self.n_vocab}")
+        self._src_view, self._src_ptr = view, ptr
+        self._view, self._ptr, self._on_work = view, ptr, False
 
     def _restore(self) -> None:
-        view = self._view
+        """Undo the patches on the caller's logits and point back at them."""
+        view = self._src_view
         for tok, value in self._saved.items():
             view[tok] = value
         self._saved.clear()
+        self._view, self._ptr, self._on_work = self._src_view, self._src_ptr, False
+
+    def _to_work(self) -> None:
+        """Continue on a private copy of the (patched) logits, which may then be masked."""
+        if self._on_work:
+            return
+        if self._work is None:
+            self._work = self.kernels.f32(self.n_vocab)
+        self._work.view[: self.n_vocab] = self._view[: self.n_vocab]
+        self._view, self._ptr, self._on_work = self._work.view, self._work.ptr, True
 
     def _ensure(self, k: int) -> None:
         if k > self._cap:
@@ -718,20 +773,23 @@ class Sampler:
         return self._view[tok] * c.scale
 
     def _set(self, c: _Cands, tok: int, value: float) -> None:
-        if tok not in self._saved:
-            self._saved[tok] = self._view[tok]
+        old = self._view[tok]
+        if not self._on_work and tok not in self._saved:
+            self._saved[tok] = old
         self._view[tok] = value / c.scale
+        if value == -INF and old != -INF:
+            c.masked += 1
 
-    # -- whole-vocabulary helpers (C) --------------------------------------------------------------------
+    # -- whole-vocabulary helpers (C); thresholds and values in the buffer's units unless said -------------
     def _top(self, c: _Cands, k: int) -> tuple[list[int], list[float]]:
-        """The k highest current logits, sorted (ties: lower id first)."""
+        """The k highest current logits (-inf left out), sorted; ties: lower id first."""
         k = min(k, self.n_vocab)
         self._ensure(k)
         got = self.lib.emb_top_k_sorted(self._ptr, self.n_vocab, k, self._ids.ptr, self._vals.ptr)
         return self._fetch(c, got)
 
     def _nearest(self, c: _Cands, center: float, k: int) -> tuple[list[int], list[float]]:
-        """The k tokens whose current logits are nearest ``center``, nearest first."""
+        """The k tokens whose current logits are nearest ``center`` (current units), nearest first."""
         k = min(k, self.n_vocab)
         self._ensure(k)
         got = self.lib.emb_nearest_k(self._ptr, self.n_vocab, center / c.scale, k, self._ids.ptr, self._vals.ptr)
@@ -740,32 +798,63 @@ class Sampler:
     def _fetch(self, c: _Cands, got: int) -> tuple[list[int], list[float]]:
         ids = self._ids.view[:got].tolist()
         vals = self._vals.view[:got].tolist()
+        while vals and vals[-1] == -INF:  # masked tokens sort last
+            vals.pop()
+            ids.pop()
         if c.scale != 1.0:
             vals = [v * c.scale for v in vals]
         return ids, vals
 
-    def _count_ge(self, c: _Cands, threshold: float) -> int:
-        """How many current logits are >= threshold."""
-        return int(self.lib.emb_count_ge(self._ptr, self.n_vocab, threshold / c.scale))
+    def _count_ge(self, threshold: float) -> int:
+        return int(self.lib.emb_count_ge(self._ptr, self.n_vocab, threshold))
 
     def _lse(self, c: _Cands) -> float:
-        """log(sum(exp(current logits))) over the vocabulary."""
+        """log(sum(exp(current logits))) over the buffer (current units)."""
         return float(self.lib.emb_logsumexp(self._ptr, self.n_vocab, c.scale, self.kernels.null))
 
     def _lse_entropy(self, c: _Cands) -> tuple[float, float]:
-        """Log-sum-exp and the entropy (nats) of the softmax of the current logits."""
+        """Log-sum-exp and entropy (nats) of the softmax of the current logits."""
         lse = float(self.lib.emb_logsumexp(self._ptr, self.n_vocab, c.scale, self._stat.ptr))
         return lse, float(self._stat.view[0])
 
+    def _mass(self, c: _Cands, lse: float, lo: float, hi: float) -> float:
+        """Probability of the tokens with lo <= logit <= hi."""
+        return float(self.lib.emb_sum_exp_between(self._ptr, self.n_vocab, c.scale, lse, lo, hi))
+
     def _size(self, c: _Cands) -> int:
         return self.n_vocab - c.masked if c.full else len(c.ids)
+
+    def _kth_value(self, k: int) -> float:
+        """The k-th largest logit: the largest t with at least k logits >= t."""
+        _, top = self._top(_Cands(), 1)
+        return _bisect_floats(-_FLT_MAX, _next_up(top[0]), lambda t: self._count_ge(t) >= k)
+
+    def _mask(self, c: _Cands, lo: float, hi: float) -> None:
+        """Keep only the logits in [lo, hi]."""
+        self._to_work()
+        c.masked = self.n_vocab - int(self.lib.emb_mask_outside(self._ptr, self.n_vocab, lo, hi))
+
+    def _keep_ge(self, c: _Cands, threshold: float, k: int) -> None:
+        """Keep the k best tokens, which are those >= threshold (up to ties at a made-up threshold)."""
+        if k <= MATERIALIZE_LIMIT:
+            c.keep(*self._top(c, k), True)
+        elif k < self._size(c):
+            self._mask(c, threshold, INF)
+
+    def _keep_top(self, c: _Cands, k: int) -> None:
+        """Keep the k best tokens (all tied with the k-th when there are more than MATERIALIZE_LIMIT)."""
+        if k <= MATERIALIZE_LIMIT:
+            c.keep(*self._top(c, k), True)
+        elif k < self._size(c):
+            self._mask(c, self._kth_value(k), INF)
 
     # -- stages: few ids ----------------------------------------------------------------------------------
     def _modify(self, c: _Cands, targets: Mapping[int, Any], fn: Callable[[float, Any], float]) -> None:
         """Replace the logit l of every candidate in ``targets`` by ``fn(l, targets[id])``."""
         if c.full:
             for tok, arg in targets.items():
-                self._set(c, tok, fn(self._get(c, tok), arg))
+                if self._view[tok] != -INF:  # -inf stays -inf (and +inf bias on it is no NaN)
+                    self._set(c, tok, fn(self._get(c, tok), arg))
             return
         logits = c.logits
         for i, tok in enumerate(c.ids):
@@ -780,7 +869,7 @@ class Sampler:
     def _st_penalties(self, c: _Cands) -> None:
         p = self.params
         n = p.repeat_last_n
-        window = self._prev if n < 0 else self._prev[-n:] if n > 0 else ()
+        window = self._prev if n < 0 else self._prev[-n:]
         counts = Counter(tok for tok in window if 0 <= tok < self.n_vocab)
         if not counts:
             return
@@ -802,9 +891,8 @@ class Sampler:
         p = self.params
         last_n = p.dry_penalty_last_n
         hist = self._prev if last_n < 0 else self._prev[-last_n:]
-        n = len(hist)
         allowed = p.dry_allowed_length
-        if n <= allowed:
+        if len(hist) <= allowed:
             return {}
         rep_limit = self._dry_rep_limit(hist)
         if rep_limit < allowed:
@@ -818,9 +906,7 @@ class Sampler:
         for tok, length in longest.items():
             if tok in self._dry_single or not 0 <= tok < self.n_vocab:
                 continue
-            exponent = length - allowed
-            if max_exp > 0 and exponent > max_exp:
-                exponent = max_exp
+            exponent = min(length - allowed, max_exp) if max_exp > 0 else length - allowed
             out[tok] = p.dry_multiplier * p.dry_base**exponent
         return out
 
@@ -848,21 +934,18 @@ class Sampler:
         n = len(hist)
         if n > self._hist_cap:
             self._hist_cap = max(n, 2 * self._hist_cap, 256)
-            self._hist = self.kernels.i32(self._hist_cap)
-            self._hist_tok = self.kernels.i32(self._hist_cap)
-            self._hist_len = self.kernels.i32(self._hist_cap)
-        assert self._hist is not None and self._hist_tok is not None and self._hist_len is not None
-        self._hist.view[:n] = array("i", hist)
-        got = self.lib.emb_dry_repeats(self._hist.ptr, n, rep_limit, min_len, self._hist_tok.ptr, self._hist_len.ptr)
-        return list(zip(self._hist_tok.view[:got].tolist(), self._hist_len.view[:got].tolist(), strict=True))
+            self._hist = [self.kernels.i32(self._hist_cap) for _ in range(3)]
+        tokens, out_tok, out_len = self._hist
+        tokens.view[:n] = array("i", hist)
+        got = self.lib.emb_dry_repeats(tokens.ptr, n, rep_limit, min_len, out_tok.ptr, out_len.ptr)
+        return list(zip(out_tok.view[:got].tolist(), out_len.view[:got].tolist(), strict=True))
 
     # -- stages: truncation -------------------------------------------------------------------------------
     def _st_top_k(self, c: _Cands) -> None:
         k = self.params.top_k
         if c.full:
-            c.keep(*self._top(c, k), True)
-            return
-        if k < len(c.ids):
+            self._keep_top(c, k)
+        elif k < len(c.ids):
             _sort_desc(c)
             c.ids, c.logits = c.ids[:k], c.logits[:k]
 
@@ -880,26 +963,35 @@ class Sampler:
                 return
 
     def _top_p_full(self, c: _Cands, p: float, min_keep: int) -> None:
+        """The sorted prefix reaching mass p: from the top 256 or 1024 logits, else a bisected threshold."""
         lse = self._lse(c)
-        k, done, cum = max(256, min_keep), 0, 0.0
-        while True:
+        cum, done = 0.0, 0
+        for k in (256, MATERIALIZE_LIMIT):
             ids, logits = self._top(c, k)
             for i in range(done, len(logits)):
                 cum += math.exp(logits[i] - lse)
                 if cum >= p and i + 1 >= min_keep:
                     c.keep(ids[: i + 1], logits[: i + 1], True)
                     return
-            if len(ids) < k or k >= self.n_vocab:
+            if len(ids) < k:
                 c.keep(ids, logits, True)
                 return
-            done, k = len(ids), k * 8
+            done = len(ids)
+        cut = _bisect_floats(-_FLT_MAX, logits[-1] / c.scale, lambda t: self._mass(c, lse, t, INF) >= p)
+        if self._count_ge(cut) < min_keep:
+            cut = self._kth_value(min_keep)
+        self._mask(c, cut, INF)
 
     def _st_min_p(self, c: _Cands) -> None:
         p, min_keep = self.params.min_p, self.params.min_keep
         if c.full:
             _, top = self._top(c, 1)
-            count = self._count_ge(c, top[0] + math.log(p))
-            c.keep(*self._top(c, max(count, min_keep, 1)), True)
+            threshold = (top[0] + math.log(p)) / c.scale
+            count = self._count_ge(threshold)
+            if count >= max(min_keep, 1):
+                self._keep_ge(c, threshold, count)
+            else:
+                self._keep_top(c, max(min_keep, 1))
             return
         if not c.ids:
             return
@@ -907,8 +999,7 @@ class Sampler:
             threshold = max(c.logits) + math.log(p)
             kept = [i for i, v in enumerate(c.logits) if v >= threshold]
             if kept and len(kept) >= min_keep:
-                c.ids = [c.ids[i] for i in kept]
-                c.logits = [c.logits[i] for i in kept]
+                _subset(c, kept)
                 return
             _sort_desc(c)
         threshold = c.logits[0] + math.log(p)
@@ -924,7 +1015,7 @@ class Sampler:
             return
         _sort_desc(c)
         probs = _softmax(c.logits)
-        entropy = -math.fsum(q * _log(q) for q in probs if q > 0.0)
+        entropy = -math.fsum(q * math.log(q) for q in probs if q > 0.0)
         order = sorted(range(len(probs)), key=lambda i: abs(-_log(probs[i]) - entropy))
         cum, last = 0.0, len(order)
         for rank, i in enumerate(order):
@@ -932,27 +1023,30 @@ class Sampler:
             if cum > p and (min_keep == 0 or rank >= min_keep - 1):
                 last = rank + 1
                 break
-        keep = order[:last]
-        c.ids = [c.ids[i] for i in keep]
-        c.logits = [c.logits[i] for i in keep]
+        _subset(c, order[:last])
         c.sorted = False
 
     def _typical_full(self, c: _Cands, p: float, min_keep: int) -> None:
-        # |-log p_i - H| = |l_i - (lse - H)|: the typical order is nearness of the logit to lse - H.
+        """|-log p_i - H| = |l_i - (lse - H)|: typical order is nearness of the logit to lse - H.  The
+        nearest 256 or 1024 tokens, else a bisected band around that centre."""
         lse, entropy = self._lse_entropy(c)
         center = lse - entropy
-        k, done, cum = max(256, min_keep), 0, 0.0
-        while True:
+        cum, done = 0.0, 0
+        for k in (max(256, min_keep), max(MATERIALIZE_LIMIT, min_keep)):
             ids, logits = self._nearest(c, center, k)
             for i in range(done, len(logits)):
                 cum += math.exp(logits[i] - lse)
                 if cum > p and (min_keep == 0 or i >= min_keep - 1):
                     c.keep(ids[: i + 1], logits[: i + 1], False)
                     return
-            if len(ids) < k or k >= self.n_vocab:
+            if len(ids) < k:
                 c.keep(ids, logits, False)
                 return
-            done, k = len(ids), k * 8
+            done = len(ids)
+        mid = center / c.scale
+        width = _bisect_floats(0.0, _FLT_MAX, lambda r: self._mass(c, lse, mid - r, mid + r) <= p)
+        width = _next_up(width)
+        self._mask(c, mid - width, mid + width)
 
     def _st_top_n_sigma(self, c: _Cands) -> None:
         n = self.params.top_n_sigma
@@ -960,9 +1054,8 @@ class Sampler:
             return
         if c.full:
             self.lib.emb_logit_stats(self._ptr, self.n_vocab, self._stat.ptr)
-            top, std = self._stat.view[0] * c.scale, self._stat.view[2] * c.scale
-            count = self._count_ge(c, top - n * std)
-            c.keep(*self._top(c, max(count, 1)), True)
+            threshold = self._stat.view[0] - n * self._stat.view[2]
+            self._keep_ge(c, threshold, max(self._count_ge(threshold), 1))
             return
         finite = [v for v in c.logits if v != -INF]
         if not finite:
@@ -970,35 +1063,39 @@ class Sampler:
         mean = math.fsum(finite) / len(finite)
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / len(finite))
         threshold = max(finite) - n * std
-        kept = [i for i, v in enumerate(c.logits) if v >= threshold]
-        c.ids = [c.ids[i] for i in kept]
-        c.logits = [c.logits[i] for i in kept]
+        _subset(c, [i for i, v in enumerate(c.logits) if v >= threshold])
 
     def _st_xtc(self, c: _Cands) -> None:
         p = self.params
-        if self._size(c) < 2:
-            return
-        if uniform_float(self._rng_xtc) > p.xtc_probability:
+        size = self._size(c)
+        if size < 2 or uniform_float(self._rng_xtc) > p.xtc_probability:
             return
         if c.full:
             lse = self._lse(c)
-            above = self._count_ge(c, lse + math.log(p.xtc_threshold)) if p.xtc_threshold > 0.0 else self._size(c)
+            above = self._count_ge((lse + _log(p.xtc_threshold)) / c.scale)
             last = max(above - 1, 0)
-            if self._size(c) - last >= p.min_keep and last > 0:
-                ids, _ = self._top(c, last)
-                for tok in ids:
-                    self._set(c, tok, -INF)
-                c.masked += last
+            if size - last >= p.min_keep and last > 0:
+                self._drop_top(c, last)
             return
         _sort_desc(c)
-        probs = _softmax(c.logits)
         last = 0
-        for i, q in enumerate(probs):
+        for i, q in enumerate(_softmax(c.logits)):
             if q < p.xtc_threshold:
                 break
             last = i
         if len(c.ids) - last >= p.min_keep and last > 0:
             c.ids, c.logits = c.ids[last:], c.logits[last:]
+
+    def _drop_top(self, c: _Cands, k: int) -> None:
+        """Remove the k best tokens from the whole-vocabulary set."""
+        if k <= MATERIALIZE_LIMIT:
+            ids, _ = self._top(c, k)
+            self._to_work()
+            for tok in ids:
+                self._view[tok] = -INF
+            c.masked += len(ids)
+        else:
+            self._mask(c, -INF, _next_down(self._kth_value(k)))
 
     # -- stages: temperature ------------------------------------------------------------------------------
     def _st_temp(self, c: _Cands) -> None:
@@ -1006,7 +1103,7 @@ class Sampler:
         self._apply_temp(c, self.params.temperature)
 
     def _st_temp_ext(self, c: _Cands) -> None:
-        """Temperature, dynamic when ``dynatemp_range`` > 0 (entropy-scaled)."""
+        """Temperature, dynamic (entropy-scaled) when ``dynatemp_range`` > 0."""
         p = self.params
         if p.dynatemp_range <= 0.0:
             self._apply_temp(c, p.temperature)
@@ -1019,9 +1116,8 @@ class Sampler:
             _, entropy = self._lse_entropy(c)
         else:
             entropy = -math.fsum(q * math.log(q) for q in _softmax(c.logits) if q > 0.0)
-        normalized = entropy / math.log(size)
         try:
-            dyn = lo + (hi - lo) * normalized**p.dynatemp_exponent
+            dyn = lo + (hi - lo) * (entropy / math.log(size)) ** p.dynatemp_exponent
         except (OverflowError, ZeroDivisionError):
             dyn = hi
         self._apply_temp(c, dyn)
@@ -1037,71 +1133,51 @@ class Sampler:
     def _keep_argmax(self, c: _Cands) -> None:
         if c.full:
             c.keep(*self._top(c, 1), True)
-            return
-        if c.ids:
+        elif c.ids:
             best = max(range(len(c.logits)), key=c.logits.__getitem__)
             c.keep([c.ids[best]], [c.logits[best]], True)
 
     # -- the final draw -----------------------------------------------------------------------------------
     def _finish(self, c: _Cands) -> tuple[int, list[tuple[int, float]]]:
-        """Mirostat or the softmax draw; the chosen token and the final candidates with probabilities."""
-        mode = self.params.mirostat
-        if mode == 1:
+        """Mirostat or the softmax draw: the token and the final candidates with their probabilities."""
+        if self.params.mirostat == 1:
             return self._mirostat_v1(c)
-        if mode == 2:
+        if self.params.mirostat == 2:
             return self._mirostat_v2(c)
         u = uniform_double(self._rng)
         if c.full:
-            token = int(self.lib.emb_sample_softmax(self._ptr, self.n_vocab, c.scale, u))
-            if token < 0:
-                raise RuntimeError("no candidate token left to sample")
-            return token, self._full_probs(c, token)
+            return self._draw_full(c, u, self.params.n_probs > 0)
         if not c.ids:
             raise RuntimeError("no candidate token left to sample")
         probs = _softmax(c.logits)
-        target, run = u, 0.0
-        chosen = len(probs) - 1
-        for i, q in enumerate(probs):
-            run += q
-            if run >= target and q > 0.0:
-                chosen = i
-                break
-        return c.ids[chosen], list(zip(c.ids, probs, strict=True))
+        idx = _pick(probs, u)
+        return c.ids[idx], list(zip(c.ids, probs, strict=True))
 
-    def _full_probs(self, c: _Cands, token: int) -> list[tuple[int, float]]:
-        """The final probabilities the report needs when the whole vocabulary was sampled."""
-        if self.params.n_probs <= 0:
-            return []
+    def _draw_full(self, c: _Cands, u: float, with_probs: bool) -> tuple[int, list[tuple[int, float]]]:
+        """Draw from the whole-vocabulary set; with_probs: also the probabilities of its best tokens and of
+        the chosen one."""
+        token = int(self.lib.emb_sample_softmax(self._ptr, self.n_vocab, c.scale, u))
+        if token < 0:
+            raise RuntimeError("no candidate token left to sample")
+        if not with_probs:
+            return token, []
         lse = self._lse(c)
-        ids, logits = self._top(c, self.params.n_probs)
+        ids, logits = self._top(c, max(self.params.n_probs, 1))
         pairs = [(tok, math.exp(v - lse)) for tok, v in zip(ids, logits, strict=True)]
         if token not in ids:
             pairs.append((token, math.exp(self._get(c, token) - lse)))
-        return pairs
-
-    def _draw(self, probs: Sequence[float]) -> int:
-        """``std::discrete_distribution``: the first cumulative probability >= a uniform draw."""
-        u = uniform_double(self._rng)
-        run = 0.0
-        for i, q in enumerate(probs):
-            run += q
-            if run >= u and q > 0.0:
-                return i
-        return max(i for i, q in enumerate(probs) if q > 0.0) if any(probs) else len(probs) - 1
-
-    def _sorted_list(self, c: _Cands, k: int) -> tuple[list[int], list[float]]:
-        """The k best candidates, sorted."""
-        if c.full:
-            return self._top(c, k)
-        _sort_desc(c)
-        return c.ids[:k], c.logits[:k]
+        return token, pairs
 
     def _mirostat_v1(self, c: _Cands) -> tuple[int, list[tuple[int, float]]]:
-        p = self.params
+        """Mirostat 1.0: estimate the Zipf exponent from the best 100, keep the top k that aims at tau."""
         size = self._size(c)
         if size == 0:
             raise RuntimeError("no candidate token left to sample")
-        ids, logits = self._sorted_list(c, MIROSTAT_M)
+        if c.full:
+            _, logits = self._top(c, MIROSTAT_M)
+        else:
+            _sort_desc(c)
+            logits = c.logits[:MIROSTAT_M]
         num = den = 0.0
         for i in range(min(MIROSTAT_M - 1, len(logits) - 1)):
             t_i = math.log((i + 2) / (i + 1))
@@ -1109,20 +1185,18 @@ class Sampler:
             num += t_i * (b_i if b_i == b_i else INF)
             den += t_i * t_i
         k = _mirostat_k(num / den if den > 0.0 else math.nan, self.mu, self.n_vocab)
-        if k > len(ids) and size > len(ids):
-            ids, logits = self._sorted_list(c, k)
-        ids, logits = ids[:k], logits[:k]
-        probs = _softmax(logits)
-        idx = self._draw(probs)
-        self.mu -= p.mirostat_eta * (-math.log2(probs[idx]) - p.mirostat_tau)
-        return ids[idx], list(zip(ids, probs, strict=True))
+        if c.full:
+            self._keep_top(c, k)
+        else:
+            c.ids, c.logits = c.ids[:k], c.logits[:k]
+        return self._mirostat_draw(c)
 
     def _mirostat_v2(self, c: _Cands) -> tuple[int, list[tuple[int, float]]]:
-        p = self.params
+        """Mirostat 2.0: keep the tokens whose surprise -log2(p) is at most mu."""
         if c.full:
             lse = self._lse(c)
-            count = self._count_ge(c, lse - self.mu * LN2)
-            ids, logits = self._top(c, max(count, 1))
+            threshold = (lse - self.mu * LN2) / c.scale
+            self._keep_ge(c, threshold, max(self._count_ge(threshold), 1))
         else:
             if not c.ids:
                 raise RuntimeError("no candidate token left to sample")
@@ -1131,14 +1205,26 @@ class Sampler:
             keep = 0
             while keep < len(probs) and not -_log(probs[keep]) / LN2 > self.mu:
                 keep += 1
-            ids, logits = c.ids[: max(keep, 1)], c.logits[: max(keep, 1)]
-        probs = _softmax(logits)
-        idx = self._draw(probs)
-        self.mu -= p.mirostat_eta * (-math.log2(probs[idx]) - p.mirostat_tau)
-        return ids[idx], list(zip(ids, probs, strict=True))
+            c.ids, c.logits = c.ids[: max(keep, 1)], c.logits[: max(keep, 1)]
+        return self._mirostat_draw(c)
+
+    def _mirostat_draw(self, c: _Cands) -> tuple[int, list[tuple[int, float]]]:
+        """Draw from what Mirostat kept and move mu by eta times the surprise's error."""
+        p = self.params
+        u = uniform_double(self._rng)
+        if c.full:
+            token, pairs = self._draw_full(c, u, True)
+            prob = next(q for tok, q in pairs if tok == token)
+        else:
+            probs = _softmax(c.logits)
+            idx = _pick(probs, u)
+            token, prob, pairs = c.ids[idx], probs[idx], list(zip(c.ids, probs, strict=True))
+        self.mu -= p.mirostat_eta * (-_log(prob) / LN2 - p.mirostat_tau)
+        return token, pairs
 
     # -- probabilities for the response --------------------------------------------------------------------
     def _report(self, result: SampleResult, after: list[tuple[int, float]]) -> None:
+        """llama-server's ``probs`` before sampling (raw logits, whole vocabulary) and after (final set)."""
         n = self.params.n_probs
         raw = _Cands()
         top_ids, top_logits = self._top(raw, n)
@@ -1150,9 +1236,32 @@ class Sampler:
         result.prob_after = next((q for tok, q in after if tok == result.token), 0.0)
 
 
+def _pick(probs: Sequence[float], u: float) -> int:
+    """The first index whose cumulative probability reaches u (llama.cpp's dist and discrete_distribution)."""
+    run, last = 0.0, len(probs) - 1
+    for i, q in enumerate(probs):
+        if q <= 0.0:
+            continue
+        run += q
+        last = i
+        if run >= u:
+            return i
+    return last
+
+
+def _next_up(f: float) -> float:
+    """The next float32 above f."""
+    return _order_float(_float_order(f) + 1)
+
+
+def _next_down(f: float) -> float:
+    """The next float32 below f."""
+    return _order_float(_float_order(f) - 1)
+
+
 def _mirostat_k(s_hat: float, mu: float, n_vocab: int) -> int:
-    """Mirostat v1's k from the Zipf exponent estimate; llama.cpp's int() of a non-finite or huge value
-    gives INT_MIN on x86, so those become 1 there too."""
+    """Mirostat v1's k from the Zipf exponent estimate.  llama.cpp's int() of a non-finite or huge value
+    is INT_MIN on x86, which its max(k, 1) turns into 1: so here too."""
     try:
         eps = s_hat - 1.0
         k = ((eps * 2.0**mu) / (1.0 - n_vocab ** (-eps))) ** (1.0 / s_hat)

@@ -240,3 +240,24 @@ def test_kv_shift_moves_rows_and_re_rotates_keys(ctx):
     got = kview[: len(keep) * n_kv * hd].view(np.float16).astype(np.float32)
     np.testing.assert_allclose(got, expected, atol=2e-2)
     np.testing.assert_array_equal(vview.reshape(n_past, -1)[: len(keep)], vals[keep].view(np.uint16))
+
+
+@pytest.mark.parametrize("n_tok", [1, 2, 6])
+def test_matmul_multi_equals_separate_matmuls(ctx, n_tok):
+    rng = np.random.default_rng(8)
+    n_in = 512
+    specs = [(T.Q5_0, 40), (T.Q4_K, 24), (T.Q8_0, 17)]
+    raws = [random_weights(t, n_out, n_in, rng) for t, n_out in specs]
+    keep = [bytearray(r.tobytes()) for r in raws]
+    ptrs = [K.bytes_ptr(b) for b in keep]
+    x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+    xb, _ = buf(x)
+    outs = [buf(np.zeros((n_tok, n_out), dtype=np.float32)) for _, n_out in specs]
+    rc = LIB.emb_matmul_multi(ctx, 3, K.array("void *", ptrs), K.array("int", [int(t) for t, _ in specs]),
+                              K.array("int64_t", [n for _, n in specs]), n_in, xb.ptr, n_tok,
+                              K.array("float *", [o[0].ptr for o in outs]))
+    assert rc == 0
+    for (qtype, n_out), ptr, (_, got) in zip(specs, ptrs, outs, strict=True):
+        yb, y = buf(np.zeros((n_tok, n_out), dtype=np.float32))
+        assert LIB.emb_matmul(ctx, ptr, int(qtype), n_out, n_in, xb.ptr, n_tok, yb.ptr) == 0
+        np.testing.assert_array_equal(got, y)

@@ -94,6 +94,32 @@ class Weight:
     n_in: int
 
 
+@dataclass
+class MatrixGroup:
+    """Matrices applied to the same input (Q/K/V, gate/up), with the C arrays ``emb_matmul_multi`` takes."""
+
+    weights: list[Weight]
+    outputs: list[Any]
+    ws: Any
+    types: Any
+    n_outs: Any
+    ys: Any
+
+    @classmethod
+    def build(cls, kernels: Kernels, weights: list[Weight], outputs: list[Any]) -> MatrixGroup:
+        """Arrays for ``weights`` writing into the ``outputs`` pointers."""
+        if len({w.n_in for w in weights}) != 1:
+            raise UnsupportedModelError("grouped matrices must share their input width")
+        return cls(
+            weights,
+            outputs,
+            kernels.array("void *", [w.ptr for w in weights]),
+            kernels.array("int", [w.type for w in weights]),
+            kernels.array("int64_t", [w.n_out for w in weights]),
+            kernels.array("float *", outputs),
+        )
+
+
 class WeightStore:
     """Looks tensors up by name, checks types and shapes, and hands out kernel pointers."""
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from emberllm.models.base import HParams, Weight, WeightStore
+from emberllm.models.base import HParams, MatrixGroup, Weight, WeightStore
 from emberllm.models.transformer import TransformerModel
 
 ROPE_NEOX = 2
@@ -40,6 +40,8 @@ class Gemma3Layer:
     window: int
     rope_base: float
     rope_scale: float
+    qkv: MatrixGroup | None = None
+    gate_up: MatrixGroup | None = None
 
 
 class Gemma3(TransformerModel):
@@ -83,6 +85,10 @@ class Gemma3(TransformerModel):
                     rope_scale=1.0 if is_swa else hp.rope_scale,
                 )
             )
+            layer = self.layers[-1]
+            b, k = self.buf, self.k
+            layer.qkv = MatrixGroup.build(k, [layer.wq, layer.wk, layer.wv], [b.q.ptr, b.k.ptr, b.v.ptr])
+            layer.gate_up = MatrixGroup.build(k, [layer.w_gate, layer.w_up], [b.gate.ptr, b.up.ptr])
 
     def _rope_params(self, il: int) -> tuple[int, float, float, int]:
         layer = self.layers[il]
@@ -98,9 +104,7 @@ class Gemma3(TransformerModel):
         lib.emb_get_rows(ctx, self.tok_embd.ptr, self.tok_embd.type, hp.n_embd, b.ids.ptr, n, self.embd_scale, x)
         for il, L in enumerate(self.layers):
             lib.emb_rmsnorm(ctx, x, L.attn_norm, h, n, hp.n_embd, eps)
-            self.matmul(L.wq, h, n, q)
-            self.matmul(L.wk, h, n, k)
-            self.matmul(L.wv, h, n, v)
+            self.matmul_group(L.qkv, h, n)
             lib.emb_rmsnorm(ctx, q, L.q_norm, q, n * hp.n_head, hp.head_dim, eps)
             lib.emb_rmsnorm(ctx, k, L.k_norm, k, n * hp.n_head_kv, hp.head_dim, eps)
             lib.emb_rope(ctx, q, n, hp.n_head, hp.head_dim, hp.head_dim, pos, L.rope_base, L.rope_scale, ROPE_NEOX)
@@ -111,8 +115,7 @@ class Gemma3(TransformerModel):
             self.matmul(L.wo, att, n, h2)
             lib.emb_rmsnorm_add(ctx, h2, L.post_attn_norm, x, n, hp.n_embd, eps)
             lib.emb_rmsnorm(ctx, x, L.ffn_norm, h, n, hp.n_embd, eps)
-            self.matmul(L.w_gate, h, n, gate)
-            self.matmul(L.w_up, h, n, up)
+            self.matmul_group(L.gate_up, h, n)
             lib.emb_glu(ctx, gate, up, gate, n, hp.n_ff, hp.n_ff, hp.n_ff, ACT_GELU_TANH)
             self.matmul(L.w_down, gate, n, h2)
             lib.emb_rmsnorm_add(ctx, h2, L.post_ffn_norm, x, n, hp.n_embd, eps)

@@ -14,7 +14,7 @@ from typing import Any
 from emberllm.gguf import GGUFFile
 from emberllm.kernels import Buffer, KernelError, Kernels
 from emberllm.kv_cache import KVCache
-from emberllm.models.base import HParams, Weight, WeightStore
+from emberllm.models.base import HParams, MatrixGroup, Weight, WeightStore
 
 #: Logit rows computed per output matmul when many rows are wanted (perplexity).
 LOGIT_SLICE = 16
@@ -55,9 +55,9 @@ class TransformerModel:
         self.ctx = ctx
         self.n_batch = n_batch
         self.hp = self._read_hparams()
+        self.buf = self._alloc_activations()
         self.weights = WeightStore(gguf, kernels)
         self._load_layers(self.weights)
-        self.buf = self._alloc_activations()
 
     # -- hooks for subclasses ------------------------------------------------------------------------
     def _read_hparams(self) -> HParams:
@@ -113,6 +113,12 @@ class TransformerModel:
         rc = self.lib.emb_matmul(self.ctx, w.ptr, w.type, w.n_out, w.n_in, x, n, y)
         if rc != 0:
             raise KernelError(f"matmul failed for {w.name} (code {rc})")
+
+    def matmul_group(self, g: MatrixGroup, x: Any, n: int) -> None:
+        """All matrices of ``g`` applied to ``x`` in one kernel call."""
+        rc = self.lib.emb_matmul_multi(self.ctx, len(g.weights), g.ws, g.types, g.n_outs, g.weights[0].n_in, x, n, g.ys)
+        if rc != 0:
+            raise KernelError(f"matmul failed for {', '.join(w.name for w in g.weights)} (code {rc})")
 
     def decode(self, tokens: Sequence[int], kv: KVCache) -> memoryview:
         """Append ``tokens`` to the sequence in ``kv`` and return the logits of the last one."""

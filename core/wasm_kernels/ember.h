@@ -83,6 +83,7 @@ int64_t emb_ctx_calls(const emb_ctx *ctx);
 
 /* ---- ops (all may use the thread pool) ---- */
 int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok, float *y);
+int emb_matmul_multi(emb_ctx *ctx, int n_mats, void **ws, int *types, int64_t *n_outs, int64_t n_in, const float *x, int64_t n_tok, float **ys);
 int emb_get_rows(emb_ctx *ctx, const void *table, int type, int64_t n_cols, const int32_t *ids, int64_t n_ids, float scale, float *out);
 void emb_rmsnorm(emb_ctx *ctx, const float *x, const float *w, float *out, int64_t n_rows, int64_t dim, float eps);
 void emb_rmsnorm_add(emb_ctx *ctx, const float *x, const float *w, float *acc, int64_t n_rows, int64_t dim, float eps);
@@ -103,6 +104,8 @@ int64_t emb_top_k_sorted(const float *x, int64_t n, int64_t k, int32_t *out_ids,
 int64_t emb_nearest_k(const float *x, int64_t n, float center, int64_t k, int32_t *out_ids, float *out_vals);
 int64_t emb_count_ge(const float *x, int64_t n, float threshold);
 double emb_logsumexp(const float *x, int64_t n, float scale, float *out_entropy);
+double emb_sum_exp_between(const float *x, int64_t n, float scale, float shift, float lo, float hi);
+int64_t emb_mask_outside(float *x, int64_t n, float lo, float hi);
 int emb_logit_stats(const float *x, int64_t n, float *out);
 int64_t emb_sample_softmax(const float *x, int64_t n, float scale, double u);
 int64_t emb_dry_repeats(const int32_t *tokens, int64_t n, int64_t rep_limit, int64_t min_len, int32_t *out_tokens, int32_t *out_lens);

@@ -237,6 +237,14 @@ static unpack_fn unpack_for(int type, int *has_min) {
 /* per 16.  Weights whose llama.cpp dot product uses Q8_0 get Q8_0's rule (d through f16, x86 rounding); */
 /* K-quants get Q8_K's (one float scale per 256, -127/max of the signed extreme).                        */
 
+/* Round to nearest, ties to even, for |x| < 2^22 (the magic-number trick; no libm call). */
+static inline int round_even(float x) {
+    float v = x + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
 static void finish_sums(const int8_t *q, int64_t n, float d, float *dsum) {
     for (int64_t g = 0; g < n / G; g++) {
         int s = 0;
@@ -251,7 +259,7 @@ static void quantize_act_q8_0(const float *x, int64_t n, int8_t *q, float *d, fl
         float amax = 0.0f;
         for (int j = 0; j < AB; j++) amax = fmaxf(amax, fabsf(xb[j]));
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        for (int j = 0; j < AB; j++) q[b * AB + j] = (int8_t)nearbyintf(xb[j] * id);
+        for (int j = 0; j < AB; j++) q[b * AB + j] = (int8_t)round_even(xb[j] * id);
         d[b] = emb_f16_to_f32(emb_f32_to_f16(amax / 127.0f));
         finish_sums(q + b * AB, AB, d[b], dsum + 2 * b);
     }
@@ -274,7 +282,7 @@ static void quantize_act_q8_K(const float *x, int64_t n, int8_t *q, float *d, fl
         } else {
             const float iscale = -127.0f / max;
             for (int j = 0; j < QK_K; j++) {
-                const int v = (int)nearbyintf(iscale * xb[j]);
+                const int v = round_even(iscale * xb[j]);
                 q[b * QK_K + j] = (int8_t)(v < 127 ? v : 127);
             }
             db = 1.0f / iscale;
@@ -290,7 +298,7 @@ static void quantize_act_q8_K(const float *x, int64_t n, int8_t *q, float *d, fl
 typedef struct {
     const int8_t *q;    /* [rows][n] */
     const float *sc;    /* [rows][n/16] */
-    const float *mn;    /* [rows][n/16] */
+    const float *mn;    /* [rows][n/16], or NULL for types without a min term */
 } unpacked_rows;
 
 typedef struct {
@@ -317,12 +325,38 @@ static void tile_scalar(int64_t n, const unpacked_rows *w, int nr, const act_row
                 for (int l = 0; l < G; l++) isum += wq[g * G + l] * aq[g * G + l];
                 sum += (float)isum * (ws[g] * ad[g / 2]);
             }
+            if (w->mn) {
+                const float *mn = w->mn + r * ng, *ds = a->dsum + (t0 + t) * ng;
+                for (int64_t g = 0; g < ng; g++) sum -= mn[g] * ds[g];
+            }
             out[r * ldo + t] = sum;
         }
     }
 }
 
 #if EMB_X86
+/* sum_g mn[g] * ds[g] over ng (a multiple of 2) values */
+__attribute__((target("avx2,fma"))) static float min_term_avx2(const float *mn, const float *ds, int64_t ng) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t g = 0;
+    for (; g + 8 <= ng; g += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(mn + g), _mm256_loadu_ps(ds + g), acc);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float sum = _mm_cvtss_f32(h);
+    for (; g < ng; g++) sum += mn[g] * ds[g];
+    return sum;
+}
+
+/* out[r][t] -= sum_g mn[r][g] * dsum[t][g] for a full tile (types with a min term only). */
+__attribute__((target("avx2,fma"))) static void apply_min_avx2(int64_t n, const unpacked_rows *w, const act_rows *a,
+                                                                int64_t t0, float *out, int64_t ldo) {
+    if (!w->mn) return;
+    const int64_t ng = n / G;
+    for (int r = 0; r < ROW_TILE; r++)
+        for (int t = 0; t < TOK_TILE; t++) out[r * ldo + t] -= min_term_avx2(w->mn + r * ng, a->dsum + (t0 + t) * ng, ng);
+}
+
 __attribute__((target("avx2,fma"))) static inline __m256i dot32_avx2(__m256i w_abs, __m256i w, __m256i a) {
     const __m256i p16 = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(a, w));
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
@@ -365,6 +399,7 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(int64_t n, const unpac
             out[r * ldo + t] = _mm_cvtss_f32(h);
         }
     }
+    apply_min_avx2(n, w, a, t0, out, ldo);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"))) static void tile_avx512(
@@ -403,6 +438,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"))) static 
     }
     for (int r = 0; r < ROW_TILE; r++)
         for (int t = 0; t < TOK_TILE; t++) out[r * ldo + t] = _mm512_reduce_add_ps(acc[r][t]);
+    apply_min_avx2(n, w, a, t0, out, ldo);
 }
 #endif
 
@@ -440,7 +476,7 @@ static void gemm_worker(void *p, int ith, int nth) {
     float *wsc = (float *)(mem + ROW_TILE * n);
     float *wmn = wsc + ROW_TILE * ng;
     float *tile_out = wmn + ROW_TILE * ng;
-    unpacked_rows rows = {wq, wsc, wmn};
+    unpacked_rows rows = {wq, wsc, t->has_min ? wmn : NULL};
     for (;;) {
         const int64_t r0 = (int64_t)EMB_COUNTER_NEXT(t->next, ROW_TILE);
         if (r0 >= t->n_out) break;
@@ -452,17 +488,7 @@ static void gemm_worker(void *p, int ith, int nth) {
             const int nt = (int)(t0 + TOK_TILE <= t->n_tok ? TOK_TILE : t->n_tok - t0);
             t->tile(n, &rows, nr, &t->act, t0, nt, tile_out, TOK_TILE);
             for (int r = 0; r < nr; r++) {
-                for (int k = 0; k < nt; k++) {
-                    float v = tile_out[r * TOK_TILE + k];
-                    if (t->has_min) {
-                        const float *mn = wmn + r * ng;
-                        const float *ds = t->act.dsum + (t0 + k) * ng;
-                        float m = 0.0f;
-                        for (int64_t g = 0; g < ng; g++) m += mn[g] * ds[g];
-                        v -= m;
-                    }
-                    t->y[(t0 + k) * t->n_out + r0 + r] = v;
-                }
+                for (int k = 0; k < nt; k++) t->y[(t0 + k) * t->n_out + r0 + r] = tile_out[r * TOK_TILE + k];
             }
         }
     }

@@ -115,3 +115,116 @@ int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_i
     }
     return 0;
 }
+
+/* Several matrices applied to the same activations (Q/K/V, gate/up).  Small batches convert the activations
+ * once per vec_dot type and share one parallel region over all rows; larger ones go matrix by matrix. */
+#define EMB_MAX_MULTI 8
+
+typedef struct {
+    int n_mats;
+    const emb_type_traits *traits[EMB_MAX_MULTI];
+    const char *w[EMB_MAX_MULTI];
+    size_t w_row_bytes[EMB_MAX_MULTI];
+    const char *xq[EMB_MAX_MULTI];
+    size_t xq_row_bytes[EMB_MAX_MULTI];
+    float *y[EMB_MAX_MULTI];
+    int64_t n_out[EMB_MAX_MULTI];
+    int64_t row_start[EMB_MAX_MULTI + 1]; /* prefix sums of n_out */
+    int64_t n_in, n_tok, chunk_rows;
+    emb_counter next_row;
+} multi_task;
+
+static void multi_worker(void *p, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    multi_task *t = (multi_task *)p;
+    const int64_t total = t->row_start[t->n_mats];
+    for (;;) {
+        int64_t r0 = (int64_t)EMB_COUNTER_NEXT(t->next_row, t->chunk_rows);
+        if (r0 >= total) break;
+        const int64_t r1 = r0 + t->chunk_rows < total ? r0 + t->chunk_rows : total;
+        for (int m = 0; m < t->n_mats && r0 < r1; m++) {
+            if (r0 >= t->row_start[m + 1]) continue;
+            const int64_t end = r1 < t->row_start[m + 1] ? r1 : t->row_start[m + 1];
+            const emb_vec_dot_fn dot = t->traits[m]->vec_dot;
+            for (int64_t tok = 0; tok < t->n_tok; tok++) {
+                const char *xrow = t->xq[m] + tok * t->xq_row_bytes[m];
+                float *yrow = t->y[m] + tok * t->n_out[m];
+                for (int64_t r = r0; r < end; r++) {
+                    const int64_t lr = r - t->row_start[m];
+                    dot(t->n_in, &yrow[lr], t->w[m] + lr * t->w_row_bytes[m], xrow);
+                }
+            }
+            r0 = end;
+        }
+    }
+}
+
+int emb_matmul_multi(emb_ctx *ctx, int n_mats, void **ws, int *types, int64_t *n_outs, int64_t n_in, const float *x,
+                     int64_t n_tok, float **ys) {
+    if (n_mats <= 0 || n_mats > EMB_MAX_MULTI || n_tok <= 0) return -1;
+    if (n_tok >= EMB_GEMM_MIN_TOKENS) {
+        for (int m = 0; m < n_mats; m++) {
+            const int rc = emb_matmul(ctx, ws[m], types[m], n_outs[m], n_in, x, n_tok, ys[m]);
+            if (rc != 0) return rc;
+        }
+        return 0;
+    }
+    emb_ctx_count_call(ctx);
+    const int level = emb_ctx_level(ctx);
+    multi_task t;
+    memset(&t, 0, sizeof t);
+    t.n_mats = n_mats;
+    t.n_in = n_in;
+    t.n_tok = n_tok;
+    /* one conversion of x per distinct vec_dot type, packed one after another in scratch */
+    size_t need = 0;
+    for (int m = 0; m < n_mats; m++) {
+        const emb_type_traits *tr = emb_get_type_traits(types[m], level);
+        if (!tr || !tr->vec_dot || n_in % tr->block_size != 0 || n_outs[m] <= 0) return -1;
+        const emb_type_traits *dt = emb_get_type_traits(tr->vec_dot_type, level);
+        if (!dt || n_in % dt->block_size != 0 || (tr->vec_dot_type != EMB_TYPE_F32 && !dt->from_float)) return -1;
+        t.traits[m] = tr;
+        t.w[m] = (const char *)ws[m];
+        t.w_row_bytes[m] = (size_t)(n_in / tr->block_size * tr->block_bytes);
+        t.xq_row_bytes[m] = tr->vec_dot_type == EMB_TYPE_F32 ? (size_t)n_in * sizeof(float)
+                                                             : (size_t)(n_in / dt->block_size * dt->block_bytes);
+        t.y[m] = ys[m];
+        t.n_out[m] = n_outs[m];
+        t.row_start[m + 1] = t.row_start[m] + n_outs[m];
+        need += (t.xq_row_bytes[m] * (size_t)n_tok + 63) & ~(size_t)63;
+    }
+    char *buf = (char *)emb_ctx_scratch(ctx, need);
+    if (!buf) return -2;
+    size_t used = 0;
+    for (int m = 0; m < n_mats; m++) {
+        const int vdt = t.traits[m]->vec_dot_type;
+        int same = -1;
+        for (int j = 0; j < m; j++) {
+            if (t.traits[j]->vec_dot_type == vdt) same = j;
+        }
+        if (vdt == EMB_TYPE_F32) {
+            t.xq[m] = (const char *)x;
+        } else if (same >= 0) {
+            t.xq[m] = t.xq[same];
+        } else {
+            char *dst = buf + used;
+            const emb_type_traits *dt = emb_get_type_traits(vdt, level);
+            for (int64_t tok = 0; tok < n_tok; tok++) dt->from_float(x + tok * n_in, dst + tok * t.xq_row_bytes[m], n_in);
+            t.xq[m] = dst;
+            used += (t.xq_row_bytes[m] * (size_t)n_tok + 63) & ~(size_t)63;
+        }
+    }
+    const int nth = emb_ctx_threads(ctx);
+    const int64_t total = t.row_start[n_mats];
+    int64_t chunk = total / (nth * 8);
+    if (chunk < ROW_BLOCK) chunk = ROW_BLOCK;
+    t.chunk_rows = chunk;
+    EMB_COUNTER_INIT(t.next_row, 0);
+    if (nth > 1 && total > ROW_BLOCK) {
+        emb_parallel(ctx, multi_worker, &t);
+    } else {
+        multi_worker(&t, 0, 1);
+    }
+    return 0;
+}

@@ -210,6 +210,34 @@ EMB_SIMD_CLONES int64_t emb_count_ge(const float *x, int64_t n, float threshold)
     return count;
 }
 
+/* sum of exp(scale * x - shift) over lo <= x <= hi; shift must be >= scale * max(x) (e.g. the log-sum-exp). */
+EMB_SIMD_CLONES double emb_sum_exp_between(const float *x, int64_t n, float scale, float shift, float lo, float hi) {
+    float e[SUM_BLOCK];
+    double sum = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += SUM_BLOCK) {
+        const int64_t len = n - i0 < SUM_BLOCK ? n - i0 : SUM_BLOCK;
+        for (int64_t i = 0; i < len; i++) {
+            const float v = x[i0 + i];
+            const float d = scale * v - shift; /* <= 0 (up to rounding) as shift >= scale * max(x) */
+            e[i] = v >= lo && v <= hi && d >= EXP_FLOOR ? exp_nonpos(d) : 0.0f;
+        }
+        sum += block_sum(e, len);
+    }
+    return sum;
+}
+
+/* Logits outside [lo, hi] become -inf; returns how many finite-or-+inf ones are left. */
+EMB_SIMD_CLONES int64_t emb_mask_outside(float *x, int64_t n, float lo, float hi) {
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        const int in = v >= lo && v <= hi && v > -INFINITY;
+        x[i] = in ? v : -INFINITY;
+        kept += in;
+    }
+    return kept;
+}
+
 EMB_SIMD_CLONES double emb_logsumexp(const float *x, int64_t n, float scale, float *out_entropy) {
     const float mx = max_f32(x, n);
     if (n <= 0 || mx == -INFINITY) {

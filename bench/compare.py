@@ -1,0 +1,549 @@
+"""Compare emberllm with llama.cpp and wllama on one machine, in one run, in one table.
+
+    python bench/compare.py              # 5 repetitions of pp512, tg128 and pp256+tg64 at 1 and 2 threads
+    python bench/compare.py --quick      # 2 repetitions
+    python bench/compare.py --only llama.cpp,emberllm -t 2
+
+Engines (in the order they run within each round): ``llama.cpp`` (its ``llama-bench``, built once from the
+``llama-cpp-python`` sdist into the cache), ``emberllm`` (``emberllm bench`` in a subprocess),
+``emberllm-pyodide-node`` and ``emberllm-pyodide-chromium`` (rows say "not built" until the Pyodide
+package and its runners exist) and ``wllama`` (npm ``@wllama/wllama`` in Debian's headless Chromium).
+Rounds interleave the engines (A B C A B C …); every timed run holds ``/tmp/emberllm-bench.lock``.
+The table goes to stdout, progress to stderr, the raw results to ``bench/results/``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import harness  # noqa: E402  (bench/ is not a package: compare.py runs as a script)
+
+LLAMA_CPP_PYTHON = "0.3.36"
+LLAMA_TARGETS = ("llama-bench", "llama-server", "llama-completion", "llama-perplexity", "llama-tokenize")
+LLAMA_CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+                     "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_OPENSSL=OFF")
+NPM_PACKAGES = {"@wllama/wllama": "3.8.1", "playwright-core": "1.65.1"}
+ENGINES = ("llama.cpp", "emberllm", "emberllm-pyodide-node", "emberllm-pyodide-chromium", "wllama")
+RUN_TIMEOUT_S = 1200
+
+
+class Unavailable(Exception):
+    """An engine cannot run here; the message goes in its rows ("not built", "needs chromium", …)."""
+
+
+def log(message: str) -> None:
+    """Progress on stderr (stdout carries only the table)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def cache_root() -> Path:
+    """``$EMBERLLM_CACHE`` or ``~/.cache/emberllm`` (the same folder the model is assembled into)."""
+    root = os.environ.get("EMBERLLM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "emberllm")
+    return Path(root)
+
+
+@dataclass
+class Measured:
+    """A finished subprocess: exit code, output, wall time and its peak RSS."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    wall_s: float
+    maxrss_bytes: int
+
+
+def run_measured(cmd: list[str], timeout_s: float = RUN_TIMEOUT_S, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> Measured:
+    """Run ``cmd`` to the end and return its output, wall time and peak RSS (``wait4``'s ru_maxrss)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env,
+                                start_new_session=True)
+        timer = threading.Timer(timeout_s, lambda: _kill_group(proc.pid))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                        wall, usage.ru_maxrss * 1024)
+
+
+def _kill_group(pid: int) -> None:
+    """Kill a timed-out run and the processes it started (its own session)."""
+    try:
+        os.killpg(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def check_output(cmd: list[str], timeout: float = 60) -> str:
+    """stdout of a short informational command, or "" when it fails."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def tail(text: str, n: int = 400) -> str:
+    """The last ``n`` characters of a process's output, for error messages."""
+    text = text.strip()
+    return text if len(text) <= n else "…" + text[-n:]
+
+
+@dataclass
+class Settings:
+    """What every engine runs: the model, the tests and the prompt texts for text-only engines."""
+
+    model: Path
+    tests: list[harness.TestSpec]
+    threads: list[int]
+    reps: int
+    prompts: dict[str, str] = field(default_factory=dict)  # test label -> text of exactly n_prompt tokens
+
+    @property
+    def n_ctx(self) -> int:
+        """A context that holds the longest test (with room for the tg test's BOS)."""
+        return max(t.n_prompt + t.n_gen for t in self.tests) + 16
+
+
+class Engine:
+    """One row group of the table. ``prepare`` runs once, untimed; ``run`` is one timed repetition."""
+
+    name = ""
+
+    def prepare(self, settings: Settings) -> None:
+        """Build or find what the engine needs; raise ``Unavailable`` when it cannot run."""
+
+    def versions(self) -> dict[str, Any]:
+        """Versions to record with the results."""
+        return {}
+
+    def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
+        """One repetition of every test at ``threads`` (the caller holds the lock)."""
+        raise NotImplementedError
+
+
+# -- llama.cpp -------------------------------------------------------------------------------------------
+class LlamaCpp(Engine):
+    """llama.cpp's ``llama-bench`` (built from the ``llama-cpp-python`` sdist), plus a load-time run."""
+
+    name = "llama.cpp"
+
+    def __init__(self) -> None:
+        self.root = cache_root() / "llamacpp"
+        self.src = self.root / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
+        self.bin = self.src / "build" / "bin"
+
+    def built(self) -> bool:
+        """Whether every target is in the cache already."""
+        return all((self.bin / t).is_file() for t in LLAMA_TARGETS)
+
+    def prepare(self, settings: Settings) -> None:
+        """Reuse the cached build, or download the sdist with pip and build it (≈ 4 minutes on 2 cores)."""
+        if self.built():
+            return
+        if shutil.which("cmake") is None:
+            raise Unavailable("needs cmake to build llama.cpp")
+        sdist = self.root / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not sdist.is_file():
+            log(f"llama.cpp: downloading the llama-cpp-python {LLAMA_CPP_PYTHON} sdist")
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
+                            "-d", str(self.root), f"llama-cpp-python=={LLAMA_CPP_PYTHON}"], check=True)
+        if not (self.src / "CMakeLists.txt").is_file():
+            with tarfile.open(sdist) as tar:
+                tar.extractall(self.root, filter="data")
+        log(f"llama.cpp: building {', '.join(LLAMA_TARGETS)} in {self.src / 'build'} (holding the bench lock)")
+        with harness.bench_lock(on_wait=lambda: log("waiting for the bench lock to build llama.cpp")):
+            subprocess.run(["cmake", "-S", str(self.src), "-B", str(self.src / "build"), *LLAMA_CMAKE_FLAGS],
+                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(["cmake", "--build", str(self.src / "build"), "--config", "Release",
+                            "-j", str(os.cpu_count() or 2), "--target", *LLAMA_TARGETS],
+                           check=True, stdout=subprocess.DEVNULL)
+        if not self.built():
+            raise Unavailable(f"llama.cpp build did not produce {', '.join(LLAMA_TARGETS)}")
+
+    def versions(self) -> dict[str, Any]:
+        """llama.cpp's version line and where it was built."""
+        out = subprocess.run([str(self.bin / "llama-bench"), "--version"], capture_output=True, text=True)
+        line = next((s for s in (out.stdout + out.stderr).splitlines() if s.startswith("version")), "")
+        return {"llama.cpp": line.removeprefix("version: ").strip(),
+                "llama-cpp-python sdist": LLAMA_CPP_PYTHON, "llama.cpp build": str(self.bin)}
+
+    def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
+        """``llama-bench -r 1`` for the t/s and peak RSS, ``llama-completion -n 1`` for the load time."""
+        rec = harness.RunRecord(self.name, threads, rep)
+        cmd = [str(self.bin / "llama-bench"), "-m", str(settings.model), "-t", str(threads), "-r", "1", "-o", "json"]
+        cmd += _llama_bench_test_flags(settings.tests)
+        res = run_measured(cmd)
+        rec.wall_s, rec.peak_rss_bytes = res.wall_s, res.maxrss_bytes
+        if res.returncode != 0:
+            rec.error = f"llama-bench exit {res.returncode}: {tail(res.stderr)}"
+            return rec
+        rows = harness.parse_bench_json(res.stdout)
+        rec.ts = harness.bench_rows_to_ts(rows)
+        rec.raw["llama_bench"] = [{k: r.get(k) for k in ("n_prompt", "n_gen", "avg_ns", "avg_ts", "samples_ts",
+                                                           "build_commit", "n_batch", "n_ubatch", "flash_attn")}
+                                  for r in rows]
+        load = run_measured([str(self.bin / "llama-completion"), "-m", str(settings.model), "-t", str(threads),
+                             "-c", str(settings.n_ctx), "-n", "1", "-p", "Hello", "-no-cnv", "--no-warmup",
+                             "--temp", "0"], timeout_s=300)
+        if load.returncode == 0:
+            rec.load_ms = harness.llama_load_ms(load.wall_s * 1000.0, load.stderr)
+        else:
+            rec.notes.append(f"llama-completion exit {load.returncode}: {tail(load.stderr, 200)}")
+        return rec
+
+
+def _llama_bench_test_flags(tests: list[harness.TestSpec]) -> list[str]:
+    """``-p``/``-n``/``-pg`` flags (shared by llama-bench and ``emberllm bench``) for exactly ``tests``."""
+    pp = [t.n_prompt for t in tests if t.n_prompt and not t.n_gen]
+    tg = [t.n_gen for t in tests if t.n_gen and not t.n_prompt]
+    flags = ["-p", ",".join(map(str, pp)) if pp else "0", "-n", ",".join(map(str, tg)) if tg else "0"]
+    for t in tests:
+        if t.n_prompt and t.n_gen:
+            flags += ["-pg", f"{t.n_prompt},{t.n_gen}"]
+    return flags
+
+
+# -- emberllm native -------------------------------------------------------------------------------------
+class EmberNative(Engine):
+    """``emberllm bench`` in a fresh Python process (so its peak RSS is its own)."""
+
+    name = "emberllm"
+
+    def prepare(self, settings: Settings) -> None:
+        """The package must import with its native kernels built (``pip install -e .``)."""
+        res = subprocess.run([sys.executable, "-c", "import emberllm.kernels as k; k.load_kernels()"],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise Unavailable(f"emberllm does not import: {tail(res.stderr, 200)}")
+
+    def versions(self) -> dict[str, Any]:
+        """emberllm's version and kernel level."""
+        code = ("import emberllm, emberllm.kernels as k; ks = k.load_kernels(); "
+                "print(emberllm.__version__, ks.level_name(ks.best_level()))")
+        out = check_output([sys.executable, "-c", code]).split()
+        return {"emberllm": out[0] if out else "", "emberllm kernels": out[1] if len(out) > 1 else ""}
+
+    def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
+        """``python -m emberllm.cli bench … -r 1 -o json``."""
+        rec = harness.RunRecord(self.name, threads, rep)
+        cmd = [sys.executable, "-m", "emberllm.cli", "bench", "-m", str(settings.model), "-t", str(threads),
+               "-r", "1", "-o", "json", *_llama_bench_test_flags(settings.tests)]
+        res = run_measured(cmd, cwd=ROOT)
+        rec.wall_s, rec.peak_rss_bytes = res.wall_s, res.maxrss_bytes
+        if res.returncode != 0:
+            rec.error = f"emberllm bench exit {res.returncode}: {tail(res.stderr)}"
+            return rec
+        rows = harness.parse_bench_json(res.stdout)
+        rec.ts = harness.bench_rows_to_ts(rows)
+        rec.load_ms = harness.median([r.get("load_ms") for r in rows])
+        rec.raw["emberllm_bench"] = [{k: r.get(k) for k in ("n_prompt", "n_gen", "avg_ns", "avg_ts", "kernels",
+                                                              "load_ms", "n_batch")} for r in rows]
+        return rec
+
+
+# -- browser and Node runners (wllama now, emberllm in Pyodide later) -------------------------------------
+def chromium_path() -> str | None:
+    """Debian's Chromium (``apt-get install chromium``), or ``$EMBERLLM_CHROMIUM``."""
+    path = os.environ.get("EMBERLLM_CHROMIUM") or "/usr/bin/chromium"
+    return path if os.access(path, os.X_OK) else None
+
+
+def npm_dir() -> Path:
+    """Where the npm packages the runners need are installed (outside the repository)."""
+    return cache_root() / "npm-bench"
+
+
+def ensure_npm_packages() -> Path:
+    """Install ``NPM_PACKAGES`` (pinned) into ``npm_dir()`` unless they are there already."""
+    target = npm_dir()
+    modules = target / "node_modules"
+    if all((modules / name / "package.json").is_file() and
+           json.loads((modules / name / "package.json").read_text()).get("version") == version
+           for name, version in NPM_PACKAGES.items()):
+        return target
+    if shutil.which("npm") is None:
+        raise Unavailable("needs node and npm")
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "package.json").write_text(json.dumps(
+        {"private": True, "description": "emberllm bench runners' packages", "dependencies": NPM_PACKAGES},
+        indent=2) + "\n")
+    log(f"npm: installing {', '.join(f'{k}@{v}' for k, v in NPM_PACKAGES.items())} into {target}")
+    res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=target,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise Unavailable(f"npm install failed: {tail(res.stderr, 200)}")
+    return target
+
+
+class RunnerEngine(Engine):
+    """An engine driven by a Node script that prints one JSON result (see bench/README.md, "Runners").
+
+    The script gets one JSON argument: ``npm_dir``, ``model``, ``threads``, ``n_ctx``, ``chromium``,
+    ``warmup_prompt`` and ``tests`` (each ``n_prompt``, ``n_gen`` and ``prompt``, a text of exactly
+    ``n_prompt`` tokens with BOS), plus ``extra``; it prints ``{load_ms, peak_rss_bytes, tests: [{n_prompt,
+    n_gen, prompt_n, prompt_ms, predicted_n, predicted_ms, predicted_per_second}], …}`` as its last line.
+    """
+
+    script: Path
+    needs_chromium = True
+
+    def __init__(self) -> None:
+        self.npm: Path | None = None
+        self.chromium: str | None = None
+        self.extra: dict[str, Any] = {}
+
+    def prepare(self, settings: Settings) -> None:
+        """Node, the npm packages and (for browser rows) Chromium."""
+        if shutil.which("node") is None:
+            raise Unavailable("needs node")
+        if self.needs_chromium:
+            self.chromium = chromium_path()
+            if self.chromium is None:
+                raise Unavailable("needs chromium (apt-get install chromium)")
+        self.npm = ensure_npm_packages()
+
+    def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
+        """Run the script once and parse its JSON."""
+        rec = harness.RunRecord(self.name, threads, rep)
+        spec = {
+            "npm_dir": str(self.npm), "model": str(settings.model), "threads": threads, "n_ctx": settings.n_ctx,
+            "chromium": self.chromium, "warmup_prompt": "Hello", "timeout_s": RUN_TIMEOUT_S - 60,
+            "tests": [{"n_prompt": t.n_prompt, "n_gen": t.n_gen, "prompt": settings.prompts.get(t.label, "")}
+                      for t in settings.tests],
+            "extra": self.extra,
+        }
+        res = run_measured(["node", str(self.script), json.dumps(spec)], cwd=ROOT)
+        rec.wall_s = res.wall_s
+        if res.returncode != 0:
+            rec.error = f"{self.script.name} exit {res.returncode}: {tail(res.stderr)}"
+            return rec
+        try:
+            rec.ts, rec.load_ms, rec.peak_rss_bytes, rec.notes, result = harness.parse_runner_output(res.stdout)
+        except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+            rec.error = f"bad runner output ({exc}): {tail(res.stdout + res.stderr)}"
+            return rec
+        rec.raw["runner"] = {k: v for k, v in result.items() if k != "tests"}
+        rec.raw["tests"] = result.get("tests", [])
+        return rec
+
+
+class Wllama(RunnerEngine):
+    """npm ``@wllama/wllama`` (llama.cpp compiled to WASM) in headless Chromium, CPU only."""
+
+    name = "wllama"
+    script = HERE / "wllama" / "run.mjs"
+
+    def versions(self) -> dict[str, Any]:
+        """wllama, playwright-core, Chromium and Node versions."""
+        out: dict[str, Any] = {"node": check_output(["node", "--version"])}
+        if self.npm:
+            for name in NPM_PACKAGES:
+                pkg = self.npm / "node_modules" / name / "package.json"
+                if pkg.is_file():
+                    out[name] = json.loads(pkg.read_text()).get("version")
+        if self.chromium:
+            out["chromium"] = check_output([self.chromium, "--version"])
+        return out
+
+
+class EmberPyodide(RunnerEngine):
+    """emberllm inside Pyodide, under Node or in headless Chromium: the hook for the Pyodide package.
+
+    It runs once ``pyodide_pkg/dist/`` holds an emberllm wheel for Pyodide and ``bench/pyodide/run_<runtime>.mjs``
+    exists (same JSON contract as ``bench/wllama/run.mjs``; the wheel's path arrives as ``extra.wheel``).
+    Until then its rows say "not built".
+    """
+
+    def __init__(self, runtime: str) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.name = f"emberllm-pyodide-{runtime}"
+        self.script = HERE / "pyodide" / f"run_{runtime}.mjs"
+        self.needs_chromium = runtime == "chromium"
+
+    def prepare(self, settings: Settings) -> None:
+        """Find the wheel and the runner; then what every runner needs."""
+        wheels = sorted((ROOT / "pyodide_pkg" / "dist").glob("emberllm-*.whl"))
+        if not wheels or not self.script.is_file():
+            raise Unavailable("not built")
+        self.extra = {"wheel": str(wheels[-1])}
+        super().prepare(settings)
+
+    def versions(self) -> dict[str, Any]:
+        """The wheel that ran."""
+        return {f"{self.name} wheel": Path(self.extra["wheel"]).name} if self.extra.get("wheel") else {}
+
+
+def make_engines(only: list[str]) -> list[Engine]:
+    """The engines to run, in the fixed interleaving order."""
+    factories = {"llama.cpp": LlamaCpp, "emberllm": EmberNative, "wllama": Wllama,
+                 "emberllm-pyodide-node": lambda: EmberPyodide("node"),
+                 "emberllm-pyodide-chromium": lambda: EmberPyodide("chromium")}
+    return [factories[name]() for name in ENGINES if name in only]
+
+
+# -- the comparison --------------------------------------------------------------------------------------
+def git_info() -> dict[str, Any]:
+    """The repository's commit, branch and whether the tree has changes."""
+    commit = check_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    return {"commit": commit or None,
+            "branch": check_output(["git", "-C", str(ROOT), "rev-parse", "--abbrev-ref", "HEAD"]) or None,
+            "dirty": bool(check_output(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]))}
+
+
+def build_prompts(model: Path, tests: list[harness.TestSpec]) -> dict[str, str]:
+    """Texts of exactly each test's prompt length, tokenized by emberllm (which matches llama.cpp)."""
+    from emberllm.gguf import GGUFFile
+    from emberllm.tokenizers import load_tokenizer
+
+    gguf = GGUFFile.open(model)
+    try:
+        tokenizer = load_tokenizer(gguf.metadata)
+        return {t.label: harness.make_prompt_text(tokenizer.encode, t.n_prompt) if t.n_prompt else ""
+                for t in tests}
+    finally:
+        gguf.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    doc = __doc__ or ""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[-1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="2 repetitions instead of 5")
+    p.add_argument("-r", "--reps", type=int, default=None, help="repetitions (default: 5, or 2 with --quick)")
+    p.add_argument("--only", default=",".join(ENGINES),
+                   help=f"engines, comma-separated (default: all: {', '.join(ENGINES)})")
+    p.add_argument("-t", "--threads", default="1,2", help="thread counts (default: 1,2)")
+    p.add_argument("-m", "--model", help="GGUF model (default: the Gemma 3 270M Q4_K_M package's model)")
+    p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt test size (default: 512)")
+    p.add_argument("-n", "--n-gen", type=int, default=128, help="generation test size (default: 128)")
+    p.add_argument("-pg", default="256,64", help="prompt+generation test PROMPT,GEN (default: 256,64; 0 = none)")
+    p.add_argument("--results-dir", type=Path, default=HERE / "results", help="where the JSON goes")
+    p.add_argument("--no-save", action="store_true", help="print the table only")
+    args = p.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in args.only if s not in ENGINES]
+    if unknown:
+        p.error(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
+    try:
+        args.threads = [int(s) for s in args.threads.split(",") if s.strip()]
+        pg = [int(s) for s in args.pg.split(",") if s.strip()]
+    except ValueError:
+        p.error("-t and -pg take comma-separated integers")
+    if not args.threads or min(args.threads) < 1:
+        p.error("-t needs thread counts of at least 1")
+    args.pg = (pg[0], pg[1]) if len(pg) == 2 else None
+    if pg and pg != [0] and args.pg is None:
+        p.error("-pg takes PROMPT,GEN")
+    args.reps = args.reps or (2 if args.quick else 5)
+    if args.reps < 1:
+        p.error("-r must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prepare every engine, run the interleaved rounds under the lock, print the table, save the JSON."""
+    args = parse_args(argv)
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    machine = harness.machine_info()
+    if args.model:
+        model = Path(args.model)
+    else:
+        from emberllm.model_store import default_model_path
+
+        model = default_model_path()
+    tests = harness.make_tests(args.n_prompt, args.n_gen, args.pg)
+    if not tests:
+        log("nothing to run: all test sizes are 0")
+        return 1
+    settings = Settings(model=model, tests=tests, threads=args.threads, reps=args.reps,
+                        prompts=build_prompts(model, tests))
+    engines = make_engines(args.only)
+    unavailable: dict[str, str] = {}
+    ready: list[Engine] = []
+    for engine in engines:
+        try:
+            engine.prepare(settings)
+            ready.append(engine)
+        except Unavailable as exc:
+            unavailable[engine.name] = str(exc)
+            log(f"{engine.name}: {exc}")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            unavailable[engine.name] = f"unavailable: {exc}"
+            log(f"{engine.name}: set-up failed: {exc}")
+
+    records: list[harness.RunRecord] = []
+    n_total = args.reps * len(args.threads) * len(ready)
+    for rep in range(args.reps):
+        for n_threads in args.threads:
+            for engine in ready:
+                with harness.bench_lock(on_wait=lambda: log(f"waiting for {harness.LOCK_PATH}")):
+                    try:
+                        rec = engine.run(settings, n_threads, rep)
+                    except Exception as exc:  # one engine's crash must not lose the others' data
+                        rec = harness.RunRecord(engine.name, n_threads, rep, error=f"{type(exc).__name__}: {exc}")
+                records.append(rec)
+                figures = ", ".join(f"{k} {v:.1f}" for k, v in rec.ts.items())
+                log(f"[{len(records)}/{n_total}] {engine.name} t={n_threads} rep {rep + 1}: "
+                    + (f"error: {rec.error}" if rec.error else f"{figures} t/s, load "
+                       + (f"{rec.load_ms / 1000:.2f} s" if rec.load_ms is not None else "?")
+                       + f", {rec.wall_s:.1f} s") + "".join(f"\n  note: {n}" for n in rec.notes))
+
+    names = [e.name for e in engines]
+    rows = harness.summarize(records, names, args.threads, tests, unavailable)
+    table = harness.format_table(rows, tests)
+    print(table)
+    print(f"\nMedians of {args.reps} interleaved run(s); (×) = t/s relative to llama.cpp at the same threads. "
+          f"Model: {model.name}.")
+    sys.stdout.flush()
+
+    if not args.no_save:
+        versions: dict[str, Any] = {}
+        for engine in ready:
+            try:
+                versions.update(engine.versions())
+            except (OSError, subprocess.SubprocessError, ValueError) as exc:
+                versions[engine.name] = f"unknown ({exc})"
+        git = git_info()
+        payload = harness.results_payload(
+            started=started, finished=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), argv=sys.argv,
+            settings={"model": str(model), "model_bytes": model.stat().st_size, "tests": [t.label for t in tests],
+                      "threads": args.threads, "reps": args.reps, "quick": args.quick, "lock": harness.LOCK_PATH},
+            machine=machine | {"git": git}, versions=versions,
+            engines={e.name: unavailable.get(e.name, "ok") for e in engines}, records=records, rows=rows,
+            table=table)
+        path = harness.write_results(args.results_dir, payload, harness.result_filename(started, git["commit"]))
+        log(f"results: {path}")
+    return 0 if any(r.error is None for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
