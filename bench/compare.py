@@ -108,6 +108,14 @@ def check_output(cmd: list[str], timeout: float = 60) -> str:
         return ""
 
 
+def loadavg() -> float | None:
+    """The 1-minute load average (how busy the shared machine was; 0 to 2 on 2 cores is normal here)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def tail(text: str, n: int = 400) -> str:
     """The last ``n`` characters of a process's output, for error messages."""
     text = text.strip()
@@ -349,8 +357,11 @@ class RunnerEngine(Engine):
         except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
             rec.error = f"bad runner output ({exc}): {tail(res.stdout + res.stderr)}"
             return rec
-        rec.raw["runner"] = {k: v for k, v in result.items() if k != "tests"}
-        rec.raw["tests"] = result.get("tests", [])
+        rec.raw["runner"] = {k: result.get(k) for k in ("n_threads", "multithread", "cross_origin_isolated",
+                                                         "libllama", "n_ctx", "fetch_ms")}
+        rec.raw["tests"] = [{k: t.get(k) for k in ("n_prompt", "n_gen", "prompt_n", "prompt_ms", "predicted_n",
+                                                   "predicted_ms", "predicted_per_second")}
+                            for t in result.get("tests", [])]
         return rec
 
 
@@ -506,10 +517,12 @@ def main(argv: list[str] | None = None) -> int:
         for n_threads in args.threads:
             for engine in ready:
                 with harness.bench_lock(on_wait=lambda: log(f"waiting for {harness.LOCK_PATH}")):
+                    load_before = loadavg()
                     try:
                         rec = engine.run(settings, n_threads, rep)
                     except Exception as exc:  # one engine's crash must not lose the others' data
                         rec = harness.RunRecord(engine.name, n_threads, rep, error=f"{type(exc).__name__}: {exc}")
+                rec.raw["loadavg_before"] = load_before
                 records.append(rec)
                 figures = ", ".join(f"{k} {v:.1f}" for k, v in rec.ts.items())
                 log(f"[{len(records)}/{n_total}] {engine.name} t={n_threads} rep {rep + 1}: "

@@ -299,14 +299,26 @@ def format_ts(value: float | None, rel: float | None = None) -> str:
     return f"{text} ({rel:.2f}×)" if rel is not None else text
 
 
+def short_status(text: str, limit: int = 70) -> str:
+    """One table-safe line of a status or error: its last non-empty line (a traceback's exception), cut."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    head = text.split(":", 1)[0] if ":" in text and len(lines) > 1 else ""
+    line = (f"{head}: {lines[-1]}" if head and not lines[-1].startswith(head) else lines[-1]) if lines else ""
+    line = line.replace("|", "/")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def format_table(rows: Sequence[SummaryRow], tests: Sequence[TestSpec], reference: str = REFERENCE) -> str:
-    """The markdown table: t/s medians (ratio to the reference), load time, peak memory, runs."""
+    """The markdown table: t/s medians (ratio to the reference), load time, peak memory, runs.
+
+    A row without figures shows why ("not built", "failed: …") in its first t/s cell.
+    """
     labels = [t.label for t in tests]
     head = ["engine", "threads", *[f"{label} t/s" for label in labels], "load s", "peak MiB", "runs"]
     out = ["| " + " | ".join(head) + " |", "| --- | ---: | " + " | ".join("---:" for _ in head[2:]) + " |"]
     for row in rows:
         if row.status != "ok":
-            cells = [row.status] * len(labels) + ["–", "–", f"{row.n_ok}/{row.n_runs}"]
+            cells = [short_status(row.status)] + ["–"] * (len(labels) - 1) + ["–", "–", f"{row.n_ok}/{row.n_runs}"]
         else:
             show_ratio = row.engine != reference
             cells = [format_ts(row.ts.get(label), row.ratio.get(label) if show_ratio else None) for label in labels]

@@ -7,18 +7,19 @@ longest common prefix.
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from emberllm.gguf import GGUFFile
 from emberllm.kernels import KernelError, Kernels, load_kernels
 from emberllm.models import model_class
+from emberllm.models.transformer import ContextFullError
+from emberllm.sampling import Sampler, SamplingParams, VocabInfo
+from emberllm.stop_strings import StopMatcher
 from emberllm.tokenizers import load_tokenizer
 
 
@@ -42,11 +43,14 @@ class Timings:
 
 @dataclass
 class Step:
-    """One generated token."""
+    """One generated token: its id, the text it completes (possibly empty), and on the last step why
+    generation ended (``stop``, ``length``, ``context`` or ``cancelled``; ``stop_word`` names a matched stop
+    string).  ``extra`` holds probabilities when ``n_probs`` was asked for."""
 
     token: int
     text: str
     finish_reason: str | None = None
+    stop_word: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +95,7 @@ class Model:
         self.kv = self.arch.new_cache(n_ctx)
         self._chat_template_override = chat_template
         self._chat_template: Any = None
+        self._vocab: VocabInfo | None = None
         if warmup:
             self._warmup()
         self.timings = Timings(load_ms=(time.perf_counter() - t0) * 1000.0)
@@ -140,12 +145,8 @@ class Model:
     def chat(self, messages: list[dict[str, Any]], n_predict: int = 256, **params: Any) -> Iterator[Step]:
         """Stream the assistant's reply to ``messages`` (dicts with ``role`` and ``content``)."""
         prompt = self.apply_chat_template(messages)
-        stop_ids = set(self.chat_template.stop_token_ids)
-        for step in self.generate(prompt, n_predict=n_predict, **params):
-            if step.token in stop_ids and step.finish_reason is None:
-                yield Step(step.token, "", "stop")
-                return
-            yield step
+        stop = list(params.pop("stop", ())) + [s for s in self.chat_template.stop_strings if s]
+        yield from self.generate(prompt, n_predict=n_predict, stop=stop, **params)
 
     # -- evaluation ----------------------------------------------------------------------------------
     def eval_prompt(self, tokens: list[int]) -> int:
@@ -170,58 +171,98 @@ class Model:
         """Logits of the last evaluated token (valid until the next evaluation)."""
         return self.arch.buf.logits.view[: self.hp.n_vocab]
 
-    def _pick(self, temperature: float, rng: random.Random, top_k: int = 40) -> int:
-        """Greedy at ``temperature <= 0``; otherwise sample among the ``top_k`` most likely tokens."""
-        lib = self.kernels.lib
-        ptr = self.arch.buf.logits.ptr
-        if temperature <= 0.0:
-            return int(lib.emb_argmax(ptr, self.hp.n_vocab))
-        ids, vals = self.kernels.i32(top_k), self.kernels.f32(top_k)
-        got = lib.emb_top_k(ptr, self.hp.n_vocab, top_k, ids.ptr, vals.ptr)
-        best = vals.view[0]
-        weights = [math.exp((vals.view[i] - best) / temperature) for i in range(got)]
-        return int(rng.choices([ids.view[i] for i in range(got)], weights=weights)[0])
+    def sampler(self, params: SamplingParams) -> Sampler:
+        """A sampler chain for ``params`` over this model's vocabulary."""
+        return Sampler(params, self._vocab_info(), kernels=self.kernels)
+
+    def _vocab_info(self) -> VocabInfo:
+        if self._vocab is None:
+            self._vocab = VocabInfo.from_tokenizer(self.tokenizer)
+        return self._vocab
+
+    def shift_context(self, n_keep: int) -> int:
+        """llama.cpp's context shift: keep ``n_keep`` tokens (plus BOS), drop half of the rest; returns the
+        number of tokens dropped."""
+        n_past = self.kv.n_past
+        keep = min(max(n_keep, 0) + (1 if self.tokenizer.add_bos else 0), n_past - 1)
+        n_discard = (n_past - keep) // 2
+        if n_discard <= 0:
+            raise ContextFullError("the context is full and nothing can be discarded")
+        self.arch.shift_cache(self.kv, keep, n_discard)
+        return n_discard
 
     def generate(
         self,
         prompt: str | list[int],
         n_predict: int = 128,
-        temperature: float = 0.0,
-        seed: int | None = None,
-        ignore_eos: bool = False,
+        params: SamplingParams | None = None,
+        stop: Sequence[str] = (),
+        n_keep: int = 0,
+        context_shift: bool = True,
+        cancel: Callable[[], bool] | None = None,
+        **sampling: Any,
     ) -> Iterator[Step]:
-        """Stream generated tokens for a prompt (text is tokenized with BOS and special tokens parsed)."""
+        """Stream generated tokens for a prompt (text is tokenized with BOS and special tokens parsed).
+
+        ``params`` (or keyword sampling settings such as ``temperature=0``, ``top_k``, ``seed``) choose the
+        sampler chain; ``n_predict`` < 0 means until end of generation or context; ``stop`` strings end
+        generation and are not emitted (partial matches are held back while streaming); ``cancel`` is polled
+        before every token.  When the context fills, half of the tokens after ``n_keep`` are discarded and
+        generation continues, unless ``context_shift`` is False (then it ends with ``finish_reason="context"``).
+        """
+        if params is None:
+            params = SamplingParams(**sampling)
+        elif sampling:
+            params = replace(params, **sampling)
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-        rng = random.Random(seed)
+        if len(tokens) >= self.n_ctx:
+            raise ValueError(f"prompt of {len(tokens)} tokens does not fit in the context of {self.n_ctx}")
+        sampler = self.sampler(params)
         tm = Timings(load_ms=self.timings.load_ms)
         self.timings = tm
+        lib = self.kernels.lib
         t0 = time.perf_counter()
         tm.cached_tokens = self.eval_prompt(tokens)
         tm.prompt_tokens = len(tokens) - tm.cached_tokens
         tm.prompt_ms = (time.perf_counter() - t0) * 1000.0
-        calls1 = self.kernels.lib.emb_ctx_calls(self.ctx)
+        calls0 = lib.emb_ctx_calls(self.ctx)
         decoder = self.tokenizer.stream_decoder()
+        stops = StopMatcher(stop)
+        history = list(tokens)
+        logits = self.arch.buf.logits
         produced = 0
-        while produced < n_predict:
-            ts = time.perf_counter()
-            token = self._pick(temperature, rng)
-            tm.sample_ms += (time.perf_counter() - ts) * 1000.0
-            produced += 1
-            if self.tokenizer.is_eog(token) and not ignore_eos:
-                yield Step(token, decoder.flush(), "stop")
+        while True:
+            if cancel is not None and cancel():
+                yield Step(-1, stops.flush(), "cancelled")
                 return
-            text = decoder.feed(token)
-            last = produced >= n_predict
-            if last:
-                text += decoder.flush()
-                yield Step(token, text, "length")
+            ts = time.perf_counter()
+            res = sampler.sample(logits, history)
+            tm.sample_ms += (time.perf_counter() - ts) * 1000.0
+            token = res.token
+            produced += 1
+            extra = {}
+            if params.n_probs > 0:
+                extra = {"probs": res.probs_before, "prob": res.prob_before, "probs_after": res.probs_after,
+                         "prob_after": res.prob_after}
+            if self.tokenizer.is_eog(token) and not params.ignore_eos:
+                yield Step(token, stops.flush() + decoder.flush(), "stop", extra=extra)
+                return
+            text, stopped = stops.feed(decoder.feed(token))
+            if stopped:
+                yield Step(token, text, "stop", stop_word=stops.matched, extra=extra)
+                return
+            if 0 <= n_predict <= produced:
+                yield Step(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length", extra=extra)
                 return
             if self.kv.n_past >= self.n_ctx:
-                yield Step(token, text + decoder.flush(), "context")
-                return
-            yield Step(token, text)
+                if not context_shift:
+                    yield Step(token, text + stops.flush(), "context", extra=extra)
+                    return
+                self.shift_context(n_keep)
+            yield Step(token, text, extra=extra)
+            history.append(token)
             te = time.perf_counter()
             self.arch.decode([token], self.kv)
             tm.eval_ms += (time.perf_counter() - te) * 1000.0
             tm.eval_tokens += 1
-            tm.kernel_calls = self.kernels.lib.emb_ctx_calls(self.ctx) - calls1
+            tm.kernel_calls = lib.emb_ctx_calls(self.ctx) - calls0

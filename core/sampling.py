@@ -500,16 +500,18 @@ class _Cands:
     """The candidate set during one :meth:`Sampler.sample`.
 
     ``full``: the tokens of the logits buffer that are not -inf (``masked`` of the vocabulary are), the
-    current logit of a token being ``scale * buffer[id]``.  Otherwise the ``ids`` with their current
-    ``logits`` (``sorted``: descending).
+    current logit of a token being ``scale * buffer[id]``; ``desc``: llama.cpp would hold them sorted by
+    now (else in vocabulary order), which decides the order of a list made from them.  Otherwise the
+    ``ids`` with their current ``logits`` (``sorted``: descending).
     """
 
-    __slots__ = ("full", "scale", "masked", "ids", "logits", "sorted")
+    __slots__ = ("full", "scale", "masked", "desc", "ids", "logits", "sorted")
 
     def __init__(self) -> None:
         self.full = True
         self.scale = 1.0
         self.masked = 0
+        self.desc = False
         self.ids: list[int] = []
         self.logits: list[float] = []
         self.sorted = False
@@ -834,12 +836,25 @@ class Sampler:
         self._to_work()
         c.masked = self.n_vocab - int(self.lib.emb_mask_outside(self._ptr, self.n_vocab, lo, hi))
 
-    def _keep_ge(self, c: _Cands, threshold: float, k: int) -> None:
-        """Keep the k best tokens, which are those >= threshold (up to ties at a made-up threshold)."""
-        if k <= MATERIALIZE_LIMIT:
-            c.keep(*self._top(c, k), True)
-        elif k < self._size(c):
-            self._mask(c, threshold, INF)
+    def _keep_ge(self, c: _Cands, threshold: float, k: int, by_id: bool = False) -> None:
+        """Keep the k best tokens, which are those >= threshold.  ``by_id``: in vocabulary order, as
+        llama.cpp's unsorted filters leave them (the order the final draw walks)."""
+        if k > MATERIALIZE_LIMIT:
+            if k < self._size(c):
+                self._mask(c, threshold, INF)
+            return
+        ids, logits = self._top(c, k)
+        if by_id:
+            order = sorted(range(len(ids)), key=ids.__getitem__)
+            ids, logits = [ids[i] for i in order], [logits[i] for i in order]
+        c.keep(ids, logits, not by_id)
+
+    def _sort_if_small(self, c: _Cands) -> None:
+        """Where llama.cpp sorts the whole candidate array, do so too when it is small enough (so that the
+        draw walks the same order); larger sets stay in the buffer, drawn in vocabulary order."""
+        c.desc = True
+        if c.full and self._size(c) <= MATERIALIZE_LIMIT:
+            c.keep(*self._top(c, self._size(c)), True)
 
     def _keep_top(self, c: _Cands, k: int) -> None:
         """Keep the k best tokens (all tied with the k-th when there are more than MATERIALIZE_LIMIT)."""
@@ -945,6 +960,7 @@ class Sampler:
         k = self.params.top_k
         if c.full:
             self._keep_top(c, k)
+            c.desc = True
         elif k < len(c.ids):
             _sort_desc(c)
             c.ids, c.logits = c.ids[:k], c.logits[:k]
@@ -981,6 +997,7 @@ class Sampler:
         if self._count_ge(cut) < min_keep:
             cut = self._kth_value(min_keep)
         self._mask(c, cut, INF)
+        c.desc = True
 
     def _st_min_p(self, c: _Cands) -> None:
         p, min_keep = self.params.min_p, self.params.min_keep
@@ -989,7 +1006,7 @@ class Sampler:
             threshold = (top[0] + math.log(p)) / c.scale
             count = self._count_ge(threshold)
             if count >= max(min_keep, 1):
-                self._keep_ge(c, threshold, count)
+                self._keep_ge(c, threshold, count, by_id=not c.desc)
             else:
                 self._keep_top(c, max(min_keep, 1))
             return
@@ -1055,7 +1072,7 @@ class Sampler:
         if c.full:
             self.lib.emb_logit_stats(self._ptr, self.n_vocab, self._stat.ptr)
             threshold = self._stat.view[0] - n * self._stat.view[2]
-            self._keep_ge(c, threshold, max(self._count_ge(threshold), 1))
+            self._keep_ge(c, threshold, max(self._count_ge(threshold), 1), by_id=not c.desc)
             return
         finite = [v for v in c.logits if v != -INF]
         if not finite:
@@ -1070,6 +1087,7 @@ class Sampler:
         size = self._size(c)
         if size < 2 or uniform_float(self._rng_xtc) > p.xtc_probability:
             return
+        self._sort_if_small(c)
         if c.full:
             lse = self._lse(c)
             above = self._count_ge((lse + _log(p.xtc_threshold)) / c.scale)
@@ -1112,6 +1130,7 @@ class Sampler:
         if size <= 1:
             return
         lo, hi = max(0.0, p.temperature - p.dynatemp_range), p.temperature + p.dynatemp_range
+        self._sort_if_small(c)
         if c.full:
             _, entropy = self._lse_entropy(c)
         else:
@@ -1187,6 +1206,7 @@ class Sampler:
         k = _mirostat_k(num / den if den > 0.0 else math.nan, self.mu, self.n_vocab)
         if c.full:
             self._keep_top(c, k)
+            self._sort_if_small(c)
         else:
             c.ids, c.logits = c.ids[:k], c.logits[:k]
         return self._mirostat_draw(c)
@@ -1209,15 +1229,17 @@ class Sampler:
         return self._mirostat_draw(c)
 
     def _mirostat_draw(self, c: _Cands) -> tuple[int, list[tuple[int, float]]]:
-        """Draw from what Mirostat kept and move mu by eta times the surprise's error."""
+        """Draw from what Mirostat kept and move mu by eta times the surprise's error.  The draw is
+        ``std::discrete_distribution``'s, which takes no random number for a single candidate."""
         p = self.params
-        u = uniform_double(self._rng)
         if c.full:
-            token, pairs = self._draw_full(c, u, True)
+            token, pairs = self._draw_full(c, uniform_double(self._rng), True)
             prob = next(q for tok, q in pairs if tok == token)
         else:
+            if not c.ids:
+                raise RuntimeError("no candidate token left to sample")
             probs = _softmax(c.logits)
-            idx = _pick(probs, u)
+            idx = _pick(probs, uniform_double(self._rng)) if len(probs) > 1 else 0
             token, prob, pairs = c.ids[idx], probs[idx], list(zip(c.ids, probs, strict=True))
         self.mu -= p.mirostat_eta * (-_log(prob) / LN2 - p.mirostat_tau)
         return token, pairs

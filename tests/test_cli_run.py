@@ -43,3 +43,10 @@ def test_run_on_truncated_file_is_one_line_error(tmp_path, gemma_path):
 def test_run_on_missing_file_is_one_line_error(tmp_path):
     proc = run_cli("run", "-m", str(tmp_path / "nope.gguf"), "-p", "hi")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_run_with_a_seed_is_reproducible_across_processes(gemma_path):
+    args = ("run", "-m", str(gemma_path), "-p", "Once upon a time", "-n", "12", "--temp", "1.0", "-s", "42", "-t", "2")
+    first, second = run_cli(*args), run_cli(*args)
+    assert first.returncode == 0 and second.returncode == 0
+    assert first.stdout == second.stdout

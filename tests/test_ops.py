@@ -194,7 +194,7 @@ def random_weights(qtype: T, n_out: int, n_in: int, rng: np.random.Generator) ->
 @pytest.mark.parametrize("qtype", GEMM_TYPES, ids=lambda t: t.name)
 def test_batched_matmul_equals_rowwise_and_reference(ctx, qtype):
     rng = np.random.default_rng(int(qtype))
-    n_out, n_in, n_tok = 37, 512, 9
+    n_out, n_in, n_tok = 37, 512, 41
     raw = random_weights(qtype, n_out, n_in, rng)
     wbuf = bytearray(raw.tobytes())
     w_ptr = K.bytes_ptr(wbuf)

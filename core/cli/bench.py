@@ -132,7 +132,8 @@ def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], re
     cpu = cpu_info()
     for n_threads in threads:
         need = max(p + g for p, g in tests)
-        model = Model(path, n_ctx=max(need, 16), n_threads=n_threads, n_batch=n_batch)
+        # no warm-up at load: load_ms then compares with llama.cpp's and wllama's (each test warms up below)
+        model = Model(path, n_ctx=max(need, 16), n_threads=n_threads, n_batch=n_batch, warmup=False)
         try:
             size = sum(t.nbytes for t in model.gguf.tensors.values())
             params = sum(t.n_elements for t in model.gguf.tensors.values())

@@ -212,7 +212,8 @@ EMB_DECL_ARM_LEVEL(dotprod);
 /* Batched matmul over weights unpacked to int8 (gemm.c); -1 when the type is not integer-valued. */
 int emb_gemm_unpacked(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x,
                       int64_t n_tok, float *y);
-/* Batches at least this large go through emb_gemm_unpacked. */
+/* Batches at least this large go through emb_gemm_unpacked (llama.cpp too switches to its GEMM kernels for
+ * batches: keeping the same split keeps our rounding closest to its). */
 #define EMB_GEMM_MIN_TOKENS 4
 
 /* Half and bfloat16 conversions (exact, portable). */
