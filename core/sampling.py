@@ -494,6 +494,9 @@ class SampleResult:
 #: Candidate sets up to this size become Python lists; larger ones stay in a logits buffer (masked in C).
 MATERIALIZE_LIMIT = 1024
 _FLT_MAX = 3.4028234663852886e38
+#: The C sums of probability are float-accurate: masses this close to a top-p / typical-p target count as
+#: reaching it, as the exact sum would.
+_MASS_EPS = 1e-6
 
 
 class _Cands:
@@ -982,7 +985,7 @@ class Sampler:
         """The sorted prefix reaching mass p: from the top 256 or 1024 logits, else a bisected threshold."""
         lse = self._lse(c)
         cum, done = 0.0, 0
-        for k in (256, MATERIALIZE_LIMIT):
+        for k in _growth(max(min_keep, 1)):
             ids, logits = self._top(c, k)
             for i in range(done, len(logits)):
                 cum += math.exp(logits[i] - lse)
@@ -993,7 +996,7 @@ class Sampler:
                 c.keep(ids, logits, True)
                 return
             done = len(ids)
-        cut = _bisect_floats(-_FLT_MAX, logits[-1] / c.scale, lambda t: self._mass(c, lse, t, INF) >= p)
+        cut = _bisect_floats(-_FLT_MAX, logits[-1] / c.scale, lambda t: self._mass(c, lse, t, INF) >= p - _MASS_EPS)
         if self._count_ge(cut) < min_keep:
             cut = self._kth_value(min_keep)
         self._mask(c, cut, INF)
@@ -1049,7 +1052,7 @@ class Sampler:
         lse, entropy = self._lse_entropy(c)
         center = lse - entropy
         cum, done = 0.0, 0
-        for k in (max(256, min_keep), max(MATERIALIZE_LIMIT, min_keep)):
+        for k in _growth(max(min_keep, 1)):
             ids, logits = self._nearest(c, center, k)
             for i in range(done, len(logits)):
                 cum += math.exp(logits[i] - lse)
@@ -1061,7 +1064,7 @@ class Sampler:
                 return
             done = len(ids)
         mid = center / c.scale
-        width = _bisect_floats(0.0, _FLT_MAX, lambda r: self._mass(c, lse, mid - r, mid + r) <= p)
+        width = _bisect_floats(0.0, _FLT_MAX, lambda r: self._mass(c, lse, mid - r, mid + r) <= p + _MASS_EPS)
         width = _next_up(width)
         self._mask(c, mid - width, mid + width)
 
@@ -1256,6 +1259,12 @@ class Sampler:
         ranked = sorted((pair for pair in after if pair[1] > 0.0), key=lambda pair: pair[1], reverse=True)
         result.probs_after = ranked[:n]
         result.prob_after = next((q for tok, q in after if tok == result.token), 0.0)
+
+
+def _growth(least: int) -> tuple[int, ...]:
+    """Candidate counts to try before falling back to a bisected threshold: 256, then MATERIALIZE_LIMIT."""
+    first = max(1, min(max(256, least), MATERIALIZE_LIMIT))
+    return (first,) if first >= MATERIALIZE_LIMIT else (first, MATERIALIZE_LIMIT)
 
 
 def _pick(probs: Sequence[float], u: float) -> int:

@@ -29,15 +29,7 @@ static float dot_f16_scalar(const emb_f16 *a, const emb_f16 *b, int64_t n) {
     return sum;
 }
 
-static void mad_f16_scalar(float *acc, const emb_f16 *v, float a, int64_t n) {
-    for (int64_t i = 0; i < n; i++) acc[i] += a * emb_f16_to_f32(v[i]);
-}
 
-static float dot_f32f16_scalar(const float *a, const emb_f16 *b, int64_t n) {
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) sum += a[i] * emb_f16_to_f32(b[i]);
-    return sum;
-}
 
 /* acc (half) = half(acc * s): llama.cpp's ggml_vec_scale_f16 */
 static void scale_h16_scalar(emb_f16 *acc, float s, int64_t n) {
@@ -50,22 +42,6 @@ static void mad_h16_scalar(emb_f16 *acc, const emb_f16 *v, float a, int64_t n) {
 }
 
 #if EMB_X86
-__attribute__((target("avx2,fma,f16c"))) static float dot_f32f16_avx2(const float *a, const emb_f16 *b, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8))),
-                             s1);
-    }
-    s0 = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float sum = _mm_cvtss_f32(h);
-    for (; i < n; i++) sum += a[i] * emb_f16_to_f32(b[i]);
-    return sum;
-}
 
 __attribute__((target("avx2,fma,f16c"))) static void scale_h16_avx2(emb_f16 *acc, float s, int64_t n) {
     const __m256 vs = _mm256_set1_ps(s);
@@ -108,27 +84,126 @@ __attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const emb_f16
     return sum;
 }
 
-__attribute__((target("avx2,fma,f16c"))) static void mad_f16_avx2(float *acc, const emb_f16 *v, float a, int64_t n) {
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(va, x, _mm256_loadu_ps(acc + i)));
-    }
-    for (; i < n; i++) acc[i] += a * emb_f16_to_f32(v[i]);
-}
 #endif
 
 typedef float (*dot_f16_fn)(const emb_f16 *, const emb_f16 *, int64_t);
-typedef float (*dot_f32f16_fn)(const float *, const emb_f16 *, int64_t);
-typedef void (*mad_f16_fn)(float *, const emb_f16 *, float, int64_t);
 typedef void (*scale_h16_fn)(emb_f16 *, float, int64_t);
 typedef void (*mad_h16_fn)(emb_f16 *, const emb_f16 *, float, int64_t);
 
+typedef float (*dot_f32_fn)(const float *, const float *, int64_t);
+typedef void (*axpy_f32_fn)(float *, const float *, float, int64_t);
+/* q . k[j] for 4 rows k, k + ld, k + 2 ld, k + 3 ld */
+typedef void (*dot4_f32_fn)(const float *q, const float *k, int64_t ld, int64_t n, float *out);
+/* y += a[0] x + a[1] (x + ld) + a[2] (x + 2 ld) + a[3] (x + 3 ld) */
+typedef void (*axpy4_f32_fn)(float *y, const float *x, int64_t ld, const float *a, int64_t n);
+
+
+typedef void (*cvt_h_fn)(const emb_f16 *, float *, int64_t);
+
+static float dot_f32_scalar(const float *a, const float *b, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static void axpy_f32_scalar(float *y, const float *x, float a, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void cvt_h_scalar(const emb_f16 *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = emb_f16_to_f32(x[i]);
+}
+
+static void dot4_f32_scalar(const float *q, const float *k, int64_t ld, int64_t n, float *out) {
+    for (int j = 0; j < 4; j++) out[j] = dot_f32_scalar(q, k + j * ld, n);
+}
+
+static void axpy4_f32_scalar(float *y, const float *x, int64_t ld, const float *a, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a[0] * x[i] + a[1] * x[ld + i] + a[2] * x[2 * ld + i] + a[3] * x[3 * ld + i];
+}
+
+#if EMB_X86
+__attribute__((target("avx2,fma,f16c"))) static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float sum = _mm_cvtss_f32(h);
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void axpy_f32_avx2(float *y, const float *x, float a, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline float hsum8(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void dot4_f32_avx2(const float *q, const float *k, int64_t ld, int64_t n,
+                                                                    float *out) {
+    if (n % 8 != 0) {
+        dot4_f32_scalar(q, k, ld, n, out);
+        return;
+    }
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + i);
+        s0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + i), s0);
+        s1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + ld + i), s1);
+        s2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 2 * ld + i), s2);
+        s3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 3 * ld + i), s3);
+    }
+    out[0] = hsum8(s0);
+    out[1] = hsum8(s1);
+    out[2] = hsum8(s2);
+    out[3] = hsum8(s3);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void axpy4_f32_avx2(float *y, const float *x, int64_t ld, const float *a,
+                                                                     int64_t n) {
+    if (n % 8 != 0) {
+        axpy4_f32_scalar(y, x, ld, a, n);
+        return;
+    }
+    const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]), a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 acc = _mm256_loadu_ps(y + i);
+        acc = _mm256_fmadd_ps(a0, _mm256_loadu_ps(x + i), acc);
+        acc = _mm256_fmadd_ps(a1, _mm256_loadu_ps(x + ld + i), acc);
+        acc = _mm256_fmadd_ps(a2, _mm256_loadu_ps(x + 2 * ld + i), acc);
+        acc = _mm256_fmadd_ps(a3, _mm256_loadu_ps(x + 3 * ld + i), acc);
+        _mm256_storeu_ps(y + i, acc);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void cvt_h_avx2(const emb_f16 *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) y[i] = emb_f16_to_f32(x[i]);
+}
+#endif
+
 typedef struct {
+    dot_f32_fn dot_ff;      /* float . float */
+    axpy_f32_fn axpy;       /* float y += a * float x */
+    dot4_f32_fn dot4;       /* one float row . four float rows */
+    axpy4_f32_fn axpy4;     /* float y += four scaled float rows */
+    cvt_h_fn cvt_h;         /* half row -> float row */
     dot_f16_fn dot_h;       /* half query . half key */
-    dot_f32f16_fn dot_f;    /* float query . half key */
-    mad_f16_fn mad;         /* float acc += a * half v */
     scale_h16_fn scale_h;   /* half acc *= s */
     mad_h16_fn mad_h;       /* half acc += a * half v */
 } attn_kernels;
@@ -136,12 +211,13 @@ typedef struct {
 static attn_kernels pick_attn_kernels(int level) {
 #if EMB_X86
     if (level == EMB_LEVEL_AVX2 || level == EMB_LEVEL_AVX512) {
-        const attn_kernels k = {dot_f16_avx2, dot_f32f16_avx2, mad_f16_avx2, scale_h16_avx2, mad_h16_avx2};
+        const attn_kernels k = {dot_f32_avx2, axpy_f32_avx2, dot4_f32_avx2, axpy4_f32_avx2, cvt_h_avx2, dot_f16_avx2, scale_h16_avx2, mad_h16_avx2};
         return k;
     }
 #endif
     (void)level;
-    const attn_kernels k = {dot_f16_scalar, dot_f32f16_scalar, mad_f16_scalar, scale_h16_scalar, mad_h16_scalar};
+    const attn_kernels k = {dot_f32_scalar, axpy_f32_scalar, dot4_f32_scalar, axpy4_f32_scalar, cvt_h_scalar, dot_f16_scalar, scale_h16_scalar,
+                            mad_h16_scalar};
     return k;
 }
 
@@ -454,47 +530,111 @@ static void attention_one_half(const attn_task *t, int64_t tok, int64_t h, emb_f
     (void)out_f;
 }
 
-static void attention_one_float(const attn_task *t, int64_t tok, int64_t h, float *scores, float *acc) {
-    const int64_t hd = t->head_dim, kv_dim = t->n_kv_head * hd;
-    const int64_t kvh = h / (t->n_head / t->n_kv_head);
-    const float *q = t->q + tok * t->q_stride + h * hd;
-    const int64_t p_hi = t->pos0 + tok;
-    const int64_t p_lo = (t->window > 0 && p_hi - t->window + 1 > 0) ? p_hi - t->window + 1 : 0;
-    const int64_t n = p_hi - p_lo + 1;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++) {
-        const float s = attn_score(t, t->kern.dot_f(q, t->k + (p_lo + j) * kv_dim + kvh * hd, hd));
-        scores[j] = s;
-        mx = s > mx ? s : mx;
+/* Large batches: a block of ATTN_QB query tokens times the heads of one KV group against key/value tiles
+ * converted to float once per tile (llama.cpp's tiled path: float query, float accumulation). */
+#define ATTN_QB 16
+#define ATTN_KT 64
+
+static void attention_block_float(const attn_task *t, int64_t tok0, int64_t kvh, float *mem) {
+    const int64_t hd = t->head_dim, kv_dim = t->n_kv_head * hd, grp = t->n_head / t->n_kv_head;
+    const int64_t ntok = tok0 + ATTN_QB <= t->n_tok ? ATTN_QB : t->n_tok - tok0;
+    const int64_t rows = ntok * grp;
+    const int64_t p_max = t->pos0 + tok0 + ntok - 1;
+    int64_t p_min = t->pos0 + tok0;
+    p_min = (t->window > 0 && p_min - t->window + 1 > 0) ? p_min - t->window + 1 : 0;
+    const int64_t span = p_max - p_min + 1;
+    float *tile = mem;                          /* ATTN_KT x hd */
+    float *acc = tile + ATTN_KT * hd;           /* rows x hd */
+    float *scores = acc + ATTN_QB * grp * hd;   /* rows x span */
+    /* scores */
+    for (int64_t k0 = 0; k0 < span; k0 += ATTN_KT) {
+        const int64_t kn = k0 + ATTN_KT <= span ? ATTN_KT : span - k0;
+        for (int64_t j = 0; j < kn; j++) t->kern.cvt_h(t->k + (p_min + k0 + j) * kv_dim + kvh * hd, tile + j * hd, hd);
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t tok = tok0 + r / grp, h = kvh * grp + r % grp;
+            const float *q = t->q + tok * t->q_stride + h * hd;
+            const int64_t hi = t->pos0 + tok;
+            const int64_t lo = (t->window > 0 && hi - t->window + 1 > 0) ? hi - t->window + 1 : 0;
+            float *sr = scores + r * span;
+            int64_t j = 0;
+            for (; j + 4 <= kn; j += 4) {
+                const int64_t p = p_min + k0 + j;
+                if (p + 3 < lo || p > hi) {
+                    sr[k0 + j] = sr[k0 + j + 1] = sr[k0 + j + 2] = sr[k0 + j + 3] = -INFINITY;
+                    continue;
+                }
+                t->kern.dot4(q, tile + j * hd, hd, hd, sr + k0 + j);
+                for (int u = 0; u < 4; u++) {
+                    sr[k0 + j + u] = (p + u < lo || p + u > hi) ? -INFINITY : attn_score(t, sr[k0 + j + u]);
+                }
+            }
+            for (; j < kn; j++) {
+                const int64_t p = p_min + k0 + j;
+                sr[k0 + j] = (p < lo || p > hi) ? -INFINITY : attn_score(t, t->kern.dot_ff(q, tile + j * hd, hd));
+            }
+        }
     }
-    float sum = 0.0f;
-    for (int64_t j = 0; j < n; j++) {
-        scores[j] = expf(scores[j] - mx);
-        sum += scores[j];
+    /* softmax per row */
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = scores + r * span;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < span; j++) mx = sr[j] > mx ? sr[j] : mx;
+        float sum = 0.0f;
+        for (int64_t j = 0; j < span; j++) {
+            sr[j] = sr[j] == -INFINITY ? 0.0f : expf(sr[j] - mx);
+            sum += sr[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < span; j++) sr[j] *= inv;
     }
-    memset(acc, 0, sizeof(float) * (size_t)hd);
-    for (int64_t j = 0; j < n; j++) t->kern.mad(acc, t->v + (p_lo + j) * kv_dim + kvh * hd, scores[j], hd);
-    float *o = t->out + tok * (t->n_head * hd) + h * hd;
-    const float inv = 1.0f / sum;
-    for (int64_t i = 0; i < hd; i++) o[i] = acc[i] * inv;
+    /* weighted values */
+    memset(acc, 0, sizeof(float) * (size_t)(rows * hd));
+    for (int64_t k0 = 0; k0 < span; k0 += ATTN_KT) {
+        const int64_t kn = k0 + ATTN_KT <= span ? ATTN_KT : span - k0;
+        for (int64_t j = 0; j < kn; j++) t->kern.cvt_h(t->v + (p_min + k0 + j) * kv_dim + kvh * hd, tile + j * hd, hd);
+        for (int64_t r = 0; r < rows; r++) {
+            const float *sr = scores + r * span + k0;
+            float *ar = acc + r * hd;
+            int64_t j = 0;
+            for (; j + 4 <= kn; j += 4) {
+                if (sr[j] != 0.0f || sr[j + 1] != 0.0f || sr[j + 2] != 0.0f || sr[j + 3] != 0.0f) {
+                    t->kern.axpy4(ar, tile + j * hd, hd, sr + j, hd);
+                }
+            }
+            for (; j < kn; j++) {
+                if (sr[j] != 0.0f) t->kern.axpy(ar, tile + j * hd, sr[j], hd);
+            }
+        }
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t tok = tok0 + r / grp, h = kvh * grp + r % grp;
+        memcpy(t->out + tok * (t->n_head * hd) + h * hd, acc + r * hd, sizeof(float) * (size_t)hd);
+    }
 }
 
 static void attention_worker(void *p, int ith, int nth) {
     (void)nth;
     attn_task *t = (attn_task *)p;
-    float *scores = t->scratch + (int64_t)ith * t->scratch_per_thread;
-    float *acc = scores + (t->pos0 + t->n_tok + 16);
-    emb_f16 *half_a = (emb_f16 *)(acc + t->head_dim);
-    emb_f16 *half_b = half_a + t->head_dim;
-    const int64_t total = t->n_tok * t->n_head;
+    float *mem = t->scratch + (int64_t)ith * t->scratch_per_thread;
+    if (t->half_path) {
+        emb_f16 *half_a = (emb_f16 *)mem;
+        emb_f16 *half_b = half_a + t->head_dim;
+        const int64_t total = t->n_tok * t->n_head;
+        for (;;) {
+            const int64_t i = (int64_t)EMB_COUNTER_NEXT(t->next, 1);
+            if (i >= total) break;
+            attention_one_half(t, i / t->n_head, i % t->n_head, half_a, half_b, NULL);
+        }
+        return;
+    }
+    const int64_t n_blocks = (t->n_tok + ATTN_QB - 1) / ATTN_QB;
+    const int64_t total = n_blocks * t->n_kv_head;
     for (;;) {
+        /* hand out the last (longest) blocks first so the tail of the work is short */
         const int64_t i = (int64_t)EMB_COUNTER_NEXT(t->next, 1);
         if (i >= total) break;
-        if (t->half_path) {
-            attention_one_half(t, i / t->n_head, i % t->n_head, half_a, half_b, acc);
-        } else {
-            attention_one_float(t, i / t->n_head, i % t->n_head, scores, acc);
-        }
+        const int64_t blk = n_blocks - 1 - i / t->n_kv_head;
+        attention_block_float(t, blk * ATTN_QB, i % t->n_kv_head, mem);
     }
 }
 
@@ -519,8 +659,14 @@ int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const u
     t.softcap = softcap;
     t.kern = pick_attn_kernels(emb_ctx_level(ctx));
     t.half_path = n_tok < EMB_ATTN_TILE_Q;
-    /* per thread: scores (n_kv + pad) + float accumulator (head_dim) + two half rows (head_dim floats) */
-    t.scratch_per_thread = (pos0 + n_tok + 16) + 2 * head_dim + 16;
+    /* per thread: the small-batch path needs two half rows; the blocked path a key/value tile, the block's
+     * accumulators and its score rows */
+    const int64_t grp = n_head / n_kv_head;
+    int64_t span = pos0 + n_tok;
+    if (window > 0 && window + ATTN_QB < span) span = window + ATTN_QB;
+    t.scratch_per_thread = t.half_path ? head_dim + 16
+                                       : ATTN_KT * head_dim + ATTN_QB * grp * (head_dim + span) + 16;
+    t.scratch_per_thread = (t.scratch_per_thread + 15) & ~(int64_t)15;
     const int nth = emb_ctx_threads(ctx);
     t.scratch = (float *)emb_ctx_scratch(ctx, sizeof(float) * (size_t)(t.scratch_per_thread * nth));
     if (!t.scratch) return -2;
