@@ -79,8 +79,8 @@ class Model:
         t0 = time.perf_counter()
         self.gguf = GGUFFile.open(source) if isinstance(source, str | os.PathLike) else GGUFFile.from_buffer(source)
         self.path = Path(source) if isinstance(source, str | os.PathLike) else None
-        self.tokenizer = load_tokenizer(self.gguf.metadata)
         arch_cls = model_class(self.gguf.metadata.get("general.architecture", "<missing>"))
+        self.tokenizer = load_tokenizer(self.gguf.metadata)
         self.kernels = kernels or load_kernels()
         lib = self.kernels.lib
         level = self.kernels.best_level() if kernel_level is None else kernel_level

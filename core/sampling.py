@@ -15,9 +15,12 @@ counts, log-sum-exp and entropy, statistics, a softmax draw).  Once a truncating
 candidates are short Python lists.  A temperature is kept as a scale on the buffer until then.
 
 Deliberate differences from llama.cpp, none of which changes which tokens can be drawn or their
-probabilities: tokens that llama.cpp keeps with a logit of -inf (greedy temperature, top-n-sigma) are
-dropped from the candidates instead; tied logits are ordered by token id; probabilities are computed in
-double precision.
+probabilities: tokens that llama.cpp keeps with a logit of -inf (greedy temperature, top-n-sigma, bans)
+are dropped from the candidates instead; tied logits are ordered by token id (a top-k over more than
+MATERIALIZE_LIMIT candidates keeps all ties of the k-th); probabilities are computed in double precision.
+The final draw walks the candidates in llama.cpp's order, so a seed picks llama.cpp's token, except when
+more than MATERIALIZE_LIMIT candidates survive into a draw that llama.cpp makes over a sorted array: those
+are drawn in vocabulary order (same distribution, other token for the same seed).
 """
 
 from __future__ import annotations
@@ -93,14 +96,13 @@ def parse_samplers(value: str | Iterable[str]) -> list[str]:
     Raises ``ValueError`` for an unknown name or letter; llama.cpp samplers this engine does not have
     (``infill``, ``adaptive_p``) are dropped.
     """
+    names = []
     if isinstance(value, str):
-        names = []
         for ch in value:
             if ch not in _LETTERS:
                 raise ValueError(f"samplers: unknown sampler letter {ch!r} (known: {''.join(_LETTERS)})")
             names.append(_LETTERS[ch])
-    else:
-        names = []
+    elif isinstance(value, list | tuple):
         for item in value:
             if not isinstance(item, str):
                 raise ValueError(f"samplers: expected sampler names, got {item!r}")
@@ -108,6 +110,8 @@ def parse_samplers(value: str | Iterable[str]) -> list[str]:
             if canon is None:
                 raise ValueError(f"samplers: unknown sampler {item!r} (known: {', '.join(_CANONICAL)})")
             names.append(canon)
+    else:
+        raise ValueError("samplers: expected a list of sampler names or a string of sampler letters")
     return [n for n in names if n not in _IGNORED]
 
 
@@ -238,7 +242,7 @@ class SamplingParams:
         """The settings as llama-server reports them (``generation_settings``)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["seed"] = 0xFFFFFFFF if self.seed is None else self.seed
-        out["logit_bias"] = [[tok, bias] for tok, bias in self.logit_bias.items()]
+        out["logit_bias"] = [[tok, False if bias == -INF else bias] for tok, bias in self.logit_bias.items()]
         out["samplers"] = list(self.samplers)
         out["dry_sequence_breakers"] = list(self.dry_sequence_breakers)
         return out
@@ -360,8 +364,10 @@ class VocabInfo:
     eog_ids: frozenset[int] = frozenset()
     token_text: Callable[[int], str] | None = None
     tokenize: Callable[[str], list[int]] | None = None
-    _texts: list[str] | None = field(default=None, repr=False)
-    _dry_cache: dict[tuple[str, ...], dict[int, list[tuple[int, ...]]]] = field(default_factory=dict, repr=False)
+    _texts: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _dry_cache: dict[tuple[str, ...], dict[int, list[tuple[int, ...]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any) -> VocabInfo:

@@ -193,10 +193,12 @@ EMB_HOT int64_t select_best(const float *x, int64_t n, int64_t k, int near, floa
     return have;
 }
 
+/* The k largest logits (NaN skipped): ids and values, descending, ties by lower id; returns how many. */
 EMB_SIMD_CLONES int64_t emb_top_k_sorted(const float *x, int64_t n, int64_t k, int32_t *out_ids, float *out_vals) {
     return select_best(x, n, k, 0, 0.0f, out_ids, out_vals);
 }
 
+/* The k logits nearest `center` (locally typical order), nearest first; values are the logits. */
 EMB_SIMD_CLONES int64_t emb_nearest_k(const float *x, int64_t n, float center, int64_t k, int32_t *out_ids,
                                       float *out_vals) {
     const int64_t got = select_best(x, n, k, 1, center, out_ids, out_vals);
@@ -204,13 +206,14 @@ EMB_SIMD_CLONES int64_t emb_nearest_k(const float *x, int64_t n, float center, i
     return got;
 }
 
+/* How many logits are >= threshold. */
 EMB_SIMD_CLONES int64_t emb_count_ge(const float *x, int64_t n, float threshold) {
     int64_t count = 0;
     for (int64_t i = 0; i < n; i++) count += x[i] >= threshold;
     return count;
 }
 
-/* sum of exp(scale * x - shift) over lo <= x <= hi; shift must be >= scale * max(x) (e.g. the log-sum-exp). */
+/* Sum of exp(scale * x - shift) over lo <= x <= hi; shift >= scale * max(x) (the log-sum-exp: a mass). */
 EMB_SIMD_CLONES double emb_sum_exp_between(const float *x, int64_t n, float scale, float shift, float lo, float hi) {
     float e[SUM_BLOCK];
     double sum = 0.0;
@@ -238,6 +241,7 @@ EMB_SIMD_CLONES int64_t emb_mask_outside(float *x, int64_t n, float lo, float hi
     return kept;
 }
 
+/* log(sum(exp(scale * x))); with out_entropy, the entropy (nats) of that softmax too.  -inf if all are -inf. */
 EMB_SIMD_CLONES double emb_logsumexp(const float *x, int64_t n, float scale, float *out_entropy) {
     const float mx = max_f32(x, n);
     if (n <= 0 || mx == -INFINITY) {
@@ -283,6 +287,7 @@ EMB_HOT float block_finite_sum(const float *x, int64_t n, float mean, int square
     return block_sum(s, LANES);
 }
 
+/* out[0..2] = max, mean, standard deviation of the logits other than -inf; 0 when there are none. */
 EMB_SIMD_CLONES int emb_logit_stats(const float *x, int64_t n, float *out) {
     /* llama.cpp's top-n-sigma statistics: max, mean and standard deviation of the logits other than -inf. */
     double total = 0.0, acc = 0.0;
@@ -302,6 +307,8 @@ EMB_SIMD_CLONES int emb_logit_stats(const float *x, int64_t n, float *out) {
     return count > 0;
 }
 
+/* The token whose cumulative softmax(scale * x) probability, in vocabulary order, first reaches u (in
+ * [0, 1)): llama.cpp's dist draw over an unsorted array.  -1 if every logit is -inf. */
 EMB_SIMD_CLONES int64_t emb_sample_softmax(const float *x, int64_t n, float scale, double u) {
     const float mx = max_f32(x, n);
     if (n <= 0 || mx == -INFINITY) return -1;
@@ -339,6 +346,9 @@ EMB_SIMD_CLONES int64_t emb_sample_softmax(const float *x, int64_t n, float scal
     return last;
 }
 
+/* DRY's repeat scan over a token history (oldest first): for every earlier copy of the history's latest
+ * tokens (at most rep_limit long) of length >= min_len, the token that followed it and the length.  Writes
+ * the pairs to out_tokens / out_lens (room for n each) and returns their number. */
 int64_t emb_dry_repeats(const int32_t *tokens, int64_t n, int64_t rep_limit, int64_t min_len, int32_t *out_tokens,
                         int32_t *out_lens) {
     /* Z-array of the history read backwards (r[j] = tokens[n - 1 - j]): z[k] is how many of the latest
