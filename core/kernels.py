@@ -121,10 +121,12 @@ class _CtypesBackend:
 
     def bytes_ptr(self, data: Any, offset: int = 0) -> Any:
         c = self.ctypes
-        if isinstance(data, bytes):
-            data = bytearray(data)
-        arr = (c.c_char * len(data)).from_buffer(data)
-        return _IntRef(c.addressof(arr) + offset, arr)
+        view = memoryview(data)
+        if not view.readonly:
+            arr = (c.c_char * view.nbytes).from_buffer(view)
+            return _IntRef(c.addressof(arr) + offset, arr)
+        pinned = _PinnedBuffer(c, data)  # read-only (a read-only mmap, bytes): ask the buffer protocol directly
+        return _IntRef(pinned.address + offset, pinned)
 
     def at(self, buf: Buffer, index: int) -> Any:
         return buf.ptr + index * buf.itemsize
@@ -142,12 +144,40 @@ class _CtypesBackend:
         return p.decode() if isinstance(p, bytes) else str(p)
 
 
+class _PinnedBuffer:
+    """The address of any read-only buffer through the C buffer protocol, released when this is collected."""
+
+    def __init__(self, c: Any, obj: Any) -> None:
+        class PyBuffer(c.Structure):
+            _fields_ = [("buf", c.c_void_p), ("obj", c.py_object), ("len", c.c_ssize_t), ("itemsize", c.c_ssize_t),
+                        ("readonly", c.c_int), ("ndim", c.c_int), ("format", c.c_char_p),
+                        ("shape", c.c_void_p), ("strides", c.c_void_p), ("suboffsets", c.c_void_p),
+                        ("internal", c.c_void_p)]
+
+        self._c = c
+        self._view = PyBuffer()
+        c.pythonapi.PyObject_GetBuffer.argtypes = [c.py_object, c.POINTER(PyBuffer), c.c_int]
+        c.pythonapi.PyBuffer_Release.argtypes = [c.POINTER(PyBuffer)]
+        if c.pythonapi.PyObject_GetBuffer(obj, c.byref(self._view), 0) != 0:
+            raise KernelError("cannot get the address of a read-only buffer")
+        self.address = int(self._view.buf or 0)
+
+    def __del__(self) -> None:
+        self._c.pythonapi.PyBuffer_Release(self._c.byref(self._view))
+
+
 class _IntRef:
+    """An address plus the object that keeps its memory alive; ctypes passes it as the address."""
+
     __slots__ = ("ptr", "owner")
 
     def __init__(self, ptr: int, owner: Any) -> None:
         self.ptr = ptr
         self.owner = owner
+
+    @property
+    def _as_parameter_(self) -> int:
+        return self.ptr
 
 
 class Kernels:
@@ -217,12 +247,15 @@ _LOADED: Kernels | None = None
 
 
 def load_kernels() -> Kernels:
-    """Load the kernels once: the cffi extension natively, the side module through ctypes on Pyodide."""
+    """Load the kernels once: the cffi extension natively, the side module through ctypes on Pyodide.
+
+    ``EMBERLLM_BINDING=ctypes`` with ``EMBERLLM_KERNELS_LIB=path/to/lib.so`` uses the ctypes binding natively.
+    """
     global _LOADED
     if _LOADED is not None:
         return _LOADED
     errors = []
-    if sys.platform != "emscripten":
+    if sys.platform != "emscripten" and os.environ.get("EMBERLLM_BINDING", "cffi") != "ctypes":
         try:
             _LOADED = Kernels(_CffiBackend())
             return _LOADED

@@ -222,6 +222,9 @@ class SamplingParams:
     ) -> SamplingParams:
         """Settings from a llama-server style request body; keys that are not sampling settings are ignored.
 
+        As in llama-server, ``dry_sequence_breakers`` must not be empty here (the dataclass itself accepts
+        an empty list: DRY without breakers, the CLI's ``--dry-sequence-breaker none``).
+
         ``logit_bias`` may be an object ``{"id": bias}`` or a list of ``[id, bias]`` pairs; a bias of
         ``false`` bans the token; a string key is tokenized with ``tokenize`` (every token gets the bias);
         ids outside ``n_vocab`` are dropped, as llama-server does.  ``defaults`` supplies unset fields.
@@ -234,6 +237,8 @@ class SamplingParams:
         for f in fields(cls):
             if f.name in data and f.name != "logit_bias":
                 values[f.name] = data[f.name]
+        if "dry_sequence_breakers" in data and data["dry_sequence_breakers"] in ([], ()):
+            raise ValueError("dry_sequence_breakers: must be a non-empty array of strings")
         if "logit_bias" in data:
             values["logit_bias"] = _parse_logit_bias(data["logit_bias"], n_vocab, tokenize)
         return cls(**values)
@@ -268,12 +273,10 @@ def _check_number(name: str, value: Any, kind: type, lo: float, hi: float, hard:
 
 
 def _check_breakers(value: Any) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError("dry_sequence_breakers: expected a non-empty array of strings")
-    out = list(value)
-    if not out or not all(isinstance(s, str) for s in out):
-        raise ValueError("dry_sequence_breakers: expected a non-empty array of strings")
-    return out
+    """A list of strings (empty: DRY without breakers, as llama.cpp's ``--dry-sequence-breaker none``)."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(s, str) for s in value):
+        raise ValueError("dry_sequence_breakers: expected an array of strings")
+    return list(value)
 
 
 def _check_seed(value: Any) -> int | None:

@@ -279,6 +279,7 @@ def test_soft_limits_clamp_like_llama_server():
     assert (p.top_k, p.top_p, p.min_p, p.temperature, p.mirostat, p.xtc_threshold) == (0, 1.0, 0.0, 0.0, 2, 1.0)
     assert p.dry_base == 1.75
     assert SamplingParams(seed=-1).seed is None and SamplingParams(seed=0xFFFFFFFF).seed is None
+    assert SamplingParams(dry_sequence_breakers=[]).dry_sequence_breakers == []  # the CLI's "none"
 
 
 @pytest.mark.parametrize(
