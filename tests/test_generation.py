@@ -87,3 +87,20 @@ def test_n_probs_reports_top_tokens(small_ctx_model):
     probs = step.extra["probs"]
     assert len(probs) == 5 and probs[0][0] == step.token
     assert all(probs[i][1] >= probs[i + 1][1] for i in range(4))
+
+
+def test_prompt_cache_reuses_a_shared_200_token_prefix(gemma_path):
+    m = Model(gemma_path, n_ctx=512, n_threads=2)
+    try:
+        prefix = " ".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(20))
+        assert len(m.tokenize(prefix)) >= 200
+        list(m.generate(prefix + " First question?", n_predict=4, temperature=0))
+        first = m.timings
+        list(m.generate(prefix + " A different second question?", n_predict=4, temperature=0))
+        second = m.timings
+        assert second.cached_tokens >= 200
+        assert second.prompt_tokens < first.prompt_tokens
+        print(f"prompt phase: {first.prompt_ms:.1f} ms for {first.prompt_tokens} tokens, then "
+              f"{second.prompt_ms:.1f} ms for {second.prompt_tokens} (reused {second.cached_tokens})")
+    finally:
+        m.close()
