@@ -107,7 +107,7 @@ def print_chain(params: SamplingParams, seed: int, n_ctx: int, n_batch: int, n_p
     if p.temperature <= 0:
         chain = ["logits", "greedy"]
     elif p.mirostat:
-        chain = ["logits", "logit-bias", "penalties", "dry", "temp", f"mirostat-v{p.mirostat}"]
+        chain = ["logits", "logit-bias", "temp", f"mirostat-v{p.mirostat}"]
     else:
         chain = ["logits", "logit-bias", *[s.replace("_", "-") for s in p.samplers], "dist"]
     print("sampler chain: " + " -> ".join(chain), file=err)
