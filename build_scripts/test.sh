@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
-"$PY" -m ruff check core tests build_scripts edge_server bench
+"$PY" -m ruff check core tests build_scripts bench
 "$PY" -m pytest -q -ra "$@"
