@@ -54,6 +54,18 @@ class Step:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Completion:
+    """A whole (non-streamed) generation: text, token ids, why it ended, and the timings."""
+
+    text: str
+    tokens: list[int]
+    finish_reason: str | None
+    stop_word: str | None
+    timings: Timings
+    steps: list[Step]
+
+
 def default_threads() -> int:
     """Threads to use when none are given: the machine's cores, at most 8."""
     return max(1, min(8, os.cpu_count() or 1))
@@ -141,6 +153,23 @@ class Model:
     def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         """The prompt text for a conversation (without the BOS text the tokenizer adds itself)."""
         return self.chat_template.render_prompt(messages, add_generation_prompt=add_generation_prompt)
+
+    def complete(self, prompt: str | list[int], stream: bool = False, **params: Any) -> Completion | Iterator[Step]:
+        """``generate`` with llama-server's choice: an iterator of steps (``stream=True``) or one ``Completion``."""
+        steps = self.generate(prompt, **params)
+        return steps if stream else self._collect(steps)
+
+    def chat_completion(self, messages: list[dict[str, Any]], stream: bool = False,
+                        **params: Any) -> Completion | Iterator[Step]:
+        """``chat`` streamed (``stream=True``) or collected into one ``Completion``."""
+        steps = self.chat(messages, **params)
+        return steps if stream else self._collect(steps)
+
+    def _collect(self, steps: Iterator[Step]) -> Completion:
+        done = list(steps)
+        last = done[-1] if done else Step(-1, "")
+        return Completion("".join(s.text for s in done), [s.token for s in done if s.token >= 0], last.finish_reason,
+                          last.stop_word, self.timings, done)
 
     def chat(self, messages: list[dict[str, Any]], n_predict: int = 256, **params: Any) -> Iterator[Step]:
         """Stream the assistant's reply to ``messages`` (dicts with ``role`` and ``content``)."""

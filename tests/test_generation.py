@@ -104,3 +104,22 @@ def test_prompt_cache_reuses_a_shared_200_token_prefix(gemma_path):
               f"{second.prompt_ms:.1f} ms for {second.prompt_tokens} (reused {second.cached_tokens})")
     finally:
         m.close()
+
+
+def test_complete_streaming_and_collected_agree(small_ctx_model):
+    m = small_ctx_model
+    m.kv.clear()
+    streamed = list(m.complete("The capital of France is", stream=True, n_predict=8, temperature=0))
+    m.kv.clear()
+    whole = m.complete("The capital of France is", n_predict=8, temperature=0)
+    assert whole.text == "".join(s.text for s in streamed)
+    assert whole.tokens == [s.token for s in streamed]
+    assert whole.finish_reason == "length" and whole.timings.eval_tokens == 7
+
+
+def test_chat_completion_uses_the_gemma_template(small_ctx_model):
+    m = small_ctx_model
+    prompt = m.apply_chat_template([{"role": "user", "content": "Hi"}])
+    assert prompt == "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    reply = m.chat_completion([{"role": "user", "content": "Hi"}], n_predict=8, temperature=0)
+    assert reply.finish_reason in ("stop", "length") and reply.tokens
