@@ -233,62 +233,27 @@ static unpack_fn unpack_for(int type, int *has_min) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Activations: int8 with a scale per 32 values (replicated when the block is larger) and d * sum(q)   */
-/* per 16.  Weights whose llama.cpp dot product uses Q8_0 get Q8_0's rule (d through f16, x86 rounding); */
-/* K-quants get Q8_K's (one float scale per 256, -127/max of the signed extreme).                        */
+/* Activations: the weight type's own activation quantizer (Q8_0 or Q8_K, exactly what the per-row dot      */
+/* products use), re-laid out as int8 values, a float scale per 32 (replicated from Q8_K's per-256 scale) and */
+/* d * sum(q) per 16 for the min terms.                                                                       */
 
-/* Round to nearest, ties to even, for |x| < 2^22 (the magic-number trick; no libm call). */
-static inline int round_even(float x) {
-    float v = x + 12582912.0f;
-    int32_t i;
-    memcpy(&i, &v, sizeof i);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
-static void finish_sums(const int8_t *q, int64_t n, float d, float *dsum) {
-    for (int64_t g = 0; g < n / G; g++) {
-        int s = 0;
-        for (int l = 0; l < G; l++) s += q[g * G + l];
-        dsum[g] = d * (float)s;
+static void layout_from_q8_0(const block_q8_0 *b, int64_t n, int8_t *q, float *d, float *dsum) {
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        memcpy(q + i * QK8_0, b[i].qs, QK8_0);
+        d[i] = emb_f16_to_f32(b[i].d);
+        for (int g = 0; g < 2; g++) {
+            int sum = 0;
+            for (int l = 0; l < G; l++) sum += b[i].qs[g * G + l];
+            dsum[2 * i + g] = d[i] * (float)sum;
+        }
     }
 }
 
-static void quantize_act_q8_0(const float *x, int64_t n, int8_t *q, float *d, float *dsum) {
-    for (int64_t b = 0; b < n / AB; b++) {
-        const float *xb = x + b * AB;
-        float amax = 0.0f;
-        for (int j = 0; j < AB; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        for (int j = 0; j < AB; j++) q[b * AB + j] = (int8_t)round_even(xb[j] * id);
-        d[b] = emb_f16_to_f32(emb_f32_to_f16(amax / 127.0f));
-        finish_sums(q + b * AB, AB, d[b], dsum + 2 * b);
-    }
-}
-
-static void quantize_act_q8_K(const float *x, int64_t n, int8_t *q, float *d, float *dsum) {
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const float *xb = x + b * QK_K;
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK_K; j++) {
-            const float ax = fabsf(xb[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = xb[j];
-            }
-        }
-        float db = 0.0f;
-        if (amax == 0.0f) {
-            memset(q + b * QK_K, 0, QK_K);
-        } else {
-            const float iscale = -127.0f / max;
-            for (int j = 0; j < QK_K; j++) {
-                const int v = round_even(iscale * xb[j]);
-                q[b * QK_K + j] = (int8_t)(v < 127 ? v : 127);
-            }
-            db = 1.0f / iscale;
-        }
-        for (int k = 0; k < QK_K / AB; k++) d[b * (QK_K / AB) + k] = db;
-        finish_sums(q + b * QK_K, QK_K, db, dsum + b * (QK_K / G));
+static void layout_from_q8_K(const block_q8_K *b, int64_t n, int8_t *q, float *d, float *dsum) {
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        memcpy(q + i * QK_K, b[i].qs, QK_K);
+        for (int k = 0; k < QK_K / AB; k++) d[i * (QK_K / AB) + k] = b[i].d;
+        for (int g = 0; g < QK_K / G; g++) dsum[i * (QK_K / G) + g] = b[i].d * (float)b[i].bsums[g];
     }
 }
 
@@ -494,20 +459,28 @@ static void gemm_worker(void *p, int ith, int nth) {
     }
 }
 
-typedef void (*quantize_act_fn)(const float *x, int64_t n, int8_t *q, float *d, float *dsum);
-
 typedef struct {
     const float *x;
     act_rows act;
     int64_t n, n_tok;
-    quantize_act_fn quantize;
+    const emb_type_traits *act_traits; /* Q8_0 or Q8_K at the context's level */
+    char *tmp;                         /* one quantized row per thread */
+    size_t tmp_stride;
 } act_task;
 
 static void act_worker(void *p, int ith, int nth) {
     act_task *t = (act_task *)p;
+    void *row = t->tmp + (size_t)ith * t->tmp_stride;
     for (int64_t tok = ith; tok < t->n_tok; tok += nth) {
-        t->quantize(t->x + tok * t->n, t->n, (int8_t *)t->act.q + tok * t->n, (float *)t->act.d + tok * (t->n / AB),
-                    (float *)t->act.dsum + tok * (t->n / G));
+        int8_t *q = (int8_t *)t->act.q + tok * t->n;
+        float *d = (float *)t->act.d + tok * (t->n / AB);
+        float *dsum = (float *)t->act.dsum + tok * (t->n / G);
+        t->act_traits->from_float(t->x + tok * t->n, row, t->n);
+        if (t->act_traits->block_size == QK_K) {
+            layout_from_q8_K((const block_q8_K *)row, t->n, q, d, dsum);
+        } else {
+            layout_from_q8_0((const block_q8_0 *)row, t->n, q, d, dsum);
+        }
     }
 }
 
@@ -530,8 +503,12 @@ int emb_gemm_unpacked(emb_ctx *ctx, const void *w, int type, int64_t n_out, int6
     float *dsum = ad + n_tok * nb;
     int8_t *aq = (int8_t *)(dsum + n_tok * ng);
 
-    const quantize_act_fn quantize = tr->block_size == QK_K ? quantize_act_q8_K : quantize_act_q8_0;
-    act_task at = {x, {aq, ad, dsum}, n_in, n_tok, quantize};
+    const emb_type_traits *act_tr = emb_get_type_traits(tr->vec_dot_type, emb_ctx_level(ctx));
+    if (!act_tr || !act_tr->from_float || (tr->vec_dot_type != EMB_TYPE_Q8_0 && tr->vec_dot_type != EMB_TYPE_Q8_K))
+        return -1;
+    /* the quantized rows borrow the per-thread tile memory, which is not in use yet */
+    char *tiles = (char *)(((uintptr_t)(mem + act_bytes) + 63) & ~(uintptr_t)63);
+    act_task at = {x, {aq, ad, dsum}, n_in, n_tok, act_tr, tiles, per_thread_aligned};
     emb_parallel(ctx, act_worker, &at);
 
     gemm_task t;
