@@ -409,20 +409,22 @@ void emb_act(emb_ctx *ctx, float *x, int64_t n, int kind) {
     for (int64_t i = 0; i < n; i++) x[i] = act_f32(table, x[i], kind);
 }
 
+/* In place; -inf entries (masked) become 0. */
+static void softmax_row(float *v, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        v[i] = v[i] == -INFINITY ? 0.0f : expf(v[i] - mx);
+        sum += v[i];
+    }
+    const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
+    for (int64_t i = 0; i < n; i++) v[i] *= inv;
+}
+
 void emb_softmax_rows(emb_ctx *ctx, float *x, int64_t n_rows, int64_t n) {
     emb_ctx_count_call(ctx);
-    for (int64_t r = 0; r < n_rows; r++) {
-        float *v = x + r * n;
-        float mx = -INFINITY;
-        for (int64_t i = 0; i < n; i++) mx = v[i] > mx ? v[i] : mx;
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            v[i] = expf(v[i] - mx);
-            sum += v[i];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int64_t i = 0; i < n; i++) v[i] *= inv;
-    }
+    for (int64_t r = 0; r < n_rows; r++) softmax_row(x + r * n, n);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -574,19 +576,7 @@ static void attention_block_float(const attn_task *t, int64_t tok0, int64_t kvh,
             }
         }
     }
-    /* softmax per row */
-    for (int64_t r = 0; r < rows; r++) {
-        float *sr = scores + r * span;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < span; j++) mx = sr[j] > mx ? sr[j] : mx;
-        float sum = 0.0f;
-        for (int64_t j = 0; j < span; j++) {
-            sr[j] = sr[j] == -INFINITY ? 0.0f : expf(sr[j] - mx);
-            sum += sr[j];
-        }
-        const float inv = 1.0f / sum;
-        for (int64_t j = 0; j < span; j++) sr[j] *= inv;
-    }
+    for (int64_t r = 0; r < rows; r++) softmax_row(scores + r * span, span);
     /* weighted values */
     memset(acc, 0, sizeof(float) * (size_t)(rows * hd));
     for (int64_t k0 = 0; k0 < span; k0 += ATTN_KT) {
