@@ -215,8 +215,92 @@ static void unpack_q6_K(const void *src, int64_t n, int8_t *q, float *sc, float 
 
 typedef void (*unpack_fn)(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
 
-static unpack_fn unpack_for(int type, int *has_min) {
+#if EMB_X86
+/* The two most common layouts unpacked 32 bytes at a time (same results as the scalar twins above). */
+__attribute__((target("avx2"))) static inline __m256i nibbles_avx2(const uint8_t *qs) {
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    const __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
+}
+
+__attribute__((target("avx2"))) static void unpack_q5_0_avx2(const void *src, int64_t n, int8_t *q, float *sc,
+                                                              float *mn) {
+    const block_q5_0 *b = (const block_q5_0 *)src;
+    const __m256i shuffle = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                                             3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    for (int64_t i = 0; i < n / QK5_0; i++, q += 32) {
+        uint32_t qh;
+        memcpy(&qh, b[i].qh, 4);
+        /* byte j gets 0x10 when bit j of qh is set */
+        const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuffle);
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+        const __m256i v = _mm256_or_si256(nibbles_avx2(b[i].qs), _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+        _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(v, _mm256_set1_epi8(16)));
+        put_groups(sc, mn, 2 * i, 2, emb_f16_to_f32(b[i].d), 0.0f);
+    }
+}
+
+__attribute__((target("avx2"))) static void unpack_q4_K_avx2(const void *src, int64_t n, int8_t *q, float *sc,
+                                                              float *mn) {
+    const block_q4_K *b = (const block_q4_K *)src;
+    const __m256i m = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = emb_f16_to_f32(b[i].d), dmin = emb_f16_to_f32(b[i].dmin);
+        const uint8_t *qs = b[i].qs;
+        for (int j = 0; j < 4; j++, qs += 32, q += 64) {
+            uint8_t s0, m0, s1, m1;
+            k4_scale_min(2 * j, b[i].scales, &s0, &m0);
+            k4_scale_min(2 * j + 1, b[i].scales, &s1, &m1);
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)qs);
+            _mm256_storeu_si256((__m256i *)q, _mm256_and_si256(raw, m));
+            _mm256_storeu_si256((__m256i *)(q + 32), _mm256_and_si256(_mm256_srli_epi16(raw, 4), m));
+            put_groups(sc, mn, i * 16 + 4 * j, 2, d * s0, dmin * m0);
+            put_groups(sc, mn, i * 16 + 4 * j + 2, 2, d * s1, dmin * m1);
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void unpack_q6_K_avx2(const void *src, int64_t n, int8_t *q, float *sc,
+                                                              float *mn) {
+    const block_q6_K *b = (const block_q6_K *)src;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = emb_f16_to_f32(b[i].d);
+        const uint8_t *ql = b[i].ql, *qh = b[i].qh;
+        const int8_t *s = b[i].scales;
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, s += 8, q += 128) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            const __m256i v0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
+            const __m256i v1 = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
+            const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
+            const __m256i v3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+            _mm256_storeu_si256((__m256i *)q, _mm256_sub_epi8(v0, k32));
+            _mm256_storeu_si256((__m256i *)(q + 32), _mm256_sub_epi8(v1, k32));
+            _mm256_storeu_si256((__m256i *)(q + 64), _mm256_sub_epi8(v2, k32));
+            _mm256_storeu_si256((__m256i *)(q + 96), _mm256_sub_epi8(v3, k32));
+            for (int g = 0; g < 8; g++) put_groups(sc, mn, i * 16 + half * 8 + g, 1, d * (float)s[g], 0.0f);
+        }
+    }
+}
+#endif
+
+static unpack_fn unpack_for(int type, int level, int *has_min) {
     *has_min = 0;
+#if EMB_X86
+    if (level == EMB_LEVEL_AVX2 || level == EMB_LEVEL_AVX512) {
+        if (type == EMB_TYPE_Q5_0) return unpack_q5_0_avx2;
+        if (type == EMB_TYPE_Q6_K) return unpack_q6_K_avx2;
+        if (type == EMB_TYPE_Q4_K) {
+            *has_min = 1;
+            return unpack_q4_K_avx2;
+        }
+    }
+#endif
+    (void)level;
     switch (type) {
     case EMB_TYPE_Q4_0: return unpack_q4_0;
     case EMB_TYPE_Q4_1: *has_min = 1; return unpack_q4_1;
@@ -487,7 +571,7 @@ static void act_worker(void *p, int ith, int nth) {
 int emb_gemm_unpacked(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok,
                       float *y) {
     int has_min = 0;
-    const unpack_fn unpack = unpack_for(type, &has_min);
+    const unpack_fn unpack = unpack_for(type, emb_ctx_level(ctx), &has_min);
     if (!unpack) return -1;
     const emb_type_traits *tr = emb_get_type_traits(type, EMB_LEVEL_SCALAR);
     if (!tr || n_in % tr->block_size != 0 || n_in % AB != 0) return -1;
