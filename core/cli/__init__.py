@@ -12,6 +12,7 @@ COMMANDS = {
     "run": "emberllm.cli.run",
     "perplexity": "emberllm.cli.perplexity",
     "bench": "emberllm.cli.bench",
+    "serve": "emberllm.edge_server.cli",
 }
 
 

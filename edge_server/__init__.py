@@ -1,0 +1,26 @@
+"""emberllm's edge server: llama-server's and OpenAI's HTTP APIs on Starlette + uvicorn.
+
+Layout: ``cli`` (``emberllm serve``), ``config`` (settings), ``worker`` (the one engine thread that runs every
+generation in turn), ``errors`` (OpenAI-shaped error bodies), ``requests`` (body parsing and validation),
+``generation`` (shared by the endpoints), ``sse``, ``native`` (llama-server endpoints), ``openai_api``
+(``/v1/*``), ``app`` (routes, API key, error handlers, static files).  Starlette is imported lazily so that the
+``emberllm`` command line does not need it for its other sub-commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["build_app", "ServerConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_app":
+        from emberllm.edge_server.app import build_app
+
+        return build_app
+    if name == "ServerConfig":
+        from emberllm.edge_server.config import ServerConfig
+
+        return ServerConfig
+    raise AttributeError(name)

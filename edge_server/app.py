@@ -1,0 +1,131 @@
+"""The Starlette app: routes, API-key check, error bodies, model loading at start-up and the web UI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from emberllm.edge_server import native, openai_api
+from emberllm.edge_server.config import ServerConfig
+from emberllm.edge_server.errors import ApiError, error_response
+from emberllm.edge_server.state import ServerState
+from emberllm.engine import Model
+
+#: Paths answered without an API key (llama-server leaves /health and the static files open).
+PUBLIC_PATHS = frozenset({"/health", "/v1/health"})
+
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def api_routes() -> list[Route]:
+    """Every API endpoint (llama-server's names, with its aliases, and OpenAI's)."""
+    return [
+        Route("/health", native.health, methods=["GET"]),
+        Route("/v1/health", native.health, methods=["GET"]),
+        Route("/completion", native.completion, methods=["POST"]),
+        Route("/completions", native.completion, methods=["POST"]),
+        Route("/infill", native.infill, methods=["POST"]),
+        Route("/tokenize", native.tokenize, methods=["POST"]),
+        Route("/detokenize", native.detokenize, methods=["POST"]),
+        Route("/apply-template", native.apply_template, methods=["POST"]),
+        Route("/props", native.props, methods=["GET"]),
+        Route("/slots", native.slots, methods=["GET"]),
+        Route("/metrics", native.metrics, methods=["GET"]),
+        Route("/models", openai_api.models, methods=["GET"]),
+        Route("/v1/models", openai_api.models, methods=["GET"]),
+        Route("/v1/completions", openai_api.completions, methods=["POST"]),
+        Route("/chat/completions", openai_api.chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
+    ]
+
+
+class ApiKeyMiddleware:
+    """Requires ``Authorization: Bearer KEY`` (or ``X-Api-Key: KEY``) on API routes; constant-time compare."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, api_paths: frozenset[str]) -> None:
+        self.app = app
+        self.key = api_key.encode() if api_key else None
+        self.api_paths = api_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key is None or scope["type"] != "http" or not self._protected(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
+        given = headers.get("x-api-key", b"")
+        auth = headers.get("authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        if not hmac.compare_digest(given, self.key):
+            response = error_response(401, "Invalid API Key", headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _protected(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        if path in PUBLIC_PATHS:
+            return False
+        # Static files of the web UI are public; anything that is not a GET of a non-API path needs the key.
+        return path in self.api_paths or scope.get("method") != "GET"
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = "File Not Found" if exc.status_code == 404 else str(exc.detail)
+    return error_response(exc.status_code, message, dict(exc.headers or {}))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = None) -> Starlette:
+    """The ASGI app for ``config``; the model loads on the engine thread once the server has started."""
+    state = ServerState(config)
+
+    def load() -> Model:
+        if model_factory is not None:
+            return model_factory()
+        return Model(config.model_path, n_ctx=config.n_ctx, n_threads=config.n_threads, n_batch=config.n_batch,
+                     chat_template=config.chat_template)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loading = asyncio.create_task(state.worker.load(load))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.to_thread(state.worker.shutdown)
+
+    routes: list[Any] = api_routes()
+    web_dir = config.web_dir or DEFAULT_WEB_DIR
+    if config.webui and web_dir.is_dir():
+        routes.append(Mount("/", app=StaticFiles(directory=web_dir, html=True), name="webui"))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.server = state
+    api_paths = frozenset(r.path for r in api_routes())
+    app.add_middleware(ApiKeyMiddleware, api_key=config.api_key, api_paths=api_paths)
+    return app

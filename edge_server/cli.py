@@ -1,0 +1,117 @@
+"""``emberllm serve``: llama-server's and OpenAI's HTTP APIs for one model (Starlette + uvicorn).
+
+Every flag can also come from an environment variable ``EMBERLLM_ARG_<LONG_FLAG>`` (upper case, ``-`` as
+``_``): ``EMBERLLM_ARG_PORT=9000``, ``EMBERLLM_ARG_API_KEY=secret``, ``EMBERLLM_ARG_NO_WEBUI=1``.  A flag on
+the command line wins over its variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from emberllm.cli.common import USER_ERRORS, fail, resolve_model_path
+from emberllm.edge_server.config import ServerConfig
+
+ENV_PREFIX = "EMBERLLM_ARG_"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "disabled", ""})
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``serve``."""
+    p = sub.add_parser("serve", help="serve llama-server's and OpenAI's HTTP APIs",
+                       description="HTTP server with llama-server's and OpenAI's APIs and the chat page.")
+    p.add_argument("-m", "--model", help="GGUF model file (default: the Gemma 3 270M package's model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens (default: 4096)")
+    p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
+    p.add_argument("-np", "--parallel", type=int, default=1,
+                   help="slots reported by /props and /slots (requests are served one at a time for now)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads for the kernels (default: cores)")
+    p.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY) on the API")
+    p.add_argument("--alias", default=None, help="model name reported by the API (default: the file name)")
+    p.add_argument("--chat-template", default=None, help="built-in template name or Jinja template text")
+    p.add_argument("--no-webui", action="store_true", help="do not serve the chat page at /")
+    p.add_argument("--metrics", action="store_true", help="enable GET /metrics (Prometheus text)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20,
+                   help="largest request body accepted, larger ones get 413 (default: 1 MiB)")
+    p.add_argument("-to", "--timeout", type=float, default=600.0,
+                   help="seconds a generation may run before it is stopped (default: 600)")
+    p.add_argument("--max-queue", type=int, default=64,
+                   help="requests that may wait for the engine; more get 503 with Retry-After (default: 64)")
+    p.add_argument("--web-dir", default=None, help="directory of the web UI (default: the repository's web/)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level (default: info)")
+    apply_env_defaults(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def apply_env_defaults(p: argparse.ArgumentParser, environ: dict[str, str] | None = None) -> None:
+    """Take each option's default from ``EMBERLLM_ARG_<LONG_FLAG>`` when that variable is set."""
+    env = os.environ if environ is None else environ
+    for action in p._actions:
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if not longs or action.dest == "help":
+            continue
+        name = ENV_PREFIX + longs[0][2:].upper().replace("-", "_")
+        if name not in env:
+            continue
+        raw = env[name]
+        if isinstance(action, argparse._StoreTrueAction):
+            word = raw.strip().lower()
+            if word not in TRUE_WORDS | FALSE_WORDS:
+                p.error(f"{name}: expected a boolean, got {raw!r}")
+            p.set_defaults(**{action.dest: word in TRUE_WORDS})
+            continue
+        try:
+            value = action.type(raw) if callable(action.type) else raw
+        except (TypeError, ValueError):
+            p.error(f"{name}: invalid value {raw!r}")
+        if action.choices is not None and value not in action.choices:
+            p.error(f"{name}: must be one of {', '.join(map(str, action.choices))}")
+        p.set_defaults(**{action.dest: value})
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Check the flags and turn them into a ``ServerConfig`` (``ValueError`` names the bad flag)."""
+    checks = [
+        (args.port is not None and not 0 <= args.port <= 65535, "--port must be between 0 and 65535"),
+        (args.ctx_size < 8, "-c/--ctx-size must be at least 8"),
+        (args.batch_size < 1, "-b/--batch-size must be at least 1"),
+        (args.parallel < 1, "-np/--parallel must be at least 1"),
+        (args.threads is not None and args.threads < 1, "-t/--threads must be at least 1"),
+        (args.max_body_bytes < 1, "--max-body-bytes must be at least 1"),
+        (not args.timeout > 0, "-to/--timeout must be positive"),
+        (args.max_queue < 0, "--max-queue must be at least 0"),
+    ]
+    for bad, message in checks:
+        if bad:
+            raise ValueError(message)
+    path = resolve_model_path(args.model)
+    if not path.is_file():
+        raise ValueError(f"model file not found: {path}")
+    return ServerConfig(model_path=path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
+                        n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
+                        chat_template=args.chat_template, webui=not args.no_webui, metrics=args.metrics,
+                        max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
+                        web_dir=Path(args.web_dir) if args.web_dir else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the server (blocks until it is stopped)."""
+    try:
+        config = config_from_args(args)
+    except USER_ERRORS as exc:
+        return fail(str(exc))
+    import uvicorn
+
+    from emberllm.edge_server.app import build_app
+
+    app = build_app(config)
+    print(f"emberllm serve: {config.model_path} on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    return 0

@@ -1,0 +1,31 @@
+"""Server settings (filled by ``emberllm serve``'s flags and ``EMBERLLM_ARG_*`` environment variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ServerConfig:
+    """Everything the app needs to know; the model itself is loaded in the background at start-up."""
+
+    model_path: Path
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    n_batch: int = 512
+    n_parallel: int = 1
+    api_key: str | None = None
+    alias: str | None = None
+    chat_template: str | None = None
+    webui: bool = True
+    metrics: bool = False
+    max_body_bytes: int = 1 << 20
+    timeout_s: float = 600.0
+    max_queue: int = 64
+    web_dir: Path | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The model id reported by ``/v1/models`` and in responses (``--alias`` or the file name)."""
+        return self.alias or self.model_path.name

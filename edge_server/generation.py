@@ -1,0 +1,154 @@
+"""Shared by the native and OpenAI endpoints: request -> ``GenRequest``, events -> results, token probabilities."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from emberllm.edge_server.errors import ApiError
+from emberllm.edge_server.worker import EngineWorker, GenResult, Job, QueueFullError
+from emberllm.engine import Model, Step
+from emberllm.models.transformer import ContextFullError
+from emberllm.sampling import SamplingParams
+
+
+def sampling_from(data: dict[str, Any], model: Model) -> SamplingParams:
+    """llama-server's sampling fields of a body (``SamplingParams.from_dict``), as 400s on bad values."""
+    try:
+        return SamplingParams.from_dict(data, n_vocab=model.hp.n_vocab,
+                                        tokenize=lambda s: model.tokenize(s, add_special=False))
+    except (ValueError, TypeError) as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
+def check_prompt_fits(model: Model, prompt: str | list[int]) -> int:
+    """The prompt's token count; 400 when it does not fit in the context."""
+    n = len(model.tokenize(prompt)) if isinstance(prompt, str) else len(prompt)
+    if n >= model.n_ctx:
+        raise ApiError(400, f"the prompt of {n} tokens is longer than the context size ({model.n_ctx})")
+    return n
+
+
+def engine_error(exc: BaseException) -> ApiError:
+    """An exception from the engine thread as an HTTP error."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ValueError | ContextFullError):
+        return ApiError(400, str(exc))
+    return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class Outcome:
+    """A finished (collected) generation."""
+
+    steps: list[Step] = field(default_factory=list)
+    result: GenResult | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.steps)
+
+    @property
+    def n_predicted(self) -> int:
+        return sum(1 for s in self.steps if s.token >= 0)
+
+    @property
+    def last(self) -> Step:
+        return self.steps[-1] if self.steps else Step(-1, "", "stop")
+
+
+async def start(worker: EngineWorker, req: Any) -> tuple[Job, AsyncIterator[tuple[str, Any]]]:
+    """Submit ``req`` and wait for its first event; engine errors raised before any token become ApiErrors.
+
+    Returns the job and its event iterator with the first event put back in front.
+    """
+    try:
+        job: Job = worker.submit(req)
+    except QueueFullError as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from exc
+    events = job.events()
+    try:
+        first = await events.__anext__()
+    except BaseException:
+        job.cancel.set()
+        await events.aclose()
+        raise
+    if first[0] == "error":
+        await events.aclose()
+        raise engine_error(first[1])
+
+    async def chained() -> AsyncIterator[tuple[str, Any]]:
+        try:
+            yield first
+            async for ev in events:
+                yield ev
+        finally:
+            job.cancel.set()
+            await events.aclose()
+
+    return job, chained()
+
+
+async def collect(events: AsyncIterator[tuple[str, Any]]) -> Outcome:
+    """All events of a non-streamed generation."""
+    out = Outcome()
+    async for kind, value in events:
+        if kind == "step":
+            out.steps.append(value)
+        elif kind == "done":
+            out.result = value
+        elif kind == "error":
+            raise engine_error(value)
+    return out
+
+
+def token_piece(model: Model, token: int) -> tuple[str, list[int]]:
+    """A token's text (special tokens spelled out) and its bytes."""
+    raw = model.tokenizer.token_to_piece(token, special=True)
+    return raw.decode("utf-8", "replace"), list(raw)
+
+
+def native_probs(model: Model, step: Step, post_sampling: bool) -> dict[str, Any] | None:
+    """One ``completion_probabilities`` entry (llama-server's current shape) or None without probabilities."""
+    if not step.extra or step.token < 0:
+        return None
+    text, raw = token_piece(model, step.token)
+    key_top, key_p = ("top_probs", "prob") if post_sampling else ("top_logprobs", "logprob")
+    chosen = step.extra.get("prob_after" if post_sampling else "prob") or 0.0
+    top = step.extra.get("probs_after" if post_sampling else "probs") or []
+
+    def value(p: float) -> float:
+        return p if post_sampling else (math.log(p) if p > 0 else -1e30)
+
+    entries = []
+    for tok, p in top:
+        t_text, t_raw = token_piece(model, tok)
+        entries.append({"id": tok, "token": t_text, "bytes": t_raw, key_p: value(p)})
+    return {"id": step.token, "token": text, "bytes": raw, key_p: value(chosen), key_top: entries}
+
+
+def timings_dict(result: GenResult | None, n_predicted: int) -> dict[str, float]:
+    """llama-server's ``timings`` object."""
+    if result is None:
+        return {}
+    tm = result.timings
+    predicted_ms = tm.eval_ms + tm.sample_ms
+    return {
+        "cache_n": tm.cached_tokens,
+        "prompt_n": tm.prompt_tokens,
+        "prompt_ms": tm.prompt_ms,
+        "prompt_per_token_ms": tm.prompt_ms / tm.prompt_tokens if tm.prompt_tokens else 0.0,
+        "prompt_per_second": tm.per_second(tm.prompt_ms, tm.prompt_tokens),
+        "predicted_n": n_predicted,
+        "predicted_ms": predicted_ms,
+        "predicted_per_token_ms": predicted_ms / n_predicted if n_predicted else 0.0,
+        "predicted_per_second": tm.per_second(predicted_ms, n_predicted),
+    }
+
+
+def openai_finish_reason(step: Step) -> str:
+    """``stop`` or ``length`` (context full counts as length)."""
+    return "length" if step.finish_reason in ("length", "context") else "stop"

@@ -1,0 +1,274 @@
+"""llama-server's native endpoints: /health, /completion, /tokenize, /detokenize, /apply-template, /props,
+/slots, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from emberllm.edge_server.errors import ApiError, error_response
+from emberllm.edge_server.generation import (
+    check_prompt_fits,
+    collect,
+    native_probs,
+    sampling_from,
+    start,
+    timings_dict,
+)
+from emberllm.edge_server.requests import (
+    get_bool,
+    get_int,
+    get_messages,
+    get_prompt,
+    get_stop,
+    get_token_ids,
+    read_json,
+)
+from emberllm.edge_server.sse import SSEResponse, sse
+from emberllm.edge_server.state import ready_model, server_of
+from emberllm.edge_server.worker import GenRequest, GenResult
+from emberllm.engine import Model, Step
+from emberllm.sampling import SamplingParams
+
+STOP_TYPES = {"stop": "eos", "length": "limit", "context": "limit", "cancelled": "none"}
+
+
+async def health(request: Request) -> Response:
+    """200 ``{"status": "ok"}`` once the model is loaded, 503 while loading."""
+    worker = server_of(request).worker
+    if worker.model is None:
+        if worker.load_error:
+            return error_response(500, f"model failed to load: {worker.load_error}")
+        return error_response(503, "Loading model", headers={"Retry-After": "1"})
+    return JSONResponse({"status": "ok"})
+
+
+def _stop_type(step: Step) -> str:
+    if step.finish_reason == "stop" and step.stop_word is not None:
+        return "word"
+    return STOP_TYPES.get(step.finish_reason or "", "none")
+
+
+def _final_fields(model: Model, name: str, params: SamplingParams, req: GenRequest, last: Step,
+                  result: GenResult | None, n_predicted: int, n_prompt: int) -> dict[str, Any]:
+    settings = params.to_dict()
+    settings.update(n_predict=req.n_predict, stop=req.stop, n_keep=req.n_keep, model=name)
+    return {
+        "id_slot": 0,
+        "stop": True,
+        "model": name,
+        "tokens_predicted": n_predicted,
+        "tokens_evaluated": n_prompt,
+        "generation_settings": settings,
+        "prompt": req.prompt if isinstance(req.prompt, str) else model.detokenize(req.prompt, special=True),
+        "truncated": False,
+        "stop_type": _stop_type(last),
+        "stopping_word": last.stop_word or "",
+        "tokens_cached": result.timings.cached_tokens if result else 0,
+        "timings": timings_dict(result, n_predicted),
+    }
+
+
+async def completion(request: Request) -> Response:
+    """``POST /completion``: llama-server's completion, whole or streamed as SSE."""
+    model = ready_model(request)
+    data = await read_json(request, server_of(request).config.max_body_bytes)
+    prompt = get_prompt(data, model.hp.n_vocab, "prompt" if "prompt" in data else "content")
+    return await _complete(request, model, data, prompt)
+
+
+#: FIM token ids in GGUF metadata (current and older key names), and vocabulary spellings to fall back on.
+FIM_KEYS = {
+    "pre": ("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"),
+    "suf": ("tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id"),
+    "mid": ("tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id"),
+}
+FIM_TEXTS = {
+    "pre": ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "▁<PRE>"),
+    "suf": ("<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "▁<SUF>"),
+    "mid": ("<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "▁<MID>"),
+}
+
+
+def fim_tokens(model: Model) -> dict[str, int] | None:
+    """The model's FIM prefix / suffix / middle token ids, or None when it has none."""
+    out: dict[str, int] = {}
+    for part, keys in FIM_KEYS.items():
+        found = next((model.gguf.metadata[k] for k in keys if isinstance(model.gguf.metadata.get(k), int)), None)
+        if found is None:
+            found = next((t for text in FIM_TEXTS[part] if (t := model.tokenizer.vocab_lookup(text)) is not None),
+                         None)
+        if found is None:
+            return None
+        out[part] = int(found)
+    return out
+
+
+async def infill(request: Request) -> Response:
+    """``POST /infill``: fill in the middle (``input_prefix``, ``input_suffix``, optional ``prompt``) for models
+    with FIM tokens; 400 for the others.  ``input_extra`` (repository context) is not supported yet."""
+    model = ready_model(request)
+    data = await read_json(request, server_of(request).config.max_body_bytes)
+    fim = fim_tokens(model)
+    if fim is None:
+        raise ApiError(400, "infill: this model has no fill-in-the-middle (FIM) tokens")
+    prefix, suffix, extra = data.get("input_prefix", ""), data.get("input_suffix", ""), data.get("prompt", "")
+    for name, value in (("input_prefix", prefix), ("input_suffix", suffix), ("prompt", extra)):
+        if not isinstance(value, str):
+            raise ApiError(400, f"{name}: expected a string")
+    if data.get("input_extra"):
+        raise ApiError(400, "input_extra: not supported yet")
+
+    def encode(text: str) -> list[int]:
+        return model.tokenize(text, add_special=False) if text else []
+
+    bos = [model.tokenizer.bos_id] if model.tokenizer.add_bos and model.tokenizer.bos_id is not None else []
+    tokens = bos + [fim["pre"]] + encode(prefix) + [fim["suf"]] + encode(suffix) + [fim["mid"]] + encode(extra)
+    return await _complete(request, model, data, tokens)
+
+
+async def _complete(request: Request, model: Model, data: dict[str, Any], prompt: str | list[int]) -> Response:
+    """The generation behind ``/completion`` and ``/infill``."""
+    server = server_of(request)
+    params = sampling_from(data, model)
+    req = GenRequest(prompt=prompt, params=params, n_predict=get_int(data, "n_predict", -1, -1, 2**31 - 1),
+                     stop=get_stop(data), n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),
+                     cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s)
+    get_int(data, "id_slot", -1, -1, 2**31 - 1)
+    stream = get_bool(data, "stream", False)
+    n_prompt = await asyncio.to_thread(check_prompt_fits, model, prompt)
+    name = server.config.model_name
+    job, events = await start(server.worker, req)
+    post = params.post_sampling_probs
+    if not stream:
+        out = await collect(events)
+        tokens = [s.token for s in out.steps if s.token >= 0 and not model.tokenizer.is_eog(s.token)]
+        body: dict[str, Any] = {"index": 0, "content": out.text, "tokens": tokens}
+        body.update(_final_fields(model, name, params, req, out.last, out.result, out.n_predicted, n_prompt))
+        if params.n_probs > 0:
+            body["completion_probabilities"] = [p for s in out.steps if (p := native_probs(model, s, post))]
+        return JSONResponse(body)
+
+    async def chunks() -> AsyncIterator[str]:
+        n_predicted = 0
+        last = Step(-1, "", "stop")
+        result: GenResult | None = None
+        async for kind, value in events:
+            if kind == "step":
+                step: Step = value
+                last = step
+                if step.token >= 0:
+                    n_predicted += 1
+                if step.text or (step.token >= 0 and step.finish_reason is None):
+                    chunk: dict[str, Any] = {"index": 0, "content": step.text, "tokens": [step.token],
+                                             "stop": False, "id_slot": 0, "tokens_predicted": n_predicted,
+                                             "tokens_evaluated": n_prompt}
+                    if params.n_probs > 0 and (p := native_probs(model, step, post)):
+                        chunk["completion_probabilities"] = [p]
+                    yield sse(chunk)
+            elif kind == "done":
+                result = value
+            else:
+                yield sse({"error": {"code": 500, "message": str(value), "type": "server_error"}})
+                return
+        final: dict[str, Any] = {"index": 0, "content": "", "tokens": []}
+        final.update(_final_fields(model, name, params, req, last, result, n_predicted, n_prompt))
+        yield sse(final)
+
+    return SSEResponse(chunks(), on_close=job.cancel.set)
+
+
+async def tokenize(request: Request) -> Response:
+    """``POST /tokenize``: ``content`` -> ``tokens`` (ids, or ``{id, piece}`` with ``with_pieces``)."""
+    model = ready_model(request)
+    data = await read_json(request, server_of(request).config.max_body_bytes)
+    content = data.get("content", "")
+    if not isinstance(content, str):
+        raise ApiError(400, f"content: expected a string, got {type(content).__name__}")
+    add_special = get_bool(data, "add_special", False)
+    parse_special = get_bool(data, "parse_special", True)
+    with_pieces = get_bool(data, "with_pieces", False)
+    ids = await asyncio.to_thread(model.tokenize, content, add_special, parse_special)
+    if not with_pieces:
+        return JSONResponse({"tokens": ids})
+    pieces = []
+    for tok in ids:
+        raw = model.tokenizer.token_to_piece(tok, special=True)
+        try:
+            piece: Any = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            piece = list(raw)
+        pieces.append({"id": tok, "piece": piece})
+    return JSONResponse({"tokens": pieces})
+
+
+async def detokenize(request: Request) -> Response:
+    """``POST /detokenize``: ``tokens`` -> ``content``."""
+    model = ready_model(request)
+    data = await read_json(request, server_of(request).config.max_body_bytes)
+    ids = get_token_ids(data, "tokens", model.hp.n_vocab, required=False)
+    return JSONResponse({"content": model.detokenize(ids)})
+
+
+async def apply_template(request: Request) -> Response:
+    """``POST /apply-template``: ``messages`` -> the chat template's ``prompt``."""
+    model = ready_model(request)
+    data = await read_json(request, server_of(request).config.max_body_bytes)
+    messages = get_messages(data)
+    try:
+        prompt = model.apply_chat_template(messages)
+    except ValueError as exc:
+        raise ApiError(400, f"messages: {exc}") from exc
+    return JSONResponse({"prompt": prompt})
+
+
+async def props(request: Request) -> Response:
+    """``GET /props``: default generation settings, slots, model and template."""
+    server = server_of(request)
+    model = ready_model(request)
+    params = SamplingParams().to_dict()
+    params.update(n_predict=-1, stop=[])
+    return JSONResponse({
+        "default_generation_settings": {"id": 0, "n_ctx": model.n_ctx, "params": params, "is_processing": False},
+        "total_slots": server.config.n_parallel,
+        "model_path": str(server.config.model_path),
+        "model_alias": server.config.model_name,
+        "chat_template": model.chat_template.template,
+        "modalities": {"vision": False, "audio": False},
+        "build_info": "emberllm",
+    })
+
+
+async def slots(request: Request) -> Response:
+    """``GET /slots``: one entry per slot (requests are serialized in this version; see ``worker``)."""
+    server = server_of(request)
+    model = ready_model(request)
+    busy = server.worker.busy
+    return JSONResponse([{"id": i, "n_ctx": model.n_ctx, "is_processing": busy and i == 0}
+                         for i in range(server.config.n_parallel)])
+
+
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: Prometheus text with llama-server's metric names (only with ``--metrics``)."""
+    server = server_of(request)
+    if not server.config.metrics:
+        raise ApiError(501, "metrics are disabled: start the server with --metrics")
+    st = server.worker.stats
+    rows = [
+        ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", st.prompt_tokens),
+        ("prompt_seconds_total", "counter", "Prompt process time.", st.prompt_seconds),
+        ("tokens_predicted_total", "counter", "Number of generation tokens processed.", st.predicted_tokens),
+        ("tokens_predicted_seconds_total", "counter", "Predict process time.", st.predicted_seconds),
+        ("requests_total", "counter", "Number of finished generations.", st.requests),
+        ("requests_processing", "gauge", "Number of requests processing.", st.processing),
+        ("requests_deferred", "gauge", "Number of requests deferred.", max(st.deferred, 0)),
+    ]
+    lines = []
+    for name, kind, help_text, value in rows:
+        lines += [f"# HELP llamacpp:{name} {help_text}", f"# TYPE llamacpp:{name} {kind}", f"llamacpp:{name} {value}"]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+

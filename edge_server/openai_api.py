@@ -1,0 +1,233 @@
+"""OpenAI's endpoints: ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions``.
+
+Bodies take OpenAI's fields (``max_tokens``, ``stop``, ``seed``, ``temperature``, ``top_p``, penalties,
+``logprobs``/``top_logprobs``, ``stream``, ``stream_options.include_usage``; ``n`` must be 1) plus llama.cpp's
+extra sampling fields (``top_k``, ``min_p``, ...), which go through ``SamplingParams.from_dict``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from emberllm.edge_server.errors import ApiError
+from emberllm.edge_server.generation import (
+    Outcome,
+    check_prompt_fits,
+    collect,
+    openai_finish_reason,
+    sampling_from,
+    start,
+    timings_dict,
+    token_piece,
+)
+from emberllm.edge_server.requests import get_bool, get_int, get_messages, get_prompt, get_stop, read_json
+from emberllm.edge_server.sse import SSEResponse, sse
+from emberllm.edge_server.state import ServerState, ready_model, server_of
+from emberllm.edge_server.worker import GenRequest, GenResult
+from emberllm.engine import Model, Step
+
+
+async def models(request: Request) -> Response:
+    """``GET /v1/models``: the one loaded model."""
+    server = server_of(request)
+    model = ready_model(request)
+    return JSONResponse({"object": "list", "data": [{
+        "id": server.config.model_name, "object": "model", "created": server.started, "owned_by": "emberllm",
+        "meta": {"n_vocab": model.hp.n_vocab, "n_ctx_train": model.hp.n_ctx_train, "n_ctx": model.n_ctx},
+    }]})
+
+
+def _logprob(p: float) -> float:
+    return math.log(p) if p > 0 else -9999.0
+
+
+def _lp_entry(model: Model, tok: int, p: float) -> dict[str, Any]:
+    text, raw = token_piece(model, tok)
+    return {"token": text, "logprob": _logprob(p), "bytes": raw}
+
+
+def _chat_logprobs(model: Model, steps: list[Step], n_top: int) -> dict[str, Any]:
+    content = []
+    for s in steps:
+        if s.token < 0 or not s.extra:
+            continue
+        entry = _lp_entry(model, s.token, s.extra.get("prob") or 0.0)
+        entry["top_logprobs"] = [_lp_entry(model, t, p) for t, p in (s.extra.get("probs") or [])[:n_top]]
+        content.append(entry)
+    return {"content": content}
+
+
+def _text_logprobs(model: Model, steps: list[Step], n_top: int, offset: int = 0) -> dict[str, Any]:
+    out: dict[str, list[Any]] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for s in steps:
+        if s.token < 0 or not s.extra:
+            continue
+        text, _ = token_piece(model, s.token)
+        out["tokens"].append(text)
+        out["token_logprobs"].append(_logprob(s.extra.get("prob") or 0.0))
+        out["top_logprobs"].append({token_piece(model, t)[0]: _logprob(p)
+                                    for t, p in (s.extra.get("probs") or [])[:n_top]})
+        out["text_offset"].append(offset)
+        offset += len(s.text)
+    return out
+
+
+def _usage(n_prompt: int, n_predicted: int) -> dict[str, int]:
+    return {"prompt_tokens": n_prompt, "completion_tokens": n_predicted, "total_tokens": n_prompt + n_predicted}
+
+
+def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt: str | list[int],
+                 n_top: int | None, extra_stop: list[str]) -> GenRequest:
+    """Shared OpenAI field handling; ``n_top`` is the number of top log-probabilities asked for (None: off)."""
+    if get_int(data, "n", 1) != 1:
+        raise ApiError(400, "n: only n=1 is supported")
+    n_predict = -1
+    for key in ("max_completion_tokens", "max_tokens", "n_predict"):
+        if data.get(key) is not None:
+            n_predict = get_int(data, key, -1, -1, 2**31 - 1)
+            break
+    fields = dict(data)
+    if n_top is not None:
+        fields["n_probs"] = max(n_top, 1)
+    fields.pop("logprobs", None)
+    params = sampling_from(fields, model)
+    return GenRequest(prompt=prompt, params=params, n_predict=n_predict, stop=get_stop(data) + extra_stop,
+                      cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s)
+
+
+def _include_usage(data: dict[str, Any]) -> bool:
+    opts = data.get("stream_options")
+    if opts is None:
+        return False
+    if not isinstance(opts, dict):
+        raise ApiError(400, "stream_options: expected an object")
+    return get_bool(opts, "include_usage", False)
+
+
+async def chat_completions(request: Request) -> Response:
+    """``POST /v1/chat/completions``."""
+    server = server_of(request)
+    model = ready_model(request)
+    data = await read_json(request, server.config.max_body_bytes)
+    messages = get_messages(data)
+    want_lp = get_bool(data, "logprobs", False)
+    n_top = get_int(data, "top_logprobs", 0, 0, 20) if want_lp else None
+    stream = get_bool(data, "stream", False)
+    include_usage = _include_usage(data) if stream else False
+    try:
+        prompt = await asyncio.to_thread(model.apply_chat_template, messages)
+    except ValueError as exc:
+        raise ApiError(400, f"messages: {exc}") from exc
+    req = _gen_request(server, model, data, prompt, n_top, [s for s in model.chat_template.stop_strings if s])
+    n_prompt = await asyncio.to_thread(check_prompt_fits, model, prompt)
+    name = server.config.model_name
+    cid = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    job, events = await start(server.worker, req)
+    if not stream:
+        out: Outcome = await collect(events)
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": out.text},
+                                  "finish_reason": openai_finish_reason(out.last), "logprobs": None}
+        if n_top is not None:
+            choice["logprobs"] = _chat_logprobs(model, out.steps, n_top)
+        return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": name,
+                             "system_fingerprint": "emberllm", "choices": [choice],
+                             "usage": _usage(n_prompt, out.n_predicted),
+                             "timings": timings_dict(out.result, out.n_predicted)})
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
+        return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
+                    "system_fingerprint": "emberllm",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]})
+
+    async def body() -> AsyncIterator[str]:
+        yield chunk({"role": "assistant", "content": None})
+        n_predicted = 0
+        last = Step(-1, "", "stop")
+        result: GenResult | None = None
+        async for kind, value in events:
+            if kind == "step":
+                last = value
+                if value.token >= 0:
+                    n_predicted += 1
+                lp = _chat_logprobs(model, [value], n_top) if n_top is not None else None
+                if value.text:
+                    yield chunk({"content": value.text}, logprobs=lp)
+            elif kind == "done":
+                result = value
+            else:
+                yield sse({"error": {"code": 500, "message": str(value), "type": "server_error"}})
+                return
+        yield chunk({}, finish=openai_finish_reason(last))
+        if include_usage:
+            yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
+                       "choices": [], "usage": _usage(n_prompt, n_predicted),
+                       "timings": timings_dict(result, n_predicted)})
+        yield sse("[DONE]")
+
+    return SSEResponse(body(), on_close=job.cancel.set)
+
+
+async def completions(request: Request) -> Response:
+    """``POST /v1/completions``."""
+    server = server_of(request)
+    model = ready_model(request)
+    data = await read_json(request, server.config.max_body_bytes)
+    prompt = get_prompt(data, model.hp.n_vocab)
+    lp = data.get("logprobs")
+    n_top = None if lp is None or lp is False else get_int(data, "logprobs", 0, 0, 20)
+    stream = get_bool(data, "stream", False)
+    include_usage = _include_usage(data) if stream else False
+    if get_bool(data, "echo", False):
+        raise ApiError(400, "echo: not supported")
+    req = _gen_request(server, model, data, prompt, n_top, [])
+    n_prompt = await asyncio.to_thread(check_prompt_fits, model, prompt)
+    name = server.config.model_name
+    cid = f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    job, events = await start(server.worker, req)
+    if not stream:
+        out = await collect(events)
+        choice: dict[str, Any] = {"text": out.text, "index": 0, "finish_reason": openai_finish_reason(out.last),
+                                  "logprobs": _text_logprobs(model, out.steps, n_top) if n_top is not None else None}
+        return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": name,
+                             "system_fingerprint": "emberllm", "choices": [choice],
+                             "usage": _usage(n_prompt, out.n_predicted),
+                             "timings": timings_dict(out.result, out.n_predicted)})
+
+    def chunk(text: str, finish: str | None = None, logprobs: Any = None) -> str:
+        return sse({"id": cid, "object": "text_completion", "created": created, "model": name,
+                    "system_fingerprint": "emberllm",
+                    "choices": [{"text": text, "index": 0, "finish_reason": finish, "logprobs": logprobs}]})
+
+    async def body() -> AsyncIterator[str]:
+        n_predicted = 0
+        offset = 0
+        last = Step(-1, "", "stop")
+        async for kind, value in events:
+            if kind == "step":
+                last = value
+                if value.token >= 0:
+                    n_predicted += 1
+                if value.text:
+                    lps = _text_logprobs(model, [value], n_top, offset) if n_top is not None else None
+                    offset += len(value.text)
+                    yield chunk(value.text, logprobs=lps)
+            elif kind == "error":
+                yield sse({"error": {"code": 500, "message": str(value), "type": "server_error"}})
+                return
+        yield chunk("", finish=openai_finish_reason(last))
+        if include_usage:
+            yield sse({"id": cid, "object": "text_completion", "created": created, "model": name,
+                       "choices": [], "usage": _usage(n_prompt, n_predicted)})
+        yield sse("[DONE]")
+
+    return SSEResponse(body(), on_close=job.cancel.set)

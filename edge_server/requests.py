@@ -1,0 +1,135 @@
+"""Request bodies: size-limited JSON reading and field checks that raise 400s naming the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from emberllm.edge_server.errors import ApiError
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object; 413 past ``limit`` bytes, 400 for malformed JSON or a non-object."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, "invalid Content-Length header")
+        if int(length) > limit:
+            raise ApiError(413, f"request body of {length} bytes is larger than the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ApiError(400, "request body is empty: expected a JSON object")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON in request body: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, f"request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def get_bool(data: dict[str, Any], name: str, default: bool) -> bool:
+    """A boolean field."""
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{name}: expected a boolean, got {value!r}")
+    return value
+
+
+def get_int(data: dict[str, Any], name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer field within ``[lo, hi]``."""
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"{name}: expected an integer, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ApiError(400, f"{name}: must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def get_str(data: dict[str, Any], name: str) -> str:
+    """A required string field."""
+    if name not in data:
+        raise ApiError(400, f"{name}: required field is missing")
+    value = data[name]
+    if not isinstance(value, str):
+        raise ApiError(400, f"{name}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def get_stop(data: dict[str, Any], name: str = "stop") -> list[str]:
+    """``stop``: a string or an array of strings (null or absent: none)."""
+    value = data.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ApiError(400, f"{name}: expected a string or an array of strings")
+    return [s for s in value if s]
+
+
+def get_token_ids(data: dict[str, Any], name: str, n_vocab: int, required: bool = True) -> list[int]:
+    """An array of token ids inside the vocabulary."""
+    value = data.get(name)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise ApiError(400, f"{name}: expected an array of token ids")
+    for tok in value:
+        if isinstance(tok, bool) or not isinstance(tok, int):
+            raise ApiError(400, f"{name}: expected integer token ids, got {tok!r}")
+        if not 0 <= tok < n_vocab:
+            raise ApiError(400, f"{name}: token id {tok} is out of range (vocabulary of {n_vocab})")
+    return value
+
+
+def get_prompt(data: dict[str, Any], n_vocab: int, name: str = "prompt") -> str | list[int]:
+    """A prompt: a string, an array of token ids, or a one-element array holding either."""
+    if name not in data:
+        raise ApiError(400, f"{name}: required field is missing")
+    value = data[name]
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str | list):
+        value = value[0]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        if not value:
+            raise ApiError(400, f"{name}: must not be empty")
+        return get_token_ids({name: value}, name, n_vocab)
+    raise ApiError(400, f"{name}: expected a string or an array of token ids")
+
+
+def get_messages(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """``messages``: a non-empty array of objects with a string ``role`` and string / parts ``content``."""
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "messages: expected a non-empty array of message objects")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise ApiError(400, f"messages[{i}]: expected an object")
+        if not isinstance(msg.get("role"), str):
+            raise ApiError(400, f"messages[{i}].role: expected a string")
+        content = msg.get("content")
+        if content is None or isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            raise ApiError(400, f"messages[{i}].content: expected a string or an array of content parts")
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ApiError(400, f"messages[{i}].content[{j}]: only text parts are supported")
+    return messages

@@ -1,0 +1,40 @@
+"""The server's shared state: settings and the engine worker (kept on ``app.state.server``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from emberllm.edge_server.config import ServerConfig
+from emberllm.edge_server.errors import ApiError
+from emberllm.edge_server.worker import EngineWorker
+from emberllm.engine import Model
+
+
+@dataclass
+class ServerState:
+    """Settings, the worker, and when the server started."""
+
+    config: ServerConfig
+    worker: EngineWorker = field(init=False)
+    started: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        self.worker = EngineWorker(max_queue=self.config.max_queue)
+
+
+def server_of(request: Request) -> ServerState:
+    """The state of the app serving ``request``."""
+    return request.app.state.server
+
+
+def ready_model(request: Request) -> Model:
+    """The loaded model, or 503 while it is loading (500 if loading failed)."""
+    worker = server_of(request).worker
+    if worker.model is None:
+        if worker.load_error:
+            raise ApiError(500, f"model failed to load: {worker.load_error}")
+        raise ApiError(503, "Loading model", headers={"Retry-After": "1"})
+    return worker.model

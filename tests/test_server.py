@@ -1,0 +1,391 @@
+"""``emberllm serve`` end to end: the real server (uvicorn in a subprocess) with the Gemma model, driven by the
+official ``openai`` client and by httpx; greedy output compared with the in-process engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+API_KEY = "test-key"
+N_CTX = 256
+MAX_BODY = 65536
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+FRESH = {"cache_prompt": False}  # see _greedy
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a running ``emberllm serve`` (killed at teardown; its log goes to a file, not a pipe)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "emberllm.cli", "serve", "-m", str(gemma_path), "--port", str(port),
+           "-c", str(N_CTX), "-t", "1", "--api-key", API_KEY, "--metrics", "--max-body-bytes", str(MAX_BODY),
+           "--alias", "gemma-test", "--log-level", "warning"]
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server did not become healthy within 60 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+        assert "Traceback" not in log_path.read_text(), log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, headers=AUTH, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def engine(gemma_path: Path):
+    from emberllm.engine import Model
+
+    with Model(gemma_path, n_ctx=N_CTX, n_threads=1) as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def oai(server: str):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{server}/v1", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+def _greedy(engine, prompt: str | list[int], n: int) -> str:
+    """Greedy text from a cold cache.  Greedy output compared with the server always evaluates the whole prompt
+    on both sides (``cache_prompt: false`` there): a reused prefix evaluates the rest of the prompt in a different
+    batch shape, which can flip a near-tie between the two most likely tokens."""
+    engine.kv.clear()
+    return "".join(s.text for s in engine.generate(prompt, n_predict=n, temperature=0))
+
+
+def _sse(lines: Iterator[str]) -> list[dict]:
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: ") and line != "data: [DONE]"]
+
+
+def _healthy(client: httpx.Client) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+# -- native endpoints -------------------------------------------------------------------------------------
+
+
+def test_health_is_open_and_models_lists_alias(server, client):
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    models = client.get("/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == "gemma-test"
+
+
+def test_completion_greedy_equals_engine(client, engine):
+    prompt = "The capital of France is"
+    expected = _greedy(engine, prompt, 12)
+    body = client.post("/completion", json={"prompt": prompt, "n_predict": 12, "temperature": 0, **FRESH}).json()
+    assert body["content"] == expected
+    assert body["stop"] is True and body["stop_type"] == "limit" and body["tokens_predicted"] == 12
+    assert body["tokens_evaluated"] == len(engine.tokenize(prompt)) and body["truncated"] is False
+    assert body["timings"]["predicted_n"] == 12 and body["generation_settings"]["n_predict"] == 12
+
+    with client.stream("POST", "/completion",
+                       json={"prompt": prompt, "n_predict": 12, "temperature": 0, "stream": True, **FRESH}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = _sse(r.iter_lines())
+    assert "".join(e["content"] for e in events) == expected
+    assert events[-1]["stop"] is True and "timings" in events[-1] and not any(e["stop"] for e in events[:-1])
+    again = client.post("/completion", json={"prompt": prompt, "n_predict": 1}).json()
+    assert again["tokens_cached"] == len(engine.tokenize(prompt)) - 1  # the prompt's prefix came from the cache
+
+
+def test_completion_token_prompt_stop_word_and_probs(client, engine):
+    ids = engine.tokenize("The capital of France is")
+    full = _greedy(engine, "The capital of France is", 8)
+    word = full.split()[1]
+    body = client.post("/completion", json={"prompt": ids, "n_predict": 8, "temperature": 0, "stop": [word],
+                                            "n_probs": 2, **FRESH}).json()
+    assert body["stop_type"] == "word" and body["stopping_word"] == word
+    assert body["content"] == full[: full.index(word)]
+    probs = body["completion_probabilities"]
+    assert probs and len(probs[0]["top_logprobs"]) == 2 and probs[0]["logprob"] <= 0
+
+
+def test_tokenize_detokenize_match_engine(client, engine):
+    text = "Hello world, émigré 東京"
+    assert client.post("/tokenize", json={"content": text}).json()["tokens"] == engine.tokenize(text, False)
+    with_bos = client.post("/tokenize", json={"content": text, "add_special": True}).json()["tokens"]
+    assert with_bos == engine.tokenize(text)
+    pieces = client.post("/tokenize", json={"content": "Hello world", "with_pieces": True}).json()["tokens"]
+    assert [p["piece"] for p in pieces] == ["Hello", " world"]
+    assert client.post("/detokenize", json={"tokens": engine.tokenize(text, False)}).json()["content"] == text
+
+
+def test_apply_template_props_slots_metrics(client, engine):
+    messages = [{"role": "user", "content": "Hi"}]
+    assert client.post("/apply-template", json={"messages": messages}).json()["prompt"] == \
+        engine.apply_chat_template(messages)
+    props = client.get("/props").json()
+    assert props["default_generation_settings"]["n_ctx"] == N_CTX and props["total_slots"] == 1
+    assert client.get("/slots").json()[0]["id"] == 0
+    text = client.get("/metrics").text
+    assert "llamacpp:tokens_predicted_total" in text and "# TYPE llamacpp:prompt_tokens_total counter" in text
+
+
+# -- OpenAI endpoints --------------------------------------------------------------------------------------
+
+
+def test_openai_chat_non_streaming_and_streaming(oai, engine):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    engine.kv.clear()
+    expected = "".join(s.text for s in engine.chat(messages, n_predict=8, temperature=0))
+    res = oai.chat.completions.create(model="gemma-test", messages=messages, max_tokens=8, temperature=0,
+                                      logprobs=True, top_logprobs=2, extra_body=FRESH)
+    choice = res.choices[0]
+    assert choice.message.content == expected and choice.message.role == "assistant"
+    assert choice.finish_reason in ("stop", "length") and res.usage.completion_tokens <= 8
+    assert res.usage.prompt_tokens == len(engine.tokenize(engine.apply_chat_template(messages)))
+    assert choice.logprobs.content and len(choice.logprobs.content[0].top_logprobs) == 2
+
+    stream = oai.chat.completions.create(model="gemma-test", messages=messages, max_tokens=8, temperature=0,
+                                         stream=True, stream_options={"include_usage": True}, extra_body=FRESH)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == \
+        [choice.finish_reason]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == res.usage.completion_tokens
+
+
+def test_openai_completions(oai, engine):
+    prompt = "The capital of France is"
+    expected = _greedy(engine, prompt, 6)
+    res = oai.completions.create(model="gemma-test", prompt=prompt, max_tokens=6, temperature=0, seed=1,
+                                 extra_body=FRESH)
+    assert res.choices[0].text == expected and res.choices[0].finish_reason == "length"
+    assert res.usage.completion_tokens == 6
+    text = "".join(c.choices[0].text for c in oai.completions.create(
+        model="gemma-test", prompt=prompt, max_tokens=6, temperature=0, stream=True, extra_body=FRESH) if c.choices)
+    assert text == expected
+
+
+def test_openai_error_shape_through_client(oai):
+    openai = pytest.importorskip("openai")
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "x"}], n=2)
+    assert "n:" in info.value.body["message"]
+
+
+def test_concurrent_streaming_chats_all_complete(server, engine):
+    """Four clients at once (served one after another by the single engine thread in this version)."""
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    engine.kv.clear()
+    expected = "".join(s.text for s in engine.chat(messages, n_predict=4, temperature=0))
+    results: list[str | BaseException] = [""] * 4
+
+    def one(i: int) -> None:
+        try:
+            body = {"messages": messages, "max_tokens": 4, "temperature": 0, "stream": True, **FRESH}
+            with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, headers=AUTH, timeout=60) as r:
+                lines = list(r.iter_lines())
+            assert "data: [DONE]" in lines
+            results[i] = "".join(c["choices"][0]["delta"].get("content") or "" for c in _sse(iter(lines)))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [expected] * 4
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+
+BAD_BODIES = [
+    ("/completion", b"{not json", 400, "malformed JSON"),
+    ("/completion", b"[1, 2]", 400, "JSON object"),
+    ("/completion", b'{"prompt": "x", "temperature": "hot"}', 400, "temperature"),
+    ("/completion", b'{"prompt": "x", "n_predict": 1.5}', 400, "n_predict"),
+    ("/completion", b'{"prompt": {"a": 1}}', 400, "prompt"),
+    ("/completion", b'{"prompt": [999999999]}', 400, "prompt"),
+    ("/completion", b'{"prompt": "x", "stream": "yes"}', 400, "stream"),
+    ("/tokenize", b'{"content": 5}', 400, "content"),
+    ("/detokenize", b'{"tokens": ["a"]}', 400, "tokens"),
+    ("/v1/chat/completions", b'{"messages": []}', 400, "messages"),
+    ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 99, '
+                             b'"logprobs": true}', 400, "top_logprobs"),
+    ("/v1/completions", b'{"prompt": "x", "max_tokens": -5}', 400, "max_tokens"),
+]
+
+
+@pytest.mark.parametrize(("path", "raw", "status", "needle"), BAD_BODIES)
+def test_bad_bodies_are_4xx_naming_the_problem(client, path, raw, status, needle):
+    r = client.post(path, content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert needle in error["message"] and error["type"] == "invalid_request_error" and error["code"] == status
+    _healthy(client)
+
+
+def test_infill_without_fim_tokens_is_400(client):
+    r = client.post("/infill", json={"input_prefix": "def f(", "input_suffix": "):\n", "n_predict": 2})
+    assert r.status_code == 400 and "FIM" in r.json()["error"]["message"]
+    _healthy(client)
+
+
+def test_api_key_required(server, client):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Api-Key": "wrong"}):
+        r = httpx.post(f"{server}/completion", json={"prompt": "x", "n_predict": 1}, headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    r = httpx.post(f"{server}/tokenize", json={"content": "x"}, headers={"X-Api-Key": API_KEY})
+    assert r.status_code == 200
+    _healthy(client)
+
+
+def test_body_too_large_is_413(client):
+    r = client.post("/completion", json={"prompt": "a" * (MAX_BODY + 10)})
+    assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
+    _healthy(client)
+
+
+def test_prompt_longer_than_context_is_400(client):
+    for path, key in (("/completion", "prompt"), ("/v1/completions", "prompt")):
+        r = client.post(path, json={key: "word " * (N_CTX + 10), "max_tokens": 1, "n_predict": 1})
+        assert r.status_code == 400 and "context" in r.json()["error"]["message"]
+    _healthy(client)
+
+
+def test_unknown_route_is_404_and_static_files_are_safe(server, client):
+    r = client.get("/no/such/route")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    page = httpx.get(f"{server}/")
+    assert page.status_code == 200 and "<title>emberllm</title>" in page.text
+    for path in ("/../pyproject.toml", "/%2e%2e/pyproject.toml", "/..%2fpyproject.toml"):
+        with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1]))) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        assert b"[project]" not in reply and reply.split(b" ", 2)[1] in (b"400", b"404")
+    _healthy(client)
+
+
+def test_client_disconnect_cancels_generation(client):
+    body = {"prompt": "Once upon a time", "n_predict": 2000, "ignore_eos": True, "stream": True}
+    with client.stream("POST", "/completion", json=body) as r:
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith("data: ")
+            if seen == 3:
+                break
+    deadline = time.monotonic() + 5
+    while client.get("/slots").json()[0]["is_processing"]:
+        assert time.monotonic() < deadline, "generation still running after the client left"
+        time.sleep(0.05)
+    after = client.post("/completion", json={"prompt": "Hi", "n_predict": 2}).json()
+    assert after["tokens_predicted"] == 2
+    _healthy(client)
+
+
+# -- in-process pieces -------------------------------------------------------------------------------------
+
+
+def test_health_is_503_while_loading(gemma_path):
+    from starlette.testclient import TestClient
+
+    from emberllm.edge_server import ServerConfig, build_app
+    from emberllm.engine import Model
+
+    release = threading.Event()
+
+    def slow_load() -> Model:
+        release.wait(30)
+        return Model(gemma_path, n_ctx=64, n_threads=1, warmup=False)
+
+    app = build_app(ServerConfig(model_path=gemma_path, webui=False, max_queue=0), model_factory=slow_load)
+    with TestClient(app) as tc:
+        r = tc.get("/health")
+        assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable_error"
+        assert tc.post("/completion", json={"prompt": "x"}).status_code == 503
+        release.set()
+        deadline = time.monotonic() + 30
+        while tc.get("/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert tc.get("/").status_code == 404  # --no-webui
+        busy = tc.post("/completion", json={"prompt": "x", "n_predict": 1})  # --max-queue 0: always full
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert tc.get("/health").status_code == 200
+
+
+def test_flags_from_environment(monkeypatch, tmp_path):
+    import argparse
+
+    from emberllm.edge_server.cli import add_parser, config_from_args
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"")
+    env = {"EMBERLLM_ARG_PORT": "9123", "EMBERLLM_ARG_API_KEY": "k", "EMBERLLM_ARG_NO_WEBUI": "1",
+           "EMBERLLM_ARG_MODEL": str(model), "EMBERLLM_ARG_PARALLEL": "2"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--port", "9999"])
+    cfg = config_from_args(args)
+    assert args.port == 9999  # the command line wins
+    assert cfg.api_key == "k" and cfg.webui is False and cfg.n_parallel == 2 and cfg.model_path == model
+    monkeypatch.setenv("EMBERLLM_ARG_PARALLEL", "0")
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    with pytest.raises(ValueError, match="parallel"):
+        config_from_args(parser.parse_args(["serve"]))
+    assert os.environ["EMBERLLM_ARG_PORT"] == "9123"
+
+
+def test_timeout_stops_a_generation(gemma_path):
+    from starlette.testclient import TestClient
+
+    from emberllm.edge_server import ServerConfig, build_app
+
+    app = build_app(ServerConfig(model_path=gemma_path, n_ctx=4096, n_threads=1, timeout_s=0.2, webui=False))
+    with TestClient(app) as tc:
+        deadline = time.monotonic() + 30
+        while tc.get("/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        body = tc.post("/completion", json={"prompt": "Hi", "n_predict": 3000, "ignore_eos": True}).json()
+        assert body["stop_type"] == "none" and 0 < body["tokens_predicted"] < 3000
