@@ -208,6 +208,18 @@ EMB_DECL_X86_LEVEL(avx512);
 EMB_DECL_ARM_LEVEL(neon);
 EMB_DECL_ARM_LEVEL(dotprod);
 #endif
+#if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
+EMB_DECL_VEC_DOT(emb_vec_dot_q4_0_q8_0_simd128);
+EMB_DECL_VEC_DOT(emb_vec_dot_q4_1_q8_0_simd128);
+EMB_DECL_VEC_DOT(emb_vec_dot_q5_0_q8_0_simd128);
+EMB_DECL_VEC_DOT(emb_vec_dot_q5_1_q8_0_simd128);
+EMB_DECL_VEC_DOT(emb_vec_dot_q8_0_q8_0_simd128);
+EMB_DECL_VEC_DOT(emb_vec_dot_q4_k_q8_k_simd128);
+EMB_DECL_VEC_DOT(emb_vec_dot_q5_k_q8_k_simd128);
+EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_simd128);
+EMB_DECL_FROM_FLOAT(emb_quantize_q8_0_simd128);
+EMB_DECL_FROM_FLOAT(emb_quantize_q8_k_simd128);
+#endif
 
 /* Batched matmul over weights unpacked to int8 (gemm.c); -1 when the type is not integer-valued. */
 int emb_gemm_unpacked(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x,

@@ -1,0 +1,290 @@
+// emberllm in Pyodide: boot, install the wheel, load a GGUF into the wasm heap, stream completions.
+//
+// Works in Node >= 20 and in a browser Web Worker (run it in a Worker: generation is synchronous Python and
+// would block a page's main thread).  Everything comes from local files or URLs you give: no CDN.
+//
+//   import { EmberEngine } from "./emberllm.mjs";
+//   const engine = await EmberEngine.boot({ indexURL: ".../node_modules/pyodide/", wheelURL: ".../emberllm-*.whl" });
+//   await engine.load(source, { nCtx: 2048, onProgress: (loaded, total) => {} });  // URL | File/Blob | ArrayBuffer
+//   for await (const step of engine.complete("The capital of France is", { nPredict: 8, temperature: 0 })) ...
+//   engine.abort(); engine.tokenize("text"); engine.unload();
+//
+// A model is streamed in chunks straight into a Python bytearray inside the wasm heap (one copy, never two
+// whole ones), after checking that the model plus its KV cache fit under wasm32's 4 GiB.
+
+const WASM32_LIMIT = 4 * 1024 ** 3;
+const HEADROOM = 384 * 1024 ** 2; // Python, the runtime and activation buffers
+const CHUNK = 8 * 1024 * 1024;
+
+const isNode = typeof process !== "undefined" && process.versions != null && process.versions.node != null;
+
+export class EmberModelTooLargeError extends Error {}
+
+export class EmberEngine {
+  /** Boot Pyodide from ``indexURL`` (a local directory or same-origin URL) and install the emberllm wheel. */
+  static async boot({ indexURL, wheelURL, extraPackages = [], loadPyodide = null } = {}) {
+    if (!indexURL || !wheelURL) throw new Error("EmberEngine.boot needs indexURL and wheelURL");
+    if (isNode) {
+      const v8 = await import("node:v8");
+      v8.setFlagsFromString("--experimental-wasm-relaxed-simd"); // Node 20; harmless where it ships enabled
+    }
+    const base = indexURL.endsWith("/") ? indexURL : indexURL + "/";
+    if (!loadPyodide) {
+      const url = isNode && !/^[a-z]+:/.test(base) ? (await import("node:url")).pathToFileURL(base).href : base;
+      ({ loadPyodide } = await import(new URL("pyodide.mjs", url).href));
+    }
+    const t0 = performance.now();
+    const py = await loadPyodide({ indexURL: base });
+    const tBoot = performance.now() - t0;
+    await py.loadPackage([...extraPackages, wheelURL], { messageCallback: () => {} });
+    py.runPython(BOOTSTRAP);
+    const engine = new EmberEngine(py);
+    engine.timings = { bootMs: tBoot, installMs: performance.now() - t0 - tBoot };
+    return engine;
+  }
+
+  constructor(py) {
+    this.py = py;
+    this.api = py.globals.get("_ember_api");
+    this._aborted = false;
+    this.loaded = false;
+  }
+
+  /**
+   * Load a GGUF model.  ``source``: a URL string (or a file path in Node), a File/Blob, an ArrayBuffer or a
+   * Uint8Array.  ``onProgress(loadedBytes, totalBytes)`` is called per chunk.
+   */
+  async load(source, { nCtx = 2048, onProgress = null } = {}) {
+    if (this.loaded) this.unload();
+    const { size, chunks } = await openSource(source);
+    this._checkFits(size, null, nCtx);
+    const proxy = this.api.alloc(size);
+    const buf = proxy.getBuffer("u8");
+    let loaded = 0;
+    try {
+      for await (const chunk of chunks) {
+        if (loaded + chunk.byteLength > size) throw new Error("model source is longer than its announced size");
+        buf.data.set(chunk, buf.offset + loaded);
+        loaded += chunk.byteLength;
+        if (onProgress) onProgress(loaded, size);
+      }
+    } finally {
+      buf.release();
+      proxy.destroy();
+    }
+    if (loaded !== size) {
+      this.api.free();
+      throw new Error(`model source ended after ${loaded} of ${size} bytes`);
+    }
+    const kvBytes = this.api.kv_bytes(nCtx);
+    try {
+      this._checkFits(size, kvBytes, nCtx);
+    } catch (err) {
+      this.api.free();
+      throw err;
+    }
+    this.api.open(nCtx);
+    this.loaded = true;
+  }
+
+  _checkFits(size, kvBytes, nCtx) {
+    const need = size + (kvBytes ?? 0) + HEADROOM;
+    if (need > WASM32_LIMIT) {
+      const gib = (b) => (b / 1024 ** 3).toFixed(2);
+      throw new EmberModelTooLargeError(
+        `model (${gib(size)} GiB)` + (kvBytes != null ? ` + KV cache for ${nCtx} tokens (${gib(kvBytes)} GiB)` : "") +
+          ` does not fit in wasm32's 4 GiB memory; use a smaller model` + (kvBytes != null ? " or nCtx" : ""));
+    }
+  }
+
+  /** Token ids of ``text`` (with BOS, special tokens parsed), as the native engine gives. */
+  tokenize(text, { addSpecial = true, parseSpecial = true } = {}) {
+    this._needModel();
+    const ids = this.api.tokenize(text, addSpecial, parseSpecial);
+    try {
+      return ids.toJs();
+    } finally {
+      ids.destroy();
+    }
+  }
+
+  /** Stream a completion: yields ``{ token, text, finishReason }``.  Options as the Python engine's. */
+  async *complete(prompt, { nPredict = 128, temperature = 0.8, topK, topP, seed, stop = [] } = {}) {
+    yield* this._stream(() => this.api.start_complete(prompt, nPredict, samplingDict(temperature, topK, topP, seed),
+                                                      stop));
+  }
+
+  /** Stream a chat reply to ``messages`` ([{role, content}]); needs jinja2 in Pyodide (extraPackages). */
+  async *chat(messages, { nPredict = 256, temperature = 0.8, topK, topP, seed } = {}) {
+    yield* this._stream(() => this.api.start_chat(JSON.stringify(messages), nPredict,
+                                                  samplingDict(temperature, topK, topP, seed)));
+  }
+
+  async *_stream(start) {
+    this._needModel();
+    this._aborted = false;
+    const gen = start();
+    try {
+      while (true) {
+        if (this._aborted) {
+          this.api.cancel();
+        }
+        const step = this.api.next_step(gen);
+        if (step === undefined || step === null) break;
+        const out = step.toJs({ dict_converter: Object.fromEntries });
+        step.destroy();
+        yield out;
+        if (out.finishReason) break;
+        await new Promise((resolve) => setTimeout(resolve, 0)); // let abort() and messages in
+      }
+    } finally {
+      gen.destroy();
+    }
+  }
+
+  /** Stop the generation in progress after the current token (it ends with finishReason "cancelled"). */
+  abort() {
+    this._aborted = true;
+  }
+
+  /** Free the model and its memory (the engine stays booted). */
+  unload() {
+    this.api.free();
+    this.loaded = false;
+  }
+
+  _needModel() {
+    if (!this.loaded) throw new Error("no model loaded: call load() first");
+  }
+}
+
+function samplingDict(temperature, topK, topP, seed) {
+  const d = { temperature };
+  if (topK !== undefined) d.top_k = topK;
+  if (topP !== undefined) d.top_p = topP;
+  if (seed !== undefined) d.seed = seed;
+  return JSON.stringify(d);
+}
+
+async function openSource(source) {
+  if (source instanceof ArrayBuffer) source = new Uint8Array(source);
+  if (ArrayBuffer.isView(source)) {
+    const bytes = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+    return { size: bytes.byteLength, chunks: sliceChunks(bytes) };
+  }
+  if (typeof Blob !== "undefined" && source instanceof Blob) {
+    return { size: source.size, chunks: blobChunks(source) };
+  }
+  if (typeof source === "string" && isNode && !/^https?:/.test(source)) {
+    const fs = await import("node:fs");
+    const path = source.startsWith("file:") ? new URL(source) : source;
+    return { size: fs.statSync(path).size, chunks: fileChunks(fs, path) };
+  }
+  if (typeof source === "string") {
+    const resp = await fetch(source);
+    if (!resp.ok) throw new Error(`fetching ${source}: HTTP ${resp.status}`);
+    const size = Number(resp.headers.get("content-length"));
+    if (!size) throw new Error(`fetching ${source}: no Content-Length, cannot size the model buffer`);
+    return { size, chunks: streamChunks(resp.body) };
+  }
+  throw new Error("model source must be a URL, a File/Blob, an ArrayBuffer or a Uint8Array");
+}
+
+async function* sliceChunks(bytes) {
+  for (let off = 0; off < bytes.byteLength; off += CHUNK) yield bytes.subarray(off, off + CHUNK);
+}
+
+async function* blobChunks(blob) {
+  for (let off = 0; off < blob.size; off += CHUNK) {
+    yield new Uint8Array(await blob.slice(off, off + CHUNK).arrayBuffer());
+  }
+}
+
+async function* fileChunks(fs, path) {
+  const fd = fs.openSync(path, "r");
+  try {
+    const chunk = new Uint8Array(CHUNK);
+    let pos = 0;
+    while (true) {
+      const n = fs.readSync(fd, chunk, 0, CHUNK, pos);
+      if (n <= 0) break;
+      pos += n;
+      yield chunk.subarray(0, n);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function* streamChunks(body) {
+  const reader = body.getReader();
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    yield value;
+  }
+}
+
+// The Python side: one object holding the buffer, the model and the cancel flag.
+const BOOTSTRAP = `
+import json
+from emberllm.engine import Model
+from emberllm.gguf import GGUFFile
+
+
+class _EmberApi:
+    def __init__(self):
+        self.buf = None
+        self.model = None
+        self.cancelled = False
+
+    def alloc(self, size):
+        self.free()
+        self.buf = bytearray(size)
+        return self.buf
+
+    def kv_bytes(self, n_ctx):
+        md = GGUFFile.from_buffer(self.buf).metadata
+        arch = md.get("general.architecture", "")
+        n_layer = int(md.get(f"{arch}.block_count", 0))
+        n_head = int(md.get(f"{arch}.attention.head_count", 1) or 1)
+        n_kv = int(md.get(f"{arch}.attention.head_count_kv", n_head) or n_head)
+        emb = int(md.get(f"{arch}.embedding_length", 0))
+        k_len = int(md.get(f"{arch}.attention.key_length", emb // n_head))
+        v_len = int(md.get(f"{arch}.attention.value_length", k_len))
+        return 2 * n_layer * n_ctx * n_kv * (k_len + v_len)  # f16 K and V
+
+    def open(self, n_ctx):
+        self.model = Model(self.buf, n_ctx=n_ctx, n_threads=1)
+
+    def free(self):
+        if self.model is not None:
+            self.model.close()
+        self.model = None
+        self.buf = None
+
+    def tokenize(self, text, add_special, parse_special):
+        return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def _steps(self, steps):
+        self.cancelled = False
+        for s in steps:
+            yield {"token": s.token, "text": s.text, "finishReason": s.finish_reason}
+
+    def start_complete(self, prompt, n_predict, sampling, stop):
+        return self._steps(self.model.generate(prompt, n_predict=n_predict, stop=list(stop),
+                                               cancel=lambda: self.cancelled, **json.loads(sampling)))
+
+    def start_chat(self, messages, n_predict, sampling):
+        return self._steps(self.model.chat(json.loads(messages), n_predict=n_predict,
+                                           cancel=lambda: self.cancelled, **json.loads(sampling)))
+
+    def cancel(self):
+        self.cancelled = True
+
+    def next_step(self, gen):
+        return next(gen, None)
+
+
+_ember_api = _EmberApi()
+`;

@@ -1,0 +1,120 @@
+"""Every SIMD kernel level against the scalar twin on random blocks of every tensor type (pure Python, no numpy).
+
+Runs inside Pyodide (or natively with ``EMBERLLM_BINDING=ctypes``): pointers are plain addresses (ctypes).
+The WASM kernels keep the scalar order of float operations, so everything must match bit for bit.
+Prints one ``FAIL`` line per mismatch and a final ``SUMMARY levels=... checked=N failed=M`` line.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+
+from emberllm.kernels import load_kernels
+
+F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 = 0, 1, 2, 3, 6, 7, 8, 9
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, BF16 = 10, 11, 12, 13, 14, 15, 30
+NAMES = {F32: "f32", F16: "f16", Q4_0: "q4_0", Q4_1: "q4_1", Q5_0: "q5_0", Q5_1: "q5_1", Q8_0: "q8_0",
+         Q8_1: "q8_1", Q2_K: "q2_K", Q3_K: "q3_K", Q4_K: "q4_K", Q5_K: "q5_K", Q6_K: "q6_K", Q8_K: "q8_K",
+         BF16: "bf16"}
+# Byte offsets of the f16 scale fields of a K-quant block (set to sane values in random blocks).
+K_SCALE_OFFSETS = {Q2_K: (80, 82), Q3_K: (108,), Q4_K: (0, 2), Q5_K: (0, 2), Q6_K: (208,)}
+N = 1024  # elements per row: whole blocks of every type
+
+k = load_kernels()
+lib = k.lib
+rng = random.Random(1234)
+failures: list[str] = []
+checked = 0
+
+
+def floats(n: int, scale: float = 1.0) -> bytearray:
+    """``n`` random normal float32 values."""
+    return bytearray(struct.pack(f"{n}f", *(rng.gauss(0.0, scale) for _ in range(n))))
+
+
+def f16_bits(x: float) -> bytes:
+    """A float as IEEE half bytes."""
+    return struct.pack("<e", x)
+
+
+def quantize(level: int, qtype: int, src: bytearray, n: int) -> bytearray:
+    """``emb_quantize_row`` into a new buffer."""
+    out = bytearray(lib.emb_row_size(qtype, n))
+    rc = lib.emb_quantize_row(level, qtype, k.bytes_ptr(src), k.bytes_ptr(out), n)
+    if rc != 0:
+        raise RuntimeError(f"quantize {NAMES[qtype]} level {level} failed")
+    return out
+
+
+def random_row(qtype: int, n: int) -> bytearray:
+    """A row of ``qtype``: quantized random floats, or random K-quant blocks with sane f16 scales."""
+    if qtype in K_SCALE_OFFSETS:
+        nbytes = lib.emb_type_block_bytes(qtype)
+        row = bytearray(rng.getrandbits(8) for _ in range(lib.emb_row_size(qtype, n)))
+        for b in range(n // 256):
+            for off in K_SCALE_OFFSETS[qtype]:
+                row[b * nbytes + off : b * nbytes + off + 2] = f16_bits(rng.uniform(1e-3, 5e-2))
+        return row
+    return quantize(0, qtype, floats(n), n)
+
+
+def dequantize(level: int, qtype: int, row: bytearray, n: int) -> list[float]:
+    """``emb_dequantize_row`` as a list."""
+    out = bytearray(4 * n)
+    if lib.emb_dequantize_row(level, qtype, k.bytes_ptr(row), k.bytes_ptr(out), n) != 0:
+        raise RuntimeError(f"dequantize {NAMES[qtype]} level {level} failed")
+    return list(struct.unpack(f"{n}f", out))
+
+
+def vec_dot(level: int, qtype: int, x: bytearray, y: bytearray, n: int) -> float:
+    """``emb_vec_dot``."""
+    out = bytearray(4)
+    if lib.emb_vec_dot(level, qtype, n, k.bytes_ptr(x), k.bytes_ptr(y), k.bytes_ptr(out)) != 0:
+        raise RuntimeError(f"vec_dot {NAMES[qtype]} level {level} failed")
+    return struct.unpack("f", out)[0]
+
+
+def check(ok: bool, what: str) -> None:
+    """Count a check; remember a failure."""
+    global checked
+    checked += 1
+    if not ok:
+        failures.append(what)
+        print("FAIL", what)
+
+
+levels = [lv for lv in k.supported_levels() if lv != 0]
+for level in levels:
+    lname = k.level_name(level)
+    # activation quantizers: bit-exact with the scalar twin
+    # special rows: rounding ties (scale 1: amax 127), a zero block, a negative extreme first
+    ties = [127.0] + [(j % 50) - 24.5 for j in range(255)] + [0.0] * 256 + [-127.0] + [j * 0.5 for j in range(255)]
+    ties += [-(j % 9) - 0.5 for j in range(N - len(ties))]
+    for qtype in (Q8_0, Q8_K, Q8_1):
+        for name, src in (("random", floats(N, scale=3.0)), ("ties", bytearray(struct.pack(f"{N}f", *ties)))):
+            check(quantize(level, qtype, src, N) == quantize(0, qtype, src, N),
+                  f"{lname} quantize {NAMES[qtype]} {name}")
+    for qtype in (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K):
+        for trial in range(3):
+            row = random_row(qtype, N)
+            ref = dequantize(0, qtype, row, N)
+            got = dequantize(level, qtype, row, N)
+            check(got == ref, f"{lname} dequantize {NAMES[qtype]} #{trial}")
+            vdt = lib.emb_type_vec_dot_type(qtype)
+            if qtype in (Q8_K,):
+                continue  # activation-only type: no vec_dot
+            y = quantize(0, vdt, floats(N), N)
+            want = vec_dot(0, qtype, row, y, N)
+            got_dot = vec_dot(level, qtype, row, y, N)
+            check(got_dot == want, f"{lname} vec_dot {NAMES[qtype]} #{trial}: {got_dot} != {want}")
+
+    # a row that is not a multiple of 4 or 8 blocks (the kernels' unrolled loops have a tail)
+    for qtype in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0):
+        n = 7 * 32
+        row = random_row(qtype, n)
+        y = quantize(0, Q8_0, floats(n), n)
+        check(vec_dot(level, qtype, row, y, n) == vec_dot(0, qtype, row, y, n), f"{lname} vec_dot {NAMES[qtype]} n={n}")
+
+print(f"SUMMARY levels={','.join(k.level_name(lv) for lv in levels) or 'none'} checked={checked} "
+      f"failed={len(failures)}")

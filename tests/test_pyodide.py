@@ -1,0 +1,159 @@
+"""The engine inside Pyodide under Node 20: WASM kernels against their scalar twins, and Gemma's greedy ids.
+
+Needs ``node``/``npm`` (the npm package ``pyodide@314.0.7`` is installed into ``~/.cache/emberllm/npm-pyodide``
+on first use, or taken from ``$EMBERLLM_PYODIDE_DIR``) and a WebAssembly toolchain for
+``build_scripts/build_wasm.py`` (emcc, or Debian ``clang lld wasi-libc``).  Skips with the reason when one is
+missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "tests" / "pyodide" / "run_in_pyodide.mjs"
+PYODIDE_VERSION = "314.0.7"
+NPM_CACHE = Path.home() / ".cache" / "emberllm" / "npm-pyodide"
+SHARED = Path(os.environ.get("EMBERLLM_SHARED", ROOT.parent / "shared"))
+REFERENCE_JSON = SHARED / "reference" / "llamacpp_reference.json"
+
+
+def _load_build_wasm():
+    spec = importlib.util.spec_from_file_location("_emb_build_wasm", ROOT / "build_scripts" / "build_wasm.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pyodide_dir() -> Path:
+    """The npm ``pyodide`` package directory (installed into the cache when missing)."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    out = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    if int(out.lstrip("v").split(".")[0]) < 20:
+        pytest.skip(f"node {out} is too old (Node 20 or later is needed)")
+    forced = os.environ.get("EMBERLLM_PYODIDE_DIR")
+    if forced:
+        return Path(forced)
+    pkg = NPM_CACHE / "node_modules" / "pyodide"
+    if not (pkg / "pyodide.mjs").is_file():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is not installed (needed to fetch pyodide)")
+        NPM_CACHE.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["npm", "install", "--silent", "--prefix", str(NPM_CACHE), f"pyodide@{PYODIDE_VERSION}"],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0 or not (pkg / "pyodide.mjs").is_file():
+            pytest.skip(f"npm install pyodide@{PYODIDE_VERSION} failed: {proc.stderr.strip()[-500:]}")
+    return pkg
+
+
+@pytest.fixture(scope="session")
+def wasm_lib(tmp_path_factory) -> Path:
+    """``libemberllm.so`` built by build_scripts/build_wasm.py into a temporary directory."""
+    bw = _load_build_wasm()
+    try:
+        tc = bw.find_toolchain()
+    except bw.ToolchainError as exc:
+        pytest.skip(str(exc))
+    return bw.build(tmp_path_factory.mktemp("wasm"), tc=tc)
+
+
+@pytest.fixture(scope="session")
+def pyodide_wheel(tmp_path_factory, wasm_lib) -> Path:
+    """The Pyodide wheel built by pyodide_pkg/build_wheel.py around ``wasm_lib``."""
+    spec = importlib.util.spec_from_file_location("_emb_build_wheel", ROOT / "pyodide_pkg" / "build_wheel.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    whl = module.build_wheel(wasm_lib, tmp_path_factory.mktemp("wheel"))
+    assert whl.name == f"emberllm-{module.project_version()}-py3-none-pyemscripten_2026_0_wasm32.whl"
+    return whl
+
+
+def run_in_pyodide(pyodide_dir: Path, lib: Path, script: Path, model: Path | None = None,
+                   timeout: int = 600) -> str:
+    """Run ``script`` in Pyodide with emberllm installed; returns stdout (fails the test on an error)."""
+    cmd = ["node", str(HARNESS), str(pyodide_dir), str(ROOT / "core"), str(lib), str(script)]
+    if model is not None:
+        cmd.append(str(model))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def test_wasm_kernels_match_scalar(pyodide_dir, wasm_lib):
+    """Every WASM SIMD kernel equals its scalar twin bit for bit on random blocks of every type."""
+    out = run_in_pyodide(pyodide_dir, wasm_lib, ROOT / "tests" / "pyodide" / "check_kernels.py")
+    summary = [line for line in out.splitlines() if line.startswith("SUMMARY")]
+    assert summary, out
+    assert "wasm-simd128" in summary[-1], summary[-1]
+    assert summary[-1].endswith("failed=0"), out
+
+
+PROMPT = "The capital of France is"
+NATIVE_SCRIPT = """
+import json, sys
+from emberllm.engine import Model
+m = Model(sys.argv[1], n_ctx=64, n_threads=1)
+ids = [s.token for s in m.generate(sys.argv[2], n_predict=8, temperature=0)]
+print(json.dumps({"ids": ids, "tokens": m.tokenize(sys.argv[2])}))
+"""
+
+
+@pytest.fixture(scope="session")
+def native_gemma(gemma_path) -> dict:
+    """The native engine's greedy ids (8 tokens) and tokenization of PROMPT."""
+    proc = subprocess.run([sys.executable, "-c", NATIVE_SCRIPT, str(gemma_path), PROMPT], capture_output=True,
+                          text=True, timeout=300, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_gemma_greedy_ids_match_native(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
+    """The wheel installed in Pyodide, the model streamed into a bytearray: the native engine's greedy ids."""
+    out = run_in_pyodide(pyodide_dir, pyodide_wheel, ROOT / "tests" / "pyodide" / "greedy_ids.py",
+                         model=gemma_path)
+    ids = next(line.split()[1:] for line in out.splitlines() if line.startswith("IDS"))
+    print(*[line for line in out.splitlines() if line.startswith("TIMING")])
+    assert [int(i) for i in ids] == native_gemma["ids"]
+
+
+def test_js_loader(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
+    """pyodide_pkg/emberllm.mjs under Node: greedy ids and tokens as native (and llama.cpp when its reference
+    outputs are there), progress, abort, the wasm32 size check, unload."""
+    proc = subprocess.run(["node", str(ROOT / "tests" / "pyodide" / "loader_check.mjs"), str(pyodide_dir),
+                           str(pyodide_wheel), str(gemma_path), PROMPT], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(out["timings"], "tg t/s", out["tgTps"])
+    assert out["ids"] == native_gemma["ids"]
+    assert out["tokens"] == native_gemma["tokens"]
+    if REFERENCE_JSON.is_file():
+        ref = json.loads(REFERENCE_JSON.read_text())["tokenize"][PROMPT]["add_special=True,parse_special=True"]
+        assert out["tokens"] == ref["ids"]
+    assert out["progressCalls"] >= 2
+    assert out["abortReason"] == "cancelled" and out["abortSteps"] < 50
+    assert "does not fit in wasm32" in out["tooLarge"]
+    assert "no model loaded" in out["afterUnload"]
+
+
+def test_wasm_relaxed_build_matches_scalar(pyodide_dir, tmp_path):
+    """The relaxed-SIMD build (needs a compiler with -mrelaxed-simd: emcc, a newer clang, or PyPI ziglang)."""
+    bw = _load_build_wasm()
+    try:
+        tc = bw.find_relaxed_toolchain()
+    except bw.ToolchainError as exc:
+        pytest.skip(str(exc))
+    lib = bw.build(tmp_path, relaxed=True, tc=tc)
+    out = run_in_pyodide(pyodide_dir, lib, ROOT / "tests" / "pyodide" / "check_kernels.py")
+    summary = [line for line in out.splitlines() if line.startswith("SUMMARY")]
+    assert summary and "wasm-relaxed" in summary[-1], out
+    assert summary[-1].endswith("failed=0"), out
