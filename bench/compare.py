@@ -174,7 +174,7 @@ class LlamaCpp(Engine):
         """Reuse the cached build, or download the sdist with pip and build it (≈ 4 minutes on 2 cores)."""
         if self.built():
             return
-        if shutil.which("cmake") is None:
+        if shutil.which("cmake") is None and not apt_install("cmake"):
             raise Unavailable("needs cmake to build llama.cpp")
         sdist = self.root / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -277,9 +277,22 @@ class EmberNative(Engine):
 
 
 # -- browser and Node runners (wllama now, emberllm in Pyodide later) -------------------------------------
+def apt_install(package: str) -> bool:
+    """Install a Debian package when we are root on a machine with apt (a fresh box); False otherwise."""
+    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    print(f"installing {package} with apt-get ...", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    update = subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+    install = subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True)
+    return update.returncode == 0 and install.returncode == 0
+
+
 def chromium_path() -> str | None:
-    """Debian's Chromium (``apt-get install chromium``), or ``$EMBERLLM_CHROMIUM``."""
+    """Debian's Chromium (installed with apt-get when missing and we may), or ``$EMBERLLM_CHROMIUM``."""
     path = os.environ.get("EMBERLLM_CHROMIUM") or "/usr/bin/chromium"
+    if not os.access(path, os.X_OK) and not os.environ.get("EMBERLLM_CHROMIUM"):
+        apt_install("chromium")
     return path if os.access(path, os.X_OK) else None
 
 
