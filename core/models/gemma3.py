@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emberllm.models.base import HParams, MatrixGroup, Weight, WeightStore
-from emberllm.models.transformer import TransformerModel
+from emberllm.models.transformer import Segment, TransformerModel
 
 ROPE_NEOX = 2
 ACT_GELU_TANH = 1
@@ -94,13 +94,16 @@ class Gemma3(TransformerModel):
         layer = self.layers[il]
         return self.hp.head_dim, layer.rope_base, layer.rope_scale, ROPE_NEOX
 
-    def _forward_layers(self, n: int, pos0: int, kv: Any) -> None:
-        hp, lib, ctx, b = self.hp, self.lib, self.ctx, self.buf
+    def _forward_layers(self, n: int, segments: list[Segment]) -> None:
+        hp, lib, ctx, b, k_ = self.hp, self.lib, self.ctx, self.buf, self.k
         eps = hp.norm_eps
         x, h, h2 = b.x.ptr, b.h.ptr, b.h2.ptr
-        q, k, v, att = b.q.ptr, b.k.ptr, b.v.ptr, b.att.ptr
+        q, k, att = b.q.ptr, b.k.ptr, b.att.ptr
         gate, up = b.gate.ptr, b.up.ptr
         pos = b.pos.ptr
+        # per sequence: its rows of q/k/v/att and its cache
+        seg_ptrs = [(k_.at(b.q, s.start * hp.q_dim), k_.at(b.k, s.start * hp.kv_dim), k_.at(b.v, s.start * hp.kv_dim),
+                     k_.at(b.att, s.start * hp.q_dim), s) for s in segments]
         lib.emb_get_rows(ctx, self.tok_embd.ptr, self.tok_embd.type, hp.n_embd, b.ids.ptr, n, self.embd_scale, x)
         for il, L in enumerate(self.layers):
             lib.emb_rmsnorm(ctx, x, L.attn_norm, h, n, hp.n_embd, eps)
@@ -109,9 +112,11 @@ class Gemma3(TransformerModel):
             lib.emb_rmsnorm(ctx, k, L.k_norm, k, n * hp.n_head_kv, hp.head_dim, eps)
             lib.emb_rope(ctx, q, n, hp.n_head, hp.head_dim, hp.head_dim, pos, L.rope_base, L.rope_scale, ROPE_NEOX)
             lib.emb_rope(ctx, k, n, hp.n_head_kv, hp.head_dim, hp.head_dim, pos, L.rope_base, L.rope_scale, ROPE_NEOX)
-            lib.emb_kv_store(ctx, k, v, kv.k_ptrs[il], kv.v_ptrs[il], n, hp.kv_dim, hp.kv_dim, hp.kv_dim, pos0)
-            lib.emb_attention(ctx, q, kv.k_ptrs[il], kv.v_ptrs[il], att, n, hp.n_head, hp.n_head_kv,
-                              hp.head_dim, hp.q_dim, pos0, L.window, self.attn_scale, 0.0)
+            for sq, sk, sv, satt, seg in seg_ptrs:
+                kc, vc = seg.kv.k_ptrs[il], seg.kv.v_ptrs[il]
+                lib.emb_kv_store(ctx, sk, sv, kc, vc, seg.n, hp.kv_dim, hp.kv_dim, hp.kv_dim, seg.pos0)
+                lib.emb_attention(ctx, sq, kc, vc, satt, seg.n, hp.n_head, hp.n_head_kv, hp.head_dim, hp.q_dim,
+                                  seg.pos0, L.window, self.attn_scale, 0.0)
             self.matmul(L.wo, att, n, h2)
             lib.emb_rmsnorm_add(ctx, h2, L.post_attn_norm, x, n, hp.n_embd, eps)
             lib.emb_rmsnorm(ctx, x, L.ffn_norm, h, n, hp.n_embd, eps)

@@ -25,6 +25,16 @@ class ContextFullError(RuntimeError):
 
 
 @dataclass
+class Segment:
+    """Rows ``start .. start + n`` of a micro-batch belong to the sequence cached in ``kv``, from ``pos0`` on."""
+
+    kv: KVCache
+    start: int
+    n: int
+    pos0: int
+
+
+@dataclass
 class Activations:
     """Scratch activations for one micro-batch of up to ``n_batch`` tokens."""
 
@@ -66,7 +76,8 @@ class TransformerModel:
     def _load_layers(self, w: WeightStore) -> None:
         raise NotImplementedError
 
-    def _forward_layers(self, n: int, pos0: int, kv: KVCache) -> None:
+    def _forward_layers(self, n: int, segments: list[Segment]) -> None:
+        """Run the blocks over ``n`` rows (``buf.ids``/``buf.pos`` filled); each segment attends to its own cache."""
         raise NotImplementedError
 
     def _rope_params(self, il: int) -> tuple[int, float, float, int]:
@@ -149,16 +160,49 @@ class TransformerModel:
         wanted = sorted(set(rows))
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
-            n = len(chunk)
-            pos0 = kv.n_past
-            ids, pos = self.buf.ids.view, self.buf.pos.view
-            for i, t in enumerate(chunk):
-                ids[i] = t
-                pos[i] = pos0 + i
-            self._forward_layers(n, pos0, kv)
+            segment = self._load_rows([(kv, chunk)])[0]
+            self._forward_layers(segment.n, [segment])
             kv.tokens.extend(chunk)
-            local = [r - start for r in wanted if start <= r < start + n]
+            local = [r - start for r in wanted if start <= r < start + segment.n]
             self._emit_logits(local, start, consume)
+
+    def decode_batch(self, requests: Sequence[tuple[KVCache, Sequence[int]]],
+                     consume: Callable[[int, Any, memoryview], None]) -> None:
+        """Several sequences in one forward pass (continuous batching): request ``i`` appends its tokens to its own
+        cache; ``consume(i, pointer, view)`` receives the logits of its last token.  The rows of all requests
+        together must fit in one micro-batch (``n_batch``)."""
+        total = sum(len(toks) for _, toks in requests)
+        if not requests or any(not toks for _, toks in requests):
+            raise ValueError("every request needs at least one token")
+        if total > self.n_batch:
+            raise ValueError(f"{total} tokens exceed the micro-batch of {self.n_batch}")
+        for kv, toks in requests:
+            if kv.n_past + len(toks) > kv.n_ctx:
+                raise ContextFullError(f"{kv.n_past + len(toks)} tokens do not fit in the context of {kv.n_ctx}")
+            bad = [t for t in toks if not 0 <= t < self.hp.n_vocab]
+            if bad:
+                raise ValueError(f"token id {bad[0]} outside the vocabulary (0..{self.hp.n_vocab - 1})")
+        segments = self._load_rows(requests)
+        self._forward_layers(total, segments)
+        for kv, toks in requests:
+            kv.tokens.extend(toks)
+        last_rows = [seg.start + seg.n - 1 for seg in segments]
+        index_of = {row: i for i, row in enumerate(last_rows)}
+        self._emit_logits(last_rows, 0, lambda row, ptr, view: consume(index_of[row], ptr, view))
+
+    def _load_rows(self, requests: Sequence[tuple[KVCache, Sequence[int]]]) -> list[Segment]:
+        """Write ids and positions of the requests into the micro-batch buffers; one segment per request."""
+        ids, pos = self.buf.ids.view, self.buf.pos.view
+        segments = []
+        row = 0
+        for kv, toks in requests:
+            pos0 = kv.n_past
+            for i, t in enumerate(toks):
+                ids[row + i] = t
+                pos[row + i] = pos0 + i
+            segments.append(Segment(kv, row, len(toks), pos0))
+            row += len(toks)
+        return segments
 
     def _emit_logits(self, local_rows: list[int], start: int, consume: Callable[[int, Any, memoryview], None]) -> None:
         hp, lib, ctx, b, k = self.hp, self.lib, self.ctx, self.buf, self.k

@@ -397,13 +397,21 @@ __attribute__((target("avx2,fma"))) static float min_term_avx2(const float *mn, 
     return sum;
 }
 
-/* out[r][t] -= sum_g mn[r][g] * dsum[t][g] for a full tile (types with a min term only). */
-__attribute__((target("avx2,fma"))) static void apply_min_avx2(int64_t n, const unpacked_rows *w, const act_rows *a,
-                                                                int64_t t0, float *out, int64_t ldo) {
+/* out[r][t] -= sum_g mn[r][g] * dsum[t][g] for the valid part of a tile (types with a min term only). */
+__attribute__((target("avx2,fma"))) static void apply_min_avx2(int64_t n, const unpacked_rows *w, int nr,
+                                                                const act_rows *a, int64_t t0, int nt, float *out,
+                                                                int64_t ldo) {
     if (!w->mn) return;
     const int64_t ng = n / G;
-    for (int r = 0; r < ROW_TILE; r++)
-        for (int t = 0; t < TOK_TILE; t++) out[r * ldo + t] -= min_term_avx2(w->mn + r * ng, a->dsum + (t0 + t) * ng, ng);
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < nt; t++) out[r * ldo + t] -= min_term_avx2(w->mn + r * ng, a->dsum + (t0 + t) * ng, ng);
+}
+
+/* Partial tiles repeat their last row / token so that every output is summed in the same order whatever its
+ * place in the batch (a sequence's result does not depend on what it is batched with). */
+static inline void tile_indices(int nr, int nt, int64_t t0, int64_t rows[ROW_TILE], int64_t toks[TOK_TILE]) {
+    for (int r = 0; r < ROW_TILE; r++) rows[r] = r < nr ? r : nr - 1;
+    for (int t = 0; t < TOK_TILE; t++) toks[t] = t0 + (t < nt ? t : nt - 1);
 }
 
 __attribute__((target("avx2,fma"))) static inline __m256i dot32_avx2(__m256i w_abs, __m256i w, __m256i a) {
@@ -414,11 +422,9 @@ __attribute__((target("avx2,fma"))) static inline __m256i dot32_avx2(__m256i w_a
 /* 4 rows x up to 4 tokens; lanes 0-3 of a 32-block's int32 sums belong to group 0, lanes 4-7 to group 1. */
 __attribute__((target("avx2,fma"))) static void tile_avx2(int64_t n, const unpacked_rows *w, int nr, const act_rows *a,
                                                            int64_t t0, int nt, float *out, int64_t ldo) {
-    if (nr != ROW_TILE || nt != TOK_TILE) {
-        tile_scalar(n, w, nr, a, t0, nt, out, ldo);
-        return;
-    }
     const int64_t ng = n / G, nb = n / AB;
+    int64_t rows[ROW_TILE], toks[TOK_TILE];
+    tile_indices(nr, nt, t0, rows, toks);
     __m256 acc[ROW_TILE][TOK_TILE];
     for (int r = 0; r < ROW_TILE; r++)
         for (int t = 0; t < TOK_TILE; t++) acc[r][t] = _mm256_setzero_ps();
@@ -426,13 +432,13 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(int64_t n, const unpac
         __m256i av[TOK_TILE];
         __m256 ad[TOK_TILE];
         for (int t = 0; t < TOK_TILE; t++) {
-            av[t] = _mm256_loadu_si256((const __m256i *)(a->q + (t0 + t) * n + b * AB));
-            ad[t] = _mm256_set1_ps(a->d[(t0 + t) * nb + b]);
+            av[t] = _mm256_loadu_si256((const __m256i *)(a->q + toks[t] * n + b * AB));
+            ad[t] = _mm256_set1_ps(a->d[toks[t] * nb + b]);
         }
         for (int r = 0; r < ROW_TILE; r++) {
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w->q + r * n + b * AB));
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w->q + rows[r] * n + b * AB));
             const __m256i wa = _mm256_abs_epi8(wv);
-            const float s0 = w->sc[r * ng + 2 * b], s1 = w->sc[r * ng + 2 * b + 1];
+            const float s0 = w->sc[rows[r] * ng + 2 * b], s1 = w->sc[rows[r] * ng + 2 * b + 1];
             const __m256 ws = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
             for (int t = 0; t < TOK_TILE; t++) {
                 const __m256 p = _mm256_cvtepi32_ps(dot32_avx2(wa, wv, av[t]));
@@ -448,16 +454,18 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(int64_t n, const unpac
             out[r * ldo + t] = _mm_cvtss_f32(h);
         }
     }
-    apply_min_avx2(n, w, a, t0, out, ldo);
+    apply_min_avx2(n, w, nr, a, t0, nt, out, ldo);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"))) static void tile_avx512(
     int64_t n, const unpacked_rows *w, int nr, const act_rows *a, int64_t t0, int nt, float *out, int64_t ldo) {
-    if (nr != ROW_TILE || nt != TOK_TILE || (n / AB) % 2 != 0) {
+    if ((n / AB) % 2 != 0) {
         tile_avx2(n, w, nr, a, t0, nt, out, ldo);
         return;
     }
     const int64_t ng = n / G, nb = n / AB;
+    int64_t rows[ROW_TILE], toks[TOK_TILE];
+    tile_indices(nr, nt, t0, rows, toks);
     __m512 acc[ROW_TILE][TOK_TILE];
     for (int r = 0; r < ROW_TILE; r++)
         for (int t = 0; t < TOK_TILE; t++) acc[r][t] = _mm512_setzero_ps();
@@ -466,16 +474,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"))) static 
         __m512i av[TOK_TILE];
         __m512 ad[TOK_TILE];
         for (int t = 0; t < TOK_TILE; t++) {
-            av[t] = _mm512_loadu_si512((const void *)(a->q + (t0 + t) * n + b * AB));
-            const float d0 = a->d[(t0 + t) * nb + b], d1 = a->d[(t0 + t) * nb + b + 1];
+            av[t] = _mm512_loadu_si512((const void *)(a->q + toks[t] * n + b * AB));
+            const float d0 = a->d[toks[t] * nb + b], d1 = a->d[toks[t] * nb + b + 1];
             ad[t] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(d0))),
                                                         _mm256_castps_pd(_mm256_set1_ps(d1)), 1));
         }
         for (int r = 0; r < ROW_TILE; r++) {
-            const __m512i wv = _mm512_loadu_si512((const void *)(w->q + r * n + b * AB));
+            const __m512i wv = _mm512_loadu_si512((const void *)(w->q + rows[r] * n + b * AB));
             const __m512i wa = _mm512_abs_epi8(wv);
             const __mmask64 neg = _mm512_movepi8_mask(wv);
-            const float *s = w->sc + r * ng + 2 * b;
+            const float *s = w->sc + rows[r] * ng + 2 * b;
             const __m512 ws = _mm512_setr_ps(s[0], s[0], s[0], s[0], s[1], s[1], s[1], s[1], s[2], s[2], s[2], s[2],
                                              s[3], s[3], s[3], s[3]);
             for (int t = 0; t < TOK_TILE; t++) {
@@ -487,7 +495,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"))) static 
     }
     for (int r = 0; r < ROW_TILE; r++)
         for (int t = 0; t < TOK_TILE; t++) out[r * ldo + t] = _mm512_reduce_add_ps(acc[r][t]);
-    apply_min_avx2(n, w, a, t0, out, ldo);
+    apply_min_avx2(n, w, nr, a, t0, nt, out, ldo);
 }
 #endif
 
