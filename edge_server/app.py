@@ -20,11 +20,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from emberllm.edge_server import native, openai_api
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
+from emberllm.edge_server.openapi import openapi_json
 from emberllm.edge_server.state import ServerState
 from emberllm.engine import Model
 
-#: Paths answered without an API key (llama-server leaves /health and the static files open).
-PUBLIC_PATHS = frozenset({"/health", "/v1/health"})
+#: Paths answered without an API key (llama-server leaves /health and the static files open; the API description
+#: is public too).
+PUBLIC_PATHS = frozenset({"/health", "/v1/health", "/openapi.json"})
 
 DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -48,6 +50,7 @@ def api_routes() -> list[Route]:
         Route("/v1/completions", openai_api.completions, methods=["POST"]),
         Route("/chat/completions", openai_api.chat_completions, methods=["POST"]),
         Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
 
 

@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="seconds a generation may run before it is stopped (default: 600)")
     p.add_argument("--max-queue", type=int, default=64,
                    help="requests that may wait for the engine; more get 503 with Retry-After (default: 64)")
+    p.add_argument("-n", "--n-predict", type=int, default=-1,
+                   help="server-side cap on the tokens one request may generate, as llama-server's -n (default: -1, "
+                        "no cap)")
     p.add_argument("--web-dir", default=None, help="directory of the web UI (default: the repository's web/)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level (default: info)")
@@ -87,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (args.max_body_bytes < 1, "--max-body-bytes must be at least 1"),
         (not args.timeout > 0, "-to/--timeout must be positive"),
         (args.max_queue < 0, "--max-queue must be at least 0"),
+        (args.n_predict < -1, "-n/--n-predict must be -1 (no cap) or at least 0"),
     ]
     for bad, message in checks:
         if bad:
@@ -98,7 +102,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
                         chat_template=args.chat_template, webui=not args.no_webui, metrics=args.metrics,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
-                        web_dir=Path(args.web_dir) if args.web_dir else None)
+                        n_predict_max=args.n_predict, web_dir=Path(args.web_dir) if args.web_dir else None)
 
 
 def run(args: argparse.Namespace) -> int:

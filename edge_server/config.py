@@ -23,6 +23,7 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     timeout_s: float = 600.0
     max_queue: int = 64
+    n_predict_max: int = -1
     web_dir: Path | None = None
 
     @property

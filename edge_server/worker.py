@@ -90,8 +90,9 @@ class Job:
 class EngineWorker:
     """Owns the model and the single engine thread."""
 
-    def __init__(self, max_queue: int = 64) -> None:
+    def __init__(self, max_queue: int = 64, n_predict_max: int = -1) -> None:
         self.max_queue = max_queue
+        self.n_predict_max = n_predict_max  # -n: no request generates more tokens (-1: no cap)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emberllm-engine")
         self.model: Model | None = None
         self.load_error: str | None = None
@@ -118,6 +119,9 @@ class EngineWorker:
         """Queue a generation; its events arrive on the returned job.  ``QueueFullError`` when ``max_queue``
         requests are already waiting."""
         assert self.model is not None
+        cap = self.n_predict_max
+        if cap >= 0 and (req.n_predict < 0 or req.n_predict > cap):
+            req.n_predict = cap
         with self._lock:
             if self.stats.deferred >= self.max_queue:
                 raise QueueFullError(f"the server is busy: {self.stats.deferred} requests are waiting")

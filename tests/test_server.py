@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,53 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-API_KEY = "test-key"
+from .server_fixtures import API_KEY, AUTH, run_server
+
 N_CTX = 256
 MAX_BODY = 65536
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 FRESH = {"cache_prompt": False}  # see _greedy
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running ``emberllm serve`` (killed at teardown; its log goes to a file, not a pipe)."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "emberllm.cli", "serve", "-m", str(gemma_path), "--port", str(port),
-           "-c", str(N_CTX), "-t", "1", "--api-key", API_KEY, "--metrics", "--max-body-bytes", str(MAX_BODY),
-           "--alias", "gemma-test", "--log-level", "warning"]
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}: {log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not become healthy within 60 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-        assert "Traceback" not in log_path.read_text(), log_path.read_text()
+    with run_server(gemma_path, tmp_path_factory.mktemp("server"), "-c", str(N_CTX), "-t", "1", "--metrics",
+                    "--max-body-bytes", str(MAX_BODY), "--alias", "gemma-test") as srv:
+        yield srv.url
 
 
 @pytest.fixture(scope="module")

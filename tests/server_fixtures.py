@@ -1,0 +1,74 @@
+"""Starting the real ``emberllm serve`` (uvicorn in a subprocess on 127.0.0.1) for the server tests."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+API_KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def rss_kib(self) -> int:
+        """The server process's resident set size (``VmRSS`` of /proc/PID/status), in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("VmRSS not found")
+
+
+@contextlib.contextmanager
+def run_server(model: Path, log_dir: Path, *args: str) -> Iterator[RunningServer]:
+    """``emberllm serve -m MODEL --port FREE --api-key API_KEY ARGS...`` until healthy; killed on exit, and its
+    log (a file, not a pipe) must hold no traceback."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "emberllm.cli", "serve", "-m", str(model), "--port", str(port),
+           "--api-key", API_KEY, "--log-level", "warning", *args]
+    log_path = log_dir / "server.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server did not become healthy within 60 s")
+            time.sleep(0.1)
+        yield RunningServer(url, proc, log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+        assert "Traceback" not in log_path.read_text(), log_path.read_text()
