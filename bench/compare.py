@@ -40,7 +40,8 @@ LLAMA_CPP_PYTHON = "0.3.36"
 LLAMA_TARGETS = ("llama-bench", "llama-server", "llama-completion", "llama-perplexity", "llama-tokenize")
 LLAMA_CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
                      "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_OPENSSL=OFF")
-NPM_PACKAGES = {"@wllama/wllama": "3.8.1", "playwright-core": "1.65.1"}
+NPM_PACKAGES = {"@wllama/wllama": "3.8.1", "playwright-core": "1.65.1", "pyodide": "314.0.7"}
+NO_THREADS = "n/a: no threads in Pyodide"
 ENGINES = ("llama.cpp", "emberllm", "emberllm-pyodide-node", "emberllm-pyodide-chromium", "wllama")
 RUN_TIMEOUT_S = 1200
 
@@ -371,9 +372,10 @@ class RunnerEngine(Engine):
             rec.error = f"bad runner output ({exc}): {tail(res.stdout + res.stderr)}"
             return rec
         rec.raw["runner"] = {k: result.get(k) for k in ("n_threads", "multithread", "cross_origin_isolated",
-                                                         "libllama", "n_ctx", "fetch_ms")}
+                                                         "libllama", "n_ctx", "fetch_ms", "boot_ms", "install_ms",
+                                                         "kernels")}
         rec.raw["tests"] = [{k: t.get(k) for k in ("n_prompt", "n_gen", "prompt_n", "prompt_ms", "predicted_n",
-                                                   "predicted_ms", "predicted_per_second")}
+                                                   "predicted_ms", "predicted_per_second", "kernel_calls_per_token")}
                             for t in result.get("tests", [])]
         return rec
 
@@ -419,6 +421,12 @@ class EmberPyodide(RunnerEngine):
             raise Unavailable("not built")
         self.extra = {"wheel": str(wheels[-1])}
         super().prepare(settings)
+
+    def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
+        """One run of the runner; Pyodide has no threads, so more than one gives an "n/a" record at once."""
+        if threads > 1:
+            return harness.RunRecord(self.name, threads, rep, error=NO_THREADS)
+        return super().run(settings, threads, rep)
 
     def versions(self) -> dict[str, Any]:
         """The wheel that ran."""

@@ -275,7 +275,8 @@ def summarize(records: Sequence[RunRecord], engines: Sequence[str], threads: Seq
             elif not runs:
                 status = "not run"
             elif not ok:
-                status = f"failed: {runs[-1].error}"
+                error = runs[-1].error or ""
+                status = error if error.startswith("n/a:") else f"failed: {error}"
             else:
                 status = "ok"
             peaks = [r.peak_rss_bytes for r in ok if r.peak_rss_bytes is not None]

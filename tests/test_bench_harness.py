@@ -283,3 +283,15 @@ def test_pyodide_rows_say_not_built_until_the_package_exists(tmp_path, monkeypat
         engine.prepare(settings)  # the wheel alone is not enough: the runner script is missing too
     assert engine.name == "emberllm-pyodide-node" and not engine.needs_chromium
     assert compare.EmberPyodide("chromium").needs_chromium
+
+
+def test_pyodide_rows_at_two_threads_say_no_threads(tmp_path, monkeypatch):
+    """Pyodide has no threads: a 2-thread run is an "n/a" record (no Node started), shown as such, not "failed"."""
+    compare = _load("bench_compare", BENCH / "compare.py")
+    engine = compare.EmberPyodide("node")
+    monkeypatch.setattr(compare, "run_measured", lambda *a, **k: pytest.fail("no runner may start for 2 threads"))
+    settings = compare.Settings(model=tmp_path / "m.gguf", tests=harness.make_tests(8, 4, None), threads=[2], reps=1)
+    rec = engine.run(settings, 2, 0)
+    assert rec.error == compare.NO_THREADS
+    rows = harness.summarize([rec], ["emberllm-pyodide-node"], [2], harness.make_tests(8, 4, None))
+    assert rows[0].status == "n/a: no threads in Pyodide" and rows[0].n_ok == 0

@@ -145,6 +145,26 @@ def test_js_loader(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
     assert "no model loaded" in out["afterUnload"]
 
 
+def test_bench_node_runner_contract(pyodide_dir, pyodide_wheel, gemma_path):
+    """bench/pyodide/run_node.mjs on tiny tests prints what bench/README.md's runner contract promises."""
+    spec = {"npm_dir": str(pyodide_dir.parent.parent), "model": str(gemma_path), "threads": 1, "n_ctx": 32,
+            "timeout_s": 300, "extra": {"wheel": str(pyodide_wheel), "pyodide_dir": str(pyodide_dir)},
+            "tests": [{"n_prompt": 4, "n_gen": 0, "prompt": "The capital of"},
+                      {"n_prompt": 0, "n_gen": 3, "prompt": ""}]}
+    proc = subprocess.run(["node", str(ROOT / "bench" / "pyodide" / "run_node.mjs"), json.dumps(spec)],
+                          capture_output=True, text=True, timeout=360)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["load_ms"] > 0 and out["kernels"].startswith("wasm")
+    pp, tg = out["tests"]
+    assert pp["prompt_n"] == 4 and pp["prompt_ms"] > 0  # BOS + 3 tokens
+    assert tg["predicted_n"] == 3 and tg["predicted_ms"] > 0 and tg["predicted_per_second"] > 0
+    assert tg["kernel_calls_per_token"] > 0
+    two = subprocess.run(["node", str(ROOT / "bench" / "pyodide" / "run_node.mjs"), json.dumps({**spec, "threads": 2})],
+                         capture_output=True, text=True, timeout=60)
+    assert two.returncode == 2 and "no threads in Pyodide" in two.stderr
+
+
 def test_wasm_relaxed_build_matches_scalar(pyodide_dir, tmp_path):
     """The relaxed-SIMD build (needs a compiler with -mrelaxed-simd: emcc, a newer clang, or PyPI ziglang)."""
     bw = _load_build_wasm()

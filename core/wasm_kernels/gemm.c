@@ -5,7 +5,8 @@
  * For a batch, each thread unpacks a few weight rows once into int8 + per-16 scale/min ("unpacked rows") and
  * runs them against every token's activations, quantized to int8 per 32 like Q8_0.  The unpacking is exact,
  * so results equal the per-type dot products up to float summation order; its cost is paid once per row and
- * spread over the whole batch.  One micro-kernel per ISA (scalar twin, AVX2, AVX-512 VNNI) serves all types.
+ * spread over the whole batch.  One micro-kernel per ISA (scalar twin, AVX2, AVX-512 VNNI, WASM SIMD128) serves
+ * all types.
  */
 #define EMB_INTERNAL
 #include "ember.h"
@@ -18,6 +19,13 @@
 #define EMB_X86 1
 #else
 #define EMB_X86 0
+#endif
+
+#if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#define EMB_WASM_SIMD 1
+#else
+#define EMB_WASM_SIMD 0
 #endif
 
 #define G 16         /* weights per scale group */
@@ -383,6 +391,13 @@ static void tile_scalar(int64_t n, const unpacked_rows *w, int nr, const act_row
     }
 }
 
+/* Partial tiles repeat their last row / token so that every output is summed in the same order whatever its
+ * place in the batch (a sequence's result does not depend on what it is batched with). */
+static inline void tile_indices(int nr, int nt, int64_t t0, int64_t rows[ROW_TILE], int64_t toks[TOK_TILE]) {
+    for (int r = 0; r < ROW_TILE; r++) rows[r] = r < nr ? r : nr - 1;
+    for (int t = 0; t < TOK_TILE; t++) toks[t] = t0 + (t < nt ? t : nt - 1);
+}
+
 #if EMB_X86
 /* sum_g mn[g] * ds[g] over ng (a multiple of 2) values */
 __attribute__((target("avx2,fma"))) static float min_term_avx2(const float *mn, const float *ds, int64_t ng) {
@@ -405,13 +420,6 @@ __attribute__((target("avx2,fma"))) static void apply_min_avx2(int64_t n, const 
     const int64_t ng = n / G;
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < nt; t++) out[r * ldo + t] -= min_term_avx2(w->mn + r * ng, a->dsum + (t0 + t) * ng, ng);
-}
-
-/* Partial tiles repeat their last row / token so that every output is summed in the same order whatever its
- * place in the batch (a sequence's result does not depend on what it is batched with). */
-static inline void tile_indices(int nr, int nt, int64_t t0, int64_t rows[ROW_TILE], int64_t toks[TOK_TILE]) {
-    for (int r = 0; r < ROW_TILE; r++) rows[r] = r < nr ? r : nr - 1;
-    for (int t = 0; t < TOK_TILE; t++) toks[t] = t0 + (t < nt ? t : nt - 1);
 }
 
 __attribute__((target("avx2,fma"))) static inline __m256i dot32_avx2(__m256i w_abs, __m256i w, __m256i a) {
@@ -499,10 +507,83 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"))) static 
 }
 #endif
 
+#if EMB_WASM_SIMD
+/* Lane t of the result = the sum of the four lanes of v[t] (a 4x4 transpose folded into the adds). */
+static inline v128_t hsum4_i32x4(v128_t v0, v128_t v1, v128_t v2, v128_t v3) {
+    const v128_t s01 = wasm_i32x4_add(wasm_i32x4_shuffle(v0, v1, 0, 4, 1, 5), wasm_i32x4_shuffle(v0, v1, 2, 6, 3, 7));
+    const v128_t s23 = wasm_i32x4_add(wasm_i32x4_shuffle(v2, v3, 0, 4, 1, 5), wasm_i32x4_shuffle(v2, v3, 2, 6, 3, 7));
+    /* s01 = [v0 ac, v1 ac, v0 bd, v1 bd], s23 likewise */
+    return wasm_i32x4_add(wasm_i32x4_shuffle(s01, s23, 0, 1, 4, 5), wasm_i32x4_shuffle(s01, s23, 2, 3, 6, 7));
+}
+
+/* 4 rows x 4 tokens with the tokens in the lanes of one f32x4 accumulator per row.  Each group of 16 is an
+ * exact int32 dot (int8 widened to int16, i32x4.dot_i16x8_s), reduced to one integer per token, then
+ * accumulated as tile_scalar does: sum += (float)isum * (sc * d), groups in order, the min term after.  There
+ * is no fused multiply-add in SIMD128, so every output is bit for bit tile_scalar's. */
+static void tile_wasm(int64_t n, const unpacked_rows *w, int nr, const act_rows *a, int64_t t0, int nt, float *out,
+                      int64_t ldo) {
+    const int64_t ng = n / G, nb = n / AB;
+    int64_t rows[ROW_TILE], toks[TOK_TILE];
+    tile_indices(nr, nt, t0, rows, toks);
+    v128_t acc[ROW_TILE];
+    for (int r = 0; r < ROW_TILE; r++) acc[r] = wasm_f32x4_splat(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        v128_t av[TOK_TILE][4]; /* per token: group 0 low/high 8, group 1 low/high 8, as int16 */
+        for (int t = 0; t < TOK_TILE; t++) {
+            const int8_t *src = a->q + toks[t] * n + b * AB;
+            const v128_t a0 = wasm_v128_load(src), a1 = wasm_v128_load(src + 16);
+            av[t][0] = wasm_i16x8_extend_low_i8x16(a0);
+            av[t][1] = wasm_i16x8_extend_high_i8x16(a0);
+            av[t][2] = wasm_i16x8_extend_low_i8x16(a1);
+            av[t][3] = wasm_i16x8_extend_high_i8x16(a1);
+        }
+        const v128_t ad = wasm_f32x4_make(a->d[toks[0] * nb + b], a->d[toks[1] * nb + b], a->d[toks[2] * nb + b],
+                                          a->d[toks[3] * nb + b]);
+        for (int r = 0; r < ROW_TILE; r++) {
+            const int8_t *src = w->q + rows[r] * n + b * AB;
+            const v128_t w0 = wasm_v128_load(src), w1 = wasm_v128_load(src + 16);
+            const v128_t w0l = wasm_i16x8_extend_low_i8x16(w0), w0h = wasm_i16x8_extend_high_i8x16(w0);
+            const v128_t w1l = wasm_i16x8_extend_low_i8x16(w1), w1h = wasm_i16x8_extend_high_i8x16(w1);
+            v128_t p0[TOK_TILE], p1[TOK_TILE];
+            for (int t = 0; t < TOK_TILE; t++) {
+                p0[t] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(w0l, av[t][0]), wasm_i32x4_dot_i16x8(w0h, av[t][1]));
+                p1[t] = wasm_i32x4_add(wasm_i32x4_dot_i16x8(w1l, av[t][2]), wasm_i32x4_dot_i16x8(w1h, av[t][3]));
+            }
+            const v128_t i0 = hsum4_i32x4(p0[0], p0[1], p0[2], p0[3]);
+            const v128_t i1 = hsum4_i32x4(p1[0], p1[1], p1[2], p1[3]);
+            const float *ws = w->sc + rows[r] * ng + 2 * b;
+            acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i0),
+                                                           wasm_f32x4_mul(wasm_f32x4_splat(ws[0]), ad)));
+            acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(i1),
+                                                           wasm_f32x4_mul(wasm_f32x4_splat(ws[1]), ad)));
+        }
+    }
+    if (w->mn) {
+        const float *ds[TOK_TILE];
+        for (int t = 0; t < TOK_TILE; t++) ds[t] = a->dsum + toks[t] * ng;
+        for (int r = 0; r < ROW_TILE; r++) {
+            const float *mn = w->mn + rows[r] * ng;
+            for (int64_t g = 0; g < ng; g++) {
+                const v128_t d = wasm_f32x4_make(ds[0][g], ds[1][g], ds[2][g], ds[3][g]);
+                acc[r] = wasm_f32x4_sub(acc[r], wasm_f32x4_mul(wasm_f32x4_splat(mn[g]), d));
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float tmp[TOK_TILE];
+        wasm_v128_store(tmp, acc[r]);
+        for (int t = 0; t < nt; t++) out[r * ldo + t] = tmp[t];
+    }
+}
+#endif
+
 static tile_fn pick_tile(int level) {
 #if EMB_X86
     if (level == EMB_LEVEL_AVX512) return tile_avx512;
     if (level == EMB_LEVEL_AVX2) return tile_avx2;
+#endif
+#if EMB_WASM_SIMD
+    if (level == EMB_LEVEL_WASM_SIMD128 || level == EMB_LEVEL_WASM_RELAXED) return tile_wasm;
 #endif
     (void)level;
     return tile_scalar;

@@ -75,6 +75,19 @@ def vec_dot(level: int, qtype: int, x: bytearray, y: bytearray, n: int) -> float
     return struct.unpack("f", out)[0]
 
 
+def matmul(level: int, qtype: int, w: bytearray, x: bytearray, n_out: int, n: int, n_tok: int) -> list[float]:
+    """``emb_matmul`` of ``n_tok`` activation rows on one thread at ``level``."""
+    out = bytearray(4 * n_out * n_tok)
+    ctx = lib.emb_ctx_new(1, level)
+    try:
+        rc = lib.emb_matmul(ctx, k.bytes_ptr(w), qtype, n_out, n, k.bytes_ptr(x), n_tok, k.bytes_ptr(out))
+    finally:
+        lib.emb_ctx_free(ctx)
+    if rc != 0:
+        raise RuntimeError(f"matmul {NAMES[qtype]} level {level} failed ({rc})")
+    return list(struct.unpack(f"{n_out * n_tok}f", out))
+
+
 def check(ok: bool, what: str) -> None:
     """Count a check; remember a failure."""
     global checked
@@ -115,6 +128,16 @@ for level in levels:
         row = random_row(qtype, n)
         y = quantize(0, Q8_0, floats(n), n)
         check(vec_dot(level, qtype, row, y, n) == vec_dot(0, qtype, row, y, n), f"{lname} vec_dot {NAMES[qtype]} n={n}")
+
+    # batched matmul (the gemm path, n_tok >= 4): every tile kernel against the scalar one, partial tiles
+    # included (6 rows, 5 and 11 tokens).  The WASM tile keeps tile_scalar's float order: bit for bit.
+    for qtype in (Q4_0, Q4_1, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K):
+        n_out, n = 6, 512
+        w = bytearray().join(random_row(qtype, n) for _ in range(n_out))
+        for n_tok in (8, 5, 11):
+            x = floats(n * n_tok)
+            check(matmul(level, qtype, w, x, n_out, n, n_tok) == matmul(0, qtype, w, x, n_out, n, n_tok),
+                  f"{lname} matmul {NAMES[qtype]} n_tok={n_tok}")
 
 print(f"SUMMARY levels={','.join(k.level_name(lv) for lv in levels) or 'none'} checked={checked} "
       f"failed={len(failures)}")
