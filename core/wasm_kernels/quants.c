@@ -351,18 +351,43 @@ static void from_float_bf16(const float *src, void *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = emb_f32_to_bf16(src[i]);
 }
 
+/* The value of largest magnitude, with its sign (the first one on ties). */
+static float signed_extreme(const float *x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+static void min_max(const float *x, int n, float *mn, float *mx) {
+    *mn = INFINITY;
+    *mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        if (x[j] < *mn) *mn = x[j];
+        if (x[j] > *mx) *mx = x[j];
+    }
+}
+
+/* 32 values in 0..31: low nibbles in qs (element j with j + 16), fifth bits in qh (bit j for element j). */
+static void pack_5bit(const int *q, uint8_t *qs, uint8_t *qh_bytes) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 0x0f) | ((q[j + 16] & 0x0f) << 4));
+        qh |= ((uint32_t)(q[j] >> 4) & 1u) << j;
+        qh |= ((uint32_t)(q[j + 16] >> 4) & 1u) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) qh_bytes[k] = (uint8_t)(qh >> (8 * k));
+}
+
 /* Q4_0 / Q5_0: d = (the value of largest magnitude) / -2^(bits-1); q = trunc(x/d + 2^(bits-1) + 0.5). */
 static void from_float_q4_0(const float *x, void *dst, int64_t n) {
     block_q4_0 *y = (block_q4_0 *)dst;
     for (int64_t i = 0; i < n / QK4_0; i++, x += QK4_0) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK4_0; j++) {
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
-        const float d = max / -8.0f;
+        const float d = signed_extreme(x, QK4_0) / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = emb_f32_to_f16(d);
         for (int j = 0; j < QK4_0 / 2; j++) {
@@ -375,26 +400,15 @@ static void from_float_q4_0(const float *x, void *dst, int64_t n) {
 static void from_float_q5_0(const float *x, void *dst, int64_t n) {
     block_q5_0 *y = (block_q5_0 *)dst;
     for (int64_t i = 0; i < n / QK5_0; i++, x += QK5_0) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK5_0; j++) {
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
-        const float d = max / -16.0f;
+        const float d = signed_extreme(x, QK5_0) / -16.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = emb_f32_to_f16(d);
-        uint32_t qh = 0;
-        for (int j = 0; j < QK5_0 / 2; j++) {
-            int q0 = (int8_t)(x[j] * id + 16.5f), q1 = (int8_t)(x[j + QK5_0 / 2] * id + 16.5f);
-            q0 = q0 < 31 ? q0 : 31;
-            q1 = q1 < 31 ? q1 : 31;
-            y[i].qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
-            qh |= ((uint32_t)(q0 >> 4) & 1u) << j;
-            qh |= ((uint32_t)(q1 >> 4) & 1u) << (j + QK5_0 / 2);
+        int q[QK5_0];
+        for (int j = 0; j < QK5_0; j++) {
+            const int v = (int8_t)(x[j] * id + 16.5f);
+            q[j] = v < 31 ? v : 31;
         }
-        for (int k = 0; k < 4; k++) y[i].qh[k] = (uint8_t)(qh >> (8 * k));
+        pack_5bit(q, y[i].qs, y[i].qh);
     }
 }
 
@@ -402,11 +416,8 @@ static void from_float_q5_0(const float *x, void *dst, int64_t n) {
 static void from_float_q4_1(const float *x, void *dst, int64_t n) {
     block_q4_1 *y = (block_q4_1 *)dst;
     for (int64_t i = 0; i < n / QK4_1; i++, x += QK4_1) {
-        float min = INFINITY, max = -INFINITY;
-        for (int j = 0; j < QK4_1; j++) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
+        float min, max;
+        min_max(x, QK4_1, &min, &max);
         const float d = (max - min) / 15.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = emb_f32_to_f16(d);
@@ -421,25 +432,18 @@ static void from_float_q4_1(const float *x, void *dst, int64_t n) {
 static void from_float_q5_1(const float *x, void *dst, int64_t n) {
     block_q5_1 *y = (block_q5_1 *)dst;
     for (int64_t i = 0; i < n / QK5_1; i++, x += QK5_1) {
-        float min = INFINITY, max = -INFINITY;
-        for (int j = 0; j < QK5_1; j++) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
+        float min, max;
+        min_max(x, QK5_1, &min, &max);
         const float d = (max - min) / 31.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = emb_f32_to_f16(d);
         y[i].m = emb_f32_to_f16(min);
-        uint32_t qh = 0;
-        for (int j = 0; j < QK5_1 / 2; j++) {
-            int q0 = (int8_t)((x[j] - min) * id + 0.5f), q1 = (int8_t)((x[j + QK5_1 / 2] - min) * id + 0.5f);
-            q0 = q0 < 31 ? q0 : 31;
-            q1 = q1 < 31 ? q1 : 31;
-            y[i].qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
-            qh |= ((uint32_t)(q0 >> 4) & 1u) << j;
-            qh |= ((uint32_t)(q1 >> 4) & 1u) << (j + QK5_1 / 2);
+        int q[QK5_1];
+        for (int j = 0; j < QK5_1; j++) {
+            const int v = (int8_t)((x[j] - min) * id + 0.5f);
+            q[j] = v < 31 ? v : 31;
         }
-        for (int k = 0; k < 4; k++) y[i].qh[k] = (uint8_t)(qh >> (8 * k));
+        pack_5bit(q, y[i].qs, y[i].qh);
     }
 }
 
