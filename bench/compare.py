@@ -207,14 +207,9 @@ class LlamaCpp(Engine):
         """``llama-bench -r 1`` for the t/s and peak RSS, ``llama-completion -n 1`` for the load time."""
         rec = harness.RunRecord(self.name, threads, rep)
         cmd = [str(self.bin / "llama-bench"), "-m", str(settings.model), "-t", str(threads), "-r", "1", "-o", "json"]
-        cmd += _llama_bench_test_flags(settings.tests)
-        res = run_measured(cmd)
-        rec.wall_s, rec.peak_rss_bytes = res.wall_s, res.maxrss_bytes
-        if res.returncode != 0:
-            rec.error = f"llama-bench exit {res.returncode}: {tail(res.stderr)}"
+        rows = _run_bench_json(rec, "llama-bench", cmd + _llama_bench_test_flags(settings.tests))
+        if rows is None:
             return rec
-        rows = harness.parse_bench_json(res.stdout)
-        rec.ts = harness.bench_rows_to_ts(rows)
         rec.raw["llama_bench"] = [{k: r.get(k) for k in ("n_prompt", "n_gen", "avg_ns", "avg_ts", "samples_ts",
                                                            "build_commit", "n_batch", "n_ubatch", "flash_attn")}
                                   for r in rows]
@@ -226,6 +221,19 @@ class LlamaCpp(Engine):
         else:
             rec.notes.append(f"llama-completion exit {load.returncode}: {tail(load.stderr, 200)}")
         return rec
+
+
+def _run_bench_json(rec: harness.RunRecord, label: str, cmd: list[str], cwd: Path | None = None) -> list[dict] | None:
+    """Run a llama-bench-style ``-o json`` command into ``rec`` (wall time, peak RSS, t/s); its rows, or None
+    with ``rec.error`` set when it failed."""
+    res = run_measured(cmd, cwd=cwd)
+    rec.wall_s, rec.peak_rss_bytes = res.wall_s, res.maxrss_bytes
+    if res.returncode != 0:
+        rec.error = f"{label} exit {res.returncode}: {tail(res.stderr)}"
+        return None
+    rows = harness.parse_bench_json(res.stdout)
+    rec.ts = harness.bench_rows_to_ts(rows)
+    return rows
 
 
 def _llama_bench_test_flags(tests: list[harness.TestSpec]) -> list[str]:
@@ -264,13 +272,9 @@ class EmberNative(Engine):
         rec = harness.RunRecord(self.name, threads, rep)
         cmd = [sys.executable, "-m", "emberllm.cli", "bench", "-m", str(settings.model), "-t", str(threads),
                "-r", "1", "-o", "json", *_llama_bench_test_flags(settings.tests)]
-        res = run_measured(cmd, cwd=ROOT)
-        rec.wall_s, rec.peak_rss_bytes = res.wall_s, res.maxrss_bytes
-        if res.returncode != 0:
-            rec.error = f"emberllm bench exit {res.returncode}: {tail(res.stderr)}"
+        rows = _run_bench_json(rec, "emberllm bench", cmd, cwd=ROOT)
+        if rows is None:
             return rec
-        rows = harness.parse_bench_json(res.stdout)
-        rec.ts = harness.bench_rows_to_ts(rows)
         rec.load_ms = harness.median([r.get("load_ms") for r in rows])
         rec.raw["emberllm_bench"] = [{k: r.get(k) for k in ("n_prompt", "n_gen", "avg_ns", "avg_ts", "kernels",
                                                               "load_ms", "n_batch")} for r in rows]
