@@ -10,48 +10,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from emberllm.decoding import DecodeState, Step, Timings, common_prefix, shift_amount
 from emberllm.gguf import GGUFFile
 from emberllm.kernels import KernelError, Kernels, load_kernels
+from emberllm.kv_cache import KVCache
 from emberllm.models import model_class
-from emberllm.models.transformer import ContextFullError
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
-from emberllm.stop_strings import StopMatcher
 from emberllm.tokenizers import load_tokenizer
 
-
-@dataclass
-class Timings:
-    """Wall-clock figures of the last generation, llama.cpp style."""
-
-    load_ms: float = 0.0
-    prompt_ms: float = 0.0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    eval_ms: float = 0.0
-    eval_tokens: int = 0
-    sample_ms: float = 0.0
-    kernel_calls: int = 0
-
-    def per_second(self, ms: float, n: int) -> float:
-        """Tokens per second for ``n`` tokens in ``ms`` milliseconds."""
-        return 1000.0 * n / ms if ms > 0 else 0.0
-
-
-@dataclass
-class Step:
-    """One generated token: its id, the text it completes (possibly empty), and on the last step why
-    generation ended (``stop``, ``length``, ``context`` or ``cancelled``; ``stop_word`` names a matched stop
-    string).  ``extra`` holds probabilities when ``n_probs`` was asked for."""
-
-    token: int
-    text: str
-    finish_reason: str | None = None
-    stop_word: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Completion", "DecodeState", "Model", "Step", "Timings", "default_threads"]
 
 
 @dataclass
@@ -187,11 +158,7 @@ class Model:
             raise ValueError("empty prompt")
         if len(tokens) > self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens is longer than the context ({self.n_ctx})")
-        cached = self.kv.tokens
-        n_common = 0
-        limit = min(len(cached), len(tokens) - 1)
-        while n_common < limit and cached[n_common] == tokens[n_common]:
-            n_common += 1
+        n_common = common_prefix(self.kv.tokens, tokens)
         self.kv.truncate(n_common)
         self.arch.decode(tokens[n_common:], self.kv)
         return n_common
@@ -212,13 +179,22 @@ class Model:
     def shift_context(self, n_keep: int) -> int:
         """llama.cpp's context shift: keep ``n_keep`` tokens (plus BOS), drop half of the rest; returns the
         number of tokens dropped."""
-        n_past = self.kv.n_past
-        keep = min(max(n_keep, 0) + (1 if self.tokenizer.add_bos else 0), n_past - 1)
-        n_discard = (n_past - keep) // 2
-        if n_discard <= 0:
-            raise ContextFullError("the context is full and nothing can be discarded")
-        self.arch.shift_cache(self.kv, keep, n_discard)
+        return self.shift_cache(self.kv, n_keep)
+
+    def shift_cache(self, kv: KVCache, n_keep: int) -> int:
+        """The context shift of ``shift_context`` on any cache of this model."""
+        keep, n_discard = shift_amount(kv, n_keep, self.tokenizer.add_bos)
+        self.arch.shift_cache(kv, keep, n_discard)
         return n_discard
+
+    def decode_state(self, tokens: list[int], params: SamplingParams, kv: KVCache | None = None,
+                     n_predict: int = 128, stop: Sequence[str] = (), n_keep: int = 0,
+                     context_shift: bool = True) -> DecodeState:
+        """A generation of ``tokens`` into ``kv`` (default: the model's own cache), for a caller that schedules
+        the forward passes itself."""
+        return DecodeState(self.tokenizer, self.sampler(params), self.kv if kv is None else kv, tokens,
+                           n_predict=n_predict, stop=stop, n_keep=n_keep, context_shift=context_shift,
+                           shift=self.shift_cache)
 
     def generate(
         self,
@@ -244,54 +220,27 @@ class Model:
         elif sampling:
             params = replace(params, **sampling)
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-        if len(tokens) >= self.n_ctx:
-            raise ValueError(f"prompt of {len(tokens)} tokens does not fit in the context of {self.n_ctx}")
-        sampler = self.sampler(params)
-        tm = Timings(load_ms=self.timings.load_ms)
+        state = self.decode_state(tokens, params, n_predict=n_predict, stop=stop, n_keep=n_keep,
+                                  context_shift=context_shift)
+        tm = state.timings
+        tm.load_ms = self.timings.load_ms
         self.timings = tm
         lib = self.kernels.lib
         t0 = time.perf_counter()
-        tm.cached_tokens = self.eval_prompt(tokens)
-        tm.prompt_tokens = len(tokens) - tm.cached_tokens
+        self.arch.decode(state.prefill_tokens(), self.kv)
         tm.prompt_ms = (time.perf_counter() - t0) * 1000.0
         calls0 = lib.emb_ctx_calls(self.ctx)
-        decoder = self.tokenizer.stream_decoder()
-        stops = StopMatcher(stop)
-        history = list(tokens)
         logits = self.arch.buf.logits
-        produced = 0
         while True:
             if cancel is not None and cancel():
-                yield Step(-1, stops.flush(), "cancelled")
+                yield state.cancel()
                 return
-            ts = time.perf_counter()
-            res = sampler.sample(logits, history)
-            tm.sample_ms += (time.perf_counter() - ts) * 1000.0
-            token = res.token
-            produced += 1
-            extra = {}
-            if params.n_probs > 0:
-                extra = {"probs": res.probs_before, "prob": res.prob_before, "probs_after": res.probs_after,
-                         "prob_after": res.prob_after}
-            if self.tokenizer.is_eog(token) and not params.ignore_eos:
-                yield Step(token, stops.flush() + decoder.flush(), "stop", extra=extra)
+            step = state.sample(logits)
+            yield step
+            if state.finished:
                 return
-            text, stopped = stops.feed(decoder.feed(token))
-            if stopped:
-                yield Step(token, text, "stop", stop_word=stops.matched, extra=extra)
-                return
-            if 0 <= n_predict <= produced:
-                yield Step(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length", extra=extra)
-                return
-            if self.kv.n_past >= self.n_ctx:
-                if not context_shift:
-                    yield Step(token, text + stops.flush(), "context", extra=extra)
-                    return
-                self.shift_context(n_keep)
-            yield Step(token, text, extra=extra)
-            history.append(token)
             te = time.perf_counter()
-            self.arch.decode([token], self.kv)
+            self.arch.decode([state.next_token], self.kv)
             tm.eval_ms += (time.perf_counter() - te) * 1000.0
             tm.eval_tokens += 1
             tm.kernel_calls = lib.emb_ctx_calls(self.ctx) - calls0

@@ -107,7 +107,9 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
     def load() -> Model:
         if model_factory is not None:
             return model_factory()
-        return Model(config.model_path, n_ctx=config.n_ctx, n_threads=config.n_threads, n_batch=config.n_batch,
+        # as llama-server: the context is split over the slots, each slot has its own cache
+        n_ctx_slot = max(config.n_ctx // max(config.n_parallel, 1), 16)
+        return Model(config.model_path, n_ctx=n_ctx_slot, n_threads=config.n_threads, n_batch=config.n_batch,
                      chat_template=config.chat_template)
 
     @contextlib.asynccontextmanager

@@ -45,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-predict", type=int, default=-1,
                    help="server-side cap on the tokens one request may generate, as llama-server's -n (default: -1, "
                         "no cap)")
+    p.add_argument("--truncate-prompts", action="store_true",
+                   help="cut prompts longer than a slot's context the way llama-server does instead of answering 400 "
+                        "(a request can also send \"truncate\": true|false)")
     p.add_argument("--web-dir", default=None, help="directory of the web UI (default: the repository's web/)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level (default: info)")
@@ -86,6 +89,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (args.ctx_size < 8, "-c/--ctx-size must be at least 8"),
         (args.batch_size < 1, "-b/--batch-size must be at least 1"),
         (args.parallel < 1, "-np/--parallel must be at least 1"),
+        (args.parallel > 64, "-np/--parallel must be at most 64"),
+        (args.ctx_size // max(args.parallel, 1) < 16, "-c/--ctx-size must give each slot at least 16 tokens"),
         (args.threads is not None and args.threads < 1, "-t/--threads must be at least 1"),
         (args.max_body_bytes < 1, "--max-body-bytes must be at least 1"),
         (not args.timeout > 0, "-to/--timeout must be positive"),
@@ -102,7 +107,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
                         chat_template=args.chat_template, webui=not args.no_webui, metrics=args.metrics,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
-                        n_predict_max=args.n_predict, web_dir=Path(args.web_dir) if args.web_dir else None)
+                        n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
+                        web_dir=Path(args.web_dir) if args.web_dir else None)
 
 
 def run(args: argparse.Namespace) -> int:

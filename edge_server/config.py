@@ -24,6 +24,7 @@ class ServerConfig:
     timeout_s: float = 600.0
     max_queue: int = 64
     n_predict_max: int = -1
+    truncate_prompts: bool = False
     web_dir: Path | None = None
 
     @property

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from emberllm.decoding import truncate_prompt
 from emberllm.edge_server.errors import ApiError
-from emberllm.edge_server.worker import EngineWorker, GenResult, Job, QueueFullError
+from emberllm.edge_server.worker import EngineWorker, GenRequest, GenResult, Job, QueueFullError
 from emberllm.engine import Model, Step
 from emberllm.models.transformer import ContextFullError
 from emberllm.sampling import SamplingParams
@@ -23,12 +24,20 @@ def sampling_from(data: dict[str, Any], model: Model) -> SamplingParams:
         raise ApiError(400, str(exc)) from exc
 
 
-def check_prompt_fits(model: Model, prompt: str | list[int]) -> int:
-    """The prompt's token count; 400 when it does not fit in the context."""
-    n = len(model.tokenize(prompt)) if isinstance(prompt, str) else len(prompt)
-    if n >= model.n_ctx:
-        raise ApiError(400, f"the prompt of {n} tokens is longer than the context size ({model.n_ctx})")
-    return n
+def prepare_prompt(model: Model, req: GenRequest, truncate: bool) -> int:
+    """Tokenize ``req.prompt`` into ``req.tokens``; a prompt that does not fit in a slot's context is a 400, or
+    with ``truncate`` is cut the way llama-server does (``req.truncated``).  Returns the prompt's token count."""
+    tokens = model.tokenize(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
+    if not tokens:
+        raise ApiError(400, "the prompt is empty")
+    if len(tokens) >= model.n_ctx:
+        if not truncate:
+            raise ApiError(400, f"the prompt of {len(tokens)} tokens is longer than the context size ({model.n_ctx}); "
+                                "shorten it or send \"truncate\": true")
+        tokens = truncate_prompt(tokens, model.n_ctx, req.n_keep)
+        req.truncated = True
+    req.tokens = tokens
+    return len(tokens)
 
 
 def engine_error(exc: BaseException) -> ApiError:

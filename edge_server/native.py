@@ -12,9 +12,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.generation import (
-    check_prompt_fits,
     collect,
     native_probs,
+    prepare_prompt,
     sampling_from,
     start,
     timings_dict,
@@ -58,14 +58,14 @@ def _final_fields(model: Model, name: str, params: SamplingParams, req: GenReque
     settings = params.to_dict()
     settings.update(n_predict=req.n_predict, stop=req.stop, n_keep=req.n_keep, model=name)
     return {
-        "id_slot": 0,
+        "id_slot": result.id_slot if result else -1,
         "stop": True,
         "model": name,
         "tokens_predicted": n_predicted,
         "tokens_evaluated": n_prompt,
         "generation_settings": settings,
         "prompt": req.prompt if isinstance(req.prompt, str) else model.detokenize(req.prompt, special=True),
-        "truncated": False,
+        "truncated": req.truncated,
         "stop_type": _stop_type(last),
         "stopping_word": last.stop_word or "",
         "tokens_cached": result.timings.cached_tokens if result else 0,
@@ -137,10 +137,11 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
     params = sampling_from(data, model)
     req = GenRequest(prompt=prompt, params=params, n_predict=get_int(data, "n_predict", -1, -1, 2**31 - 1),
                      stop=get_stop(data), n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),
-                     cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s)
-    get_int(data, "id_slot", -1, -1, 2**31 - 1)
+                     cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s,
+                     id_slot=get_int(data, "id_slot", -1, -1, server.config.n_parallel - 1))
     stream = get_bool(data, "stream", False)
-    n_prompt = await asyncio.to_thread(check_prompt_fits, model, prompt)
+    truncate = get_bool(data, "truncate", server.config.truncate_prompts)
+    n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
     name = server.config.model_name
     job, events = await start(server.worker, req)
     post = params.post_sampling_probs
@@ -165,7 +166,7 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
                     n_predicted += 1
                 if step.text or (step.token >= 0 and step.finish_reason is None):
                     chunk: dict[str, Any] = {"index": 0, "content": step.text, "tokens": [step.token],
-                                             "stop": False, "id_slot": 0, "tokens_predicted": n_predicted,
+                                             "stop": False, "id_slot": job.slot_id, "tokens_predicted": n_predicted,
                                              "tokens_evaluated": n_prompt}
                     if params.n_probs > 0 and (p := native_probs(model, step, post)):
                         chunk["completion_probabilities"] = [p]
@@ -233,7 +234,8 @@ async def props(request: Request) -> Response:
     params = SamplingParams().to_dict()
     params.update(n_predict=-1, stop=[])
     return JSONResponse({
-        "default_generation_settings": {"id": 0, "n_ctx": model.n_ctx, "params": params, "is_processing": False},
+        "default_generation_settings": {"id": 0, "n_ctx": model.n_ctx, "params": params,
+                                        "is_processing": server.worker.busy},
         "total_slots": server.config.n_parallel,
         "model_path": str(server.config.model_path),
         "model_alias": server.config.model_name,
@@ -244,12 +246,12 @@ async def props(request: Request) -> Response:
 
 
 async def slots(request: Request) -> Response:
-    """``GET /slots``: one entry per slot (requests are serialized in this version; see ``worker``)."""
+    """``GET /slots``: one entry per slot: its context, whether it is generating, how many tokens it caches."""
     server = server_of(request)
-    model = ready_model(request)
-    busy = server.worker.busy
-    return JSONResponse([{"id": i, "n_ctx": model.n_ctx, "is_processing": busy and i == 0}
-                         for i in range(server.config.n_parallel)])
+    ready_model(request)
+    return JSONResponse([{"id": s.id, "n_ctx": s.kv.n_ctx, "is_processing": s.busy, "n_past": s.kv.n_past,
+                          "next_token": [{"n_decoded": s.state.produced if s.state else 0}]}
+                         for s in server.worker.slots])
 
 
 async def metrics(request: Request) -> Response:
@@ -266,6 +268,9 @@ async def metrics(request: Request) -> Response:
         ("requests_total", "counter", "Number of finished generations.", st.requests),
         ("requests_processing", "gauge", "Number of requests processing.", st.processing),
         ("requests_deferred", "gauge", "Number of requests deferred.", max(st.deferred, 0)),
+        ("n_decode_total", "counter", "Total number of batched decode steps.", st.decode_steps),
+        ("n_busy_slots_per_decode", "counter", "Average number of busy slots per decode step.",
+         st.decode_rows / st.decode_steps if st.decode_steps else 0.0),
     ]
     lines = []
     for name, kind, help_text, value in rows:

@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, Response
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.generation import (
     Outcome,
-    check_prompt_fits,
     collect,
     openai_finish_reason,
+    prepare_prompt,
     sampling_from,
     start,
     timings_dict,
@@ -100,7 +100,8 @@ def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt
     fields.pop("logprobs", None)
     params = sampling_from(fields, model)
     return GenRequest(prompt=prompt, params=params, n_predict=n_predict, stop=get_stop(data) + extra_stop,
-                      cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s)
+                      cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s,
+                      n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1))
 
 
 def _include_usage(data: dict[str, Any]) -> bool:
@@ -127,7 +128,8 @@ async def chat_completions(request: Request) -> Response:
     except ValueError as exc:
         raise ApiError(400, f"messages: {exc}") from exc
     req = _gen_request(server, model, data, prompt, n_top, [s for s in model.chat_template.stop_strings if s])
-    n_prompt = await asyncio.to_thread(check_prompt_fits, model, prompt)
+    truncate = get_bool(data, "truncate", server.config.truncate_prompts)
+    n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
     name = server.config.model_name
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -189,7 +191,8 @@ async def completions(request: Request) -> Response:
     if get_bool(data, "echo", False):
         raise ApiError(400, "echo: not supported")
     req = _gen_request(server, model, data, prompt, n_top, [])
-    n_prompt = await asyncio.to_thread(check_prompt_fits, model, prompt)
+    truncate = get_bool(data, "truncate", server.config.truncate_prompts)
+    n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
     name = server.config.model_name
     cid = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())

@@ -22,7 +22,8 @@ class ServerState:
     started: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
-        self.worker = EngineWorker(max_queue=self.config.max_queue, n_predict_max=self.config.n_predict_max)
+        self.worker = EngineWorker(max_queue=self.config.max_queue, n_predict_max=self.config.n_predict_max,
+                                   n_slots=self.config.n_parallel)
 
 
 def server_of(request: Request) -> ServerState:

@@ -1,10 +1,9 @@
-"""The engine worker: one thread owns the model; every job (load, generation) runs there in turn.
+"""The engine worker: one thread owns the model and runs the continuous-batching scheduler.
 
-The engine is synchronous C driven from Python, so generations never run on the event loop.  This first
-slice serializes requests: ``-np`` is reported as the slot count but jobs run one after another through a
-single-thread executor (its queue is the request queue).  Continuous batching over parallel slots is later
-work (issue 6).  A streaming job hands each ``Step`` to the event loop through an ``asyncio.Queue``; setting
-``Job.cancel`` (client gone, timeout) stops the generation before its next token.
+The engine is synchronous C driven from Python, so forward passes never run on the event loop.  Requests become
+``Job``s: the scheduler (``scheduler.py``) gives each a slot, evaluates its prompt and batches its decode steps with
+the other slots'; each ``Step`` reaches the event loop through an ``asyncio.Queue``.  Setting ``Job.cancel``
+(client gone) ends the generation before its next step and frees its slot.
 """
 
 from __future__ import annotations
@@ -13,17 +12,21 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from emberllm.engine import Model, Step, Timings
+from emberllm.decoding import DecodeState, Timings
+from emberllm.edge_server.scheduler import QueueFullError, Scheduler, Slot, Stats, Task
+from emberllm.engine import Model
+from emberllm.kv_cache import KVCache
 from emberllm.sampling import SamplingParams
+
+__all__ = ["EngineWorker", "GenRequest", "GenResult", "Job", "QueueFullError", "Stats"]
 
 
 @dataclass
 class GenRequest:
-    """One generation: the prompt (text or ids) and how to run it."""
+    """One generation: the prompt (text or ids; ``tokens`` once tokenized) and how to run it."""
 
     prompt: str | list[int]
     params: SamplingParams
@@ -32,6 +35,9 @@ class GenRequest:
     n_keep: int = 0
     cache_prompt: bool = True
     timeout_s: float = 600.0
+    id_slot: int = -1
+    tokens: list[int] | None = None
+    truncated: bool = False
 
 
 @dataclass
@@ -40,23 +46,7 @@ class GenResult:
 
     n_prompt: int
     timings: Timings
-
-
-@dataclass
-class Stats:
-    """Counters for ``/metrics`` (updated on the worker thread, read on the loop: plain ints are fine)."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    prompt_seconds: float = 0.0
-    predicted_tokens: int = 0
-    predicted_seconds: float = 0.0
-    processing: int = 0
-    deferred: int = 0
-
-
-class QueueFullError(RuntimeError):
-    """More requests are waiting than the queue allows (answered 503 with Retry-After)."""
+    id_slot: int = 0
 
 
 class Job:
@@ -64,12 +54,16 @@ class Job:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.cancel = threading.Event()
+        self.slot_id = -1  # set by the engine thread when the job gets a slot
         self._loop = loop
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
     def post(self, kind: str, value: Any) -> None:
-        """Called on the worker thread: hand an event to the loop."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
+        """Called on the engine thread: hand an event to the loop."""
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop is closed (shutdown): nobody listens any more
+            pass
 
     async def next_event(self) -> tuple[str, Any]:
         """The next ``("step", Step)``, ``("done", GenResult)`` or ``("error", Exception)``."""
@@ -88,94 +82,97 @@ class Job:
 
 
 class EngineWorker:
-    """Owns the model and the single engine thread."""
+    """Owns the model, its slots and the engine thread."""
 
-    def __init__(self, max_queue: int = 64, n_predict_max: int = -1) -> None:
+    def __init__(self, max_queue: int = 64, n_predict_max: int = -1, n_slots: int = 1) -> None:
         self.max_queue = max_queue
         self.n_predict_max = n_predict_max  # -n: no request generates more tokens (-1: no cap)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emberllm-engine")
+        self.n_slots = max(1, n_slots)
         self.model: Model | None = None
         self.load_error: str | None = None
         self.stats = Stats()
-        self.busy = False
-        self._lock = threading.Lock()  # the queue counters change on both the loop and the engine thread
-        self._closing = threading.Event()  # set at shutdown: running and queued generations stop
+        self.scheduler: Scheduler | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether any slot is generating."""
+        return self.scheduler is not None and self.scheduler.n_busy > 0
+
+    @property
+    def slots(self) -> list[Slot]:
+        """The slots (empty while loading)."""
+        return self.scheduler.slots if self.scheduler is not None else []
 
     async def load(self, factory: Callable[[], Model]) -> None:
-        """Load the model on the engine thread (``/health`` answers 503 until it is ready)."""
-        loop = asyncio.get_running_loop()
+        """Load the model on its own thread, then start the engine thread (``/health`` answers 503 until then)."""
         try:
-            self.model = await loop.run_in_executor(self._executor, factory)
+            model = await asyncio.to_thread(factory)
         except Exception as exc:  # noqa: BLE001 - any load failure is reported through /health
             self.load_error = f"{type(exc).__name__}: {exc}"
+            return
+        self.scheduler = Scheduler(model, self.n_slots, self.max_queue, self.stats)
+        self._thread = threading.Thread(target=self.scheduler.loop, name="emberllm-engine", daemon=True)
+        self._thread.start()
+        self.model = model
 
     async def call(self, fn: Callable[[Model], Any]) -> Any:
-        """Run ``fn(model)`` on the engine thread (after the jobs queued before it)."""
-        assert self.model is not None
-        model = self.model
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, model)
+        """Run ``fn(model)`` on the engine thread between two steps."""
+        assert self.scheduler is not None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            def settle() -> None:
+                if fut.done():
+                    return
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(result)
+
+            loop.call_soon_threadsafe(settle)
+
+        self.scheduler.call_soon(fn, done)
+        return await fut
 
     def submit(self, req: GenRequest) -> Job:
         """Queue a generation; its events arrive on the returned job.  ``QueueFullError`` when ``max_queue``
         requests are already waiting."""
-        assert self.model is not None
+        assert self.model is not None and self.scheduler is not None
+        model = self.model
         cap = self.n_predict_max
         if cap >= 0 and (req.n_predict < 0 or req.n_predict > cap):
             req.n_predict = cap
-        with self._lock:
-            if self.stats.deferred >= self.max_queue:
-                raise QueueFullError(f"the server is busy: {self.stats.deferred} requests are waiting")
-            self.stats.deferred += 1
+        tokens = req.tokens if req.tokens is not None else (
+            model.tokenize(req.prompt) if isinstance(req.prompt, str) else list(req.prompt))
         job = Job(asyncio.get_running_loop())
-        self._executor.submit(self._run, self.model, req, job)
-        return job
-
-    def _run(self, model: Model, req: GenRequest, job: Job) -> None:
-        with self._lock:
-            self.stats.deferred -= 1
-        if job.cancel.is_set() or self._closing.is_set():
-            job.post("error", RuntimeError("the request was cancelled before it started"))
-            return
-        self.stats.processing += 1
-        self.busy = True
         deadline = time.monotonic() + req.timeout_s
 
-        def cancelled() -> bool:
-            return job.cancel.is_set() or self._closing.is_set() or time.monotonic() > deadline
+        def make_state(kv: KVCache) -> DecodeState:
+            return model.decode_state(tokens, req.params, kv=kv, n_predict=req.n_predict, stop=req.stop,
+                                      n_keep=req.n_keep, context_shift=False)
 
-        try:
-            if not req.cache_prompt:
-                model.kv.clear()
-            n_prompt = len(model.tokenize(req.prompt)) if isinstance(req.prompt, str) else len(req.prompt)
-            steps = model.generate(req.prompt, n_predict=req.n_predict, params=req.params, stop=req.stop,
-                                   n_keep=req.n_keep, context_shift=False, cancel=cancelled)
-            n_steps = 0
-            for step in steps:
-                n_steps += 1
-                job.post("step", step)
-            tm = model.timings
-            st = self.stats
-            st.requests += 1
-            st.prompt_tokens += tm.prompt_tokens
-            st.prompt_seconds += tm.prompt_ms / 1000.0
-            st.predicted_tokens += n_steps
-            st.predicted_seconds += (tm.eval_ms + tm.sample_ms) / 1000.0
-            job.post("done", GenResult(n_prompt, tm))
-        except Exception as exc:  # noqa: BLE001 - reported to the request, the worker keeps serving
-            job.post("error", exc)
-        finally:
-            self.stats.processing -= 1
-            self.busy = False
+        def cancelled() -> bool:
+            return job.cancel.is_set() or time.monotonic() > deadline
+
+        def on_start(slot: Slot) -> None:
+            job.slot_id = slot.id
+
+        def on_done(slot: Slot, state: DecodeState) -> None:
+            job.post("done", GenResult(len(tokens), state.timings, slot.id))
+
+        task = Task(tokens=tokens, make_state=make_state, post=job.post, cancelled=cancelled,
+                    cache_prompt=req.cache_prompt, id_slot=req.id_slot, on_start=on_start, on_done=on_done)
+        self.scheduler.submit(task)
+        return job
 
     def shutdown(self) -> None:
-        """Stop the running generation and the engine thread (queued jobs are dropped), free the model."""
-        self._closing.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the generations and the engine thread, free the model."""
+        if self.scheduler is not None:
+            self.scheduler.close()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
         if self.model is not None:
             self.model.close()
             self.model = None
-
-
-def is_final(step: Step) -> bool:
-    """Whether ``step`` is the last of its generation."""
-    return step.finish_reason is not None

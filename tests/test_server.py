@@ -172,7 +172,7 @@ def test_openai_error_shape_through_client(oai):
 
 
 def test_concurrent_streaming_chats_all_complete(server, engine):
-    """Four clients at once (served one after another by the single engine thread in this version)."""
+    """Four clients at once on a one-slot server: they queue and each gets the engine's greedy reply."""
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     engine.kv.clear()
     expected = "".join(s.text for s in engine.chat(messages, n_predict=4, temperature=0))

@@ -183,12 +183,20 @@ class TransformerModel:
             if bad:
                 raise ValueError(f"token id {bad[0]} outside the vocabulary (0..{self.hp.n_vocab - 1})")
         segments = self._load_rows(requests)
-        self._forward_layers(total, segments)
-        for kv, toks in requests:
-            kv.tokens.extend(toks)
-        last_rows = [seg.start + seg.n - 1 for seg in segments]
-        index_of = {row: i for i, row in enumerate(last_rows)}
-        self._emit_logits(last_rows, 0, lambda row, ptr, view: consume(index_of[row], ptr, view))
+        # One token per sequence (decode steps): keep every matmul on the row-by-row kernels so each sequence
+        # gets exactly the logits it would get decoded alone, whatever the batch.
+        lib, single = self.lib, total == len(requests)
+        old = lib.emb_ctx_set_gemm_min_tokens(self.ctx, total + 1) if single else 0
+        try:
+            self._forward_layers(total, segments)
+            for kv, toks in requests:
+                kv.tokens.extend(toks)
+            last_rows = [seg.start + seg.n - 1 for seg in segments]
+            index_of = {row: i for i, row in enumerate(last_rows)}
+            self._emit_logits(last_rows, 0, lambda row, ptr, view: consume(index_of[row], ptr, view))
+        finally:
+            if single:
+                lib.emb_ctx_set_gemm_min_tokens(self.ctx, old)
 
     def _load_rows(self, requests: Sequence[tuple[KVCache, Sequence[int]]]) -> list[Segment]:
         """Write ids and positions of the requests into the micro-batch buffers; one segment per request."""

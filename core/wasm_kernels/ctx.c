@@ -36,6 +36,7 @@ struct emb_ctx {
     int level;
     int n_threads;
     int64_t calls;
+    int64_t gemm_min_tokens;
     emb_f16 *gelu_table;
     void *scratch;
     size_t scratch_size;
@@ -109,6 +110,7 @@ emb_ctx *emb_ctx_new(int n_threads, int level) {
     emb_ctx *ctx = (emb_ctx *)calloc(1, sizeof(emb_ctx));
     if (!ctx) return NULL;
     ctx->level = level;
+    ctx->gemm_min_tokens = EMB_GEMM_MIN_TOKENS;
     ctx->n_threads = n_threads;
     ctx->gelu_table = (emb_f16 *)malloc(sizeof(emb_f16) * 65536);
     if (!ctx->gelu_table) {
@@ -159,6 +161,12 @@ int emb_ctx_level(const emb_ctx *ctx) { return ctx->level; }
 int emb_ctx_threads(const emb_ctx *ctx) { return ctx->n_threads; }
 int64_t emb_ctx_calls(const emb_ctx *ctx) { return ctx->calls; }
 void emb_ctx_count_call(emb_ctx *ctx) { ctx->calls++; }
+int64_t emb_ctx_gemm_min_tokens(const emb_ctx *ctx) { return ctx->gemm_min_tokens; }
+int64_t emb_ctx_set_gemm_min_tokens(emb_ctx *ctx, int64_t n) {
+    const int64_t old = ctx->gemm_min_tokens;
+    ctx->gemm_min_tokens = n < 1 ? 1 : n;
+    return old;
+}
 const emb_f16 *emb_ctx_gelu_table(const emb_ctx *ctx) { return ctx->gelu_table; }
 
 void emb_parallel(emb_ctx *ctx, emb_task_fn fn, void *arg) {

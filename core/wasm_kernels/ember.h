@@ -80,6 +80,10 @@ void emb_ctx_free(emb_ctx *ctx);
 int emb_ctx_level(const emb_ctx *ctx);
 int emb_ctx_threads(const emb_ctx *ctx);
 int64_t emb_ctx_calls(const emb_ctx *ctx);
+/* Batches of at least n tokens take the int8 GEMM (default EMB_GEMM_MIN_TOKENS); smaller ones run the vec_dot
+ * kernels row by row, whose per-token results do not depend on the batch (batched decoding of several
+ * sequences raises it so each sequence gets exactly its single-sequence logits).  Returns the previous value. */
+int64_t emb_ctx_set_gemm_min_tokens(emb_ctx *ctx, int64_t n);
 
 /* ---- ops (all may use the thread pool) ---- */
 int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok, float *y);
@@ -240,6 +244,7 @@ void emb_parallel(emb_ctx *ctx, emb_task_fn fn, void *arg);
 /* Scratch memory owned by ctx, valid until the next call that asks for scratch. */
 void *emb_ctx_scratch(emb_ctx *ctx, size_t nbytes);
 void emb_ctx_count_call(emb_ctx *ctx);
+int64_t emb_ctx_gemm_min_tokens(const emb_ctx *ctx);
 /* GELU(tanh) of every half value, rounded to half (llama.cpp's GELU table), owned by ctx. */
 const emb_f16 *emb_ctx_gelu_table(const emb_ctx *ctx);
 

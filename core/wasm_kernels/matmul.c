@@ -70,7 +70,7 @@ int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_i
     if (!tr || !tr->vec_dot || n_in % tr->block_size != 0 || n_out <= 0 || n_tok <= 0) return -1;
     const emb_type_traits *dt = emb_get_type_traits(tr->vec_dot_type, level);
     if (!dt || n_in % dt->block_size != 0) return -1;
-    if (n_tok >= EMB_GEMM_MIN_TOKENS) {
+    if (n_tok >= emb_ctx_gemm_min_tokens(ctx)) {
         const int rc = emb_gemm_unpacked(ctx, w, type, n_out, n_in, x, n_tok, y);
         if (rc != -1) return rc;
     }
@@ -163,7 +163,7 @@ static void multi_worker(void *p, int ith, int nth) {
 int emb_matmul_multi(emb_ctx *ctx, int n_mats, void **ws, int *types, int64_t *n_outs, int64_t n_in, const float *x,
                      int64_t n_tok, float **ys) {
     if (n_mats <= 0 || n_mats > EMB_MAX_MULTI || n_tok <= 0) return -1;
-    if (n_tok >= EMB_GEMM_MIN_TOKENS) {
+    if (n_tok >= emb_ctx_gemm_min_tokens(ctx)) {
         for (int m = 0; m < n_mats; m++) {
             const int rc = emb_matmul(ctx, ws[m], types[m], n_outs[m], n_in, x, n_tok, ys[m]);
             if (rc != 0) return rc;

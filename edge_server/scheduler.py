@@ -1,0 +1,289 @@
+"""Continuous batching over parallel slots, on the one engine thread.
+
+Each slot owns a KV cache of ``n_ctx / n_slots`` positions (as llama-server splits ``-c`` over ``-np``) and keeps
+its last sequence for prompt-prefix reuse.  One iteration of the loop:
+
+1. queued requests take free slots (the one named by ``id_slot``, else the free slot whose cache shares the
+   longest prefix with the prompt, else the least recently used);
+2. cancelled or timed-out generations end and free their slots;
+3. at most one micro-batch (``n_batch`` tokens) of one waiting prompt is evaluated, so a long new prompt stalls
+   the running streams for one micro-batch at a time, never for its whole length;
+4. every generating slot's next token goes through **one** batched forward pass (``decode_batch``), and each
+   slot samples its next token from its own logits.
+
+Prompts are evaluated in the same micro-batches as ``Model.generate`` and a decode step gives every sequence
+exactly its single-sequence logits, so a request's output does not depend on what else is running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from emberllm.decoding import DecodeState, Step, Timings, common_prefix
+from emberllm.engine import Model
+from emberllm.kv_cache import KVCache
+
+
+class QueueFullError(RuntimeError):
+    """More requests are waiting than the queue allows (answered 503 with Retry-After)."""
+
+
+@dataclass
+class Stats:
+    """Counters for ``/metrics`` (updated on the engine thread, read on the loop: plain numbers are fine)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    prompt_seconds: float = 0.0
+    predicted_tokens: int = 0
+    predicted_seconds: float = 0.0
+    processing: int = 0
+    deferred: int = 0
+    decode_steps: int = 0
+    decode_rows: int = 0
+
+
+@dataclass
+class Slot:
+    """One parallel sequence: its cache and, while busy, the generation it runs."""
+
+    id: int
+    kv: KVCache
+    task: Any = None  # the scheduler's task (a ``Task``) while busy
+    state: DecodeState | None = None
+    todo: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
+    last_used: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+
+@dataclass
+class Task:
+    """What the scheduler needs from a request; ``post(kind, value)`` delivers events to its client."""
+
+    tokens: list[int]
+    make_state: Callable[[KVCache], DecodeState]
+    post: Callable[[str, Any], None]
+    cancelled: Callable[[], bool]
+    cache_prompt: bool = True
+    id_slot: int = -1
+    on_start: Callable[[Slot], Any] | None = None
+    on_done: Callable[[Slot, DecodeState], Any] | None = None
+
+
+class Scheduler:
+    """Owns the model's forward passes: run ``loop()`` on the engine thread."""
+
+    def __init__(self, model: Model, n_slots: int, max_queue: int, stats: Stats) -> None:
+        self.model = model
+        self.max_queue = max_queue
+        self.stats = stats
+        caches = [model.kv] + [model.arch.new_cache(model.n_ctx) for _ in range(n_slots - 1)]
+        self.slots = [Slot(i, kv) for i, kv in enumerate(caches)]
+        self._queue: deque[Task] = deque()
+        self._cv = threading.Condition()
+        self._closing = False
+        self._calls: deque[tuple[Callable[[Model], Any], Callable[[Any, BaseException | None], None]]] = deque()
+
+    # -- called from other threads -----------------------------------------------------------------------
+    def submit(self, task: Task) -> None:
+        """Queue a generation (``QueueFullError`` when ``max_queue`` are already waiting)."""
+        with self._cv:
+            if len(self._queue) >= self.max_queue:
+                raise QueueFullError(f"the server is busy: {len(self._queue)} requests are waiting")
+            self._queue.append(task)
+            self.stats.deferred = len(self._queue)
+            self._cv.notify()
+
+    def call_soon(self, fn: Callable[[Model], Any], done: Callable[[Any, BaseException | None], None]) -> None:
+        """Run ``fn(model)`` on the engine thread between two steps; ``done(result, error)`` gets the outcome."""
+        with self._cv:
+            self._calls.append((fn, done))
+            self._cv.notify()
+
+    def close(self) -> None:
+        """Stop the loop: running and queued generations end as cancelled."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+
+    @property
+    def n_busy(self) -> int:
+        return sum(1 for s in self.slots if s.busy)
+
+    # -- the engine thread -------------------------------------------------------------------------------
+    def loop(self) -> None:
+        """Serve until ``close()``."""
+        while True:
+            with self._cv:
+                while not self._closing and not self._queue and not self._calls and not self.n_busy:
+                    self._cv.wait()
+                if self._closing:
+                    break
+                calls = list(self._calls)
+                self._calls.clear()
+            for fn, done in calls:
+                try:
+                    done(fn(self.model), None)
+                except Exception as exc:  # noqa: BLE001 - handed to the caller
+                    done(None, exc)
+            self._assign()
+            self._end_cancelled()
+            self._prefill()
+            self._decode()
+        self._shutdown()
+
+    def _assign(self) -> None:
+        while True:
+            with self._cv:
+                if not self._queue:
+                    return
+                task = self._queue[0]
+                slot = self._pick_slot(task)
+                if slot is None:
+                    return
+                self._queue.popleft()
+                self.stats.deferred = len(self._queue)
+            self._start(slot, task)
+
+    def _pick_slot(self, task: Task) -> Slot | None:
+        free = [s for s in self.slots if not s.busy]
+        if 0 <= task.id_slot < len(self.slots):
+            wanted = self.slots[task.id_slot]
+            return None if wanted.busy else wanted
+        if not free:
+            return None
+        return max(free, key=lambda s: (common_prefix(s.kv.tokens, task.tokens), -s.last_used))
+
+    def _start(self, slot: Slot, task: Task) -> None:
+        if task.cancelled() or self._closing:
+            task.post("error", RuntimeError("the request was cancelled before it started"))
+            return
+        try:
+            if not task.cache_prompt:
+                slot.kv.clear()
+            state = task.make_state(slot.kv)
+            slot.todo = state.prefill_tokens()
+        except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
+            task.post("error", exc)
+            return
+        slot.task, slot.state = task, state
+        if task.on_start is not None:
+            task.on_start(slot)
+        slot.last_used = time.monotonic()
+        state.timings.prompt_ms = 0.0
+        self.stats.processing += 1
+
+    def _end_cancelled(self) -> None:
+        for slot in self.slots:
+            if slot.busy and (slot.task.cancelled() or self._closing):
+                assert slot.state is not None
+                slot.task.post("step", slot.state.cancel())
+                self._finish(slot)
+
+    def _prefill(self) -> None:
+        """One micro-batch of the prompt of the slot that started first."""
+        waiting = [s for s in self.slots if s.busy and s.todo]
+        if not waiting:
+            return
+        slot = min(waiting, key=lambda s: s.last_used)
+        state = slot.state
+        assert state is not None
+        model = self.model
+        chunk = slot.todo[: model.arch.n_batch]
+        slot.todo = slot.todo[len(chunk) :]
+        last = [len(chunk) - 1] if not slot.todo else []
+        t0 = time.perf_counter()
+        try:
+            model.arch.decode_rows(chunk, slot.kv, last, lambda _i, ptr, view: self._sample(slot, view, ptr))
+        except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
+            slot.task.post("error", exc)
+            self._finish(slot, ok=False)
+            return
+        finally:
+            state.timings.prompt_ms += (time.perf_counter() - t0) * 1000.0
+        if state.finished:
+            self._finish(slot)
+
+    def _decode(self) -> None:
+        """One batched forward pass for every slot that has a token to evaluate."""
+        active = [s for s in self.slots if s.busy and not s.todo and s.state is not None and not s.state.finished]
+        if not active:
+            return
+        requests = [(s.kv, [s.state.next_token]) for s in active]  # type: ignore[union-attr]
+        t0 = time.perf_counter()
+        calls0 = self.model.kernels.lib.emb_ctx_calls(self.model.ctx)
+        try:
+            if len(active) == 1:
+                self.model.arch.decode_rows(requests[0][1], active[0].kv, [0],
+                                            lambda _i, ptr, view: self._sample(active[0], view, ptr))
+            else:
+                self.model.arch.decode_batch(requests, lambda i, ptr, view: self._sample(active[i], view, ptr))
+        except Exception as exc:  # noqa: BLE001 - every slot of the failed step gets the error
+            for slot in active:
+                if slot.busy:
+                    slot.task.post("error", exc)
+                    self._finish(slot, ok=False)
+            return
+        dt = (time.perf_counter() - t0) * 1000.0
+        calls = self.model.kernels.lib.emb_ctx_calls(self.model.ctx) - calls0
+        self.stats.decode_steps += 1
+        self.stats.decode_rows += len(active)
+        for slot in active:
+            if slot.state is not None:
+                tm: Timings = slot.state.timings
+                tm.eval_ms += dt
+                tm.eval_tokens += 1
+                tm.kernel_calls += calls
+        for slot in active:
+            if slot.busy and slot.state is not None and slot.state.finished:
+                self._finish(slot)
+
+    def _sample(self, slot: Slot, view: Any, ptr: Any) -> None:
+        """Sample the slot's next token from its logits (valid only during this call) and post the step."""
+        state = slot.state
+        assert state is not None and slot.task is not None
+        step: Step = state.sample(view, ptr)
+        slot.task.post("step", step)
+
+    def _finish(self, slot: Slot, ok: bool = True) -> None:
+        task, state = slot.task, slot.state
+        slot.task, slot.state, slot.todo = None, None, []
+        slot.last_used = time.monotonic()
+        self.stats.processing -= 1
+        if ok and task is not None and state is not None:
+            st = self.stats
+            tm = state.timings
+            st.requests += 1
+            st.prompt_tokens += tm.prompt_tokens
+            st.prompt_seconds += tm.prompt_ms / 1000.0
+            st.predicted_tokens += state.produced
+            st.predicted_seconds += (tm.eval_ms + tm.sample_ms) / 1000.0
+            if task.on_done is not None:
+                task.on_done(slot, state)
+        with self._cv:
+            self._cv.notify()
+
+    def _shutdown(self) -> None:
+        for slot in self.slots:
+            if slot.busy:
+                assert slot.state is not None
+                slot.task.post("step", slot.state.cancel())
+                self._finish(slot)
+        with self._cv:
+            queued = list(self._queue)
+            self._queue.clear()
+            self.stats.deferred = 0
+            calls = list(self._calls)
+            self._calls.clear()
+        for task in queued:
+            task.post("error", RuntimeError("the server is shutting down"))
+        for _fn, done in calls:
+            done(None, RuntimeError("the server is shutting down"))
