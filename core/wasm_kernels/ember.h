@@ -225,6 +225,13 @@ EMB_DECL_FROM_FLOAT(emb_quantize_q8_0_simd128);
 EMB_DECL_FROM_FLOAT(emb_quantize_q8_k_simd128);
 #endif
 
+/* 2 weight rows x n_tok (2..4) activation rows at once (dot_tile_x86.c): out[t * out_stride + r] = vec_dot(row r,
+ * token t), bit-identical to the level's vec_dot.  emb_dot_tile_for gives NULL where no tile kernel exists. */
+typedef void (*emb_dot_tile_fn)(int64_t n, const void *w, size_t w_row_bytes, const void *y, size_t y_row_bytes,
+                                float *out, int64_t out_stride);
+emb_dot_tile_fn emb_dot_tile_for(int type, int level, int64_t n, int n_tok);
+#define EMB_DOT_TILE_ROWS 2
+
 /* Batched matmul over weights unpacked to int8 (gemm.c); -1 when the type is not integer-valued. */
 int emb_gemm_unpacked(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x,
                       int64_t n_tok, float *y);

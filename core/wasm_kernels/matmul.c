@@ -13,8 +13,39 @@
 
 #define ROW_BLOCK 16
 
+/* Ask for n_rows rows of row_bytes each starting at p (a hint: no effect on results). */
+static inline void prefetch_rows(const char *p, int64_t n_rows, size_t row_bytes) {
+    const size_t total = n_rows > 0 ? (size_t)n_rows * row_bytes : 0;
+    for (size_t off = 0; off < total; off += 64) __builtin_prefetch(p + off, 0, 3);
+}
+
+/* Rows [rb, re) of one matrix against all tokens: tokens in groups of up to 4, a tile kernel taking 2 rows x the
+ * group where there is one (tiles[g]), vec_dot for the rest.  y is token-major with row stride y_stride. */
+static void rows_x_tokens(emb_vec_dot_fn dot, emb_dot_tile_fn const *tiles, const char *w, size_t w_row_bytes,
+                          int64_t rb, int64_t re, const char *xq, size_t xq_row_bytes, float *y, int64_t y_stride,
+                          int64_t n_in, int64_t n_tok) {
+    for (int64_t tok0 = 0; tok0 < n_tok;) {
+        const int g = n_tok - tok0 >= 4 ? 4 : (int)(n_tok - tok0);
+        const emb_dot_tile_fn tile = tiles[g];
+        int64_t r = rb;
+        if (tile) {
+            for (; r + EMB_DOT_TILE_ROWS <= re; r += EMB_DOT_TILE_ROWS) {
+                tile(n_in, w + r * w_row_bytes, w_row_bytes, xq + tok0 * xq_row_bytes, xq_row_bytes,
+                     y + tok0 * y_stride + r, y_stride);
+            }
+        }
+        for (int64_t tok = tok0; tok < tok0 + g; tok++) {
+            const char *xrow = xq + tok * xq_row_bytes;
+            float *yrow = y + tok * y_stride;
+            for (int64_t rr = r; rr < re; rr++) dot(n_in, &yrow[rr], w + rr * w_row_bytes, xrow);
+        }
+        tok0 += g;
+    }
+}
+
 typedef struct {
     const emb_type_traits *traits;
+    emb_dot_tile_fn tiles[5]; /* [g]: 2 rows x g tokens, NULL: vec_dot only */
     const char *w;
     size_t w_row_bytes;
     const char *xq;
@@ -36,13 +67,12 @@ static void matmul_worker(void *p, int ith, int nth) {
         int64_t r1 = r0 + t->chunk_rows < t->n_out ? r0 + t->chunk_rows : t->n_out;
         for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
             int64_t re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
-            for (int64_t tok = 0; tok < t->n_tok; tok++) {
-                const char *xrow = t->xq + tok * t->xq_row_bytes;
-                float *yrow = t->y + tok * t->n_out;
-                for (int64_t r = rb; r < re; r++) {
-                    dot(t->n_in, &yrow[r], t->w + r * t->w_row_bytes, xrow);
-                }
-            }
+            /* Several tokens pass over the block while it sits in L1: fetch the next block meanwhile, so
+             * memory keeps streaming as it does for a single token. */
+            if (t->n_tok > 1) prefetch_rows(t->w + re * t->w_row_bytes, (re + ROW_BLOCK < r1 ? re + ROW_BLOCK : r1) - re,
+                                            t->w_row_bytes);
+            rows_x_tokens(dot, t->tiles, t->w, t->w_row_bytes, rb, re, t->xq, t->xq_row_bytes, t->y, t->n_out,
+                          t->n_in, t->n_tok);
         }
     }
 }
@@ -93,6 +123,7 @@ int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_i
 
     matmul_task t;
     t.traits = tr;
+    for (int g = 0; g <= 4; g++) t.tiles[g] = g >= 2 && n_tok >= 2 ? emb_dot_tile_for(type, level, n_in, g) : NULL;
     t.w = (const char *)w;
     t.w_row_bytes = (size_t)(n_in / tr->block_size * tr->block_bytes);
     t.xq = xq;
@@ -123,6 +154,7 @@ int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_i
 typedef struct {
     int n_mats;
     const emb_type_traits *traits[EMB_MAX_MULTI];
+    emb_dot_tile_fn tiles[EMB_MAX_MULTI][5];
     const char *w[EMB_MAX_MULTI];
     size_t w_row_bytes[EMB_MAX_MULTI];
     const char *xq[EMB_MAX_MULTI];
@@ -146,14 +178,11 @@ static void multi_worker(void *p, int ith, int nth) {
         for (int m = 0; m < t->n_mats && r0 < r1; m++) {
             if (r0 >= t->row_start[m + 1]) continue;
             const int64_t end = r1 < t->row_start[m + 1] ? r1 : t->row_start[m + 1];
-            const emb_vec_dot_fn dot = t->traits[m]->vec_dot;
-            for (int64_t tok = 0; tok < t->n_tok; tok++) {
-                const char *xrow = t->xq[m] + tok * t->xq_row_bytes[m];
-                float *yrow = t->y[m] + tok * t->n_out[m];
-                for (int64_t r = r0; r < end; r++) {
-                    const int64_t lr = r - t->row_start[m];
-                    dot(t->n_in, &yrow[lr], t->w[m] + lr * t->w_row_bytes[m], xrow);
-                }
+            const int64_t lr0 = r0 - t->row_start[m], lr1 = end - t->row_start[m];
+            for (int64_t rb = lr0; rb < lr1; rb += ROW_BLOCK) {
+                const int64_t re = rb + ROW_BLOCK < lr1 ? rb + ROW_BLOCK : lr1;
+                rows_x_tokens(t->traits[m]->vec_dot, t->tiles[m], t->w[m], t->w_row_bytes[m], rb, re, t->xq[m],
+                              t->xq_row_bytes[m], t->y[m], t->n_out[m], t->n_in, t->n_tok);
             }
             r0 = end;
         }
@@ -185,6 +214,7 @@ int emb_matmul_multi(emb_ctx *ctx, int n_mats, void **ws, int *types, int64_t *n
         const emb_type_traits *dt = emb_get_type_traits(tr->vec_dot_type, level);
         if (!dt || n_in % dt->block_size != 0 || (tr->vec_dot_type != EMB_TYPE_F32 && !dt->from_float)) return -1;
         t.traits[m] = tr;
+        for (int g = 0; g <= 4; g++) t.tiles[m][g] = g >= 2 && n_tok >= 2 ? emb_dot_tile_for(types[m], level, n_in, g) : NULL;
         t.w[m] = (const char *)ws[m];
         t.w_row_bytes[m] = (size_t)(n_in / tr->block_size * tr->block_bytes);
         t.xq_row_bytes[m] = tr->vec_dot_type == EMB_TYPE_F32 ? (size_t)n_in * sizeof(float)
