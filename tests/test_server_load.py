@@ -1,4 +1,4 @@
-"""Load on ``emberllm serve``: 200 requests at concurrency 8 mixing ``/completion`` and ``/v1/chat/completions``,
+"""Load on ``emberllm serve -np 4``: 200 requests at concurrency 8 mixing ``/completion`` and ``/v1/chat/completions``,
 streamed and not, all answered correctly, with the server's RSS growing by at most 50 MB after a warm-up; and a
 full queue answering 503 with Retry-After while the server keeps serving."""
 
@@ -25,7 +25,8 @@ MAX_RSS_GROWTH_KIB = 50 * 1024
 
 @pytest.fixture(scope="module")
 def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with run_server(gemma_path, tmp_path_factory.mktemp("server"), "-c", "256", "-t", "2", "--no-webui",
+    # 4 slots of 256 tokens: the load runs through continuous batching, 4 requests in flight, 4 queued
+    with run_server(gemma_path, tmp_path_factory.mktemp("server"), "-c", "1024", "-np", "4", "-t", "2", "--no-webui",
                     "--max-queue", "64") as srv:
         yield srv
 
