@@ -346,8 +346,8 @@ def test_space_prefix_after_each_special_token() -> None:
 
 
 def test_load_tokenizer_rejects_other_models() -> None:
-    with pytest.raises(ValueError, match="'gpt2'.*not supported"):
-        load_tokenizer({"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a"]})
+    with pytest.raises(ValueError, match="'bert'.*not supported"):
+        load_tokenizer({"tokenizer.ggml.model": "bert", "tokenizer.ggml.tokens": ["a"]})
     with pytest.raises(ValueError, match="unknown tokenizer model 'weird'.*'llama'"):
         load_tokenizer({"tokenizer.ggml.model": "weird"})
     with pytest.raises(ValueError, match="no tokenizer vocabulary"):

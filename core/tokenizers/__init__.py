@@ -6,17 +6,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from emberllm.tokenizers.base import StreamDecoder, Tokenizer
+from emberllm.tokenizers.bpe import BPETokenizer
 from emberllm.tokenizers.spm import SPMTokenizer
 from emberllm.tokenizers.vocab import Vocab
 
-__all__ = ["SPMTokenizer", "StreamDecoder", "Tokenizer", "Vocab", "load_tokenizer", "SUPPORTED_MODELS"]
+__all__ = ["BPETokenizer", "SPMTokenizer", "StreamDecoder", "Tokenizer", "Vocab", "load_tokenizer", "SUPPORTED_MODELS"]
 
 #: ``tokenizer.ggml.model`` values this package can tokenize, and how.
-SUPPORTED_MODELS = {"llama": SPMTokenizer}
+SUPPORTED_MODELS = {"llama": SPMTokenizer, "gpt2": BPETokenizer}
 
 # Known to llama.cpp but not implemented here yet.
 _KNOWN_UNSUPPORTED = {
-    "gpt2": "BPE",
     "bert": "WordPiece",
     "t5": "Unigram",
     "rwkv": "RWKV",
