@@ -388,9 +388,9 @@ def test_bad_input_returns_minus_one() -> None:
         assert lib.emb_vec_dot(level, int(T.Q8_0), -32, px, px, out) == -1
         assert lib.emb_dequantize_row(level, int(T.Q4_0), px, pf, 33) == -1
         assert lib.emb_quantize_row(level, int(T.Q8_K), pf, buf, 128) == -1
-        # activation-only types have no dot product; K-quants have no quantizer here
+        # activation-only types have no dot product; Q2_K/Q3_K have no quantizer here (Q4_K..Q6_K do)
         assert lib.emb_vec_dot(level, int(T.Q8_K), 256, px, px, out) == -1
-        assert lib.emb_quantize_row(level, int(T.Q6_K), pf, buf, 256) == -1
+        assert lib.emb_quantize_row(level, int(T.Q3_K), pf, buf, 256) == -1
         assert lib.emb_vec_dot(level, int(T.Q8_0), 0, px, px, out) == 0
     for bad_level in (-1, 7, 100, *[lv for lv in range(7) if lv not in LEVELS]):
         assert lib.emb_vec_dot(bad_level, int(T.Q8_0), 32, px, px, out) == -1

@@ -12,6 +12,8 @@ COMMANDS = {
     "run": "emberllm.cli.run",
     "perplexity": "emberllm.cli.perplexity",
     "bench": "emberllm.cli.bench",
+    "convert": "emberllm.cli.convert",
+    "quantize": "emberllm.cli.quantize",
     "serve": "emberllm.edge_server.cli",
 }
 

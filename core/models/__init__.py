@@ -8,6 +8,10 @@ from typing import Any
 #: GGUF architecture name -> "module:Class" of its ``transformer.TransformerModel`` subclass.
 ARCHITECTURES: dict[str, str] = {
     "gemma3": "emberllm.models.gemma3:Gemma3",
+    "llama": "emberllm.models.llama:Llama",
+    "qwen2": "emberllm.models.qwen2:Qwen2",
+    "qwen3": "emberllm.models.qwen3:Qwen3",
+    "phi3": "emberllm.models.phi3:Phi3",
 }
 
 

@@ -94,10 +94,13 @@ void emb_rmsnorm_add(emb_ctx *ctx, const float *x, const float *w, float *acc, i
 void emb_add(emb_ctx *ctx, const float *x, float *acc, int64_t n);
 void emb_scale(emb_ctx *ctx, float *x, int64_t n, float s);
 void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t *pos, float freq_base, float freq_scale, int mode);
+void emb_rope_ff(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t *pos, float freq_base, float freq_scale, int mode, const float *freq_factors);
+void emb_add_rows(emb_ctx *ctx, const float *bias, float *x, int64_t n_rows, int64_t dim);
 void emb_glu(emb_ctx *ctx, const float *gate, const float *up, float *out, int64_t n_tok, int64_t n, int64_t gate_stride, int64_t up_stride, int kind);
 void emb_act(emb_ctx *ctx, float *x, int64_t n, int kind);
 void emb_softmax_rows(emb_ctx *ctx, float *x, int64_t n_rows, int64_t n);
 void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode);
+void emb_kv_shift_ff(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode, const float *freq_factors);
 void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cache, uint16_t *v_cache, int64_t n_tok, int64_t kv_dim, int64_t k_stride, int64_t v_stride, int64_t pos0);
 int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out, int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t q_stride, int64_t pos0, int64_t window, float scale, float softcap);
 int64_t emb_argmax(const float *x, int64_t n);
@@ -224,6 +227,11 @@ EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_simd128);
 EMB_DECL_FROM_FLOAT(emb_quantize_q8_0_simd128);
 EMB_DECL_FROM_FLOAT(emb_quantize_q8_k_simd128);
 #endif
+
+/* Weight quantizers for the K-quants, ggml's reference algorithms (quants_kquant.c, scalar on every level). */
+EMB_DECL_FROM_FLOAT(emb_quantize_q4_k_ref);
+EMB_DECL_FROM_FLOAT(emb_quantize_q5_k_ref);
+EMB_DECL_FROM_FLOAT(emb_quantize_q6_k_ref);
 
 /* 2 weight rows x n_tok (2..4) activation rows at once (dot_tile_x86.c): out[t * out_stride + r] = vec_dot(row r,
  * token t), bit-identical to the level's vec_dot.  emb_dot_tile_for gives NULL where no tile kernel exists. */

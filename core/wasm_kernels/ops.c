@@ -286,9 +286,10 @@ void emb_scale(emb_ctx *ctx, float *x, int64_t n, float s) {
 
 /* ------------------------------------------------------------------------------------------------ */
 
-void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot,
-              const int32_t *pos, float freq_base, float freq_scale, int mode) {
-    emb_ctx_count_call(ctx);
+/* Rotary embedding; ``freq_factors`` (n_rot / 2 floats, or NULL) divide each pair's angle (llama.cpp's
+ * rope_freqs: Llama 3 rope scaling, Phi-3 long-rope). */
+static void rope_rows(float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t *pos,
+                      float freq_base, float freq_scale, int mode, const float *freq_factors) {
     if (n_rot > head_dim) n_rot = head_dim;
     const int64_t half = n_rot / 2;
     const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
@@ -297,7 +298,8 @@ void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t he
     for (int64_t t = 0; t < n_tok; t++) {
         float theta = (float)pos[t];
         for (int64_t i = 0; i < half; i++) {
-            const float th = theta * freq_scale;
+            const float ff = freq_factors ? freq_factors[i] : 1.0f;
+            const float th = (theta / ff) * freq_scale;
             cache[2 * i] = cosf(th);
             cache[2 * i + 1] = sinf(th);
             theta *= theta_scale;
@@ -313,6 +315,26 @@ void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t he
                 v[i1] = x0 * s + x1 * c;
             }
         }
+    }
+}
+
+void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+              const int32_t *pos, float freq_base, float freq_scale, int mode) {
+    emb_ctx_count_call(ctx);
+    rope_rows(x, n_tok, n_heads, head_dim, n_rot, pos, freq_base, freq_scale, mode, NULL);
+}
+
+void emb_rope_ff(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+                 const int32_t *pos, float freq_base, float freq_scale, int mode, const float *freq_factors) {
+    emb_ctx_count_call(ctx);
+    rope_rows(x, n_tok, n_heads, head_dim, n_rot, pos, freq_base, freq_scale, mode, freq_factors);
+}
+
+void emb_add_rows(emb_ctx *ctx, const float *bias, float *x, int64_t n_rows, int64_t dim) {
+    emb_ctx_count_call(ctx);
+    for (int64_t r = 0; r < n_rows; r++) {
+        float *row = x + r * dim;
+        for (int64_t i = 0; i < dim; i++) row[i] += bias[i];
     }
 }
 
@@ -452,9 +474,10 @@ void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cach
 
 /* Context shift: drop cache rows [n_keep, n_keep + n_discard), move the later rows down, and rotate their keys
  * by -n_discard positions so they carry the RoPE of their new positions (computed in float, stored in half). */
-void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard,
-                  int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode) {
-    emb_ctx_count_call(ctx);
+/* Context shift; ``freq_factors`` (n_rot / 2 floats, or NULL) as in rope_rows. */
+static void kv_shift_rows(uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard,
+                          int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode,
+                          const float *freq_factors) {
     if (n_keep < 0 || n_discard <= 0 || n_keep + n_discard > n_past || head_dim > 2048) return;
     const int64_t kv_dim = n_kv_head * head_dim;
     const int64_t n_move = n_past - n_keep - n_discard;
@@ -466,8 +489,9 @@ void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_
     float cs[2048];
     float theta = (float)(-n_discard);
     for (int64_t i = 0; i < half; i++) {
-        cs[2 * i] = cosf(theta * freq_scale);
-        cs[2 * i + 1] = sinf(theta * freq_scale);
+        const float ff = freq_factors ? freq_factors[i] : 1.0f;
+        cs[2 * i] = cosf((theta / ff) * freq_scale);
+        cs[2 * i + 1] = sinf((theta / ff) * freq_scale);
         theta *= theta_scale;
     }
     for (int64_t r = n_keep; r < n_keep + n_move; r++) {
@@ -482,6 +506,21 @@ void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_
             }
         }
     }
+}
+
+void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard,
+                  int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode) {
+    emb_ctx_count_call(ctx);
+    kv_shift_rows(k_cache, v_cache, n_past, n_keep, n_discard, n_kv_head, head_dim, n_rot, freq_base, freq_scale, mode,
+                  NULL);
+}
+
+void emb_kv_shift_ff(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep,
+                     int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base,
+                     float freq_scale, int mode, const float *freq_factors) {
+    emb_ctx_count_call(ctx);
+    kv_shift_rows(k_cache, v_cache, n_past, n_keep, n_discard, n_kv_head, head_dim, n_rot, freq_base, freq_scale, mode,
+                  freq_factors);
 }
 
 typedef struct {

@@ -786,9 +786,9 @@ static const emb_type_traits k_traits_scalar[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),
     [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, vec_dot_q2_k_q8_k),
     [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, vec_dot_q3_k_q8_k),
-    [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, NULL, vec_dot_q4_k_q8_k),
-    [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, NULL, vec_dot_q5_k_q8_k),
-    [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, NULL, vec_dot_q6_k_q8_k),
+    [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, vec_dot_q4_k_q8_k),
+    [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, vec_dot_q5_k_q8_k),
+    [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, vec_dot_q6_k_q8_k),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, from_float_q8_k, NULL),
 };
 
@@ -806,9 +806,9 @@ static const emb_type_traits k_traits_scalar[EMB_TYPE_COUNT] = {
         [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),                               \
         [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, emb_vec_dot_q2_k_q8_k_##L),                     \
         [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, emb_vec_dot_q3_k_q8_k_##L),                     \
-        [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, NULL, emb_vec_dot_q4_k_q8_k_##L),                     \
-        [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, NULL, emb_vec_dot_q5_k_q8_k_##L),                     \
-        [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, NULL, emb_vec_dot_q6_k_q8_k_##L),                     \
+        [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_##L),                     \
+        [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_##L),                     \
+        [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_##L),                     \
         [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_##L, NULL),                         \
     }
 static const emb_type_traits k_traits_avx2[EMB_TYPE_COUNT] = X86_TABLE(avx2);
@@ -829,9 +829,9 @@ static const emb_type_traits k_traits_avx512[EMB_TYPE_COUNT] = X86_TABLE(avx512)
         [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),                               \
         [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, vec_dot_q2_k_q8_k),                             \
         [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, vec_dot_q3_k_q8_k),                             \
-        [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, NULL, emb_vec_dot_q4_k_q8_k_##L),                     \
-        [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, NULL, vec_dot_q5_k_q8_k),                             \
-        [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, NULL, emb_vec_dot_q6_k_q8_k_##L),                     \
+        [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_##L),                     \
+        [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, vec_dot_q5_k_q8_k),                             \
+        [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_##L),                     \
         [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, from_float_q8_k, NULL),                               \
     }
 static const emb_type_traits k_traits_neon[EMB_TYPE_COUNT] = ARM_TABLE(neon);
@@ -853,9 +853,9 @@ static const emb_type_traits k_traits_wasm_simd128[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),
     [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, vec_dot_q2_k_q8_k),
     [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, vec_dot_q3_k_q8_k),
-    [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, NULL, emb_vec_dot_q4_k_q8_k_simd128),
-    [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, NULL, emb_vec_dot_q5_k_q8_k_simd128),
-    [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, NULL, emb_vec_dot_q6_k_q8_k_simd128),
+    [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_simd128),
+    [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
+    [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_simd128),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
 };
 #endif
