@@ -144,20 +144,31 @@ class _CtypesBackend:
         return p.decode() if isinstance(p, bytes) else str(p)
 
 
-class _PinnedBuffer:
-    """The address of any read-only buffer through the C buffer protocol, released when this is collected."""
+_PY_BUFFER: dict[int, Any] = {}
 
-    def __init__(self, c: Any, obj: Any) -> None:
+
+def _py_buffer_type(c: Any) -> Any:
+    """ctypes' ``Py_buffer`` structure, defined once (the C-API prototypes below are set once with it too: a second
+    definition would make buffers pinned through the first one unreleasable)."""
+    if id(c) not in _PY_BUFFER:
         class PyBuffer(c.Structure):
             _fields_ = [("buf", c.c_void_p), ("obj", c.py_object), ("len", c.c_ssize_t), ("itemsize", c.c_ssize_t),
                         ("readonly", c.c_int), ("ndim", c.c_int), ("format", c.c_char_p),
                         ("shape", c.c_void_p), ("strides", c.c_void_p), ("suboffsets", c.c_void_p),
                         ("internal", c.c_void_p)]
 
-        self._c = c
-        self._view = PyBuffer()
         c.pythonapi.PyObject_GetBuffer.argtypes = [c.py_object, c.POINTER(PyBuffer), c.c_int]
         c.pythonapi.PyBuffer_Release.argtypes = [c.POINTER(PyBuffer)]
+        _PY_BUFFER[id(c)] = PyBuffer
+    return _PY_BUFFER[id(c)]
+
+
+class _PinnedBuffer:
+    """The address of any read-only buffer through the C buffer protocol, released when this is collected."""
+
+    def __init__(self, c: Any, obj: Any) -> None:
+        self._c = c
+        self._view = _py_buffer_type(c)()
         if c.pythonapi.PyObject_GetBuffer(obj, c.byref(self._view), 0) != 0:
             raise KernelError("cannot get the address of a read-only buffer")
         self.address = int(self._view.buf or 0)
