@@ -123,9 +123,11 @@ static inline EMB_TARGET_AVX512 __attribute__((always_inline)) void tile_q8_body
                                               float *out, int64_t os) {                                       \
         tile_q8_body(kind, T, n, w, wb, y, yb, out, os);                                                      \
     }
+TILE_Q8(tile_q8_0, KIND_Q8_0, 1)
 TILE_Q8(tile_q8_0, KIND_Q8_0, 2)
 TILE_Q8(tile_q8_0, KIND_Q8_0, 3)
 TILE_Q8(tile_q8_0, KIND_Q8_0, 4)
+TILE_Q8(tile_q5_0, KIND_Q5_0, 1)
 TILE_Q8(tile_q5_0, KIND_Q5_0, 2)
 TILE_Q8(tile_q5_0, KIND_Q5_0, 3)
 TILE_Q8(tile_q5_0, KIND_Q5_0, 4)
@@ -281,9 +283,11 @@ static inline EMB_TARGET_AVX512 __attribute__((always_inline)) void tile_q6_k_bo
                                               float *out, int64_t os) {                                       \
         body(T, n, w, wb, y, yb, out, os);                                                                    \
     }
+TILE_K(tile_q4_k, tile_q4_k_body, 1)
 TILE_K(tile_q4_k, tile_q4_k_body, 2)
 TILE_K(tile_q4_k, tile_q4_k_body, 3)
 TILE_K(tile_q4_k, tile_q4_k_body, 4)
+TILE_K(tile_q6_k, tile_q6_k_body, 1)
 TILE_K(tile_q6_k, tile_q6_k_body, 2)
 TILE_K(tile_q6_k, tile_q6_k_body, 3)
 TILE_K(tile_q6_k, tile_q6_k_body, 4)
@@ -291,18 +295,18 @@ TILE_K(tile_q6_k, tile_q6_k_body, 4)
 
 emb_dot_tile_fn emb_dot_tile_for(int type, int level, int64_t n, int n_tok) {
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
-    if (level != EMB_LEVEL_AVX512 || n_tok < 2 || n_tok > 4) return NULL;
-    static const emb_dot_tile_fn q8_0[3] = {tile_q8_0_t2, tile_q8_0_t3, tile_q8_0_t4};
-    static const emb_dot_tile_fn q5_0[3] = {tile_q5_0_t2, tile_q5_0_t3, tile_q5_0_t4};
-    static const emb_dot_tile_fn q4_k[3] = {tile_q4_k_t2, tile_q4_k_t3, tile_q4_k_t4};
-    static const emb_dot_tile_fn q6_k[3] = {tile_q6_k_t2, tile_q6_k_t3, tile_q6_k_t4};
+    if (level != EMB_LEVEL_AVX512 || n_tok < 1 || n_tok > 4) return NULL;
+    static const emb_dot_tile_fn q8_0[4] = {tile_q8_0_t1, tile_q8_0_t2, tile_q8_0_t3, tile_q8_0_t4};
+    static const emb_dot_tile_fn q5_0[4] = {tile_q5_0_t1, tile_q5_0_t2, tile_q5_0_t3, tile_q5_0_t4};
+    static const emb_dot_tile_fn q4_k[4] = {tile_q4_k_t1, tile_q4_k_t2, tile_q4_k_t3, tile_q4_k_t4};
+    static const emb_dot_tile_fn q6_k[4] = {tile_q6_k_t1, tile_q6_k_t2, tile_q6_k_t3, tile_q6_k_t4};
     /* the twins of Q8_0/Q5_0 (vd_q8_0_512, vd_q5_0_512) handle a tail of fewer than 4 blocks differently:
      * whole groups only */
     const int whole4 = n % (4 * QK8_0) == 0;
-    if (type == EMB_TYPE_Q8_0 && whole4) return q8_0[n_tok - 2];
-    if (type == EMB_TYPE_Q5_0 && whole4) return q5_0[n_tok - 2];
-    if (type == EMB_TYPE_Q4_K && n % QK_K == 0) return q4_k[n_tok - 2];
-    if (type == EMB_TYPE_Q6_K && n % QK_K == 0) return q6_k[n_tok - 2];
+    if (type == EMB_TYPE_Q8_0 && whole4) return q8_0[n_tok - 1];
+    if (type == EMB_TYPE_Q5_0 && whole4) return q5_0[n_tok - 1];
+    if (type == EMB_TYPE_Q4_K && n % QK_K == 0) return q4_k[n_tok - 1];
+    if (type == EMB_TYPE_Q6_K && n % QK_K == 0) return q6_k[n_tok - 1];
 #else
     (void)type;
     (void)level;

@@ -126,7 +126,7 @@ int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_i
 
     matmul_task t;
     t.traits = tr;
-    for (int g = 0; g <= 4; g++) t.tiles[g] = g >= 2 && n_tok >= 2 ? emb_dot_tile_for(type, level, n_in, g) : NULL;
+    for (int g = 0; g <= 4; g++) t.tiles[g] = g >= 1 ? emb_dot_tile_for(type, level, n_in, g) : NULL;
     t.w = (const char *)w;
     t.w_row_bytes = (size_t)(n_in / tr->block_size * tr->block_bytes);
     t.xq = xq;
@@ -217,7 +217,7 @@ int emb_matmul_multi(emb_ctx *ctx, int n_mats, void **ws, int *types, int64_t *n
         const emb_type_traits *dt = emb_get_type_traits(tr->vec_dot_type, level);
         if (!dt || n_in % dt->block_size != 0 || (tr->vec_dot_type != EMB_TYPE_F32 && !dt->from_float)) return -1;
         t.traits[m] = tr;
-        for (int g = 0; g <= 4; g++) t.tiles[m][g] = g >= 2 && n_tok >= 2 ? emb_dot_tile_for(types[m], level, n_in, g) : NULL;
+        for (int g = 0; g <= 4; g++) t.tiles[m][g] = g >= 1 ? emb_dot_tile_for(types[m], level, n_in, g) : NULL;
         t.w[m] = (const char *)ws[m];
         t.w_row_bytes[m] = (size_t)(n_in / tr->block_size * tr->block_bytes);
         t.xq_row_bytes[m] = tr->vec_dot_type == EMB_TYPE_F32 ? (size_t)n_in * sizeof(float)
