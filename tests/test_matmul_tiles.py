@@ -1,5 +1,5 @@
-"""Small batches (batched decoding) through the row-by-row matmul: tile kernels (2 rows x 2..4 tokens) must give
-bit-identical results to one vec_dot per (row, token), at every kernel level, for the types that have tiles and
+"""Small batches (decoding, batched decoding) through the row-by-row matmul: tile kernels (2 rows x 1..4 tokens) must
+give bit-identical results to one vec_dot per (row, token), at every kernel level, for the types that have tiles and
 for those that fall back, with partial row pairs and token groups."""
 
 from __future__ import annotations
@@ -27,13 +27,24 @@ def test_small_batches_equal_one_token_at_a_time(ctx, qtype, n_in):  # noqa: F81
     x = rng.standard_normal((n_max, n_in)).astype(np.float32)
     xb, _ = buf(x)
     yb, y = buf(np.zeros((n_max, n_out), dtype=np.float32))
+    # the reference: one emb_vec_dot per (row, token) at the context's level, on activations quantized as the
+    # matmul does (to the type's vec_dot type)
+    level = LIB.emb_ctx_level(ctx)
+    vdt = LIB.emb_type_vec_dot_type(int(qtype))
+    row_bytes = LIB.emb_row_size(int(qtype), n_in)
+    xq_bytes = LIB.emb_row_size(vdt, n_in)
     single = np.zeros((n_max, n_out), dtype=np.float32)
+    out = K.f32(1)
     for t in range(n_max):
-        assert LIB.emb_matmul(ctx, w_ptr, int(qtype), n_out, n_in, K.at(xb, t * n_in), 1, yb.ptr) == 0
-        single[t] = y[:n_out]
+        xq = bytearray(xq_bytes)
+        assert LIB.emb_quantize_row(level, vdt, K.at(xb, t * n_in), K.bytes_ptr(xq), n_in) == 0
+        for r in range(n_out):
+            assert LIB.emb_vec_dot(level, int(qtype), n_in, K.bytes_ptr(wbuf, r * row_bytes), K.bytes_ptr(xq),
+                                   out.ptr) == 0
+            single[t, r] = out.view[0]
     old = LIB.emb_ctx_set_gemm_min_tokens(ctx, 1000)  # keep every batch on the row-by-row kernels
     try:
-        for n_tok in range(2, n_max + 1):
+        for n_tok in range(1, n_max + 1):
             assert LIB.emb_matmul(ctx, w_ptr, int(qtype), n_out, n_in, xb.ptr, n_tok, yb.ptr) == 0
             np.testing.assert_array_equal(y[: n_tok * n_out].reshape(n_tok, n_out), single[:n_tok],
                                           err_msg=f"{n_tok} tokens")
