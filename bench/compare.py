@@ -42,7 +42,8 @@ LLAMA_CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_
                      "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_OPENSSL=OFF")
 NPM_PACKAGES = {"@wllama/wllama": "3.8.1", "playwright-core": "1.65.1", "pyodide": "314.0.7"}
 NO_THREADS = "n/a: no threads in Pyodide"
-ENGINES = ("llama.cpp", "emberllm", "emberllm-pyodide-node", "emberllm-pyodide-chromium", "wllama")
+ENGINES = ("llama.cpp", "emberllm", "emberllm-pyodide-node", "emberllm-pyodide-chromium",
+           "emberllm-pyodide-chromium-simd128", "wllama")
 RUN_TIMEOUT_S = 1200
 
 
@@ -411,10 +412,11 @@ class EmberPyodide(RunnerEngine):
     Until then its rows say "not built".
     """
 
-    def __init__(self, runtime: str) -> None:
+    def __init__(self, runtime: str, kernels: str = "auto") -> None:
         super().__init__()
         self.runtime = runtime
-        self.name = f"emberllm-pyodide-{runtime}"
+        self.kernels = kernels  # the loader's choice: "auto" (relaxed SIMD where it works) or "simd128"
+        self.name = f"emberllm-pyodide-{runtime}" + ("" if kernels == "auto" else f"-{kernels}")
         self.script = HERE / "pyodide" / f"run_{runtime}.mjs"
         self.needs_chromium = runtime == "chromium"
 
@@ -423,7 +425,7 @@ class EmberPyodide(RunnerEngine):
         wheels = sorted((ROOT / "pyodide_pkg" / "dist").glob("emberllm-*.whl"))
         if not wheels or not self.script.is_file():
             raise Unavailable("not built")
-        self.extra = {"wheel": str(wheels[-1])}
+        self.extra = {"wheel": str(wheels[-1]), "kernels": self.kernels}
         super().prepare(settings)
 
     def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
@@ -441,7 +443,8 @@ def make_engines(only: list[str]) -> list[Engine]:
     """The engines to run, in the fixed interleaving order."""
     factories = {"llama.cpp": LlamaCpp, "emberllm": EmberNative, "wllama": Wllama,
                  "emberllm-pyodide-node": lambda: EmberPyodide("node"),
-                 "emberllm-pyodide-chromium": lambda: EmberPyodide("chromium")}
+                 "emberllm-pyodide-chromium": lambda: EmberPyodide("chromium"),
+                 "emberllm-pyodide-chromium-simd128": lambda: EmberPyodide("chromium", "simd128")}
     return [factories[name]() for name in ENGINES if name in only]
 
 

@@ -111,15 +111,28 @@ def supports_relaxed_simd(tc: Toolchain) -> bool:
     return _compiles(tc, RELAXED_PROBE, ("-mrelaxed-simd",))
 
 
+def _zig_binary() -> str | None:
+    """The ``zig`` executable of PyPI ``ziglang``: the installed package, else ``pip install --target`` into
+    ``$EMBERLLM_CACHE/ziglang`` (default ~/.cache/emberllm/ziglang)."""
+    spec = importlib.util.find_spec("ziglang")
+    dirs = [Path(spec.origin).parent] if spec is not None and spec.origin else []
+    cache = Path(os.environ.get("EMBERLLM_CACHE", Path.home() / ".cache" / "emberllm"))
+    dirs.append(cache / "ziglang" / "ziglang")
+    for d in dirs:
+        if (d / "zig").is_file():
+            return str(d / "zig")
+    return None
+
+
 def find_relaxed_toolchain(base: Toolchain | None = None) -> Toolchain:
     """A toolchain that can build the relaxed-SIMD variant: ``base`` when its compiler can, else the newer
     clang of PyPI ``ziglang`` (``zig cc -target wasm32-emscripten``) with ``base``'s linker and headers."""
     base = base or find_toolchain()
     if supports_relaxed_simd(base):
         return base
-    if base.kind == "clang" and importlib.util.find_spec("ziglang") is not None:
-        zig = Toolchain("zig", (sys.executable, "-m", "ziglang", "cc", "-target", "wasm32-emscripten"), base.ld,
-                        (base.include_dirs[1],))
+    zig_bin = _zig_binary()
+    if base.kind == "clang" and zig_bin is not None:
+        zig = Toolchain("zig", (zig_bin, "cc", "-target", "wasm32-emscripten"), base.ld, (base.include_dirs[1],))
         if supports_relaxed_simd(zig):
             return zig
     raise ToolchainError(f"relaxed SIMD: {' '.join(base.cc)} does not support it and no newer compiler was found "

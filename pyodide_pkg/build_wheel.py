@@ -1,14 +1,14 @@
 """Build the Pyodide wheel: ``emberllm-<version>-py3-none-pyemscripten_2026_0_wasm32.whl``.
 
-Usage: ``python pyodide_pkg/build_wheel.py [--out DIR] [--lib path/to/libemberllm.so]``.
+Usage: ``python pyodide_pkg/build_wheel.py [--out DIR] [--lib libemberllm.so] [--relaxed-lib F | --no-relaxed]``.
 
 The wheel holds the pure-Python core (``core/`` as the ``emberllm`` package, without the server and the native
 cffi extension), the kernel header the binding reads, and the WASM side module ``emberllm/libemberllm.so``
 (built with ``build_scripts/build_wasm.py`` when ``--lib`` is not given).  Pyodide's installer finds the
-``.so`` in an installed wheel and preloads it asynchronously.  The relaxed-SIMD build is deliberately not put
-in: the installer preloads every ``.so`` of a wheel, and a module using relaxed SIMD fails to compile where
-the engine lacks it (Safari), which would fail the whole install; it must be chosen by feature detection
-and loaded separately.  It declares no dependencies: the Pyodide path
+``.so`` in an installed wheel and preloads it asynchronously.  The relaxed-SIMD build goes in under a name
+that is not ``.so`` (``libemberllm_relaxed.wasm``): the installer preloads every ``.so`` of a wheel, and a
+module using relaxed SIMD fails to compile where the engine lacks it (Safari), which would fail the whole
+install; pyodide_pkg/emberllm.mjs picks it by feature detection.  It declares no dependencies: the Pyodide path
 needs no numpy, cffi, jinja2 or server packages.
 
 The platform tag is Pyodide 314's (``pyemscripten_2026_0_wasm32``: ABI 2026_0, see ``pyodide-lock.json``'s
@@ -61,12 +61,22 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def build_wheel(lib: Path, out_dir: Path) -> Path:
-    """Write the wheel into ``out_dir`` with ``lib`` as the side module; returns its path."""
+RELAXED_NAME = "emberllm/libemberllm_relaxed.wasm"
+
+
+def build_wheel(lib: Path, out_dir: Path, relaxed_lib: Path | None = None) -> Path:
+    """Write the wheel into ``out_dir`` with ``lib`` as the side module; returns its path.
+
+    ``relaxed_lib`` (the relaxed-SIMD build) goes in as ``emberllm/libemberllm_relaxed.wasm``: not a ``.so``, so
+    Pyodide's installer does not preload it (it would fail to compile where relaxed SIMD is missing); the JS
+    loader points the kernel binding at it when the engine runs relaxed SIMD correctly.
+    """
     version = project_version()
     dist_info = f"emberllm-{version}.dist-info"
     entries: list[tuple[str, bytes]] = [(name, src.read_bytes()) for name, src in package_files()]
     entries.append(("emberllm/libemberllm.so", lib.read_bytes()))
+    if relaxed_lib is not None:
+        entries.append((RELAXED_NAME, relaxed_lib.read_bytes()))
     metadata = (f"Metadata-Version: 2.1\nName: emberllm\nVersion: {version}\n"
                 "Summary: emberllm's engine for Pyodide (pure-Python core + WASM SIMD kernels)\n"
                 "Requires-Python: >=3.11\n")
@@ -86,12 +96,26 @@ def build_wheel(lib: Path, out_dir: Path) -> Path:
     return target
 
 
-def _build_side_module(out_dir: Path) -> Path:
+def _build_wasm_module():
     spec = importlib.util.spec_from_file_location("_emb_build_wasm", ROOT / "build_scripts" / "build_wasm.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return module.build(out_dir)
+    return module
+
+
+def _build_side_module(out_dir: Path) -> Path:
+    return _build_wasm_module().build(out_dir)
+
+
+def _build_relaxed_side_module(out_dir: Path) -> Path | None:
+    """The relaxed-SIMD build, or None (with a message) when no compiler can make it."""
+    bw = _build_wasm_module()
+    try:
+        return bw.build(out_dir, relaxed=True, tc=bw.find_relaxed_toolchain())
+    except bw.ToolchainError as exc:
+        print(f"{exc}; the wheel gets the SIMD128 module only", file=sys.stderr)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,9 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "pyodide", help="output directory")
     parser.add_argument("--lib", type=Path, help="prebuilt libemberllm.so (default: build it)")
+    parser.add_argument("--relaxed-lib", type=Path,
+                        help="prebuilt libemberllm_relaxed.so (default: build it when a compiler can)")
+    parser.add_argument("--no-relaxed", action="store_true", help="leave the relaxed-SIMD module out")
     args = parser.parse_args(argv)
     lib = args.lib or _build_side_module(ROOT / "build" / "wasm")
-    print(build_wheel(lib, args.out))
+    relaxed = None if args.no_relaxed else (args.relaxed_lib or _build_relaxed_side_module(ROOT / "build" / "wasm"))
+    print(build_wheel(lib, args.out, relaxed))
     return 0
 
 

@@ -9,6 +9,9 @@
 //   for await (const step of engine.complete("The capital of France is", { nPredict: 8, temperature: 0 })) ...
 //   engine.abort(); engine.tokenize("text"); engine.unload();
 //
+// Kernels: the wheel's SIMD128 module, or its relaxed-SIMD one where the engine runs relaxed SIMD correctly
+// (boot option ``kernels``: "auto" (default), "simd128", "relaxed"; see chooseKernelModule below).
+//
 // A model is streamed in chunks straight into a Python bytearray inside the wasm heap (one copy, never two
 // whole ones), after checking that the model plus its KV cache fit under wasm32's 4 GiB.
 
@@ -22,7 +25,7 @@ export class EmberModelTooLargeError extends Error {}
 
 export class EmberEngine {
   /** Boot Pyodide from ``indexURL`` (a local directory or same-origin URL) and install the emberllm wheel. */
-  static async boot({ indexURL, wheelURL, extraPackages = [], loadPyodide = null } = {}) {
+  static async boot({ indexURL, wheelURL, extraPackages = [], loadPyodide = null, kernels = "auto" } = {}) {
     if (!indexURL || !wheelURL) throw new Error("EmberEngine.boot needs indexURL and wheelURL");
     if (isNode) {
       const v8 = await import("node:v8");
@@ -37,6 +40,7 @@ export class EmberEngine {
     const py = await loadPyodide({ indexURL: base });
     const tBoot = performance.now() - t0;
     await py.loadPackage([...extraPackages, wheelURL], { messageCallback: () => {} });
+    chooseKernelModule(py, kernels);
     py.runPython(BOOTSTRAP);
     const engine = new EmberEngine(py);
     engine.timings = { bootMs: tBoot, installMs: performance.now() - t0 - tBoot };
@@ -109,15 +113,28 @@ export class EmberEngine {
   }
 
   /** Stream a completion: yields ``{ token, text, finishReason }``.  Options as the Python engine's. */
-  async *complete(prompt, { nPredict = 128, temperature = 0.8, topK, topP, seed, stop = [] } = {}) {
-    yield* this._stream(() => this.api.start_complete(prompt, nPredict, samplingDict(temperature, topK, topP, seed),
-                                                      stop));
+  async *complete(prompt, { nPredict = 128, stop = [], ...sampling } = {}) {
+    yield* this._stream(() => this.api.start_complete(prompt, nPredict, samplingJSON(sampling), stop));
   }
 
-  /** Stream a chat reply to ``messages`` ([{role, content}]); needs jinja2 in Pyodide (extraPackages). */
-  async *chat(messages, { nPredict = 256, temperature = 0.8, topK, topP, seed } = {}) {
-    yield* this._stream(() => this.api.start_chat(JSON.stringify(messages), nPredict,
-                                                  samplingDict(temperature, topK, topP, seed)));
+  /**
+   * Stream a chat reply to ``messages`` ([{role, content}]).  With jinja2 (extraPackages) the model's own
+   * template renders the prompt; without it, the jinja-free built-in of the template's family
+   * (``emberllm.chat_plain``).  Sampling: temperature, topK, topP, minP, repeatPenalty, seed.
+   */
+  async *chat(messages, { nPredict = 256, ...sampling } = {}) {
+    yield* this._stream(() => this.api.start_chat(JSON.stringify(messages), nPredict, samplingJSON(sampling)));
+  }
+
+  /** Timings of the last generation: ``{ promptTokens, promptMs, evalTokens, evalMs, cachedTokens, loadMs }``. */
+  lastTimings() {
+    return JSON.parse(this.api.timings());
+  }
+
+  /** What the loaded model is: ``{ architecture, name, sizeBytes, nParams, chatFamily }``. */
+  modelInfo() {
+    this._needModel();
+    return JSON.parse(this.api.info());
   }
 
   async *_stream(start) {
@@ -158,11 +175,70 @@ export class EmberEngine {
   }
 }
 
-function samplingDict(temperature, topK, topP, seed) {
+// --- Kernel module choice: SIMD128 (libemberllm.so, preloaded by the installer) or relaxed SIMD
+// (libemberllm_relaxed.wasm in the wheel, not preloaded: a module using relaxed SIMD fails to compile where it is
+// missing, e.g. Safari).  ``kernels`` of EmberEngine.boot: "auto" (relaxed when the engine runs it right),
+// "simd128", or "relaxed" (an error where it does not work).
+
+// A module computing i32x4.relaxed_dot_i8x16_i7x16_add_s((-1) x 16, 2 x 16, 0) and returning lane 0: -8 as
+// standardised.  Node 20's V8 11.3 has a pre-standard version (other operand unsigned, eight products per lane)
+// that gives something else, so validating the opcode alone is not enough.
+const RELAXED_DOT_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: () -> i32
+  0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+  0x07, 0x05, 0x01, 0x01, 0x66, 0x00, 0x00, // export "f"
+  0x0a, 0x40, 0x01, 0x3e, 0x00, // code: one body of 62 bytes, no locals
+  0xfd, 0x0c, ...new Array(16).fill(0xff), // v128.const i8x16 -1
+  0xfd, 0x0c, ...new Array(16).fill(0x02), // v128.const i8x16 2
+  0xfd, 0x0c, ...new Array(16).fill(0x00), // v128.const 0
+  0xfd, 0x93, 0x02, // i32x4.relaxed_dot_i8x16_i7x16_add_s
+  0xfd, 0x1b, 0x00, // i32x4.extract_lane 0
+  0x0b,
+]);
+
+/** Whether this engine runs relaxed SIMD's int8 dot product with the standard result. */
+export function relaxedSimdWorks() {
+  try {
+    if (!WebAssembly.validate(RELAXED_DOT_PROBE)) return false;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(RELAXED_DOT_PROBE));
+    return instance.exports.f() === -8;
+  } catch {
+    return false;
+  }
+}
+
+/** Point the kernel binding at the relaxed-SIMD module when asked for and usable; returns the choice made. */
+function chooseKernelModule(py, kernels) {
+  if (!["auto", "simd128", "relaxed"].includes(kernels)) throw new Error(`unknown kernels option ${kernels}`);
+  if (kernels === "simd128") return "simd128";
+  const path = py.runPython(`
+import os, emberllm
+p = os.path.join(os.path.dirname(emberllm.__file__), "libemberllm_relaxed.wasm")
+p if os.path.exists(p) else ""
+`);
+  const works = relaxedSimdWorks();
+  if (kernels === "relaxed" && (!path || !works)) {
+    throw new Error(path ? "this WebAssembly engine does not run relaxed SIMD correctly"
+      : "the wheel has no relaxed-SIMD module (build it with a compiler that has -mrelaxed-simd)");
+  }
+  if (!path || !works) return "simd128";
+  py.globals.set("_ember_relaxed_path", path);
+  py.runPython("import os; os.environ['EMBERLLM_KERNELS_LIB'] = _ember_relaxed_path; del _ember_relaxed_path");
+  return "relaxed";
+}
+
+const SAMPLING_KEYS = { temperature: "temperature", topK: "top_k", topP: "top_p", minP: "min_p",
+  repeatPenalty: "repeat_penalty", seed: "seed" };
+
+/** Sampling options (camelCase, undefined ones left out) as the Python engine's keyword JSON. */
+function samplingJSON({ temperature = 0.8, ...rest } = {}) {
   const d = { temperature };
-  if (topK !== undefined) d.top_k = topK;
-  if (topP !== undefined) d.top_p = topP;
-  if (seed !== undefined) d.seed = seed;
+  for (const [key, value] of Object.entries(rest)) {
+    if (value === undefined || value === null) continue;
+    if (!(key in SAMPLING_KEYS)) throw new Error(`unknown sampling option ${key}`);
+    d[SAMPLING_KEYS[key]] = value;
+  }
   return JSON.stringify(d);
 }
 
@@ -276,8 +352,30 @@ class _EmberApi:
                                                cancel=lambda: self.cancelled, **json.loads(sampling)))
 
     def start_chat(self, messages, n_predict, sampling):
-        return self._steps(self.model.chat(json.loads(messages), n_predict=n_predict,
+        msgs = json.loads(messages)
+        try:
+            import jinja2  # noqa: F401
+        except ImportError:  # Pyodide's core has no jinja2: the plain built-in of the template's family
+            from emberllm.chat_plain import plain_prompt
+
+            prompt, stops = plain_prompt(self.model.gguf.metadata, msgs)
+            return self._steps(self.model.generate(prompt, n_predict=n_predict, stop=stops,
+                                                   cancel=lambda: self.cancelled, **json.loads(sampling)))
+        return self._steps(self.model.chat(msgs, n_predict=n_predict,
                                            cancel=lambda: self.cancelled, **json.loads(sampling)))
+
+    def timings(self):
+        t = self.model.timings
+        return json.dumps({"promptTokens": t.prompt_tokens, "promptMs": t.prompt_ms, "evalTokens": t.eval_tokens,
+                           "evalMs": t.eval_ms, "cachedTokens": t.cached_tokens, "loadMs": t.load_ms})
+
+    def info(self):
+        from emberllm.chat_plain import plain_family
+
+        md = self.model.gguf.metadata
+        n_params = sum(t.n_elements for t in self.model.gguf.tensors.values())
+        return json.dumps({"architecture": md.get("general.architecture"), "name": md.get("general.name"),
+                           "sizeBytes": len(self.buf), "nParams": n_params, "chatFamily": plain_family(md)})
 
     def cancel(self):
         self.cancelled = True

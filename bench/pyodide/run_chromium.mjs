@@ -55,7 +55,7 @@ async function main() {
   const tests = args.tests || [];
   await runInChromium({
     chromium, executablePath: args.chromium, resolvePath, name: 'emberllm-pyodide-chromium', timeoutS: args.timeout_s,
-    params: { wheel: path.basename(wheel), tests, n_ctx: args.n_ctx || Math.max(16, ...tests.map((t) => t.n_prompt + t.n_gen)) + 16 },
+    params: { wheel: path.basename(wheel), tests, kernels: (args.extra && args.extra.kernels) || 'auto', n_ctx: args.n_ctx || Math.max(16, ...tests.map((t) => t.n_prompt + t.n_gen)) + 16 },
   });
 }
 

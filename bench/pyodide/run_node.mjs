@@ -57,7 +57,7 @@ async function main() {
   const tests = args.tests || [];
   const nCtx = args.n_ctx || Math.max(16, ...tests.map((t) => t.n_prompt + t.n_gen)) + 16;
 
-  const engine = await EmberEngine.boot({ indexURL: pyodideDir(), wheelURL: wheel });
+  const engine = await EmberEngine.boot({ indexURL: pyodideDir(), wheelURL: wheel, kernels: args.extra?.kernels || 'auto' });
   const t0 = performance.now();
   await engine.load(args.model, { nCtx });
   const loadMs = performance.now() - t0;

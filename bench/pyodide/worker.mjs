@@ -8,7 +8,8 @@ self.onmessage = async (event) => {
   const p = event.data;
   try {
     const origin = self.location.origin;
-    const engine = await EmberEngine.boot({ indexURL: `${origin}/pyodide/`, wheelURL: `${origin}/wheel/${p.wheel}` });
+    const engine = await EmberEngine.boot({ indexURL: `${origin}/pyodide/`, wheelURL: `${origin}/wheel/${p.wheel}`,
+      kernels: p.kernels || 'auto' });
     const t0 = performance.now();
     await engine.load(`${origin}/model.gguf`, { nCtx: p.n_ctx });
     const loadMs = performance.now() - t0;

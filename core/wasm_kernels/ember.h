@@ -226,6 +226,20 @@ EMB_DECL_VEC_DOT(emb_vec_dot_q5_k_q8_k_simd128);
 EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_simd128);
 EMB_DECL_FROM_FLOAT(emb_quantize_q8_0_simd128);
 EMB_DECL_FROM_FLOAT(emb_quantize_q8_k_simd128);
+#if defined(__wasm_relaxed_simd__)
+EMB_DECL_VEC_DOT(emb_vec_dot_q8_0_q8_0_relaxed);
+EMB_DECL_VEC_DOT(emb_vec_dot_q5_0_q8_0_relaxed);
+EMB_DECL_VEC_DOT(emb_vec_dot_q4_k_q8_k_relaxed);
+EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_relaxed);
+#endif
+/* Attention row helpers (attn_wasm.c), bit-exact twins of ops.c's scalar ones. */
+float emb_attn_dot_f16_simd128(const emb_f16 *a, const emb_f16 *b, int64_t n);
+void emb_attn_scale_h16_simd128(emb_f16 *acc, float s, int64_t n);
+void emb_attn_mad_h16_simd128(emb_f16 *acc, const emb_f16 *v, float a, int64_t n);
+void emb_attn_cvt_h_simd128(const emb_f16 *x, float *y, int64_t n);
+void emb_attn_axpy_f32_simd128(float *y, const float *x, float a, int64_t n);
+void emb_attn_dot4_f32_simd128(const float *q, const float *k, int64_t ld, int64_t n, float *out);
+void emb_attn_axpy4_f32_simd128(float *y, const float *x, int64_t ld, const float *a, int64_t n);
 #endif
 
 /* Weight quantizers for the K-quants, ggml's reference algorithms (quants_kquant.c, scalar on every level). */

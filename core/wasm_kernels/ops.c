@@ -215,6 +215,14 @@ static attn_kernels pick_attn_kernels(int level) {
         return k;
     }
 #endif
+#if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
+    if (level == EMB_LEVEL_WASM_SIMD128 || level == EMB_LEVEL_WASM_RELAXED) { /* attn_wasm.c, bit-exact twins */
+        const attn_kernels k = {dot_f32_scalar, emb_attn_axpy_f32_simd128, emb_attn_dot4_f32_simd128,
+                                emb_attn_axpy4_f32_simd128, emb_attn_cvt_h_simd128, emb_attn_dot_f16_simd128,
+                                emb_attn_scale_h16_simd128, emb_attn_mad_h16_simd128};
+        return k;
+    }
+#endif
     (void)level;
     const attn_kernels k = {dot_f32_scalar, axpy_f32_scalar, dot4_f32_scalar, axpy4_f32_scalar, cvt_h_scalar, dot_f16_scalar, scale_h16_scalar,
                             mad_h16_scalar};

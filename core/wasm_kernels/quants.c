@@ -839,8 +839,7 @@ static const emb_type_traits k_traits_neon_dotprod[EMB_TYPE_COUNT] = ARM_TABLE(d
 #endif
 
 #if EMB_WASM && defined(__wasm_simd128__)
-/* SIMD128 kernels (quants_wasm.c) where written; scalar elsewhere.  The relaxed-SIMD level (a build with
- * -mrelaxed-simd) uses the same table until it has kernels of its own. */
+/* SIMD128 kernels (quants_wasm.c) where written; scalar elsewhere. */
 static const emb_type_traits k_traits_wasm_simd128[EMB_TYPE_COUNT] = {
     [EMB_TYPE_F32] = T_F32(to_float_f32, from_float_f32, vec_dot_f32),
     [EMB_TYPE_F16] = T_F16(to_float_f16, from_float_f16, vec_dot_f16),
@@ -856,6 +855,27 @@ static const emb_type_traits k_traits_wasm_simd128[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_simd128),
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_simd128),
+    [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
+};
+#endif
+
+#if EMB_WASM && defined(__wasm_relaxed_simd__)
+/* Relaxed SIMD (quants_wasm.c): relaxed int8 dots for the types written so far, SIMD128 elsewhere. */
+static const emb_type_traits k_traits_wasm_relaxed[EMB_TYPE_COUNT] = {
+    [EMB_TYPE_F32] = T_F32(to_float_f32, from_float_f32, vec_dot_f32),
+    [EMB_TYPE_F16] = T_F16(to_float_f16, from_float_f16, vec_dot_f16),
+    [EMB_TYPE_BF16] = T_BF16(to_float_bf16, from_float_bf16, vec_dot_bf16),
+    [EMB_TYPE_Q4_0] = T_Q4_0(to_float_q4_0, from_float_q4_0, emb_vec_dot_q4_0_q8_0_simd128),
+    [EMB_TYPE_Q4_1] = T_Q4_1(to_float_q4_1, from_float_q4_1, emb_vec_dot_q4_1_q8_0_simd128),
+    [EMB_TYPE_Q5_0] = T_Q5_0(to_float_q5_0, from_float_q5_0, emb_vec_dot_q5_0_q8_0_relaxed),
+    [EMB_TYPE_Q5_1] = T_Q5_1(to_float_q5_1, from_float_q5_1, emb_vec_dot_q5_1_q8_0_simd128),
+    [EMB_TYPE_Q8_0] = T_Q8_0(to_float_q8_0, emb_quantize_q8_0_simd128, emb_vec_dot_q8_0_q8_0_relaxed),
+    [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),
+    [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, vec_dot_q2_k_q8_k),
+    [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, vec_dot_q3_k_q8_k),
+    [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_relaxed),
+    [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
+    [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_relaxed),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
 };
 #endif
@@ -883,7 +903,7 @@ static const emb_type_traits *level_table(int level) {
 #endif
 #if EMB_WASM && defined(__wasm_relaxed_simd__)
     case EMB_LEVEL_WASM_RELAXED:
-        return k_traits_wasm_simd128;
+        return k_traits_wasm_relaxed;
 #endif
     default:
         return NULL;

@@ -39,6 +39,30 @@ static inline float f16_to_f32_inline(emb_f16 h) {
 
 #define F16(h) f16_to_f32_inline(h)
 
+/* Four halves (zero-extended in the i32 lanes of h) to floats, exact like f16_to_f32_inline: the half's
+ * exponent and mantissa shifted into place are a float 2^-112 times the value (a denormal float for a
+ * subnormal half), so one exact multiply by 2^112 rebiases; inf and nan are put together directly. */
+static inline v128_t f16x4_to_f32(v128_t h) {
+    const v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7fff));
+    const v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_f32x4_splat(0x1p112f));
+    const v128_t special = wasm_v128_or(wasm_i32x4_splat(0x7f800000),
+                                        wasm_i32x4_shl(wasm_v128_and(em, wasm_i32x4_splat(0x3ff)), 13));
+    const v128_t mag = wasm_v128_bitselect(special, f, wasm_i32x4_ge(em, wasm_i32x4_splat(0x7c00)));
+    return wasm_v128_or(mag, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
+}
+
+/* The block scales d of four consecutive blocks (any block type with an emb_f16 d), as floats. */
+#define F16X4_D(b, i) f16x4_to_f32(wasm_i32x4_make((b)[i].d, (b)[(i) + 1].d, (b)[(i) + 2].d, (b)[(i) + 3].d))
+
+/* sum += the four lanes of p, in lane order (the scalar twin's running sum, block by block). */
+static inline float add_lanes_f32(float sum, v128_t p) {
+    sum += wasm_f32x4_extract_lane(p, 0);
+    sum += wasm_f32x4_extract_lane(p, 1);
+    sum += wasm_f32x4_extract_lane(p, 2);
+    sum += wasm_f32x4_extract_lane(p, 3);
+    return sum;
+}
+
 /* Four partial sums of a[i] * b[i] over 16 signed bytes. */
 static inline v128_t dot_i8x16(v128_t a, v128_t b) {
     const v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a), wasm_i16x8_extend_low_i8x16(b));
@@ -61,7 +85,7 @@ static inline float hmax_f32x4(v128_t v) {
 /* 0x10 in every lane whose bit (lanes 0-15 <- bits 0-15 of qh >> shift) is set. */
 static inline v128_t q5_high_bits(uint32_t qh) {
     const v128_t v = wasm_i32x4_splat((int32_t)qh);
-    const v128_t sel = wasm_i8x16_swizzle(v, wasm_i8x16_make(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+    const v128_t sel = wasm_i8x16_shuffle(v, v, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const v128_t bits = wasm_u8x16_make(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
     return wasm_v128_and(wasm_i8x16_eq(wasm_v128_and(sel, bits), bits), wasm_i8x16_splat(0x10));
 }
@@ -82,12 +106,109 @@ void emb_vec_dot_q4_0_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
     *s = sum;
 }
 
+/* Lane k of the result = the sum of the four lanes of v[k] (four horizontal sums at once). */
+static inline v128_t hsum4_i32x4(v128_t a, v128_t b, v128_t c, v128_t d) {
+    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
+    /* ab = (a0+a2, b0+b2, a1+a3, b1+b3), likewise cd */
+    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+
+/* Byte j of entry b: 0x10 when bit j of b is clear (a Q5_0 value's missing high bit, to subtract). */
+static const uint64_t k_q5_missing_high[256] = {
+    0x1010101010101010ull, 0x1010101010101000ull, 0x1010101010100010ull, 0x1010101010100000ull,
+    0x1010101010001010ull, 0x1010101010001000ull, 0x1010101010000010ull, 0x1010101010000000ull,
+    0x1010101000101010ull, 0x1010101000101000ull, 0x1010101000100010ull, 0x1010101000100000ull,
+    0x1010101000001010ull, 0x1010101000001000ull, 0x1010101000000010ull, 0x1010101000000000ull,
+    0x1010100010101010ull, 0x1010100010101000ull, 0x1010100010100010ull, 0x1010100010100000ull,
+    0x1010100010001010ull, 0x1010100010001000ull, 0x1010100010000010ull, 0x1010100010000000ull,
+    0x1010100000101010ull, 0x1010100000101000ull, 0x1010100000100010ull, 0x1010100000100000ull,
+    0x1010100000001010ull, 0x1010100000001000ull, 0x1010100000000010ull, 0x1010100000000000ull,
+    0x1010001010101010ull, 0x1010001010101000ull, 0x1010001010100010ull, 0x1010001010100000ull,
+    0x1010001010001010ull, 0x1010001010001000ull, 0x1010001010000010ull, 0x1010001010000000ull,
+    0x1010001000101010ull, 0x1010001000101000ull, 0x1010001000100010ull, 0x1010001000100000ull,
+    0x1010001000001010ull, 0x1010001000001000ull, 0x1010001000000010ull, 0x1010001000000000ull,
+    0x1010000010101010ull, 0x1010000010101000ull, 0x1010000010100010ull, 0x1010000010100000ull,
+    0x1010000010001010ull, 0x1010000010001000ull, 0x1010000010000010ull, 0x1010000010000000ull,
+    0x1010000000101010ull, 0x1010000000101000ull, 0x1010000000100010ull, 0x1010000000100000ull,
+    0x1010000000001010ull, 0x1010000000001000ull, 0x1010000000000010ull, 0x1010000000000000ull,
+    0x1000101010101010ull, 0x1000101010101000ull, 0x1000101010100010ull, 0x1000101010100000ull,
+    0x1000101010001010ull, 0x1000101010001000ull, 0x1000101010000010ull, 0x1000101010000000ull,
+    0x1000101000101010ull, 0x1000101000101000ull, 0x1000101000100010ull, 0x1000101000100000ull,
+    0x1000101000001010ull, 0x1000101000001000ull, 0x1000101000000010ull, 0x1000101000000000ull,
+    0x1000100010101010ull, 0x1000100010101000ull, 0x1000100010100010ull, 0x1000100010100000ull,
+    0x1000100010001010ull, 0x1000100010001000ull, 0x1000100010000010ull, 0x1000100010000000ull,
+    0x1000100000101010ull, 0x1000100000101000ull, 0x1000100000100010ull, 0x1000100000100000ull,
+    0x1000100000001010ull, 0x1000100000001000ull, 0x1000100000000010ull, 0x1000100000000000ull,
+    0x1000001010101010ull, 0x1000001010101000ull, 0x1000001010100010ull, 0x1000001010100000ull,
+    0x1000001010001010ull, 0x1000001010001000ull, 0x1000001010000010ull, 0x1000001010000000ull,
+    0x1000001000101010ull, 0x1000001000101000ull, 0x1000001000100010ull, 0x1000001000100000ull,
+    0x1000001000001010ull, 0x1000001000001000ull, 0x1000001000000010ull, 0x1000001000000000ull,
+    0x1000000010101010ull, 0x1000000010101000ull, 0x1000000010100010ull, 0x1000000010100000ull,
+    0x1000000010001010ull, 0x1000000010001000ull, 0x1000000010000010ull, 0x1000000010000000ull,
+    0x1000000000101010ull, 0x1000000000101000ull, 0x1000000000100010ull, 0x1000000000100000ull,
+    0x1000000000001010ull, 0x1000000000001000ull, 0x1000000000000010ull, 0x1000000000000000ull,
+    0x0010101010101010ull, 0x0010101010101000ull, 0x0010101010100010ull, 0x0010101010100000ull,
+    0x0010101010001010ull, 0x0010101010001000ull, 0x0010101010000010ull, 0x0010101010000000ull,
+    0x0010101000101010ull, 0x0010101000101000ull, 0x0010101000100010ull, 0x0010101000100000ull,
+    0x0010101000001010ull, 0x0010101000001000ull, 0x0010101000000010ull, 0x0010101000000000ull,
+    0x0010100010101010ull, 0x0010100010101000ull, 0x0010100010100010ull, 0x0010100010100000ull,
+    0x0010100010001010ull, 0x0010100010001000ull, 0x0010100010000010ull, 0x0010100010000000ull,
+    0x0010100000101010ull, 0x0010100000101000ull, 0x0010100000100010ull, 0x0010100000100000ull,
+    0x0010100000001010ull, 0x0010100000001000ull, 0x0010100000000010ull, 0x0010100000000000ull,
+    0x0010001010101010ull, 0x0010001010101000ull, 0x0010001010100010ull, 0x0010001010100000ull,
+    0x0010001010001010ull, 0x0010001010001000ull, 0x0010001010000010ull, 0x0010001010000000ull,
+    0x0010001000101010ull, 0x0010001000101000ull, 0x0010001000100010ull, 0x0010001000100000ull,
+    0x0010001000001010ull, 0x0010001000001000ull, 0x0010001000000010ull, 0x0010001000000000ull,
+    0x0010000010101010ull, 0x0010000010101000ull, 0x0010000010100010ull, 0x0010000010100000ull,
+    0x0010000010001010ull, 0x0010000010001000ull, 0x0010000010000010ull, 0x0010000010000000ull,
+    0x0010000000101010ull, 0x0010000000101000ull, 0x0010000000100010ull, 0x0010000000100000ull,
+    0x0010000000001010ull, 0x0010000000001000ull, 0x0010000000000010ull, 0x0010000000000000ull,
+    0x0000101010101010ull, 0x0000101010101000ull, 0x0000101010100010ull, 0x0000101010100000ull,
+    0x0000101010001010ull, 0x0000101010001000ull, 0x0000101010000010ull, 0x0000101010000000ull,
+    0x0000101000101010ull, 0x0000101000101000ull, 0x0000101000100010ull, 0x0000101000100000ull,
+    0x0000101000001010ull, 0x0000101000001000ull, 0x0000101000000010ull, 0x0000101000000000ull,
+    0x0000100010101010ull, 0x0000100010101000ull, 0x0000100010100010ull, 0x0000100010100000ull,
+    0x0000100010001010ull, 0x0000100010001000ull, 0x0000100010000010ull, 0x0000100010000000ull,
+    0x0000100000101010ull, 0x0000100000101000ull, 0x0000100000100010ull, 0x0000100000100000ull,
+    0x0000100000001010ull, 0x0000100000001000ull, 0x0000100000000010ull, 0x0000100000000000ull,
+    0x0000001010101010ull, 0x0000001010101000ull, 0x0000001010100010ull, 0x0000001010100000ull,
+    0x0000001010001010ull, 0x0000001010001000ull, 0x0000001010000010ull, 0x0000001010000000ull,
+    0x0000001000101010ull, 0x0000001000101000ull, 0x0000001000100010ull, 0x0000001000100000ull,
+    0x0000001000001010ull, 0x0000001000001000ull, 0x0000001000000010ull, 0x0000001000000000ull,
+    0x0000000010101010ull, 0x0000000010101000ull, 0x0000000010100010ull, 0x0000000010100000ull,
+    0x0000000010001010ull, 0x0000000010001000ull, 0x0000000010000010ull, 0x0000000010000000ull,
+    0x0000000000101010ull, 0x0000000000101000ull, 0x0000000000100010ull, 0x0000000000100000ull,
+    0x0000000000001010ull, 0x0000000000001000ull, 0x0000000000000010ull, 0x0000000000000000ull,
+};
+
+/* The integer dot product of one Q5_0 block with one Q8_0 block, as four i32 partial sums: a value is
+ * (low nibble | high bit << 4) - 16 = low nibble - (high bit clear ? 16 : 0). */
+static inline v128_t dot_q5_0_block(const block_q5_0 *x, const block_q8_0 *y) {
+    const v128_t m4 = wasm_i8x16_splat(0x0f);
+    const v128_t h0 = wasm_i64x2_make((int64_t)k_q5_missing_high[x->qh[0]], (int64_t)k_q5_missing_high[x->qh[1]]);
+    const v128_t h1 = wasm_i64x2_make((int64_t)k_q5_missing_high[x->qh[2]], (int64_t)k_q5_missing_high[x->qh[3]]);
+    const v128_t q = wasm_v128_load(x->qs);
+    const v128_t lo = wasm_i8x16_sub(wasm_v128_and(q, m4), h0);
+    const v128_t hi = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), h1);
+    return wasm_i32x4_add(dot_i8x16(lo, wasm_v128_load(y->qs)), dot_i8x16(hi, wasm_v128_load(y->qs + 16)));
+}
+
+
 void emb_vec_dot_q5_0_q8_0_simd128(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q5_0 *x = (const block_q5_0 *)vx;
     const block_q8_0 *y = (const block_q8_0 *)vy;
     const v128_t m4 = wasm_i8x16_splat(0x0f), sixteen = wasm_i8x16_splat(16);
+    const int64_t nb = n / QK8_0;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / QK8_0; i++) {
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) { /* four blocks' integer sums at once; the float sum keeps block order */
+        const v128_t isums = hsum4_i32x4(dot_q5_0_block(&x[i], &y[i]), dot_q5_0_block(&x[i + 1], &y[i + 1]),
+                                         dot_q5_0_block(&x[i + 2], &y[i + 2]), dot_q5_0_block(&x[i + 3], &y[i + 3]));
+        const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
+        sum = add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+    }
+    for (; i < nb; i++) {
         uint32_t qh;
         memcpy(&qh, x[i].qh, sizeof qh);
         const v128_t q = wasm_v128_load(x[i].qs);
@@ -142,14 +263,6 @@ void emb_vec_dot_q5_1_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
     *s = sum;
 }
 
-/* Lane k of the result = the sum of the four lanes of v[k] (four horizontal sums at once). */
-static inline v128_t hsum4_i32x4(v128_t a, v128_t b, v128_t c, v128_t d) {
-    const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
-    const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
-    /* ab = (a0+a2, b0+b2, a1+a3, b1+b3), likewise cd */
-    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
-}
-
 static inline v128_t dot_q8_0_block(const block_q8_0 *x, const block_q8_0 *y) {
     return wasm_i32x4_add(dot_i8x16(wasm_v128_load(x->qs), wasm_v128_load(y->qs)),
                           dot_i8x16(wasm_v128_load(x->qs + 16), wasm_v128_load(y->qs + 16)));
@@ -164,13 +277,8 @@ void emb_vec_dot_q8_0_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
     for (; i + 4 <= nb; i += 4) { /* four blocks' integer sums at once; the float sum keeps block order */
         const v128_t isums = hsum4_i32x4(dot_q8_0_block(&x[i], &y[i]), dot_q8_0_block(&x[i + 1], &y[i + 1]),
                                          dot_q8_0_block(&x[i + 2], &y[i + 2]), dot_q8_0_block(&x[i + 3], &y[i + 3]));
-        const v128_t d = wasm_f32x4_make(F16(x[i].d) * F16(y[i].d), F16(x[i + 1].d) * F16(y[i + 1].d),
-                                         F16(x[i + 2].d) * F16(y[i + 2].d), F16(x[i + 3].d) * F16(y[i + 3].d));
-        const v128_t p = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d);
-        sum += wasm_f32x4_extract_lane(p, 0);
-        sum += wasm_f32x4_extract_lane(p, 1);
-        sum += wasm_f32x4_extract_lane(p, 2);
-        sum += wasm_f32x4_extract_lane(p, 3);
+        const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
+        sum = add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
     }
     for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q8_0_block(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
     *s = sum;
@@ -290,6 +398,144 @@ void emb_vec_dot_q6_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
     }
     *s = sum;
 }
+
+#if defined(__wasm_relaxed_simd__)
+/* Relaxed-SIMD kernels (the EMB_LEVEL_WASM_RELAXED build).  i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c) adds
+ * the four products a[4k..4k+3] * b[4k..4k+3] to lane k of c; it is exact and the same on every engine while b
+ * is in [0, 127] (x86 runs it as pmaddubsw with b unsigned, whose 16-bit pair sums cannot saturate then, or as
+ * VNNI vpdpbusd; ARM as sdot).  So b is always a non-negative 7-bit operand here: the unsigned quant values of
+ * the weights, with the offsets folded back through sums of the activations.  Integer sums inside a block are
+ * exact and the float part is the SIMD128 kernel's, so results are bit-identical to the scalar twins. */
+#define RDOT(a, b, c) wasm_i32x4_relaxed_dot_i8x16_i7x16_add((a), (b), (c))
+
+/* Q8_0 . Q8_0: x = (x & 0x7f) - 128 * (x < 0), so x . y = y . (x & 0x7f) - 128 * (y . [x < 0]). */
+static inline v128_t dot_q8_0_block_relaxed(const block_q8_0 *x, const block_q8_0 *y) {
+    const v128_t m7 = wasm_i8x16_splat(0x7f);
+    const v128_t x0 = wasm_v128_load(x->qs), x1 = wasm_v128_load(x->qs + 16);
+    const v128_t y0 = wasm_v128_load(y->qs), y1 = wasm_v128_load(y->qs + 16);
+    const v128_t low = RDOT(y1, wasm_v128_and(x1, m7), RDOT(y0, wasm_v128_and(x0, m7), wasm_i32x4_splat(0)));
+    const v128_t neg = RDOT(y1, wasm_u8x16_shr(x1, 7), RDOT(y0, wasm_u8x16_shr(x0, 7), wasm_i32x4_splat(0)));
+    return wasm_i32x4_sub(low, wasm_i32x4_shl(neg, 7));
+}
+
+void emb_vec_dot_q8_0_q8_0_relaxed(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q8_0 *x = (const block_q8_0 *)vx;
+    const block_q8_0 *y = (const block_q8_0 *)vy;
+    const int64_t nb = n / QK8_0;
+    float sum = 0.0f;
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        const v128_t isums =
+            hsum4_i32x4(dot_q8_0_block_relaxed(&x[i], &y[i]), dot_q8_0_block_relaxed(&x[i + 1], &y[i + 1]),
+                        dot_q8_0_block_relaxed(&x[i + 2], &y[i + 2]), dot_q8_0_block_relaxed(&x[i + 3], &y[i + 3]));
+        const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
+        sum = add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+    }
+    for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q8_0_block_relaxed(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
+    *s = sum;
+}
+
+/* Q5_0 . Q8_0: the unsigned 5-bit values u (nibble | high bit << 4) are in [0, 31]; x . y = y . u - 16 sum(y). */
+static inline v128_t dot_q5_0_block_relaxed(const block_q5_0 *x, const block_q8_0 *y) {
+    const v128_t m4 = wasm_i8x16_splat(0x0f), k16 = wasm_i8x16_splat(0x10), ones = wasm_i8x16_splat(1);
+    const v128_t h0 = wasm_i64x2_make((int64_t)k_q5_missing_high[x->qh[0]], (int64_t)k_q5_missing_high[x->qh[1]]);
+    const v128_t h1 = wasm_i64x2_make((int64_t)k_q5_missing_high[x->qh[2]], (int64_t)k_q5_missing_high[x->qh[3]]);
+    const v128_t q = wasm_v128_load(x->qs);
+    const v128_t u0 = wasm_v128_or(wasm_v128_and(q, m4), wasm_v128_xor(h0, k16));
+    const v128_t u1 = wasm_v128_or(wasm_u8x16_shr(q, 4), wasm_v128_xor(h1, k16));
+    const v128_t y0 = wasm_v128_load(y->qs), y1 = wasm_v128_load(y->qs + 16);
+    const v128_t dot = RDOT(y1, u1, RDOT(y0, u0, wasm_i32x4_splat(0)));
+    const v128_t ysum = RDOT(y1, ones, RDOT(y0, ones, wasm_i32x4_splat(0)));
+    return wasm_i32x4_sub(dot, wasm_i32x4_shl(ysum, 4));
+}
+
+void emb_vec_dot_q5_0_q8_0_relaxed(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q5_0 *x = (const block_q5_0 *)vx;
+    const block_q8_0 *y = (const block_q8_0 *)vy;
+    const int64_t nb = n / QK8_0;
+    float sum = 0.0f;
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        const v128_t isums =
+            hsum4_i32x4(dot_q5_0_block_relaxed(&x[i], &y[i]), dot_q5_0_block_relaxed(&x[i + 1], &y[i + 1]),
+                        dot_q5_0_block_relaxed(&x[i + 2], &y[i + 2]), dot_q5_0_block_relaxed(&x[i + 3], &y[i + 3]));
+        const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
+        sum = add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+    }
+    for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q5_0_block_relaxed(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
+    *s = sum;
+}
+
+/* Q4_K . Q8_K: the nibbles are already unsigned (the mins go through the activation's bsums). */
+void emb_vec_dot_q4_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q4_K *x = (const block_q4_K *)vx;
+    const block_q8_K *y = (const block_q8_K *)vy;
+    const v128_t m4 = wasm_i8x16_splat(0x0f);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        v128_t acc = wasm_i32x4_splat(0);
+        int msum = 0;
+        const int8_t *q8 = y[i].qs;
+        for (int j = 0; j < 4; j++, q8 += 64) {
+            const uint8_t *q = x[i].qs + 32 * j;
+            int sc0, m0, sc1, m1;
+            scale_min_k4(2 * j, x[i].scales, &sc0, &m0);
+            scale_min_k4(2 * j + 1, x[i].scales, &sc1, &m1);
+            const v128_t qa = wasm_v128_load(q), qb = wasm_v128_load(q + 16);
+            const v128_t s0 = RDOT(wasm_v128_load(q8 + 16), wasm_v128_and(qb, m4),
+                                   RDOT(wasm_v128_load(q8), wasm_v128_and(qa, m4), wasm_i32x4_splat(0)));
+            const v128_t s1 = RDOT(wasm_v128_load(q8 + 48), wasm_u8x16_shr(qb, 4),
+                                   RDOT(wasm_v128_load(q8 + 32), wasm_u8x16_shr(qa, 4), wasm_i32x4_splat(0)));
+            acc = wasm_i32x4_add(acc, wasm_i32x4_add(wasm_i32x4_mul(s0, wasm_i32x4_splat(sc0)),
+                                                     wasm_i32x4_mul(s1, wasm_i32x4_splat(sc1))));
+            msum += m0 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
+                    m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+        }
+        const int isum = hsum_i32x4(acc);
+        sum += y[i].d * F16(x[i].d) * (float)isum - y[i].d * F16(x[i].dmin) * (float)msum;
+    }
+    *s = sum;
+}
+
+/* Q6_K . Q8_K: the unsigned 6-bit values are in [0, 63]; the -32 offset comes back through the bsums (one per 16
+ * values, the same granularity as the scales). */
+void emb_vec_dot_q6_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q6_K *x = (const block_q6_K *)vx;
+    const block_q8_K *y = (const block_q8_K *)vy;
+    const v128_t m4 = wasm_i8x16_splat(0x0f), m30 = wasm_i8x16_splat(0x30), m3 = wasm_i8x16_splat(3);
+    const v128_t zero = wasm_i32x4_splat(0);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        v128_t acc = wasm_i32x4_splat(0);
+        int off = 0;
+        for (int g = 0; g < QK_K / 16; g++) off += x[i].scales[g] * y[i].bsums[g];
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+            const int8_t *sc = x[i].scales + 8 * h;
+            const int8_t *q8 = y[i].qs + 128 * h;
+            for (int k = 0; k < 2; k++) {
+                const int l = 16 * k;
+                const v128_t a = wasm_v128_load(ql + l), b = wasm_v128_load(ql + l + 32);
+                const v128_t hb = wasm_v128_load(qh + l);
+                const v128_t q1 = wasm_v128_or(wasm_v128_and(a, m4), wasm_i8x16_shl(wasm_v128_and(hb, m3), 4));
+                const v128_t q2 = wasm_v128_or(wasm_v128_and(b, m4), wasm_v128_and(wasm_i8x16_shl(hb, 2), m30));
+                const v128_t q3 = wasm_v128_or(wasm_u8x16_shr(a, 4), wasm_v128_and(hb, m30));
+                const v128_t q4 = wasm_v128_or(wasm_u8x16_shr(b, 4), wasm_v128_and(wasm_u8x16_shr(hb, 2), m30));
+                v128_t t = wasm_i32x4_mul(RDOT(wasm_v128_load(q8 + l), q1, zero), wasm_i32x4_splat(sc[k]));
+                t = wasm_i32x4_add(t, wasm_i32x4_mul(RDOT(wasm_v128_load(q8 + l + 32), q2, zero),
+                                                     wasm_i32x4_splat(sc[k + 2])));
+                t = wasm_i32x4_add(t, wasm_i32x4_mul(RDOT(wasm_v128_load(q8 + l + 64), q3, zero),
+                                                     wasm_i32x4_splat(sc[k + 4])));
+                t = wasm_i32x4_add(t, wasm_i32x4_mul(RDOT(wasm_v128_load(q8 + l + 96), q4, zero),
+                                                     wasm_i32x4_splat(sc[k + 6])));
+                acc = wasm_i32x4_add(acc, t);
+            }
+        }
+        sum += y[i].d * F16(x[i].d) * (float)(hsum_i32x4(acc) - 32 * off);
+    }
+    *s = sum;
+}
+#endif
 
 /* roundf (half away from zero) of every lane: trunc, then one step away from zero when |frac| >= 0.5. */
 static inline v128_t round_away_f32x4(v128_t v) {

@@ -139,5 +139,31 @@ for level in levels:
             check(matmul(level, qtype, w, x, n_out, n, n_tok) == matmul(0, qtype, w, x, n_out, n, n_tok),
                   f"{lname} matmul {NAMES[qtype]} n_tok={n_tok}")
 
+    # attention (ops.c): the half path (< 64 query rows: half query, half accumulator, fused multiply-add) and
+    # the tiled float path, over random half keys/values with subnormals, a sliding window and head sizes
+    # that leave a tail.  The WASM row helpers are exact twins of the scalar ones: bit for bit.
+    # (v_top: the largest exponent field of the values; 2 keeps the half accumulator subnormal)
+    for n_tok, pos0, n_head, hd, window, v_top in ((1, 40, 4, 256, 0, 24), (3, 9, 2, 36, 5, 24), (2, 20, 2, 64, 0, 2),
+                                                   (66, 3, 2, 64, 0, 24)):
+        n_pos = pos0 + n_tok
+        kv = [bytearray(2 * n_pos * hd) for _ in range(2)]
+        for cache, top in zip(kv, (16, v_top), strict=True):
+            for j in range(n_pos * hd):  # exponent field 0 (subnormal) .. top, random sign and mantissa
+                cache[2 * j : 2 * j + 2] = struct.pack("<H", rng.getrandbits(1) << 15 | rng.randint(0, top) << 10 |
+                                                       rng.getrandbits(10))
+        q = floats(n_tok * n_head * hd)
+        outs = []
+        for lv in (0, level):
+            out = bytearray(4 * n_tok * n_head * hd)
+            ctx = lib.emb_ctx_new(1, lv)
+            try:
+                rc = lib.emb_attention(ctx, k.bytes_ptr(q), k.bytes_ptr(kv[0]), k.bytes_ptr(kv[1]), k.bytes_ptr(out),
+                                       n_tok, n_head, 1, hd, n_head * hd, pos0, window, 1.0 / 16, 0.0)
+            finally:
+                lib.emb_ctx_free(ctx)
+            check(rc == 0, f"{lname} attention rc={rc}")
+            outs.append(out)
+        check(outs[0] == outs[1], f"{lname} attention n_tok={n_tok} hd={hd} window={window}")
+
 print(f"SUMMARY levels={','.join(k.level_name(lv) for lv in levels) or 'none'} checked={checked} "
       f"failed={len(failures)}")
