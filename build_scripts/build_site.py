@@ -1,0 +1,164 @@
+"""Build the static chat site: ``python build_scripts/build_site.py [--out dist/site] [--with-model]``.
+
+``dist/site/`` gets everything the page needs, so that any static host serves it (GitHub Pages, nginx,
+``python -m http.server``):
+
+* the page itself (``web/``: HTML, CSS, ES modules, the service worker ``sw.js`` stamped with a build id, the
+  web app manifest);
+* ``emberllm.mjs`` (the Pyodide loader from ``pyodide_pkg/``);
+* ``pyodide/``: Pyodide's core files from the npm package ``pyodide@314.0.7`` (installed into
+  ``~/.cache/emberllm/npm-pyodide`` with npm when missing);
+* ``wheel/``: the emberllm wheel for Pyodide, assembled from the current sources (the WASM side module is
+  rebuilt into ``build/site-wasm/`` when a kernel source is newer than it);
+* ``site.json``: where those are, the files the service worker pre-caches, and (``--with-model``) the bundled
+  model under ``models/`` that the page downloads into browser storage and loads with zero clicks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
+PYODIDE_VERSION = "314.0.7"
+NPM_CACHE = Path.home() / ".cache" / "emberllm" / "npm-pyodide"
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
+WASM_BUILD = ROOT / "build" / "site-wasm"
+BUILD_MARK = "__EMBERLLM_BUILD__"
+
+
+def _module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def pyodide_dir(npm_cache: Path = NPM_CACHE) -> Path:
+    """The npm ``pyodide`` package directory, installed into ``npm_cache`` when missing."""
+    pkg = npm_cache / "node_modules" / "pyodide"
+    if not (pkg / "pyodide.mjs").is_file():
+        if shutil.which("npm") is None:
+            raise SystemExit("npm is needed to fetch Pyodide (npm install pyodide); install Node.js/npm")
+        npm_cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--silent", "--prefix", str(npm_cache), f"pyodide@{PYODIDE_VERSION}"],
+                       check=True)
+    return pkg
+
+
+def side_module(out_dir: Path = WASM_BUILD) -> Path:
+    """The WASM side module, rebuilt when missing or older than a kernel source or header."""
+    target = out_dir / "libemberllm.so"
+    sources = [*(ROOT / "core" / "wasm_kernels").glob("*.[ch]"), ROOT / "build_scripts" / "build_wasm.py"]
+    if target.is_file() and target.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return target
+    build_wasm = _module("_emb_site_build_wasm", ROOT / "build_scripts" / "build_wasm.py")
+    return Path(build_wasm.build(out_dir=out_dir))
+
+
+def build_wheel(out_dir: Path, lib: Path | None = None) -> Path:
+    """The emberllm Pyodide wheel, assembled from the current sources into ``out_dir``."""
+    wheel_mod = _module("_emb_site_build_wheel", ROOT / "pyodide_pkg" / "build_wheel.py")
+    return Path(wheel_mod.build_wheel(lib or side_module(), out_dir))
+
+
+def _copy_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if path.is_dir() or rel.name in skip or rel.name.startswith("."):
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dst / rel)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _digest(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f.name.encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def build_site(out: Path, with_model: bool = False, model: Path | None = None, wheel: Path | None = None,
+               npm_cache: Path = NPM_CACHE, lib: Path | None = None) -> Path:
+    """Write the site into ``out`` (replacing an earlier build there); returns ``out``."""
+    if out.exists():
+        if any(out.iterdir()) and not (out / "site.json").is_file():
+            raise SystemExit(f"{out} is not empty and holds no earlier site build: refusing to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    _copy_tree(WEB, out, skip=("README.md",))
+    shutil.copy2(ROOT / "pyodide_pkg" / "emberllm.mjs", out / "emberllm.mjs")
+    pkg = pyodide_dir(npm_cache)
+    for name in PYODIDE_FILES:
+        _link_or_copy(pkg / name, out / "pyodide" / name)
+    if wheel is not None:
+        (out / "wheel").mkdir()
+        whl = out / "wheel" / wheel.name
+        shutil.copy2(wheel, whl)
+    else:
+        whl = build_wheel(out / "wheel", lib)
+    precache = ["emberllm.mjs", *(f"pyodide/{n}" for n in PYODIDE_FILES), f"wheel/{whl.name}"]
+    site: dict[str, object] = {
+        "engine": {"module": "emberllm.mjs", "indexURL": "pyodide/", "wheel": f"wheel/{whl.name}"},
+        "model": None,
+        "precache": precache,
+    }
+    if with_model or model is not None:
+        src = model or _default_model()
+        _link_or_copy(src, out / "models" / src.name)
+        site["model"] = {"name": src.name, "url": f"models/{src.name}", "size": src.stat().st_size}
+    build_id = _digest([p for p in out.rglob("*") if p.is_file() and "models" not in p.parts])
+    site["build"] = build_id
+    (out / "site.json").write_text(json.dumps(site, indent=2) + "\n")
+    sw = out / "sw.js"
+    sw.write_text(sw.read_text().replace(BUILD_MARK, build_id))
+    (out / ".nojekyll").write_text("")
+    return out
+
+
+def _default_model() -> Path:
+    from emberllm.model_store import default_model_path
+
+    path = Path(default_model_path())
+    if not path.is_file():
+        raise SystemExit(f"the default model {path} is missing: run `emberllm pull` (or pass --model PATH)")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "dist" / "site", help="output directory (dist/site)")
+    parser.add_argument("--with-model", action="store_true", help="bundle the default Gemma model (zero clicks)")
+    parser.add_argument("--model", type=Path, help="bundle this GGUF instead of the default model")
+    parser.add_argument("--wheel", type=Path, help="use this prebuilt Pyodide wheel instead of building one")
+    parser.add_argument("--lib", type=Path, help="use this prebuilt WASM side module (libemberllm.so) in the wheel")
+    args = parser.parse_args(argv)
+    out = build_site(args.out.resolve(), args.with_model, args.model, args.wheel, lib=args.lib)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"{out} ({size / 1e6:.1f} MB); serve it with: python -m http.server -d {out} 8000")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

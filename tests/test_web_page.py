@@ -1,0 +1,392 @@
+"""The offline chat page (web/) in headless Chromium, against ``dist/site`` built into a tmp dir.
+
+One browser, one site and one static server (127.0.0.1) are shared by the tests of this module, which run in
+order on one page: boot, bad files, the Gemma model through the file chooser (greedy reply == the native
+engine's), Stop, a reload with every network request aborted (service worker + OPFS), then server mode against a
+real ``emberllm serve``.  Figures (ready-to-chat time, first-token latency) and screenshots go to
+``tests/artifacts/``.  Needs ``/usr/bin/chromium``, Python ``playwright``, npm (for Pyodide) and the WASM
+toolchain; skips with the reason when one is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import json
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .server_fixtures import API_KEY, run_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+PROMPT = "Say hello."  # every greedy step of the 12 has a top-2 gap >= 0.07 natively (no near-ties)
+MIN_GAP = 0.05
+N_PREDICT = 12
+SAMPLING = {"temperature": 0.0, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0}
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed")
+
+
+def _build_site_module() -> Any:
+    spec = importlib.util.spec_from_file_location("_emb_build_site", ROOT / "build_scripts" / "build_site.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
+                      ".js": "text/javascript", ".wasm": "application/wasm",
+                      ".webmanifest": "application/manifest+json"}
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("npm") is None and not (Path.home() / ".cache/emberllm/npm-pyodide/node_modules/pyodide").is_dir():
+        pytest.skip("npm is not installed (needed to fetch pyodide)")
+    try:
+        return _build_site_module().build_site(tmp_path_factory.mktemp("web") / "site")
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:  # no WASM toolchain, npm failed
+        pytest.skip(f"cannot build the site: {exc}")
+
+
+@pytest.fixture(scope="module")
+def static_url(site: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright is not installed")
+    with sync_api.sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), args=FLAGS,
+            headless=True, viewport={"width": 1100, "height": 760})
+        ctx.set_default_timeout(120_000)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+@pytest.fixture(scope="module")
+def page(context: Any, static_url: str) -> Any:
+    pg = context.pages[0] if context.pages else context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda err: pg.errors.append(str(err)))
+    return pg
+
+
+@pytest.fixture(scope="module")
+def native_reply(gemma_path: Path) -> str:
+    from emberllm.engine import Model
+
+    with Model(gemma_path, n_ctx=2048) as model:
+        steps = list(model.chat([{"role": "user", "content": PROMPT}], n_predict=N_PREDICT, n_probs=2, **SAMPLING))
+    # WASM and native kernels round differently: only steps with a clear winner are comparable token for token.
+    gaps = [s.extra["probs"][0][1] - s.extra["probs"][1][1] for s in steps if s.extra.get("probs")]
+    assert len(gaps) == N_PREDICT and min(gaps) >= MIN_GAP, f"choose a prompt without near-ties: gaps {gaps}"
+    return "".join(s.text for s in steps)
+
+
+@pytest.fixture(scope="module")
+def figures() -> Iterator[dict[str, Any]]:
+    out: dict[str, Any] = {}
+    yield out
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "web_figures.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _wait_state(page: Any, *states: str) -> str:
+    page.wait_for_function(f"{list(states)}.includes(document.body.dataset.state)")
+    return page.evaluate("document.body.dataset.state")
+
+
+def _wait_ready(page: Any) -> None:
+    """Wait until the page can chat, failing early (with the banner's text) when an error shows instead."""
+    page.wait_for_function("document.body.dataset.state === 'ready' || !document.getElementById('error').hidden")
+    assert page.is_hidden("#error"), page.text_content("#error")
+    assert page.evaluate("document.body.dataset.state") == "ready"
+
+
+def _choose_file(page: Any, path: Path) -> None:
+    if not page.is_visible("#open-file"):
+        page.click("#open-models")
+    with page.expect_file_chooser() as chooser:
+        page.click("#open-file" if page.is_visible("#open-file") else "#models-open-file")
+    chooser.value.set_files(str(path))
+
+
+def _set_settings(page: Any, **fields: Any) -> None:
+    page.click("#open-settings")
+    for field_id, value in fields.items():
+        page.fill(f"#{field_id}", str(value))
+    page.click("#settings-save")
+    page.wait_for_selector("#settings-dialog", state="hidden")
+
+
+def _greedy_settings(page: Any, max_tokens: int = N_PREDICT) -> None:
+    _set_settings(page, **{"set-temperature": 0, "set-top-k": SAMPLING["top_k"], "set-top-p": SAMPLING["top_p"],
+                           "set-min-p": SAMPLING["min_p"], "set-repeat-penalty": SAMPLING["repeat_penalty"],
+                           "set-max-tokens": max_tokens})
+
+
+def _ask(page: Any, text: str) -> dict[str, Any]:
+    """Send ``text`` with Enter, wait for the reply to finish; returns its stored message and the DOM node."""
+    n = page.locator(".msg.assistant").count()
+    page.fill("#prompt", text)
+    page.press("#prompt", "Enter")
+    last = page.locator(".msg.assistant").nth(n)
+    last.wait_for()
+    page.wait_for_function(f"document.querySelectorAll('.msg.assistant')[{n}].dataset.state !== 'streaming'")
+    msg = page.evaluate("window.ember.current.messages.at(-1)")
+    msg["dom_state"] = last.get_attribute("data-state")
+    msg["meta_text"] = last.locator(".meta").text_content()
+    return msg
+
+
+def _error(page: Any) -> tuple[str, str]:
+    page.wait_for_selector("#error", state="visible")
+    return page.get_attribute("#error", "data-kind"), page.text_content("#error")
+
+
+# ----------------------------------------------------------------------------------------------- tests
+def test_page_boots_without_a_model(page: Any, static_url: str) -> None:
+    page.goto(static_url)
+    assert _wait_state(page, "no-model", "error") == "no-model", page.text_content("#error")
+    assert page.is_visible("#open-file")
+    assert page.is_disabled("#prompt")
+    assert page.is_hidden("#mode-toggle") or page.is_disabled("#mode-toggle")  # a static host has no server
+    assert page.evaluate("navigator.serviceWorker.ready.then((r) => !!r.active)")
+
+
+def test_non_gguf_file_shows_error_and_page_stays_usable(page: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("this is a text file, not a model\n" * 10)
+    _choose_file(page, bad)
+    kind, text = _error(page)
+    assert kind == "not-gguf" and "GGUF" in text
+    assert page.evaluate("document.body.dataset.state") == "no-model"
+    assert page.is_enabled("#open-file")
+    page.click("#error-close")
+    assert page.is_hidden("#error")
+
+
+def test_dropping_a_file_on_the_page_opens_it(page: Any) -> None:
+    page.evaluate("""() => {
+        const dt = new DataTransfer();
+        dt.items.add(new File(['PK\\x03\\x04 not a model'], 'weights.zip'));
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+            window.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }
+    }""")
+    kind, text = _error(page)
+    assert kind == "not-gguf" and "weights.zip" in text
+    assert page.is_hidden("#drop-overlay")
+    page.click("#error-close")
+
+
+def test_truncated_gguf_shows_error_and_is_not_kept(page: Any, gemma_path: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "gemma-truncated.gguf"
+    with open(gemma_path, "rb") as src:
+        cut.write_bytes(src.read(32 * 1024 * 1024))
+    _choose_file(page, cut)
+    kind, text = _error(page)
+    assert kind == "corrupt", text
+    assert "truncated" in text
+    assert _wait_state(page, "no-model") == "no-model"
+    stored = page.evaluate("window.ember.models.list().then((l) => l.map((m) => m.name))")
+    assert "gemma-truncated.gguf" not in stored
+    page.click("#error-close")
+
+
+def test_model_too_large_for_wasm32_shows_error(page: Any, tmp_path: Path) -> None:
+    from emberllm.gguf import GGUFValueType as V
+
+    from .gguf_builder import GGUFBuilder
+
+    huge = tmp_path / "huge-context.gguf"  # tiny file whose KV cache (100k layers) cannot fit in 4 GiB
+    b = GGUFBuilder().kv("general.architecture", V.STRING, "gemma3").kv("gemma3.block_count", V.UINT32, 100_000)
+    for key, value in (("embedding_length", 640), ("attention.head_count", 4), ("attention.head_count_kv", 1),
+                       ("attention.key_length", 256), ("attention.value_length", 256)):
+        b.kv(f"gemma3.{key}", V.UINT32, value)
+    huge.write_bytes(b.build())
+    _choose_file(page, huge)
+    kind, text = _error(page)
+    assert kind == "too-large", text
+    assert "4 GiB" in text and "smaller model" in text
+    assert _wait_state(page, "no-model") == "no-model"
+    page.click("#error-close")
+
+
+def test_browser_without_wasm_simd_is_told_what_to_do(context: Any, static_url: str) -> None:
+    pg = context.new_page()
+    try:
+        pg.add_init_script("WebAssembly.validate = () => false;")  # as a browser without SIMD128 answers
+        pg.goto(static_url)
+        kind, text = _error(pg)
+        assert kind == "no-simd"
+        assert "SIMD" in text and "server mode" in text
+    finally:
+        pg.close()
+
+
+def test_gemma_from_file_chooser_greedy_reply_equals_native(page: Any, gemma_path: Path, native_reply: str,
+                                                             figures: dict[str, Any]) -> None:
+    _choose_file(page, gemma_path)
+    _wait_ready(page)
+    assert gemma_path.name in page.text_content("#status-text")
+    _greedy_settings(page)
+    msg = _ask(page, PROMPT)
+    assert msg["dom_state"] == "done", msg
+    assert msg["content"] == native_reply
+    assert msg["meta"]["finishReason"] in ("length", "stop")
+    assert "t/s" in msg["meta_text"] and "first token" in msg["meta_text"]
+    figures["first_load_ms"] = page.evaluate("window.ember.timings.loadMs")
+    assert page.errors == []
+
+
+def test_stop_ends_a_reply_early(page: Any) -> None:
+    _greedy_settings(page, max_tokens=400)
+    n = page.locator(".msg.assistant").count()
+    page.fill("#prompt", "Tell me a long story about a dragon.")
+    page.press("#prompt", "Enter")
+    page.wait_for_function(f"(window.ember.current.messages.at(-1).content || '').length > 10 && "
+                           f"document.querySelectorAll('.msg.assistant').length > {n}")
+    page.click("#stop")
+    page.wait_for_function(f"document.querySelectorAll('.msg.assistant')[{n}].dataset.state === 'done'")
+    meta = page.evaluate("window.ember.current.messages.at(-1).meta")
+    assert meta["finishReason"] == "cancelled"
+    assert meta["timings"]["evalTokens"] < 100
+    assert "stopped" in page.locator(".msg.assistant").nth(n).locator(".meta").text_content()
+    assert page.evaluate("document.body.dataset.state") == "ready"
+
+
+def test_markdown_rendering_is_safe(page: Any) -> None:
+    result = page.evaluate("""async () => {
+        const { renderMarkdown } = await import('./markdown.js');
+        const div = document.createElement('div');
+        renderMarkdown('# Title\\n<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>\\n' +
+            '**bold** [x](javascript:alert(1)) [ok](https://example.com)\\n\\n' +
+            '```python\\nprint("<b>hi</b>")\\n```', div);
+        return { tags: [...div.querySelectorAll('*')].map((e) => e.tagName.toLowerCase()),
+                 links: [...div.querySelectorAll('a')].map((a) => a.href), text: div.textContent,
+                 code: div.querySelector('pre code').textContent, copy: !!div.querySelector('button.copy') };
+    }""")
+    assert not {"img", "script", "iframe"} & set(result["tags"])
+    assert {"h3", "strong", "pre", "code"} <= set(result["tags"])
+    assert result["links"] == ["https://example.com/"]
+    assert '<img src=x onerror="window.pwned=1">' in result["text"]
+    assert result["code"] == 'print("<b>hi</b>")' and result["copy"]
+    assert page.evaluate("window.pwned === undefined")
+
+
+def test_offline_reload_chats_from_cached_model(page: Any, context: Any, native_reply: str,
+                                                figures: dict[str, Any]) -> None:
+    assert page.evaluate("navigator.serviceWorker.ready.then(() => !!navigator.serviceWorker.controller)")
+    aborted: list[str] = []
+
+    def block(route: Any) -> None:
+        aborted.append(route.request.url)
+        route.abort()
+
+    context.route("**/*", block)
+    try:
+        page.reload()
+        _wait_ready(page)
+        # settings and the conversation survived the reload (IndexedDB)
+        assert page.evaluate("window.ember.settings.temperature") == 0
+        assert PROMPT in page.text_content("#conversations")
+        figures["ready_ms_cached_offline"] = page.evaluate("window.ember.timings.readyMs")
+        figures["engine_boot_ms_offline"] = page.evaluate("window.ember.timings.bootMs")
+        figures["pyodide_boot_ms_offline"] = page.evaluate("window.ember.timings.pyodideMs")
+        figures["wheel_install_ms_offline"] = page.evaluate("window.ember.timings.wheelMs")
+        figures["model_load_ms_offline"] = page.evaluate("window.ember.timings.loadMs")
+        page.click("#new-chat")
+        _greedy_settings(page)
+        msg = _ask(page, PROMPT)
+        assert msg["content"] == native_reply
+        figures["first_token_ms_offline"] = msg["meta"]["firstTokenMs"]
+        figures["prompt_tokens"] = msg["meta"]["timings"]["promptTokens"]
+        short = _ask(page, "Hi!")
+        figures["first_token_ms_short_prompt"] = short["meta"]["firstTokenMs"]
+        figures["aborted_requests"] = aborted
+        # Nothing the page needs went to the network: only the server probe (there is no server here) may have.
+        assert all(url.endswith("/props") for url in aborted), aborted
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web_chat.png"))
+        page.emulate_media(color_scheme="dark")
+        page.screenshot(path=str(ARTIFACTS / "web_chat_dark.png"))
+        page.emulate_media(color_scheme="light")
+        page.set_viewport_size({"width": 390, "height": 780})
+        page.wait_for_timeout(400)  # the sidebar slides out of view
+        assert not page.locator("#sidebar").is_visible() or page.evaluate(
+            "document.getElementById('sidebar').getBoundingClientRect().right <= 0")
+        page.screenshot(path=str(ARTIFACTS / "web_chat_phone.png"))
+        page.set_viewport_size({"width": 1100, "height": 760})
+    finally:
+        context.unroute("**/*")
+    assert page.errors == []
+
+
+def test_conversations_rename_and_delete_persist(page: Any) -> None:
+    first = page.locator("#conversations li").first
+    first.hover()
+    first.get_by_role("button", name="Rename").click()
+    page.fill("#conversations input", "Sea greetings")
+    page.press("#conversations input", "Enter")
+    titles = page.evaluate("window.ember.store.conversations().then((cs) => cs.map((c) => c.title))")
+    assert "Sea greetings" in titles
+    n = len(titles)
+    first = page.locator("#conversations li").first
+    first.hover()
+    first.get_by_role("button", name="Delete").click()
+    page.wait_for_function(f"window.ember.store.conversations().then((cs) => cs.length === {n - 1})")
+    assert "Sea greetings" not in page.text_content("#conversations")
+
+
+def test_server_mode_against_emberllm_serve(context: Any, site: Path, gemma_path: Path, native_reply: str,
+                                            tmp_path: Path) -> None:
+    with run_server(gemma_path, tmp_path, "--web-dir", str(site), "-c", "2048") as server:
+        pg = context.new_page()
+        try:
+            pg.goto(server.url + "/")
+            kind, _ = _error(pg)
+            assert kind == "auth"  # the server wants its API key before the page may use it
+            assert pg.is_checked("#mode-toggle")
+            _set_settings(pg, **{"set-api-key": API_KEY})
+            pg.wait_for_function("document.body.dataset.state === 'ready'", timeout=30_000)
+            assert pg.is_hidden("#error")
+            assert "Server" in pg.text_content("#status-text")
+            _greedy_settings(pg)
+            msg = _ask(pg, PROMPT)
+            assert msg["dom_state"] == "done", msg
+            assert msg["content"] == native_reply
+            assert msg["meta"]["mode"] == "server"
+            assert "server" in msg["meta_text"] and "t/s" in msg["meta_text"]
+        finally:
+            pg.close()

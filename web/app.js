@@ -1,0 +1,625 @@
+// The chat page: conversations, settings, models, and the two engines (in-browser Web Worker or the server).
+import { LocalEngine } from "./engine-client.js";
+import { renderMarkdown } from "./markdown.js";
+import {
+  ModelStore, UserError, blobChunks, formatBytes, isGguf, modelName, notGgufError, openDownload,
+} from "./models.js";
+import { ServerEngine } from "./server-client.js";
+import { DEFAULT_SETTINGS, Store, newConversation } from "./storage.js";
+import { hasWasmSimd } from "./features.js";
+
+const $ = (id) => document.getElementById(id);
+
+const app = {
+  store: null, models: null, settings: { ...DEFAULT_SETTINGS }, convs: [], current: null, site: null,
+  local: null, localBoot: null, server: null, serverStatus: "none", mode: "local", busy: false, ready: false,
+  modelName: null, download: null, simd: hasWasmSimd(), timings: {},
+};
+window.ember = app; // for debugging and the Playwright tests
+
+// ------------------------------------------------------------------------------------------------ errors
+const ADVICE = {
+  corrupt: ["The model file is damaged or incomplete", "Download it again or choose the complete file."],
+  unsupported: ["This model is not supported", "Choose a GGUF of a supported architecture and quantization (for " +
+    "example Gemma 3, Llama or Qwen in Q4_K_M or Q8_0)."],
+  "too-large": ["Model too large for the browser", "WebAssembly gets at most 4 GiB of memory: choose a smaller model " +
+    "or quantization, lower Context in Settings, or use server mode."],
+  context: ["The conversation is too long", "Start a new chat, or raise Context in Settings (it applies when the " +
+    "model next loads)."],
+  auth: ["The server needs an API key", "Enter the key the server was started with (--api-key) in Settings."],
+  network: ["Network error", ""],
+  server: ["The server reported an error", ""],
+  engine: ["The engine reported an error", "Reload the page; if it happens again, try another model."],
+  "no-simd": ["This browser lacks WebAssembly SIMD", "Use a current Chrome, Edge, Firefox or Safari (16.4+), or " +
+    "switch to server mode."],
+  "no-engine": ["The in-browser engine is not part of this deployment", "Build the site with " +
+    "build_scripts/build_site.py (it adds Pyodide and the wheel), or use server mode."],
+};
+
+function showError(err, kindOverride) {
+  const kind = kindOverride || err.kind || "engine";
+  const [title, advice] = err instanceof UserError ? [err.title, ""] : (ADVICE[kind] || ADVICE.engine);
+  $("error-title").textContent = title;
+  $("error-text").textContent = [err.message, advice].filter(Boolean).join(" ");
+  $("error").dataset.kind = kind;
+  $("error").hidden = false;
+  console.warn(`[emberllm] ${kind}: ${err.message}`);
+}
+
+function clearError() {
+  $("error").hidden = true;
+}
+
+// ------------------------------------------------------------------------------------------------ status
+function setStatus(text, state) {
+  $("status-text").textContent = text;
+  if (state) document.body.dataset.state = state;
+  const canChat = state === "ready";
+  app.ready = canChat;
+  $("prompt").disabled = !canChat && !app.busy;
+  $("send").disabled = !canChat;
+  if (canChat && app.timings.readyMs === undefined) app.timings.readyMs = performance.now();
+  $("empty").hidden = app.current?.messages.length > 0;
+  $("empty").classList.toggle("is-ready", canChat);
+  $("empty").classList.toggle("server-mode", app.mode === "server");
+  $("empty-title").textContent = canChat ? "Ready when you are" : "Chat offline, in your browser";
+}
+
+function modelReadyStatus() {
+  if (app.mode === "server") {
+    const p = app.server.props;
+    setStatus(`Server · ${p?.model_alias || (p?.model_path || "model").split("/").pop()}`, "ready");
+  } else {
+    const info = app.local?.model;
+    setStatus(`${app.modelName} · ${info?.architecture ?? ""} · in your browser`, "ready");
+  }
+}
+
+function progress(title, loaded, total, t0, onCancel = null) {
+  const box = $("progress-box");
+  if (title === null) { box.hidden = true; return; }
+  box.hidden = false;
+  $("progress-title").textContent = title;
+  $("progress").value = total ? loaded / total : 0;
+  const secs = (performance.now() - t0) / 1000;
+  const rate = loaded / Math.max(secs, 1e-3);
+  const eta = total && loaded && secs > 0.3 ? ` · ${Math.ceil((total - loaded) / rate)} s left` : "";
+  $("progress-detail").textContent = `${formatBytes(loaded)}${total ? ` of ${formatBytes(total)}` : ""}${eta}`;
+  $("progress-cancel").hidden = !onCancel;
+  $("progress-cancel").onclick = onCancel;
+}
+
+// ------------------------------------------------------------------------------------------------ models
+async function ensureLocalEngine() {
+  if (!app.site) throw Object.assign(new Error("site.json is missing."), { kind: "no-engine" });
+  if (!app.simd) throw Object.assign(new Error("WebAssembly SIMD128 is required."), { kind: "no-simd" });
+  if (!app.localBoot) {
+    app.local = new LocalEngine(app.site);
+    const t0 = performance.now();
+    app.localBoot = app.local.boot().then((t) => {
+      app.timings.bootMs = performance.now() - t0;
+      app.timings.pyodideMs = t.bootMs;
+      app.timings.wheelMs = t.installMs;
+      return t;
+    });
+    app.localBoot.catch(() => { app.localBoot = null; });
+  }
+  return app.localBoot;
+}
+
+/** Load a stored model into the in-browser engine. */
+async function loadStored(name, { removeOnFailure = false } = {}) {
+  const file = await app.models.file(name);
+  if (!file) throw new UserError("missing", "Model not found", `${name} is no longer stored in this browser.`);
+  const previous = app.modelName;
+  let t0 = performance.now();
+  try {
+    setStatus("Starting the engine…", "loading");
+    await ensureLocalEngine();
+    app.modelName = null;
+    t0 = performance.now();
+    setStatus(`Loading ${name}…`, "loading");
+    const msg = await app.local.load(file, {
+      nCtx: app.settings.nCtx, onProgress: (loaded, total) => progress(`Loading ${name}`, loaded, total, t0),
+    });
+    app.timings.loadMs = msg.loadMs;
+  } catch (err) {
+    progress(null);
+    if (removeOnFailure) await app.models.remove(name);
+    showError(err);
+    setStatus("No model loaded", "no-model");
+    if (previous && previous !== name && await app.models.file(previous)) {
+      await loadStored(previous).catch(() => {}); // keep the page usable with the model that worked
+    }
+    await renderModelLists();
+    return false;
+  }
+  progress(null);
+  app.modelName = name;
+  await saveSettings({ lastModel: name });
+  modelReadyStatus();
+  await renderModelLists();
+  return true;
+}
+
+/** Open a local file: check it, keep it in browser storage, load it. */
+async function openFile(file) {
+  if (!file) return;
+  clearError();
+  if (app.busy) return;
+  const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
+  if (!isGguf(head)) {
+    showError(notGgufError(file.name));
+    return;
+  }
+  const name = modelName(file);
+  const t0 = performance.now();
+  try {
+    setStatus(`Saving ${name}…`, "loading");
+    await app.models.save(name, blobChunks(file), file.size,
+      (loaded, total) => progress(`Saving ${name} in this browser`, loaded, total, t0));
+  } catch (err) {
+    progress(null);
+    showError(err);
+    setStatus("No model loaded", app.modelName ? "ready" : "no-model");
+    if (app.modelName) modelReadyStatus();
+    return;
+  }
+  progress(null);
+  await loadStored(name, { removeOnFailure: true });
+}
+
+/** Download a model by URL into browser storage, then load it. */
+async function openUrl(url) {
+  clearError();
+  let parsed;
+  try {
+    parsed = new URL(url, location.href);
+  } catch {
+    showError(new UserError("network", "Not a URL", `"${url}" is not a web address.`));
+    return;
+  }
+  const name = modelName(parsed.href);
+  const controller = new AbortController();
+  const t0 = performance.now();
+  try {
+    setStatus(`Downloading ${name}…`, "loading");
+    const { size, chunks } = await openDownload(parsed.href, controller.signal);
+    await app.models.save(name, chunks, size,
+      (loaded, total) => progress(`Downloading ${name}`, loaded, total, t0, () => controller.abort()));
+  } catch (err) {
+    progress(null);
+    if (err.name !== "AbortError") showError(err);
+    if (app.modelName) modelReadyStatus(); else setStatus("No model loaded", "no-model");
+    return;
+  }
+  progress(null);
+  await loadStored(name, { removeOnFailure: true });
+}
+
+async function renderModelLists() {
+  const stored = await app.models.list();
+  for (const list of [$("model-list"), $("empty-models")]) {
+    list.replaceChildren();
+    for (const m of stored) {
+      const li = document.createElement("li");
+      const name = Object.assign(document.createElement("span"), { className: "model-name", textContent: m.name });
+      const size = Object.assign(document.createElement("span"), { className: "model-size", textContent: formatBytes(m.size) });
+      li.append(name, size);
+      const loaded = m.name === app.modelName;
+      const load = button(loaded ? "Loaded" : "Load", `Load ${m.name}`, async () => {
+        $("models-dialog").close();
+        clearError();
+        await loadStored(m.name);
+      });
+      load.disabled = loaded || app.busy;
+      li.append(load);
+      if (list === $("model-list")) {
+        const del = button("Remove", `Remove ${m.name} from this browser`, async () => {
+          await app.models.remove(m.name);
+          if (app.settings.lastModel === m.name) await saveSettings({ lastModel: null });
+          await renderModelLists();
+        });
+        del.classList.add("btn-danger");
+        li.append(del);
+      }
+      list.append(li);
+    }
+    if (!stored.length && list === $("model-list")) {
+      list.append(Object.assign(document.createElement("li"), { className: "muted", textContent: "No models stored yet." }));
+    }
+  }
+  $("storage-kind").textContent = app.models.kind;
+  if (navigator.storage?.estimate) {
+    const { usage, quota } = await navigator.storage.estimate();
+    $("storage-usage").textContent = `Using ${formatBytes(usage)} of ${formatBytes(quota)} available to this site.`;
+  }
+}
+
+function button(text, label, onClick) {
+  const b = Object.assign(document.createElement("button"), { type: "button", className: "btn btn-small", textContent: text });
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// ------------------------------------------------------------------------------------------------ modes
+async function setMode(mode, persist) {
+  clearError();
+  app.mode = mode;
+  $("mode-toggle").checked = mode === "server";
+  if (persist) await saveSettings({ mode });
+  if (mode === "server") {
+    if (app.serverStatus === "auth" && !(await app.server.probe().then((s) => (app.serverStatus = s)) === "ok")) {
+      setStatus("Server · API key needed", "error");
+      showError(new Error("This server was started with --api-key."), "auth");
+      return;
+    }
+    modelReadyStatus();
+    return;
+  }
+  if (app.modelName && app.local?.model) { modelReadyStatus(); return; }
+  try {
+    setStatus("Starting the engine…", "loading");
+    await ensureLocalEngine();
+  } catch (err) {
+    setStatus("In-browser engine unavailable", "error");
+    showError(err);
+    return;
+  }
+  const stored = await app.models.list();
+  const last = app.settings.lastModel;
+  if (last && stored.some((m) => m.name === last)) {
+    await loadStored(last);
+  } else if (app.site.model && !stored.some((m) => m.name === app.site.model.name)) {
+    await openUrl(new URL(app.site.model.url, location.href).href);
+  } else if (app.site.model) {
+    await loadStored(app.site.model.name);
+  } else {
+    setStatus("Open a model to start", "no-model");
+    await renderModelLists();
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ chat
+function samplingOptions() {
+  const s = app.settings;
+  const o = { nPredict: s.maxTokens, temperature: s.temperature, topK: s.topK, topP: s.topP, minP: s.minP,
+    repeatPenalty: s.repeatPenalty };
+  if (s.seed >= 0) o.seed = s.seed;
+  return o;
+}
+
+async function send() {
+  const text = $("prompt").value.trim();
+  if (!text || app.busy || !app.ready) return;
+  clearError();
+  if (!app.current) await newChat();
+  const conv = app.current;
+  conv.messages.push({ role: "user", content: text });
+  if (conv.title === "New chat") conv.title = text.replace(/\s+/g, " ").slice(0, 48);
+  const reply = { role: "assistant", content: "", meta: null };
+  const history = conv.messages.filter((m) => m.content && !m.error).map((m) => ({ role: m.role, content: m.content }));
+  if (app.settings.systemPrompt.trim()) history.unshift({ role: "system", content: app.settings.systemPrompt.trim() });
+  conv.messages.push(reply);
+  conv.updated = Date.now();
+  $("prompt").value = "";
+  autoGrow();
+  renderMessages();
+  renderConversations();
+  const el = $("messages").lastElementChild;
+  const engine = app.mode === "server" ? app.server : app.local;
+  setBusy(true);
+  const t0 = performance.now();
+  let first = null;
+  let pending = false;
+  const paint = () => {
+    pending = false;
+    renderMarkdown(reply.content, el.querySelector(".content"));
+    scrollToEnd();
+  };
+  try {
+    const result = await engine.chat(history, samplingOptions(), (piece) => {
+      if (first === null) first = performance.now() - t0;
+      reply.content += piece;
+      if (!pending) { pending = true; requestAnimationFrame(paint); }
+    });
+    reply.meta = { finishReason: result.finishReason, timings: result.timings, firstTokenMs: first,
+      totalMs: performance.now() - t0, mode: app.mode };
+  } catch (err) {
+    reply.error = err.message;
+    reply.meta = { finishReason: "error", mode: app.mode };
+    showError(err);
+  }
+  conv.updated = Date.now();
+  await app.store.putConversation(conv);
+  setBusy(false);
+  renderMessage(el, reply);
+  scrollToEnd();
+  if (app.mode === "server" || app.local?.model) modelReadyStatus();
+}
+
+function setBusy(busy) {
+  app.busy = busy;
+  $("send").hidden = busy;
+  $("stop").hidden = !busy;
+  $("new-chat").disabled = busy;
+  if (busy) {
+    document.body.dataset.state = "busy";
+    $("send").disabled = true;
+  }
+}
+
+function stop() {
+  if (!app.busy) return;
+  (app.mode === "server" ? app.server : app.local).abort();
+}
+
+function speedLine(meta) {
+  if (!meta) return "";
+  const parts = [];
+  const t = meta.timings;
+  if (t) {
+    const rate = (n, ms) => (ms > 0 ? (n * 1000 / ms).toFixed(1) : "–");
+    if (t.promptTokens !== undefined) parts.push(`prompt ${t.promptTokens} tok · ${rate(t.promptTokens, t.promptMs)} t/s`);
+    if (t.evalTokens !== undefined) parts.push(`generation ${t.evalTokens + 1} tok · ${rate(t.evalTokens, t.evalMs)} t/s`);
+  }
+  if (meta.firstTokenMs !== null && meta.firstTokenMs !== undefined) parts.push(`first token ${(meta.firstTokenMs / 1000).toFixed(2)} s`);
+  if (meta.finishReason === "cancelled") parts.push("stopped");
+  else if (meta.finishReason === "length") parts.push("max tokens reached");
+  if (meta.mode === "server") parts.push("server");
+  return parts.join(" · ");
+}
+
+function renderMessage(el, m) {
+  const content = el.querySelector(".content");
+  if (m.role === "assistant") {
+    renderMarkdown(m.content, content);
+    if (m.error) {
+      content.append(Object.assign(document.createElement("p"), { className: "error-text", textContent: m.error }));
+    }
+    el.dataset.state = m.meta ? (m.error ? "error" : "done") : "streaming";
+    if (m.meta) el.dataset.finish = m.meta.finishReason;
+    el.querySelector(".meta").textContent = speedLine(m.meta);
+    if (m.meta?.firstTokenMs != null) el.dataset.firstTokenMs = String(Math.round(m.meta.firstTokenMs));
+  } else {
+    content.textContent = m.content;
+  }
+}
+
+function renderMessages() {
+  const list = $("messages");
+  list.replaceChildren();
+  for (const m of app.current?.messages ?? []) {
+    const li = document.createElement("li");
+    li.className = `msg ${m.role}`;
+    const label = Object.assign(document.createElement("span"), { className: "sr-only",
+      textContent: m.role === "user" ? "You said:" : "Assistant:" });
+    const content = Object.assign(document.createElement("div"), { className: "content" });
+    const meta = Object.assign(document.createElement("div"), { className: "meta" });
+    li.append(label, content, meta);
+    renderMessage(li, m);
+    list.append(li);
+  }
+  $("empty").hidden = (app.current?.messages.length ?? 0) > 0;
+}
+
+function scrollToEnd() {
+  const chat = $("chat");
+  chat.scrollTop = chat.scrollHeight;
+}
+
+// ------------------------------------------------------------------------------------------------ conversations
+async function newChat() {
+  if (app.busy) return;
+  if (app.current && !app.current.messages.length) { $("prompt").focus(); return; }
+  app.current = newConversation();
+  app.convs.unshift(app.current);
+  renderConversations();
+  renderMessages();
+  closeSidebar();
+  $("prompt").focus();
+}
+
+function selectConversation(conv) {
+  if (app.busy) return;
+  app.current = conv;
+  renderConversations();
+  renderMessages();
+  scrollToEnd();
+  closeSidebar();
+}
+
+function renderConversations() {
+  const list = $("conversations");
+  list.replaceChildren();
+  for (const conv of app.convs) {
+    if (!conv.messages.length && conv !== app.current) continue;
+    const li = document.createElement("li");
+    if (conv === app.current) li.className = "active";
+    const title = Object.assign(document.createElement("button"), { type: "button", className: "conv-title", textContent: conv.title });
+    if (conv === app.current) title.setAttribute("aria-current", "true");
+    title.addEventListener("click", () => selectConversation(conv));
+    const actions = Object.assign(document.createElement("span"), { className: "conv-actions" });
+    const rename = button("✎", `Rename ${conv.title}`, () => startRename(li, conv));
+    rename.classList.replace("btn-small", "btn-icon");
+    const del = button("×", `Delete ${conv.title}`, () => deleteConversation(conv));
+    del.classList.replace("btn-small", "btn-icon");
+    actions.append(rename, del);
+    li.append(title, actions);
+    list.append(li);
+  }
+}
+
+function startRename(li, conv) {
+  const input = Object.assign(document.createElement("input"), { value: conv.title });
+  input.setAttribute("aria-label", "New title");
+  li.replaceChildren(input);
+  input.focus();
+  input.select();
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    if (save && input.value.trim()) {
+      conv.title = input.value.trim().slice(0, 80);
+      if (conv.messages.length) await app.store.putConversation(conv);
+    }
+    renderConversations();
+  };
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") finish(true);
+    else if (e.key === "Escape") finish(false);
+  });
+  input.addEventListener("blur", () => finish(true));
+}
+
+async function deleteConversation(conv) {
+  if (app.busy && conv === app.current) return;
+  await app.store.deleteConversation(conv.id);
+  app.convs = app.convs.filter((c) => c !== conv);
+  if (conv === app.current) {
+    app.current = null;
+    await newChat();
+  }
+  renderConversations();
+  renderMessages();
+}
+
+// ------------------------------------------------------------------------------------------------ settings
+const FIELDS = { systemPrompt: "set-system", temperature: "set-temperature", topK: "set-top-k", topP: "set-top-p",
+  minP: "set-min-p", repeatPenalty: "set-repeat-penalty", maxTokens: "set-max-tokens", seed: "set-seed",
+  nCtx: "set-n-ctx", apiKey: "set-api-key" };
+
+function fillSettings(s) {
+  for (const [key, id] of Object.entries(FIELDS)) $(id).value = s[key];
+}
+
+function readSettings() {
+  const out = {};
+  for (const [key, id] of Object.entries(FIELDS)) {
+    const el = $(id);
+    if (el.type === "number") {
+      const v = Number(el.value);
+      out[key] = el.value === "" || !Number.isFinite(v) ? DEFAULT_SETTINGS[key] : v;
+    } else {
+      out[key] = el.value;
+    }
+  }
+  for (const k of ["topK", "maxTokens", "seed", "nCtx"]) out[k] = Math.round(out[k]);
+  out.temperature = Math.max(0, out.temperature);
+  out.maxTokens = Math.max(1, out.maxTokens);
+  return out;
+}
+
+async function saveSettings(patch) {
+  app.settings = { ...app.settings, ...patch };
+  await app.store.saveSettings(app.settings);
+}
+
+// ------------------------------------------------------------------------------------------------ wiring
+function autoGrow() {
+  const t = $("prompt");
+  t.style.height = "auto";
+  t.style.height = `${Math.min(t.scrollHeight, window.innerHeight * 0.4)}px`;
+}
+
+function closeSidebar() {
+  $("sidebar").classList.remove("open");
+  $("scrim").hidden = true;
+  $("toggle-sidebar").setAttribute("aria-expanded", "false");
+}
+
+function wire() {
+  $("composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
+  $("prompt").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+  });
+  $("prompt").addEventListener("input", autoGrow);
+  $("stop").addEventListener("click", stop);
+  $("new-chat").addEventListener("click", newChat);
+  $("error-close").addEventListener("click", clearError);
+  const pick = () => { $("file-input").value = ""; $("file-input").click(); };
+  $("open-file").addEventListener("click", pick);
+  $("models-open-file").addEventListener("click", () => { $("models-dialog").close(); pick(); });
+  $("file-input").addEventListener("change", () => openFile($("file-input").files[0]));
+  $("open-url").addEventListener("click", () => { $("models-dialog").showModal(); $("model-url").focus(); });
+  $("model-url-go").addEventListener("click", () => {
+    const url = $("model-url").value.trim();
+    if (!url) return;
+    $("models-dialog").close();
+    openUrl(url);
+  });
+  $("open-models").addEventListener("click", async () => { await renderModelLists(); $("models-dialog").showModal(); });
+  $("open-settings").addEventListener("click", () => { fillSettings(app.settings); $("settings-dialog").showModal(); });
+  $("settings-reset").addEventListener("click", () => fillSettings({ ...DEFAULT_SETTINGS, apiKey: $("set-api-key").value }));
+  $("settings-dialog").addEventListener("close", async () => {
+    if ($("settings-dialog").returnValue !== "save") return;
+    const keyChanged = readSettings().apiKey !== app.settings.apiKey;
+    await saveSettings(readSettings());
+    if (keyChanged && app.serverStatus !== "none") {
+      app.serverStatus = await app.server.probe();
+      if (app.mode === "server") await setMode("server", false);
+    }
+  });
+  $("mode-toggle").addEventListener("change", (e) => setMode(e.target.checked ? "server" : "local", true));
+  $("toggle-sidebar").addEventListener("click", () => {
+    const open = !$("sidebar").classList.contains("open");
+    $("sidebar").classList.toggle("open", open);
+    $("scrim").hidden = !open;
+    $("toggle-sidebar").setAttribute("aria-expanded", String(open));
+  });
+  $("scrim").addEventListener("click", closeSidebar);
+  let depth = 0;
+  const hasFiles = (e) => [...(e.dataTransfer?.types ?? [])].includes("Files");
+  window.addEventListener("dragenter", (e) => { if (hasFiles(e)) { depth++; $("drop-overlay").hidden = false; } });
+  window.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; $("drop-overlay").hidden = true; } });
+  window.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  window.addEventListener("drop", (e) => {
+    e.preventDefault();
+    depth = 0;
+    $("drop-overlay").hidden = true;
+    const file = e.dataTransfer?.files?.[0];
+    if (file && app.mode === "local") openFile(file);
+  });
+}
+
+async function loadSite() {
+  try {
+    const resp = await fetch("site.json");
+    return resp.ok ? await resp.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+function registerServiceWorker() {
+  if (!("serviceWorker" in navigator) || !/^https?:$/.test(location.protocol)) return;
+  navigator.serviceWorker.register("sw.js").catch((err) => console.warn("[emberllm] service worker:", err.message));
+}
+
+async function main() {
+  wire();
+  registerServiceWorker();
+  app.store = await Store.open();
+  app.settings = await app.store.settings();
+  app.models = await ModelStore.open();
+  app.convs = (await app.store.conversations()).filter((c) => c.messages.length);
+  app.current = app.convs[0] ?? null;
+  if (!app.current) await newChat();
+  renderConversations();
+  renderMessages();
+  app.server = new ServerEngine(() => app.settings.apiKey);
+  const [status, site] = await Promise.all([app.server.probe(), loadSite()]);
+  app.serverStatus = status;
+  app.site = site;
+  $("mode-toggle").disabled = status === "none";
+  if (status === "none") $("mode-toggle").closest("label").hidden = true;
+  const mode = status === "none" ? "local" : (app.settings.mode ?? "server");
+  await setMode(mode, false);
+}
+
+main().catch((err) => {
+  setStatus("Failed to start", "error");
+  showError(err);
+});

@@ -1,0 +1,73 @@
+// The page's side of the in-browser engine: one Web Worker (worker.js) behind a small promise API.
+
+export class EngineError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+/** The in-browser engine: ``boot()``, ``load(file, {nCtx, onProgress})``, ``chat(...)``, ``abort()``. */
+export class LocalEngine {
+  constructor(site) {
+    this.site = site;
+    this.worker = null;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.model = null;
+  }
+
+  _call(msg, handlers = {}) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, ...handlers });
+      this.worker.postMessage({ ...msg, id });
+    });
+  }
+
+  _onMessage(event) {
+    const msg = event.data;
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    if (msg.type === "progress") p.onProgress?.(msg.loaded, msg.total);
+    else if (msg.type === "token") p.onToken?.(msg.text);
+    else {
+      this.pending.delete(msg.id);
+      if (msg.type === "error") p.reject(new EngineError(msg.kind, msg.message));
+      else p.resolve(msg);
+    }
+  }
+
+  /** Start the worker and boot Pyodide with the wheel named in site.json. */
+  async boot() {
+    const base = new URL(".", location.href);
+    this.worker = new Worker(new URL("worker.js", base), { type: "module" });
+    this.worker.onmessage = (e) => this._onMessage(e);
+    this.worker.onerror = (e) => {
+      for (const p of this.pending.values()) p.reject(new EngineError("engine", e.message || "the engine worker failed"));
+      this.pending.clear();
+    };
+    const msg = await this._call({
+      type: "boot", engineURL: new URL(this.site.engine.module, base).href,
+      indexURL: new URL(this.site.engine.indexURL, base).href, wheelURL: new URL(this.site.engine.wheel, base).href,
+    });
+    return msg.timings;
+  }
+
+  /** Load a File/Blob (GGUF) into the engine; resolves to the model's info. */
+  async load(file, { nCtx = 2048, onProgress } = {}) {
+    this.model = null;
+    const msg = await this._call({ type: "load", file, nCtx }, { onProgress });
+    this.model = msg.info;
+    return msg;
+  }
+
+  /** Stream a reply: ``onToken(text)`` per piece; resolves to {finishReason, timings}. */
+  chat(messages, options, onToken) {
+    return this._call({ type: "chat", messages, options }, { onToken });
+  }
+
+  abort() {
+    this.worker?.postMessage({ type: "abort" });
+  }
+}

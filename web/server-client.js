@@ -1,0 +1,99 @@
+// Server mode: the page talks to `emberllm serve` (OpenAI-style /v1/chat/completions, streamed as SSE).
+
+export class ServerError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+/** A client for the server that served this page: ``probe()``, ``chat(...)``, ``abort()``. */
+export class ServerEngine {
+  constructor(getKey) {
+    this.getKey = getKey;
+    this.base = new URL(".", location.href);
+    this.controller = null;
+    this.props = null;
+  }
+
+  _headers() {
+    const key = this.getKey();
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  }
+
+  /** GET props: "ok" (props kept), "auth" (a server that wants an API key) or "none" (a static host). */
+  async probe() {
+    try {
+      const resp = await fetch(new URL("props", this.base), { headers: this._headers(), cache: "no-store" });
+      if (resp.status === 401) return "auth";
+      if (!resp.ok) return "none";
+      const props = await resp.json();
+      if (!props || !props.default_generation_settings) return "none";
+      this.props = props;
+      return "ok";
+    } catch {
+      return "none";
+    }
+  }
+
+  /** Stream a reply; resolves to {finishReason, timings} (timings in the in-browser engine's shape). */
+  async chat(messages, o, onToken) {
+    this.controller = new AbortController();
+    const body = {
+      messages, stream: true, stream_options: { include_usage: true }, max_tokens: o.nPredict,
+      temperature: o.temperature, top_k: o.topK, top_p: o.topP, min_p: o.minP, repeat_penalty: o.repeatPenalty,
+    };
+    if (o.seed !== undefined) body.seed = o.seed;
+    let resp;
+    try {
+      resp = await fetch(new URL("v1/chat/completions", this.base), {
+        method: "POST", headers: { "Content-Type": "application/json", ...this._headers() }, body: JSON.stringify(body),
+        signal: this.controller.signal,
+      });
+    } catch (err) {
+      if (err.name === "AbortError") return { finishReason: "cancelled", timings: null };
+      throw new ServerError("network", `The server did not answer (${err.message}). Is emberllm serve still running?`);
+    }
+    if (!resp.ok) {
+      let message = `HTTP ${resp.status}`;
+      try { message = (await resp.json()).error.message; } catch { /* not JSON */ }
+      throw new ServerError(resp.status === 401 ? "auth" : "server", message);
+    }
+    let finishReason = null;
+    let timings = null;
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += value;
+        const events = buffer.split(/\r?\n\r?\n/);
+        buffer = events.pop();
+        for (const ev of events) {
+          const data = ev.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          if (!data || data === "[DONE]") continue;
+          const obj = JSON.parse(data);
+          if (obj.error) throw new ServerError("server", obj.error.message);
+          const choice = obj.choices?.[0];
+          if (choice?.delta?.content) onToken(choice.delta.content);
+          if (choice?.finish_reason) finishReason = choice.finish_reason;
+          if (obj.timings) timings = fromServerTimings(obj.timings);
+        }
+      }
+    } catch (err) {
+      if (err.name === "AbortError") return { finishReason: "cancelled", timings };
+      throw err;
+    }
+    return { finishReason: finishReason || "stop", timings };
+  }
+
+  abort() {
+    this.controller?.abort();
+  }
+}
+
+function fromServerTimings(t) {
+  return { promptTokens: t.prompt_n, promptMs: t.prompt_ms, evalTokens: t.predicted_n, evalMs: t.predicted_ms,
+    cachedTokens: t.cache_n };
+}

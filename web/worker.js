@@ -1,0 +1,65 @@
+// The in-browser engine's Web Worker: boots Pyodide with the emberllm wheel (pyodide_pkg/emberllm.mjs), loads a
+// model from a File/Blob and streams chat replies.  Generation is synchronous Python, so it never runs on the
+// page's main thread.  Messages in: boot, load, chat, abort, unload; out: see engine-client.js.
+
+let engine = null;
+
+self.onmessage = async (event) => {
+  const msg = event.data;
+  try {
+    if (msg.type === "boot") await boot(msg);
+    else if (msg.type === "load") await load(msg);
+    else if (msg.type === "chat") await chat(msg);
+    else if (msg.type === "abort") engine?.abort();
+    else if (msg.type === "unload") { if (engine?.loaded) engine.unload(); self.postMessage({ type: "unloaded", id: msg.id }); }
+  } catch (err) {
+    self.postMessage({ type: "error", id: msg.id, ...describe(err) });
+  }
+};
+
+async function boot({ id, engineURL, indexURL, wheelURL }) {
+  const { EmberEngine } = await import(engineURL);
+  engine = await EmberEngine.boot({ indexURL, wheelURL });
+  self.postMessage({ type: "booted", id, timings: engine.timings });
+}
+
+async function load({ id, file, nCtx }) {
+  let last = 0;
+  const t0 = performance.now();
+  await engine.load(file, {
+    nCtx,
+    onProgress: (loaded, total) => {
+      const now = performance.now();
+      if (now - last > 100 || loaded === total) {
+        last = now;
+        self.postMessage({ type: "progress", id, loaded, total });
+      }
+    },
+  });
+  self.postMessage({ type: "loaded", id, info: engine.modelInfo(), loadMs: performance.now() - t0 });
+}
+
+async function chat({ id, messages, options }) {
+  for await (const step of engine.chat(messages, options)) {
+    if (step.text) self.postMessage({ type: "token", id, text: step.text });
+    if (step.finishReason) {
+      self.postMessage({ type: "done", id, finishReason: step.finishReason, timings: engine.lastTimings() });
+      return;
+    }
+  }
+  self.postMessage({ type: "done", id, finishReason: "stop", timings: engine.lastTimings() });
+}
+
+/** An error as {kind, message}: the last line of a Python traceback, classified for the page. */
+function describe(err) {
+  const text = String(err && err.message ? err.message : err);
+  const lines = text.trim().split("\n").filter((l) => l.trim());
+  const message = lines.length ? lines[lines.length - 1] : text;
+  let kind = "engine";
+  if (/not a GGUF file|bad magic/i.test(text)) kind = "not-gguf";
+  else if (/UnsupportedModelError|unsupported (architecture|tensor type)/i.test(text)) kind = "unsupported";
+  else if (/truncated|corrupt|ended after|needs at least/i.test(text)) kind = "corrupt";
+  else if ((err && err.constructor && err.constructor.name === "EmberModelTooLargeError") || /does not fit in wasm32|MemoryError|out of memory|Array buffer allocation failed|Cannot enlarge memory/i.test(text)) kind = "too-large";
+  else if (/longer than the context|does not fit in the context/i.test(text)) kind = "context";
+  return { kind, message };
+}
