@@ -64,7 +64,7 @@ class Toolchain:
         if self.kind == "zig":  # zig's own clang resource headers, WASI libc's for declarations
             return [*COMMON_FLAGS, "-fPIC", "-fvisibility=hidden", f"-I{KERNEL_DIR}", "-isystem", self.include_dirs[0]]
         flags = ["--target=wasm32-unknown-emscripten", *COMMON_FLAGS, "-fPIC", "-fvisibility=hidden",
-                 "-ffreestanding", "-nostdlibinc", f"-I{KERNEL_DIR}"]
+                 "-nostdlibinc", f"-I{KERNEL_DIR}"]
         for inc in self.include_dirs:
             flags += ["-isystem", inc]
         return flags

@@ -10,7 +10,9 @@ Every function of the kernel library the model calls is wrapped in a timer (the 
 ``perf_counter`` pair, is measured and subtracted); prints one JSON line with ms per token for each entry point,
 the kernel calls per token and Python's share of token time (the fastest untimed round's token time minus the
 fastest timed rounds' time inside the kernel calls, ctypes argument conversion included; timed and untimed rounds
-alternate, and minima resist the load of other processes), and the prompt speed of one PP_TOKENS-token decode.
+alternate, and minima resist the load of other processes), a direct measure of Python alone (the same decodes with
+every kernel call a Python no-op, plus the calls' ctypes cost: ``python_and_calls_share``), and the prompt speed of
+one PP_TOKENS-token decode.
 """
 
 from __future__ import annotations
@@ -107,6 +109,31 @@ over = timer_overhead_ms()
 kernels = {name: round(min(r[name] for r in per_round) - over * timed_lib.calls[name] / N_TOKENS, 3)
            for name in sorted(per_round[-1], key=lambda nm: -per_round[-1][nm])}
 in_c = sum(kernels.values())
+# Python alone: the same decodes with every kernel call replaced by a Python no-op (no C, no ctypes), plus the
+# ctypes cost of the calls a token makes (a real 7-argument call doing almost nothing: emb_rmsnorm of 1 value)
+class NullLib:
+    """Stands in for the kernel library: every function returns 0 at once."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: 0
+
+
+arch.lib = NullLib()
+null_ms = []
+for rnd in range(ROUNDS):
+    t0 = CLOCK()
+    for i in range(N_TOKENS):
+        arch.decode([(37 * i + rnd) % 1000 + 10], model.kv)
+    null_ms.append((CLOCK() - t0) * 1000.0 / N_TOKENS)
+arch.lib = timed_lib._lib
+one = model.kernels.f32(2)
+n_probe = 2000
+t0 = CLOCK()
+for _ in range(n_probe):
+    arch.lib.emb_rmsnorm(arch.ctx, one.ptr, one.ptr, one.ptr, 1, 1, 1e-6)
+call_us = (CLOCK() - t0) * 1e6 / n_probe
+python_only_ms = min(null_ms)
+python_and_calls_ms = python_only_ms + n_calls * call_us / 1000.0
 pp_ms = []
 for rnd in range(2):  # prompt processing: one decode of PP_TOKENS tokens from an empty cache
     model.kv.clear()
@@ -118,4 +145,6 @@ print(json.dumps({"pp_tokens": PP_TOKENS, "pp_tps": round(PP_TOKENS * 1000.0 / m
                   "clock": "cpu" if CLOCK is not time.perf_counter else "wall", "token_ms": round(plain_ms, 3),
                   "tg_tps": round(1000.0 / plain_ms, 2), "calls_per_token": n_calls,
                   "kernel_ms_per_token": kernels, "python_ms_per_token": round(plain_ms - in_c, 3),
-                  "python_share": round((plain_ms - in_c) / plain_ms, 4)}))
+                  "python_share": round((plain_ms - in_c) / plain_ms, 4),
+                  "python_only_ms_per_token": round(python_only_ms, 3), "ctypes_call_us": round(call_us, 3),
+                  "python_and_calls_share": round(python_and_calls_ms / plain_ms, 4)}))

@@ -7,7 +7,9 @@
 // and the model from 127.0.0.1, drives Debian's Chromium with playwright-core (never a downloaded browser), and
 // prints one JSON object as bench/README.md's runner contract says.  The tests are timed inside Python as in
 // run_node.mjs (bench_py.mjs).  peak_rss_bytes is the largest VmHWM of Chromium's renderer processes.
-// Pyodide has no threads: asked for more than one, it exits 2 saying so.
+// Pyodide has no threads: asked for more than one, it exits 2 saying so.  With ``extra.script`` (a .py path) it runs
+// that script instead of the tests, with the model's bytes in the global ``MODEL``, and prints
+// ``{"script_out": its stdout}`` (bench/pyodide/kernel_bench.py, profile_decode.py).
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -39,6 +41,7 @@ const MOUNTS = { '/pyodide/': pyodideRoot, '/bench/': here, '/pkg/': path.join(r
 function resolvePath(urlPath) {
   if (urlPath === '/' || urlPath === '/index.html') return path.join(here, 'page.html');
   if (urlPath === '/model.gguf') return args.model;
+  if (urlPath === '/script.py' && args.extra && args.extra.script) return path.resolve(root, args.extra.script);
   if (urlPath === `/wheel/${path.basename(wheel)}`) return wheel;
   for (const [prefix, dir] of Object.entries(MOUNTS)) {
     if (urlPath.startsWith(prefix)) return inside(dir, urlPath.slice(prefix.length));
@@ -55,7 +58,7 @@ async function main() {
   const tests = args.tests || [];
   await runInChromium({
     chromium, executablePath: args.chromium, resolvePath, name: 'emberllm-pyodide-chromium', timeoutS: args.timeout_s,
-    params: { wheel: path.basename(wheel), tests, kernels: (args.extra && args.extra.kernels) || 'auto', n_ctx: args.n_ctx || Math.max(16, ...tests.map((t) => t.n_prompt + t.n_gen)) + 16 },
+    params: { wheel: path.basename(wheel), tests, kernels: (args.extra && args.extra.kernels) || 'auto', script: Boolean(args.extra && args.extra.script), n_ctx: args.n_ctx || Math.max(16, ...tests.map((t) => t.n_prompt + t.n_gen)) + 16 },
   });
 }
 

@@ -13,6 +13,14 @@ self.onmessage = async (event) => {
     const t0 = performance.now();
     await engine.load(`${origin}/model.gguf`, { nCtx: p.n_ctx });
     const loadMs = performance.now() - t0;
+    if (p.script) { // a Python script (extra.script) with the model's bytes in MODEL: its stdout is the result
+      let out = '';
+      engine.py.setStdout({ batched: (line) => { out += `${line}\n`; } });
+      engine.py.globals.set('MODEL', engine.api.buf);
+      await engine.py.runPythonAsync(await (await fetch(`${origin}/script.py`)).text());
+      self.postMessage({ ok: true, result: { script_out: out, user_agent: navigator.userAgent } });
+      return;
+    }
     const { kernels, tests } = runTests(engine, p.tests);
     engine.unload();
     self.postMessage({ ok: true, result: {

@@ -293,7 +293,7 @@ TILE_K(tile_q6_k, tile_q6_k_body, 3)
 TILE_K(tile_q6_k, tile_q6_k_body, 4)
 #endif
 
-emb_dot_tile_fn emb_dot_tile_for(int type, int level, int64_t n, int n_tok) {
+emb_dot_tile_fn emb_dot_tile_x86(int type, int level, int64_t n, int n_tok) {
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
     if (level != EMB_LEVEL_AVX512 || n_tok < 1 || n_tok > 4) return NULL;
     static const emb_dot_tile_fn q8_0[4] = {tile_q8_0_t1, tile_q8_0_t2, tile_q8_0_t3, tile_q8_0_t4};

@@ -247,12 +247,19 @@ EMB_DECL_FROM_FLOAT(emb_quantize_q4_k_ref);
 EMB_DECL_FROM_FLOAT(emb_quantize_q5_k_ref);
 EMB_DECL_FROM_FLOAT(emb_quantize_q6_k_ref);
 
-/* 2 weight rows x n_tok (2..4) activation rows at once (dot_tile_x86.c): out[t * out_stride + r] = vec_dot(row r,
- * token t), bit-identical to the level's vec_dot.  emb_dot_tile_for gives NULL where no tile kernel exists. */
+/* EMB_DOT_TILE_ROWS weight rows x n_tok (1..4) activation rows at once: out[t * out_stride + r] = vec_dot(row r,
+ * token t), bit-identical to the level's vec_dot.  x86 (dot_tile_x86.c): 2 rows x 1..4 tokens; WebAssembly
+ * (quants_wasm.c): 4 rows x 1 token.  emb_dot_tile_for (matmul.c) gives NULL where no tile kernel exists. */
 typedef void (*emb_dot_tile_fn)(int64_t n, const void *w, size_t w_row_bytes, const void *y, size_t y_row_bytes,
                                 float *out, int64_t out_stride);
 emb_dot_tile_fn emb_dot_tile_for(int type, int level, int64_t n, int n_tok);
+emb_dot_tile_fn emb_dot_tile_x86(int type, int level, int64_t n, int n_tok);
+emb_dot_tile_fn emb_dot_tile_wasm(int type, int level, int64_t n, int n_tok);
+#if defined(__wasm__) || defined(__EMSCRIPTEN__)
+#define EMB_DOT_TILE_ROWS 4
+#else
 #define EMB_DOT_TILE_ROWS 2
+#endif
 
 /* Batched matmul over weights unpacked to int8 (gemm.c); -1 when the type is not integer-valued. */
 int emb_gemm_unpacked(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x,

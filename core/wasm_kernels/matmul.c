@@ -12,15 +12,21 @@
 #include <string.h>
 
 #define ROW_BLOCK 16
-#define PREFETCH_PAIRS 4
+#define PREFETCH_ROWS_AHEAD 8
 
 /* Ask for n_rows rows of row_bytes each starting at p (a hint: no effect on results). */
 static inline void prefetch_rows(const char *p, int64_t n_rows, size_t row_bytes) {
     const size_t total = n_rows > 0 ? (size_t)n_rows * row_bytes : 0;
+#if defined(__wasm__) || defined(__EMSCRIPTEN__)
+    /* WebAssembly has no prefetch instruction: touch one byte per cache line instead (a load whose value is
+     * not used; volatile keeps it) */
+    for (size_t off = 0; off < total; off += 64) (void)((const volatile char *)p)[off];
+#else
     for (size_t off = 0; off < total; off += 64) __builtin_prefetch(p + off, 0, 3);
+#endif
 }
 
-/* Rows [rb, re) of one matrix against all tokens: tokens in groups of up to 4, a tile kernel taking 2 rows x the
+/* Rows [rb, re) of one matrix against all tokens: tokens in groups of up to 4, a tile kernel taking EMB_DOT_TILE_ROWS rows x the
  * group where there is one (tiles[g]), vec_dot for the rest.  y is token-major with row stride y_stride. */
 static void rows_x_tokens(emb_vec_dot_fn dot, emb_dot_tile_fn const *tiles, const char *w, size_t w_row_bytes,
                           int64_t n_rows, int64_t rb, int64_t re, const char *xq, size_t xq_row_bytes, float *y,
@@ -31,9 +37,9 @@ static void rows_x_tokens(emb_vec_dot_fn dot, emb_dot_tile_fn const *tiles, cons
         int64_t r = rb;
         if (tile) {
             for (; r + EMB_DOT_TILE_ROWS <= re; r += EMB_DOT_TILE_ROWS) {
-                /* a tile reads two rows at once, which the hardware prefetchers follow less well than one
-                 * row: ask for the pair PREFETCH_PAIRS ahead (the next block's rows included) */
-                const int64_t ahead = r + PREFETCH_PAIRS * EMB_DOT_TILE_ROWS;
+                /* a tile reads several rows at once, which the hardware prefetchers follow less well than one
+                 * row: ask for the tile's rows PREFETCH_ROWS_AHEAD further on (the next block's rows included) */
+                const int64_t ahead = r + PREFETCH_ROWS_AHEAD;
                 if (tok0 == 0 && ahead + EMB_DOT_TILE_ROWS <= n_rows) {
                     prefetch_rows(w + ahead * w_row_bytes, EMB_DOT_TILE_ROWS, w_row_bytes);
                 }
@@ -50,9 +56,14 @@ static void rows_x_tokens(emb_vec_dot_fn dot, emb_dot_tile_fn const *tiles, cons
     }
 }
 
+emb_dot_tile_fn emb_dot_tile_for(int type, int level, int64_t n, int n_tok) {
+    const emb_dot_tile_fn x86 = emb_dot_tile_x86(type, level, n, n_tok);
+    return x86 ? x86 : emb_dot_tile_wasm(type, level, n, n_tok);
+}
+
 typedef struct {
     const emb_type_traits *traits;
-    emb_dot_tile_fn tiles[5]; /* [g]: 2 rows x g tokens, NULL: vec_dot only */
+    emb_dot_tile_fn tiles[5]; /* [g]: EMB_DOT_TILE_ROWS rows x g tokens, NULL: vec_dot only */
     const char *w;
     size_t w_row_bytes;
     const char *xq;

@@ -537,6 +537,222 @@ void emb_vec_dot_q6_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const vo
 }
 #endif
 
+/* ---- Decode tiles: 4 weight rows x 1 token (emb_dot_tile_wasm) ----
+ * One token's activation row meets four weight rows at once: each activation block is loaded and prepared once
+ * for four rows, and the four rows' float sums run side by side in the lanes of one vector (lane r = row r),
+ * each in block order with the scalar twin's operations, so every lane equals vec_dot of its row bit for bit. */
+#define WT_ROWS 4
+
+/* The scales d of block i of four Q8_0-like rows (x[r] points at row r's blocks), as floats (exact). */
+#define D4_ROWS(x, i) f16x4_to_f32(wasm_i32x4_make((x)[0][i].d, (x)[1][i].d, (x)[2][i].d, (x)[3][i].d))
+
+/* The even and odd bytes of v as i16 lanes (signed): two shifts instead of the extends' shuffles. */
+#define EVEN_I16(v) wasm_i16x8_shr(wasm_i16x8_shl((v), 8), 8)
+#define ODD_I16(v) wasm_i16x8_shr((v), 8)
+
+/* Four partial sums of x . y over 16 signed bytes, y given as its even/odd i16 halves. */
+static inline v128_t dot_i8x16_eo(v128_t x, v128_t ye, v128_t yo) {
+    return wasm_i32x4_add(wasm_i32x4_dot_i16x8(EVEN_I16(x), ye), wasm_i32x4_dot_i16x8(ODD_I16(x), yo));
+}
+
+/* One Q5_0 block against an activation block given as even/odd i16 halves: four i32 partial sums. */
+static inline v128_t row_q5_0_simd128(const block_q5_0 *b, v128_t m4, v128_t y0e, v128_t y0o, v128_t y1e,
+                                      v128_t y1o) {
+    const v128_t h0 = wasm_i64x2_make((int64_t)k_q5_missing_high[b->qh[0]], (int64_t)k_q5_missing_high[b->qh[1]]);
+    const v128_t h1 = wasm_i64x2_make((int64_t)k_q5_missing_high[b->qh[2]], (int64_t)k_q5_missing_high[b->qh[3]]);
+    const v128_t q = wasm_v128_load(b->qs);
+    const v128_t lo = wasm_i8x16_sub(wasm_v128_and(q, m4), h0), hi = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), h1);
+    return wasm_i32x4_add(dot_i8x16_eo(lo, y0e, y0o), dot_i8x16_eo(hi, y1e, y1o));
+}
+
+static void tile_q8_0_simd128(int64_t n, const void *vw, size_t w_row_bytes, const void *vy, size_t y_row_bytes,
+                              float *out, int64_t out_stride) {
+    (void)y_row_bytes;
+    (void)out_stride;
+    const block_q8_0 *x[WT_ROWS];
+    for (int r = 0; r < WT_ROWS; r++) x[r] = (const block_q8_0 *)((const char *)vw + (size_t)r * w_row_bytes);
+    const block_q8_0 *y = (const block_q8_0 *)vy;
+    v128_t sum = wasm_f32x4_splat(0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        const v128_t y0 = wasm_v128_load(y[i].qs), y1 = wasm_v128_load(y[i].qs + 16);
+        const v128_t y0e = EVEN_I16(y0), y0o = ODD_I16(y0), y1e = EVEN_I16(y1), y1o = ODD_I16(y1);
+#define ROW_SUM(r) \
+    wasm_i32x4_add(dot_i8x16_eo(wasm_v128_load(x[r][i].qs), y0e, y0o), dot_i8x16_eo(wasm_v128_load(x[r][i].qs + 16), y1e, y1o))
+        const v128_t isums = hsum4_i32x4(ROW_SUM(0), ROW_SUM(1), ROW_SUM(2), ROW_SUM(3));
+#undef ROW_SUM
+        const v128_t d = wasm_f32x4_mul(D4_ROWS(x, i), wasm_f32x4_splat(F16(y[i].d)));
+        sum = wasm_f32x4_add(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+    }
+    wasm_v128_store(out, sum);
+}
+
+/* Q5_0: a value is its nibble minus 16 where its high bit is clear (k_q5_missing_high), in [-16, 15]. */
+static void tile_q5_0_simd128(int64_t n, const void *vw, size_t w_row_bytes, const void *vy, size_t y_row_bytes,
+                              float *out, int64_t out_stride) {
+    (void)y_row_bytes;
+    (void)out_stride;
+    const block_q5_0 *x[WT_ROWS];
+    for (int r = 0; r < WT_ROWS; r++) x[r] = (const block_q5_0 *)((const char *)vw + (size_t)r * w_row_bytes);
+    const block_q8_0 *y = (const block_q8_0 *)vy;
+    const v128_t m4 = wasm_i8x16_splat(0x0f);
+    v128_t sum = wasm_f32x4_splat(0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        const v128_t y0 = wasm_v128_load(y[i].qs), y1 = wasm_v128_load(y[i].qs + 16);
+        const v128_t y0e = EVEN_I16(y0), y0o = ODD_I16(y0), y1e = EVEN_I16(y1), y1o = ODD_I16(y1);
+#define ROW_SUM(r) row_q5_0_simd128(&x[r][i], m4, y0e, y0o, y1e, y1o)
+        const v128_t isums = hsum4_i32x4(ROW_SUM(0), ROW_SUM(1), ROW_SUM(2), ROW_SUM(3));
+#undef ROW_SUM
+        const v128_t d = wasm_f32x4_mul(D4_ROWS(x, i), wasm_f32x4_splat(F16(y[i].d)));
+        sum = wasm_f32x4_add(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+    }
+    wasm_v128_store(out, sum);
+}
+
+/* A tile that is the row kernel four times: what it adds is the matmul's look-ahead over the tile's rows (used where
+ * sharing the activation's preparation between rows does not pay). */
+#define TILE_OF_ROWS(name, row_dot)                                                                          \
+    static void name(int64_t n, const void *vw, size_t w_row_bytes, const void *vy, size_t y_row_bytes,       \
+                     float *out, int64_t out_stride) {                                                       \
+        (void)y_row_bytes;                                                                                   \
+        (void)out_stride;                                                                                    \
+        for (int r = 0; r < WT_ROWS; r++) row_dot(n, &out[r], (const char *)vw + (size_t)r * w_row_bytes, vy); \
+    }
+TILE_OF_ROWS(tile_q6_k_rows_simd128, emb_vec_dot_q6_k_q8_k_simd128)
+
+/* The even/odd i16 halves of a Q8_K block's 256 activations (16 vectors each), shared by the tile's rows. */
+static inline void q8_k_even_odd(const int8_t *qs, v128_t ye[16], v128_t yo[16]) {
+    for (int k = 0; k < 16; k++) {
+        const v128_t v = wasm_v128_load(qs + 16 * k);
+        ye[k] = EVEN_I16(v);
+        yo[k] = ODD_I16(v);
+    }
+}
+
+/* Q4_K: the nibbles are unsigned, so their even/odd i16 halves are a mask and a shift of the 16-bit lanes. */
+static void tile_q4_k_simd128(int64_t n, const void *vw, size_t w_row_bytes, const void *vy, size_t y_row_bytes,
+                              float *out, int64_t out_stride) {
+    (void)y_row_bytes;
+    (void)out_stride;
+    const block_q8_K *y = (const block_q8_K *)vy;
+    const v128_t m = wasm_i16x8_splat(0x000f);
+    float sum[WT_ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        v128_t ye[16], yo[16];
+        q8_k_even_odd(y[i].qs, ye, yo);
+        for (int r = 0; r < WT_ROWS; r++) {
+            const block_q4_K *x = (const block_q4_K *)((const char *)vw + (size_t)r * w_row_bytes) + i;
+            v128_t acc = wasm_i32x4_splat(0);
+            int msum = 0;
+            for (int j = 0; j < 4; j++) {
+                int sc0, m0, sc1, m1;
+                scale_min_k4(2 * j, x->scales, &sc0, &m0);
+                scale_min_k4(2 * j + 1, x->scales, &sc1, &m1);
+                const v128_t qa = wasm_v128_load(x->qs + 32 * j), qb = wasm_v128_load(x->qs + 32 * j + 16);
+                const int k = 4 * j; /* ye/yo index of the sub-block's first 16 activations */
+                const v128_t s0 = wasm_i32x4_add(
+                    wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_v128_and(qa, m), ye[k]),
+                                   wasm_i32x4_dot_i16x8(wasm_v128_and(wasm_u16x8_shr(qa, 8), m), yo[k])),
+                    wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_v128_and(qb, m), ye[k + 1]),
+                                   wasm_i32x4_dot_i16x8(wasm_v128_and(wasm_u16x8_shr(qb, 8), m), yo[k + 1])));
+                const v128_t s1 = wasm_i32x4_add(
+                    wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_v128_and(wasm_u16x8_shr(qa, 4), m), ye[k + 2]),
+                                   wasm_i32x4_dot_i16x8(wasm_u16x8_shr(qa, 12), yo[k + 2])),
+                    wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_v128_and(wasm_u16x8_shr(qb, 4), m), ye[k + 3]),
+                                   wasm_i32x4_dot_i16x8(wasm_u16x8_shr(qb, 12), yo[k + 3])));
+                acc = wasm_i32x4_add(acc, wasm_i32x4_add(wasm_i32x4_mul(s0, wasm_i32x4_splat(sc0)),
+                                                         wasm_i32x4_mul(s1, wasm_i32x4_splat(sc1))));
+                msum += m0 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
+                        m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+            }
+            sum[r] += y[i].d * F16(x->d) * (float)hsum_i32x4(acc) - y[i].d * F16(x->dmin) * (float)msum;
+        }
+    }
+    for (int r = 0; r < WT_ROWS; r++) out[r] = sum[r];
+}
+
+#if defined(__wasm_relaxed_simd__)
+/* Relaxed: the activation block split once into its positive part and its negated negative part, both in
+ * [0, 127] (the 7-bit operand; our Q8_0 activations are in [-127, 127]), so a weight row needs no preparation:
+ * x . y = x . max(y, 0) - x . max(-y, 0). */
+static void tile_q8_0_relaxed(int64_t n, const void *vw, size_t w_row_bytes, const void *vy, size_t y_row_bytes,
+                              float *out, int64_t out_stride) {
+    (void)y_row_bytes;
+    (void)out_stride;
+    const block_q8_0 *x[WT_ROWS];
+    for (int r = 0; r < WT_ROWS; r++) x[r] = (const block_q8_0 *)((const char *)vw + (size_t)r * w_row_bytes);
+    const block_q8_0 *y = (const block_q8_0 *)vy;
+    const v128_t zero = wasm_i32x4_splat(0);
+    v128_t sum = wasm_f32x4_splat(0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        const v128_t y0 = wasm_v128_load(y[i].qs), y1 = wasm_v128_load(y[i].qs + 16);
+        const v128_t y0p = wasm_i8x16_max(y0, zero), y0n = wasm_i8x16_max(wasm_i8x16_neg(y0), zero);
+        const v128_t y1p = wasm_i8x16_max(y1, zero), y1n = wasm_i8x16_max(wasm_i8x16_neg(y1), zero);
+#define ROW_SUM(r)                                                                                          \
+    wasm_i32x4_sub(RDOT(wasm_v128_load(x[r][i].qs + 16), y1p, RDOT(wasm_v128_load(x[r][i].qs), y0p, zero)), \
+                   RDOT(wasm_v128_load(x[r][i].qs + 16), y1n, RDOT(wasm_v128_load(x[r][i].qs), y0n, zero)))
+        const v128_t isums = hsum4_i32x4(ROW_SUM(0), ROW_SUM(1), ROW_SUM(2), ROW_SUM(3));
+#undef ROW_SUM
+        const v128_t d = wasm_f32x4_mul(D4_ROWS(x, i), wasm_f32x4_splat(F16(y[i].d)));
+        sum = wasm_f32x4_add(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+    }
+    wasm_v128_store(out, sum);
+}
+/* Relaxed Q5_0: the unsigned 5-bit values u in [0, 31] are the 7-bit operand; x . y = u . y - 16 sum(y). */
+static void tile_q5_0_relaxed(int64_t n, const void *vw, size_t w_row_bytes, const void *vy, size_t y_row_bytes,
+                              float *out, int64_t out_stride) {
+    (void)y_row_bytes;
+    (void)out_stride;
+    const block_q5_0 *x[WT_ROWS];
+    for (int r = 0; r < WT_ROWS; r++) x[r] = (const block_q5_0 *)((const char *)vw + (size_t)r * w_row_bytes);
+    const block_q8_0 *y = (const block_q8_0 *)vy;
+    const v128_t m4 = wasm_i8x16_splat(0x0f), k16 = wasm_i8x16_splat(0x10), ones = wasm_i8x16_splat(1);
+    const v128_t zero = wasm_i32x4_splat(0);
+    v128_t sum = wasm_f32x4_splat(0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        const v128_t y0 = wasm_v128_load(y[i].qs), y1 = wasm_v128_load(y[i].qs + 16);
+        const v128_t ysum = RDOT(y1, ones, RDOT(y0, ones, zero));
+        const v128_t ycorr = wasm_i32x4_shl(hsum4_i32x4(ysum, ysum, ysum, ysum), 4); /* 16 sum(y) in every lane */
+#define ROW_SUM(r)                                                                                                    \
+    RDOT(y1,                                                                                                          \
+         wasm_v128_or(wasm_u8x16_shr(wasm_v128_load(x[r][i].qs), 4),                                                  \
+                      wasm_v128_xor(wasm_i64x2_make((int64_t)k_q5_missing_high[x[r][i].qh[2]],                        \
+                                                    (int64_t)k_q5_missing_high[x[r][i].qh[3]]), k16)),                \
+         RDOT(y0,                                                                                                     \
+              wasm_v128_or(wasm_v128_and(wasm_v128_load(x[r][i].qs), m4),                                             \
+                           wasm_v128_xor(wasm_i64x2_make((int64_t)k_q5_missing_high[x[r][i].qh[0]],                   \
+                                                         (int64_t)k_q5_missing_high[x[r][i].qh[1]]), k16)),           \
+              zero))
+        const v128_t isums = wasm_i32x4_sub(hsum4_i32x4(ROW_SUM(0), ROW_SUM(1), ROW_SUM(2), ROW_SUM(3)), ycorr);
+#undef ROW_SUM
+        const v128_t d = wasm_f32x4_mul(D4_ROWS(x, i), wasm_f32x4_splat(F16(y[i].d)));
+        sum = wasm_f32x4_add(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+    }
+    wasm_v128_store(out, sum);
+}
+TILE_OF_ROWS(tile_q4_k_relaxed, emb_vec_dot_q4_k_q8_k_relaxed)
+TILE_OF_ROWS(tile_q6_k_relaxed, emb_vec_dot_q6_k_q8_k_relaxed)
+#endif
+
+emb_dot_tile_fn emb_dot_tile_wasm(int type, int level, int64_t n, int n_tok) {
+    (void)n;
+    if (n_tok != 1) return NULL;
+#if defined(__wasm_relaxed_simd__)
+    if (level == EMB_LEVEL_WASM_RELAXED) {
+        if (type == EMB_TYPE_Q8_0) return tile_q8_0_relaxed;
+        if (type == EMB_TYPE_Q5_0) return tile_q5_0_relaxed;
+        if (type == EMB_TYPE_Q4_K) return tile_q4_k_relaxed;
+        if (type == EMB_TYPE_Q6_K) return tile_q6_k_relaxed;
+        return NULL;
+    }
+#endif
+    if (level != EMB_LEVEL_WASM_SIMD128) return NULL;
+    if (type == EMB_TYPE_Q8_0) return tile_q8_0_simd128;
+    if (type == EMB_TYPE_Q5_0) return tile_q5_0_simd128;
+    if (type == EMB_TYPE_Q4_K) return tile_q4_k_simd128;
+    if (type == EMB_TYPE_Q6_K) return tile_q6_k_rows_simd128;
+    return NULL;
+}
+
 /* roundf (half away from zero) of every lane: trunc, then one step away from zero when |frac| >= 0.5. */
 static inline v128_t round_away_f32x4(v128_t v) {
     const v128_t t = wasm_f32x4_trunc(v);
@@ -604,6 +820,16 @@ void emb_quantize_q8_k_simd128(const float *x, void *dst, int64_t n) {
     }
 }
 
+#endif
+
+#if !((defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__))
+emb_dot_tile_fn emb_dot_tile_wasm(int type, int level, int64_t n, int n_tok) {
+    (void)type;
+    (void)level;
+    (void)n;
+    (void)n_tok;
+    return NULL;
+}
 #endif
 
 void emb_traits_wasm(int type, int level, emb_type_traits *t) {

@@ -139,6 +139,15 @@ for level in levels:
             check(matmul(level, qtype, w, x, n_out, n, n_tok) == matmul(0, qtype, w, x, n_out, n, n_tok),
                   f"{lname} matmul {NAMES[qtype]} n_tok={n_tok}")
 
+    # decoding (n_tok 1..3: the row-by-row path with the 4-row decode tiles), 37 rows so a partial tile is left
+    for qtype in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K):
+        n_out, n = 37, 512
+        w = bytearray().join(random_row(qtype, n) for _ in range(n_out))
+        for n_tok in (1, 2, 3):
+            x = floats(n * n_tok)
+            check(matmul(level, qtype, w, x, n_out, n, n_tok) == matmul(0, qtype, w, x, n_out, n, n_tok),
+                  f"{lname} decode matmul {NAMES[qtype]} n_tok={n_tok}")
+
     # attention (ops.c): the half path (< 64 query rows: half query, half accumulator, fused multiply-add) and
     # the tiled float path, over random half keys/values with subnormals, a sliding window and head sizes
     # that leave a tail.  The WASM row helpers are exact twins of the scalar ones: bit for bit.
