@@ -17,21 +17,6 @@
 #if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
 #include <wasm_simd128.h>
 
-/* Four halves (in the low 64 bits of h, zero-extended to i32 lanes) to floats, exactly like emb_f16_to_f32. */
-static inline v128_t h4_to_f32(v128_t h32) {
-    const v128_t sign = wasm_i32x4_shl(wasm_v128_and(h32, wasm_i32x4_splat(0x8000)), 16);
-    const v128_t em = wasm_v128_and(h32, wasm_i32x4_splat(0x7fff));
-    const v128_t normal = wasm_i32x4_add(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x38000000));
-    const v128_t special = wasm_v128_or(wasm_i32x4_splat(0x7f800000),
-                                        wasm_i32x4_shl(wasm_v128_and(em, wasm_i32x4_splat(0x3ff)), 13));
-    const v128_t small = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(em), wasm_f32x4_splat(5.9604644775390625e-8f));
-    const v128_t is_special = wasm_i32x4_ge(em, wasm_i32x4_splat(0x7c00));
-    const v128_t is_small = wasm_i32x4_lt(em, wasm_i32x4_splat(0x0400));
-    v128_t bits = wasm_v128_bitselect(special, normal, is_special);
-    bits = wasm_v128_bitselect(small, bits, is_small);
-    return wasm_v128_or(bits, sign);
-}
-
 static inline v128_t load_h4(const emb_f16 *p) { return wasm_u32x4_load16x4(p); }
 
 /* Four floats to halves (in i32 lanes), rounding exactly like emb_f32_to_f16. */
@@ -58,19 +43,10 @@ static inline void store_h4(emb_f16 *p, v128_t h) {
     wasm_v128_store64_lane(p, packed, 0);
 }
 
-/* The sum in index order of the four lanes, added to s (the scalar loop's running sum). */
-static inline float add_lanes(float s, v128_t p) {
-    s += wasm_f32x4_extract_lane(p, 0);
-    s += wasm_f32x4_extract_lane(p, 1);
-    s += wasm_f32x4_extract_lane(p, 2);
-    s += wasm_f32x4_extract_lane(p, 3);
-    return s;
-}
-
 float emb_attn_dot_f16_simd128(const emb_f16 *a, const emb_f16 *b, int64_t n) {
     float sum = 0.0f;
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) sum = add_lanes(sum, wasm_f32x4_mul(h4_to_f32(load_h4(a + i)), h4_to_f32(load_h4(b + i))));
+    for (; i + 4 <= n; i += 4) sum = emb_wasm_add_lanes_f32(sum, wasm_f32x4_mul(emb_wasm_f16x4_to_f32(load_h4(a + i)), emb_wasm_f16x4_to_f32(load_h4(b + i))));
     for (; i < n; i++) sum += emb_f16_to_f32(a[i]) * emb_f16_to_f32(b[i]);
     return sum;
 }
@@ -78,7 +54,7 @@ float emb_attn_dot_f16_simd128(const emb_f16 *a, const emb_f16 *b, int64_t n) {
 void emb_attn_scale_h16_simd128(emb_f16 *acc, float s, int64_t n) {
     const v128_t vs = wasm_f32x4_splat(s);
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) store_h4(acc + i, f32_to_h4(wasm_f32x4_mul(h4_to_f32(load_h4(acc + i)), vs)));
+    for (; i + 4 <= n; i += 4) store_h4(acc + i, f32_to_h4(wasm_f32x4_mul(emb_wasm_f16x4_to_f32(load_h4(acc + i)), vs)));
     for (; i < n; i++) acc[i] = emb_f32_to_f16(emb_f16_to_f32(acc[i]) * s);
 }
 
@@ -102,7 +78,7 @@ void emb_attn_mad_h16_simd128(emb_f16 *acc, const emb_f16 *v, float a, int64_t n
     const v128_t va = wasm_f64x2_splat((double)a);
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        const v128_t x = h4_to_f32(load_h4(v + i)), c = h4_to_f32(load_h4(acc + i));
+        const v128_t x = emb_wasm_f16x4_to_f32(load_h4(v + i)), c = emb_wasm_f16x4_to_f32(load_h4(acc + i));
         const v128_t lo = fma_odd_f64x2(wasm_f64x2_promote_low_f32x4(x), va, wasm_f64x2_promote_low_f32x4(c));
         const v128_t hi = fma_odd_f64x2(wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(x, x, 1, 0)), va,
                                         wasm_f64x2_promote_low_f32x4(wasm_i64x2_shuffle(c, c, 1, 0)));
@@ -114,7 +90,7 @@ void emb_attn_mad_h16_simd128(emb_f16 *acc, const emb_f16 *v, float a, int64_t n
 
 void emb_attn_cvt_h_simd128(const emb_f16 *x, float *y, int64_t n) {
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) wasm_v128_store(y + i, h4_to_f32(load_h4(x + i)));
+    for (; i + 4 <= n; i += 4) wasm_v128_store(y + i, emb_wasm_f16x4_to_f32(load_h4(x + i)));
     for (; i < n; i++) y[i] = emb_f16_to_f32(x[i]);
 }
 

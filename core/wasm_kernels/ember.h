@@ -232,6 +232,30 @@ EMB_DECL_VEC_DOT(emb_vec_dot_q5_0_q8_0_relaxed);
 EMB_DECL_VEC_DOT(emb_vec_dot_q4_k_q8_k_relaxed);
 EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_relaxed);
 #endif
+/* Helpers shared by the WebAssembly kernel files (quants_wasm.c, attn_wasm.c). */
+#include <wasm_simd128.h>
+
+/* Four halves (zero-extended in the i32 lanes of h) to floats, exact like emb_f16_to_f32: the half's exponent
+ * and mantissa shifted into place are a float 2^-112 times the value (a denormal float for a subnormal half), so
+ * one exact multiply by 2^112 rebiases; inf and nan are put together directly. */
+static inline v128_t emb_wasm_f16x4_to_f32(v128_t h) {
+    const v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7fff));
+    const v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_f32x4_splat(0x1p112f));
+    const v128_t special = wasm_v128_or(wasm_i32x4_splat(0x7f800000),
+                                        wasm_i32x4_shl(wasm_v128_and(em, wasm_i32x4_splat(0x3ff)), 13));
+    const v128_t mag = wasm_v128_bitselect(special, f, wasm_i32x4_ge(em, wasm_i32x4_splat(0x7c00)));
+    return wasm_v128_or(mag, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
+}
+
+/* sum += the four lanes of p, in lane order (a scalar loop's running sum). */
+static inline float emb_wasm_add_lanes_f32(float sum, v128_t p) {
+    sum += wasm_f32x4_extract_lane(p, 0);
+    sum += wasm_f32x4_extract_lane(p, 1);
+    sum += wasm_f32x4_extract_lane(p, 2);
+    sum += wasm_f32x4_extract_lane(p, 3);
+    return sum;
+}
+
 /* Attention row helpers (attn_wasm.c), bit-exact twins of ops.c's scalar ones. */
 float emb_attn_dot_f16_simd128(const emb_f16 *a, const emb_f16 *b, int64_t n);
 void emb_attn_scale_h16_simd128(emb_f16 *acc, float s, int64_t n);

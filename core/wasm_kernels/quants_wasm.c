@@ -39,29 +39,8 @@ static inline float f16_to_f32_inline(emb_f16 h) {
 
 #define F16(h) f16_to_f32_inline(h)
 
-/* Four halves (zero-extended in the i32 lanes of h) to floats, exact like f16_to_f32_inline: the half's
- * exponent and mantissa shifted into place are a float 2^-112 times the value (a denormal float for a
- * subnormal half), so one exact multiply by 2^112 rebiases; inf and nan are put together directly. */
-static inline v128_t f16x4_to_f32(v128_t h) {
-    const v128_t em = wasm_v128_and(h, wasm_i32x4_splat(0x7fff));
-    const v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_f32x4_splat(0x1p112f));
-    const v128_t special = wasm_v128_or(wasm_i32x4_splat(0x7f800000),
-                                        wasm_i32x4_shl(wasm_v128_and(em, wasm_i32x4_splat(0x3ff)), 13));
-    const v128_t mag = wasm_v128_bitselect(special, f, wasm_i32x4_ge(em, wasm_i32x4_splat(0x7c00)));
-    return wasm_v128_or(mag, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
-}
-
 /* The block scales d of four consecutive blocks (any block type with an emb_f16 d), as floats. */
-#define F16X4_D(b, i) f16x4_to_f32(wasm_i32x4_make((b)[i].d, (b)[(i) + 1].d, (b)[(i) + 2].d, (b)[(i) + 3].d))
-
-/* sum += the four lanes of p, in lane order (the scalar twin's running sum, block by block). */
-static inline float add_lanes_f32(float sum, v128_t p) {
-    sum += wasm_f32x4_extract_lane(p, 0);
-    sum += wasm_f32x4_extract_lane(p, 1);
-    sum += wasm_f32x4_extract_lane(p, 2);
-    sum += wasm_f32x4_extract_lane(p, 3);
-    return sum;
-}
+#define F16X4_D(b, i) emb_wasm_f16x4_to_f32(wasm_i32x4_make((b)[i].d, (b)[(i) + 1].d, (b)[(i) + 2].d, (b)[(i) + 3].d))
 
 /* Four partial sums of a[i] * b[i] over 16 signed bytes. */
 static inline v128_t dot_i8x16(v128_t a, v128_t b) {
@@ -206,7 +185,7 @@ void emb_vec_dot_q5_0_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
         const v128_t isums = hsum4_i32x4(dot_q5_0_block(&x[i], &y[i]), dot_q5_0_block(&x[i + 1], &y[i + 1]),
                                          dot_q5_0_block(&x[i + 2], &y[i + 2]), dot_q5_0_block(&x[i + 3], &y[i + 3]));
         const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
-        sum = add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+        sum = emb_wasm_add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
     }
     for (; i < nb; i++) {
         uint32_t qh;
@@ -278,7 +257,7 @@ void emb_vec_dot_q8_0_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
         const v128_t isums = hsum4_i32x4(dot_q8_0_block(&x[i], &y[i]), dot_q8_0_block(&x[i + 1], &y[i + 1]),
                                          dot_q8_0_block(&x[i + 2], &y[i + 2]), dot_q8_0_block(&x[i + 3], &y[i + 3]));
         const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
-        sum = add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+        sum = emb_wasm_add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
     }
     for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q8_0_block(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
     *s = sum;
@@ -295,6 +274,21 @@ static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
     }
 }
 
+/* The scales of sub-blocks 2j and 2j+1 of a Q4_K/Q5_K block; returns their mins' part of the dot product (each
+ * min times the activation's sum over its 32 values). */
+static inline int k4_pair(const uint8_t *scales, const int16_t *bsums, int j, int *sc0, int *sc1) {
+    int m0, m1;
+    scale_min_k4(2 * j, scales, sc0, &m0);
+    scale_min_k4(2 * j + 1, scales, sc1, &m1);
+    return m0 * (bsums[4 * j] + bsums[4 * j + 1]) + m1 * (bsums[4 * j + 2] + bsums[4 * j + 3]);
+}
+
+/* acc + s0 * sc0 + s1 * sc1 (i32 lanes). */
+static inline v128_t add_scaled_pair(v128_t acc, v128_t s0, int sc0, v128_t s1, int sc1) {
+    return wasm_i32x4_add(acc, wasm_i32x4_add(wasm_i32x4_mul(s0, wasm_i32x4_splat(sc0)),
+                                              wasm_i32x4_mul(s1, wasm_i32x4_splat(sc1))));
+}
+
 void emb_vec_dot_q4_k_q8_k_simd128(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q4_K *x = (const block_q4_K *)vx;
     const block_q8_K *y = (const block_q8_K *)vy;
@@ -306,18 +300,14 @@ void emb_vec_dot_q4_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
         const int8_t *q8 = y[i].qs;
         for (int j = 0; j < 4; j++, q8 += 64) {
             const uint8_t *q = x[i].qs + 32 * j;
-            int sc0, m0, sc1, m1;
-            scale_min_k4(2 * j, x[i].scales, &sc0, &m0);
-            scale_min_k4(2 * j + 1, x[i].scales, &sc1, &m1);
+            int sc0, sc1;
+            msum += k4_pair(x[i].scales, y[i].bsums, j, &sc0, &sc1);
             const v128_t qa = wasm_v128_load(q), qb = wasm_v128_load(q + 16);
             const v128_t s0 = wasm_i32x4_add(dot_i8x16(wasm_v128_and(qa, m4), wasm_v128_load(q8)),
                                              dot_i8x16(wasm_v128_and(qb, m4), wasm_v128_load(q8 + 16)));
             const v128_t s1 = wasm_i32x4_add(dot_i8x16(wasm_u8x16_shr(qa, 4), wasm_v128_load(q8 + 32)),
                                              dot_i8x16(wasm_u8x16_shr(qb, 4), wasm_v128_load(q8 + 48)));
-            acc = wasm_i32x4_add(acc, wasm_i32x4_add(wasm_i32x4_mul(s0, wasm_i32x4_splat(sc0)),
-                                                     wasm_i32x4_mul(s1, wasm_i32x4_splat(sc1))));
-            msum += m0 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
-                    m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+            acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
         const int isum = hsum_i32x4(acc);
         sum += y[i].d * F16(x[i].d) * (float)isum - y[i].d * F16(x[i].dmin) * (float)msum;
@@ -337,9 +327,8 @@ void emb_vec_dot_q5_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
         const v128_t ha = wasm_v128_load(x[i].qh), hb = wasm_v128_load(x[i].qh + 16);
         for (int j = 0; j < 4; j++, q8 += 64) {
             const uint8_t *q = x[i].qs + 32 * j;
-            int sc0, m0, sc1, m1;
-            scale_min_k4(2 * j, x[i].scales, &sc0, &m0);
-            scale_min_k4(2 * j + 1, x[i].scales, &sc1, &m1);
+            int sc0, sc1;
+            msum += k4_pair(x[i].scales, y[i].bsums, j, &sc0, &sc1);
             const v128_t qa = wasm_v128_load(q), qb = wasm_v128_load(q + 16);
             const v128_t ha0 = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(ha, 2 * j), one), 4);
             const v128_t hb0 = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(hb, 2 * j), one), 4);
@@ -350,10 +339,7 @@ void emb_vec_dot_q5_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
             const v128_t s0 = wasm_i32x4_add(dot_i8x16(la, wasm_v128_load(q8)), dot_i8x16(lb, wasm_v128_load(q8 + 16)));
             const v128_t s1 =
                 wasm_i32x4_add(dot_i8x16(ua, wasm_v128_load(q8 + 32)), dot_i8x16(ub, wasm_v128_load(q8 + 48)));
-            acc = wasm_i32x4_add(acc, wasm_i32x4_add(wasm_i32x4_mul(s0, wasm_i32x4_splat(sc0)),
-                                                     wasm_i32x4_mul(s1, wasm_i32x4_splat(sc1))));
-            msum += m0 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
-                    m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+            acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
         const int isum = hsum_i32x4(acc);
         sum += y[i].d * F16(x[i].d) * (float)isum - y[i].d * F16(x[i].dmin) * (float)msum;
@@ -429,7 +415,7 @@ void emb_vec_dot_q8_0_q8_0_relaxed(int64_t n, float *s, const void *vx, const vo
             hsum4_i32x4(dot_q8_0_block_relaxed(&x[i], &y[i]), dot_q8_0_block_relaxed(&x[i + 1], &y[i + 1]),
                         dot_q8_0_block_relaxed(&x[i + 2], &y[i + 2]), dot_q8_0_block_relaxed(&x[i + 3], &y[i + 3]));
         const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
-        sum = add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+        sum = emb_wasm_add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
     }
     for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q8_0_block_relaxed(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
     *s = sum;
@@ -460,7 +446,7 @@ void emb_vec_dot_q5_0_q8_0_relaxed(int64_t n, float *s, const void *vx, const vo
             hsum4_i32x4(dot_q5_0_block_relaxed(&x[i], &y[i]), dot_q5_0_block_relaxed(&x[i + 1], &y[i + 1]),
                         dot_q5_0_block_relaxed(&x[i + 2], &y[i + 2]), dot_q5_0_block_relaxed(&x[i + 3], &y[i + 3]));
         const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
-        sum = add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
+        sum = emb_wasm_add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
     }
     for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q5_0_block_relaxed(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
     *s = sum;
@@ -478,18 +464,14 @@ void emb_vec_dot_q4_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const vo
         const int8_t *q8 = y[i].qs;
         for (int j = 0; j < 4; j++, q8 += 64) {
             const uint8_t *q = x[i].qs + 32 * j;
-            int sc0, m0, sc1, m1;
-            scale_min_k4(2 * j, x[i].scales, &sc0, &m0);
-            scale_min_k4(2 * j + 1, x[i].scales, &sc1, &m1);
+            int sc0, sc1;
+            msum += k4_pair(x[i].scales, y[i].bsums, j, &sc0, &sc1);
             const v128_t qa = wasm_v128_load(q), qb = wasm_v128_load(q + 16);
             const v128_t s0 = RDOT(wasm_v128_load(q8 + 16), wasm_v128_and(qb, m4),
                                    RDOT(wasm_v128_load(q8), wasm_v128_and(qa, m4), wasm_i32x4_splat(0)));
             const v128_t s1 = RDOT(wasm_v128_load(q8 + 48), wasm_u8x16_shr(qb, 4),
                                    RDOT(wasm_v128_load(q8 + 32), wasm_u8x16_shr(qa, 4), wasm_i32x4_splat(0)));
-            acc = wasm_i32x4_add(acc, wasm_i32x4_add(wasm_i32x4_mul(s0, wasm_i32x4_splat(sc0)),
-                                                     wasm_i32x4_mul(s1, wasm_i32x4_splat(sc1))));
-            msum += m0 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
-                    m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+            acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
         const int isum = hsum_i32x4(acc);
         sum += y[i].d * F16(x[i].d) * (float)isum - y[i].d * F16(x[i].dmin) * (float)msum;
@@ -544,7 +526,7 @@ void emb_vec_dot_q6_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const vo
 #define WT_ROWS 4
 
 /* The scales d of block i of four Q8_0-like rows (x[r] points at row r's blocks), as floats (exact). */
-#define D4_ROWS(x, i) f16x4_to_f32(wasm_i32x4_make((x)[0][i].d, (x)[1][i].d, (x)[2][i].d, (x)[3][i].d))
+#define D4_ROWS(x, i) emb_wasm_f16x4_to_f32(wasm_i32x4_make((x)[0][i].d, (x)[1][i].d, (x)[2][i].d, (x)[3][i].d))
 
 /* The even and odd bytes of v as i16 lanes (signed): two shifts instead of the extends' shuffles. */
 #define EVEN_I16(v) wasm_i16x8_shr(wasm_i16x8_shl((v), 8), 8)
@@ -644,9 +626,8 @@ static void tile_q4_k_simd128(int64_t n, const void *vw, size_t w_row_bytes, con
             v128_t acc = wasm_i32x4_splat(0);
             int msum = 0;
             for (int j = 0; j < 4; j++) {
-                int sc0, m0, sc1, m1;
-                scale_min_k4(2 * j, x->scales, &sc0, &m0);
-                scale_min_k4(2 * j + 1, x->scales, &sc1, &m1);
+                int sc0, sc1;
+                msum += k4_pair(x->scales, y[i].bsums, j, &sc0, &sc1);
                 const v128_t qa = wasm_v128_load(x->qs + 32 * j), qb = wasm_v128_load(x->qs + 32 * j + 16);
                 const int k = 4 * j; /* ye/yo index of the sub-block's first 16 activations */
                 const v128_t s0 = wasm_i32x4_add(
@@ -659,10 +640,7 @@ static void tile_q4_k_simd128(int64_t n, const void *vw, size_t w_row_bytes, con
                                    wasm_i32x4_dot_i16x8(wasm_u16x8_shr(qa, 12), yo[k + 2])),
                     wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_v128_and(wasm_u16x8_shr(qb, 4), m), ye[k + 3]),
                                    wasm_i32x4_dot_i16x8(wasm_u16x8_shr(qb, 12), yo[k + 3])));
-                acc = wasm_i32x4_add(acc, wasm_i32x4_add(wasm_i32x4_mul(s0, wasm_i32x4_splat(sc0)),
-                                                         wasm_i32x4_mul(s1, wasm_i32x4_splat(sc1))));
-                msum += m0 * (y[i].bsums[4 * j] + y[i].bsums[4 * j + 1]) +
-                        m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+                acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
             }
             sum[r] += y[i].d * F16(x->d) * (float)hsum_i32x4(acc) - y[i].d * F16(x->dmin) * (float)msum;
         }
