@@ -6,7 +6,8 @@ Toolchains, first found wins:
 
 * ``emcc`` on PATH: ``emcc -sSIDE_MODULE=1 -O3 -msimd128``.
 * clang + ``wasm-ld`` (Debian ``clang lld``): every source is compiled with
-  ``clang --target=wasm32-unknown-emscripten -fPIC -ffreestanding -nostdlibinc`` and linked with
+  ``clang --target=wasm32-unknown-emscripten -fPIC -nostdlibinc`` (not ``-ffreestanding``: it stops clang
+  inlining ``memcpy`` of scalars, which then become calls into the main module) and linked with
   ``wasm-ld -shared --experimental-pic``.  libc is *not* linked in: the module imports ``memcpy``, ``malloc``,
   ``expf``... from Pyodide's main module when it is loaded.  Only the declarations are needed at compile time;
   they come from WASI libc's headers (Debian ``wasi-libc``: ``/usr/include/wasm32-wasi``), which describe the
