@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -57,20 +58,41 @@ def pyodide_dir(npm_cache: Path = NPM_CACHE) -> Path:
     return pkg
 
 
+def _fresh(target: Path) -> bool:
+    """Whether ``target`` exists and is newer than every kernel source, the header and the build script."""
+    sources = [*(ROOT / "core" / "wasm_kernels").glob("*.[ch]"), ROOT / "build_scripts" / "build_wasm.py"]
+    return target.is_file() and target.stat().st_mtime >= max(p.stat().st_mtime for p in sources)
+
+
 def side_module(out_dir: Path = WASM_BUILD) -> Path:
     """The WASM side module, rebuilt when missing or older than a kernel source or header."""
     target = out_dir / "libemberllm.so"
-    sources = [*(ROOT / "core" / "wasm_kernels").glob("*.[ch]"), ROOT / "build_scripts" / "build_wasm.py"]
-    if target.is_file() and target.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+    if _fresh(target):
         return target
     build_wasm = _module("_emb_site_build_wasm", ROOT / "build_scripts" / "build_wasm.py")
     return Path(build_wasm.build(out_dir=out_dir))
 
 
-def build_wheel(out_dir: Path, lib: Path | None = None) -> Path:
-    """The emberllm Pyodide wheel, assembled from the current sources into ``out_dir``."""
+def relaxed_side_module(out_dir: Path = WASM_BUILD) -> Path | None:
+    """The relaxed-SIMD side module (rebuilt like ``side_module``), or None with a message when no compiler here
+    can build it (the site then has the SIMD128 module only)."""
+    target = out_dir / "libemberllm_relaxed.so"
+    if _fresh(target):
+        return target
+    build_wasm = _module("_emb_site_build_wasm", ROOT / "build_scripts" / "build_wasm.py")
+    try:
+        return Path(build_wasm.build(out_dir=out_dir, relaxed=True, tc=build_wasm.find_relaxed_toolchain()))
+    except build_wasm.ToolchainError as exc:
+        print(f"{exc}; the site gets the SIMD128 module only", file=sys.stderr)
+        return None
+
+
+def build_wheel(out_dir: Path, lib: Path | None = None, relaxed_lib: Path | None = None) -> Path:
+    """The emberllm Pyodide wheel, assembled from the current sources into ``out_dir``: the SIMD128 module and, when
+    it can be built (or is given), the relaxed-SIMD one that the loader picks where the browser runs it."""
     wheel_mod = _module("_emb_site_build_wheel", ROOT / "pyodide_pkg" / "build_wheel.py")
-    return Path(wheel_mod.build_wheel(lib or side_module(), out_dir))
+    relaxed = relaxed_lib if relaxed_lib is not None else (relaxed_side_module() if lib is None else None)
+    return Path(wheel_mod.build_wheel(lib or side_module(), out_dir, relaxed))
 
 
 def _copy_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
@@ -118,8 +140,11 @@ def build_site(out: Path, with_model: bool = False, model: Path | None = None, w
     else:
         whl = build_wheel(out / "wheel", lib)
     precache = ["emberllm.mjs", *(f"pyodide/{n}" for n in PYODIDE_FILES), f"wheel/{whl.name}"]
+    with zipfile.ZipFile(whl) as zf:
+        relaxed = "emberllm/libemberllm_relaxed.wasm" in zf.namelist()
     site: dict[str, object] = {
-        "engine": {"module": "emberllm.mjs", "indexURL": "pyodide/", "wheel": f"wheel/{whl.name}"},
+        "engine": {"module": "emberllm.mjs", "indexURL": "pyodide/", "wheel": f"wheel/{whl.name}",
+                   "relaxedSimd": relaxed},
         "model": None,
         "precache": precache,
     }

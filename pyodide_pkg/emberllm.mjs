@@ -131,7 +131,8 @@ export class EmberEngine {
     return JSON.parse(this.api.timings());
   }
 
-  /** What the loaded model is: ``{ architecture, name, sizeBytes, nParams, chatFamily }``. */
+  /** What the loaded model is: ``{ architecture, name, sizeBytes, nParams, chatFamily, kernels }`` (kernels: the
+   * level running it, "wasm-relaxed" or "wasm-simd128"). */
   modelInfo() {
     this._needModel();
     return JSON.parse(this.api.info());
@@ -375,7 +376,8 @@ class _EmberApi:
         md = self.model.gguf.metadata
         n_params = sum(t.n_elements for t in self.model.gguf.tensors.values())
         return json.dumps({"architecture": md.get("general.architecture"), "name": md.get("general.name"),
-                           "sizeBytes": len(self.buf), "nParams": n_params, "chatFamily": plain_family(md)})
+                           "sizeBytes": len(self.buf), "nParams": n_params, "chatFamily": plain_family(md),
+                           "kernels": self.model.kernels.level_name(self.model.kernel_level)})
 
     def cancel(self):
         self.cancelled = True

@@ -71,7 +71,8 @@ function modelReadyStatus() {
     setStatus(`Server · ${p?.model_alias || (p?.model_path || "model").split("/").pop()}`, "ready");
   } else {
     const info = app.local?.model;
-    setStatus(`${app.modelName} · ${info?.architecture ?? ""} · in your browser`, "ready");
+    const simd = { "wasm-relaxed": "relaxed SIMD", "wasm-simd128": "SIMD128" }[info?.kernels] || info?.kernels;
+    setStatus(`${app.modelName} · ${info?.architecture ?? ""} · in your browser` + (simd ? ` (${simd})` : ""), "ready");
   }
 }
 
