@@ -127,6 +127,35 @@ def test_gemma_greedy_ids_match_native(pyodide_dir, pyodide_wheel, gemma_path, n
     assert [int(i) for i in ids] == native_gemma["ids"]
 
 
+def test_greedy_ids_and_probabilities_match_llamacpp(pyodide_dir, pyodide_wheel, gemma_path, tmp_path):
+    """Every reference prompt (32 steps) in Pyodide against llama.cpp's own outputs, by the native engine's rule
+    (tests/test_engine_reference.py): ids equal up to llama.cpp's first step with a top-2 gap below 0.05, and
+    llama.cpp's top-5 probabilities within 0.1 (mean within 0.02) of ours on those steps.  The WASM levels run
+    attention on the float path, so this is what holds their numerics to llama.cpp's."""
+    if not REFERENCE_JSON.is_file():
+        pytest.skip(f"reference outputs not found at {REFERENCE_JSON}")
+    from .test_engine_reference import PROB_MAX_TOL, PROB_MEAN_TOL, first_close_step
+
+    ref = json.loads(REFERENCE_JSON.read_text())["prompts"]
+    prompts = [[r["prompt_token_ids"], len(r["steps"])] for r in ref.values()]
+    script = tmp_path / "reference_ids.py"
+    body = (ROOT / "tests" / "pyodide" / "reference_ids.py").read_text()
+    script.write_text(f"PROMPTS = {json.dumps(prompts)}\n" + body)
+    out = run_in_pyodide(pyodide_dir, pyodide_wheel, script, model=gemma_path)
+    results = json.loads(out.strip().splitlines()[-1])
+    for (prompt, r), got in zip(ref.items(), results, strict=True):
+        k = first_close_step(r["steps"])
+        assert got["ids"][:k] == r["generated_token_ids"][:k], f"{prompt!r}: diverged before step {k}"
+        # ours are our top 10: a reference top-5 id missing from them counts as probability 0 (a failure if big)
+        diffs = [abs(got["probs"][i].get(str(e["id"]), 0.0) - e["prob"])
+                 for i in range(k) for e in r["steps"][i]["top5"]]
+        if diffs:
+            mean = sum(diffs) / len(diffs)
+            assert max(diffs) < PROB_MAX_TOL, f"{prompt!r}: a top-5 probability is off by {max(diffs):.4f}"
+            assert mean < PROB_MEAN_TOL, f"{prompt!r}: top-5 probabilities off by {mean:.4f} on average"
+        print(f"{prompt!r}: {k} steps checked, max |dp| {max(diffs, default=0):.4f}")
+
+
 def test_js_loader(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
     """pyodide_pkg/emberllm.mjs under Node: greedy ids and tokens as native (and llama.cpp when its reference
     outputs are there), progress, abort, the wasm32 size check, unload."""

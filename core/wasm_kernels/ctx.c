@@ -37,6 +37,7 @@ struct emb_ctx {
     int n_threads;
     int64_t calls;
     int64_t gemm_min_tokens;
+    int64_t attn_half_rows;
     emb_f16 *gelu_table;
     void *scratch;
     size_t scratch_size;
@@ -111,6 +112,7 @@ emb_ctx *emb_ctx_new(int n_threads, int level) {
     if (!ctx) return NULL;
     ctx->level = level;
     ctx->gemm_min_tokens = EMB_GEMM_MIN_TOKENS;
+    ctx->attn_half_rows = (level == EMB_LEVEL_WASM_SIMD128 || level == EMB_LEVEL_WASM_RELAXED) ? 0 : EMB_ATTN_HALF_ROWS;
     ctx->n_threads = n_threads;
     ctx->gelu_table = (emb_f16 *)malloc(sizeof(emb_f16) * 65536);
     if (!ctx->gelu_table) {
@@ -165,6 +167,12 @@ int64_t emb_ctx_gemm_min_tokens(const emb_ctx *ctx) { return ctx->gemm_min_token
 int64_t emb_ctx_set_gemm_min_tokens(emb_ctx *ctx, int64_t n) {
     const int64_t old = ctx->gemm_min_tokens;
     ctx->gemm_min_tokens = n < 1 ? 1 : n;
+    return old;
+}
+int64_t emb_ctx_attn_half_rows(const emb_ctx *ctx) { return ctx->attn_half_rows; }
+int64_t emb_ctx_set_attn_half_rows(emb_ctx *ctx, int64_t n) {
+    const int64_t old = ctx->attn_half_rows;
+    ctx->attn_half_rows = n < 0 ? 0 : n;
     return old;
 }
 const emb_f16 *emb_ctx_gelu_table(const emb_ctx *ctx) { return ctx->gelu_table; }

@@ -84,6 +84,11 @@ int64_t emb_ctx_calls(const emb_ctx *ctx);
  * kernels row by row, whose per-token results do not depend on the batch (batched decoding of several
  * sequences raises it so each sequence gets exactly its single-sequence logits).  Returns the previous value. */
 int64_t emb_ctx_set_gemm_min_tokens(emb_ctx *ctx, int64_t n);
+/* Attention of fewer than n query rows takes the half-precision path (llama.cpp's small-batch flash attention
+ * numerics); n rows and more the float path.  Default: 64 natively; 0 on the WebAssembly levels, which have no
+ * half conversion or fused multiply-add instructions to emulate the half path cheaply (the float path is about 8x
+ * faster there at 500 cached positions).  Returns the previous value. */
+int64_t emb_ctx_set_attn_half_rows(emb_ctx *ctx, int64_t n);
 
 /* ---- ops (all may use the thread pool) ---- */
 int emb_matmul(emb_ctx *ctx, const void *w, int type, int64_t n_out, int64_t n_in, const float *x, int64_t n_tok, float *y);
@@ -257,9 +262,6 @@ static inline float emb_wasm_add_lanes_f32(float sum, v128_t p) {
 }
 
 /* Attention row helpers (attn_wasm.c), bit-exact twins of ops.c's scalar ones. */
-float emb_attn_dot_f16_simd128(const emb_f16 *a, const emb_f16 *b, int64_t n);
-void emb_attn_scale_h16_simd128(emb_f16 *acc, float s, int64_t n);
-void emb_attn_mad_h16_simd128(emb_f16 *acc, const emb_f16 *v, float a, int64_t n);
 void emb_attn_cvt_h_simd128(const emb_f16 *x, float *y, int64_t n);
 void emb_attn_axpy_f32_simd128(float *y, const float *x, float a, int64_t n);
 void emb_attn_dot4_f32_simd128(const float *q, const float *k, int64_t ld, int64_t n, float *out);
@@ -305,6 +307,9 @@ void emb_parallel(emb_ctx *ctx, emb_task_fn fn, void *arg);
 void *emb_ctx_scratch(emb_ctx *ctx, size_t nbytes);
 void emb_ctx_count_call(emb_ctx *ctx);
 int64_t emb_ctx_gemm_min_tokens(const emb_ctx *ctx);
+int64_t emb_ctx_attn_half_rows(const emb_ctx *ctx);
+/* Query rows below which attention takes the half path by default (natively; 0 on the WebAssembly levels). */
+#define EMB_ATTN_HALF_ROWS 64
 /* GELU(tanh) of every half value, rounded to half (llama.cpp's GELU table), owned by ctx. */
 const emb_f16 *emb_ctx_gelu_table(const emb_ctx *ctx);
 

@@ -218,8 +218,8 @@ static attn_kernels pick_attn_kernels(int level) {
 #if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
     if (level == EMB_LEVEL_WASM_SIMD128 || level == EMB_LEVEL_WASM_RELAXED) { /* attn_wasm.c, bit-exact twins */
         const attn_kernels k = {dot_f32_scalar, emb_attn_axpy_f32_simd128, emb_attn_dot4_f32_simd128,
-                                emb_attn_axpy4_f32_simd128, emb_attn_cvt_h_simd128, emb_attn_dot_f16_simd128,
-                                emb_attn_scale_h16_simd128, emb_attn_mad_h16_simd128};
+                                emb_attn_axpy4_f32_simd128, emb_attn_cvt_h_simd128, dot_f16_scalar,
+                                scale_h16_scalar, mad_h16_scalar};
         return k;
     }
 #endif
@@ -475,10 +475,11 @@ void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cach
 }
 
 /* Attention follows llama.cpp's CPU flash attention, whose rounding differs by batch size:
- *  - fewer than EMB_ATTN_TILE_Q query rows: the query is rounded to half and the output accumulates in half
- *    precision with an online softmax (its "one chunk" path);
- *  - larger batches: float query and float accumulation (its tiled path). */
-#define EMB_ATTN_TILE_Q 64
+ *  - fewer than emb_ctx_attn_half_rows query rows (EMB_ATTN_HALF_ROWS = 64 natively): the query is rounded to
+ *    half and the output accumulates in half precision with an online softmax (its "one chunk" path);
+ *  - larger batches: float query and float accumulation (its tiled path).
+ * The WebAssembly levels take the float path at every size: without half conversion and fused multiply-add
+ * instructions the half path costs about eight times as much there. */
 
 /* Context shift: drop cache rows [n_keep, n_keep + n_discard), move the later rows down, and rotate their keys
  * by -n_discard positions so they carry the RoPE of their new positions (computed in float, stored in half). */
@@ -695,7 +696,7 @@ int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const u
     t.scale = scale;
     t.softcap = softcap;
     t.kern = pick_attn_kernels(emb_ctx_level(ctx));
-    t.half_path = n_tok < EMB_ATTN_TILE_Q;
+    t.half_path = n_tok < emb_ctx_attn_half_rows(ctx);
     /* per thread: the small-batch path needs two half rows; the blocked path a key/value tile, the block's
      * accumulators and its score rows */
     const int64_t grp = n_head / n_kv_head;

@@ -148,9 +148,11 @@ for level in levels:
             check(matmul(level, qtype, w, x, n_out, n, n_tok) == matmul(0, qtype, w, x, n_out, n, n_tok),
                   f"{lname} decode matmul {NAMES[qtype]} n_tok={n_tok}")
 
-    # attention (ops.c): the half path (< 64 query rows: half query, half accumulator, fused multiply-add) and
-    # the tiled float path, over random half keys/values with subnormals, a sliding window and head sizes
-    # that leave a tail.  The WASM row helpers are exact twins of the scalar ones: bit for bit.
+    # attention (ops.c): the WASM levels take the tiled float path at every batch size (their default
+    # attn_half_rows is 0; the scalar level is set to the same for the comparison), over random half keys/values
+    # with subnormals, a sliding window and head sizes that leave a tail.  The WASM row helpers are exact twins
+    # of the scalar ones: bit for bit.  With the half path asked for (< 64 rows), the WASM level runs the scalar
+    # half helpers: also bit for bit.
     # (v_top: the largest exponent field of the values; 2 keeps the half accumulator subnormal)
     for n_tok, pos0, n_head, hd, window, v_top in ((1, 40, 4, 256, 0, 24), (3, 9, 2, 36, 5, 24), (2, 20, 2, 64, 0, 2),
                                                    (66, 3, 2, 64, 0, 24)):
@@ -161,18 +163,23 @@ for level in levels:
                 cache[2 * j : 2 * j + 2] = struct.pack("<H", rng.getrandbits(1) << 15 | rng.randint(0, top) << 10 |
                                                        rng.getrandbits(10))
         q = floats(n_tok * n_head * hd)
-        outs = []
-        for lv in (0, level):
-            out = bytearray(4 * n_tok * n_head * hd)
-            ctx = lib.emb_ctx_new(1, lv)
-            try:
-                rc = lib.emb_attention(ctx, k.bytes_ptr(q), k.bytes_ptr(kv[0]), k.bytes_ptr(kv[1]), k.bytes_ptr(out),
-                                       n_tok, n_head, 1, hd, n_head * hd, pos0, window, 1.0 / 16, 0.0)
-            finally:
-                lib.emb_ctx_free(ctx)
-            check(rc == 0, f"{lname} attention rc={rc}")
-            outs.append(out)
-        check(outs[0] == outs[1], f"{lname} attention n_tok={n_tok} hd={hd} window={window}")
+        for half_rows in (0, 64):
+            outs = []
+            for lv in (0, level):
+                out = bytearray(4 * n_tok * n_head * hd)
+                ctx = lib.emb_ctx_new(1, lv)
+                try:
+                    check(lv == 0 or lib.emb_ctx_set_attn_half_rows(ctx, half_rows) == 0,
+                          f"{lname} attention: the float path is the default")
+                    lib.emb_ctx_set_attn_half_rows(ctx, half_rows)
+                    rc = lib.emb_attention(ctx, k.bytes_ptr(q), k.bytes_ptr(kv[0]), k.bytes_ptr(kv[1]),
+                                           k.bytes_ptr(out), n_tok, n_head, 1, hd, n_head * hd, pos0, window,
+                                           1.0 / 16, 0.0)
+                finally:
+                    lib.emb_ctx_free(ctx)
+                check(rc == 0, f"{lname} attention rc={rc}")
+                outs.append(out)
+            check(outs[0] == outs[1], f"{lname} attention n_tok={n_tok} hd={hd} window={window} half_rows={half_rows}")
 
 print(f"SUMMARY levels={','.join(k.level_name(lv) for lv in levels) or 'none'} checked={checked} "
       f"failed={len(failures)}")
