@@ -14,6 +14,9 @@ if ! command -v emcc >/dev/null && { ! command -v clang >/dev/null || ! command 
     APT_NEED+=(clang lld wasi-libc)
 fi
 [ -x /usr/bin/chromium ] || APT_NEED+=(chromium)
+# the ARM64 NEON kernels are checked under qemu-user with Debian's cross compiler (tests/test_arm_neon.py)
+command -v aarch64-linux-gnu-gcc >/dev/null || APT_NEED+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null || APT_NEED+=(qemu-user)
 if [ ${#APT_NEED[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_NEED[@]}" >/dev/null) ||
         echo "warning: could not install ${APT_NEED[*]}; the tests that need them will skip" >&2

@@ -112,7 +112,11 @@ emb_ctx *emb_ctx_new(int n_threads, int level) {
     if (!ctx) return NULL;
     ctx->level = level;
     ctx->gemm_min_tokens = EMB_GEMM_MIN_TOKENS;
-    ctx->attn_half_rows = (level == EMB_LEVEL_WASM_SIMD128 || level == EMB_LEVEL_WASM_RELAXED) ? 0 : EMB_ATTN_HALF_ROWS;
+    /* the float path where the half path has no fast twin (ops.c) */
+    ctx->attn_half_rows = (level == EMB_LEVEL_WASM_SIMD128 || level == EMB_LEVEL_WASM_RELAXED ||
+                           level == EMB_LEVEL_NEON || level == EMB_LEVEL_NEON_DOTPROD)
+                              ? 0
+                              : EMB_ATTN_HALF_ROWS;
     ctx->n_threads = n_threads;
     ctx->gelu_table = (emb_f16 *)malloc(sizeof(emb_f16) * 65536);
     if (!ctx->gelu_table) {

@@ -85,9 +85,10 @@ int64_t emb_ctx_calls(const emb_ctx *ctx);
  * sequences raises it so each sequence gets exactly its single-sequence logits).  Returns the previous value. */
 int64_t emb_ctx_set_gemm_min_tokens(emb_ctx *ctx, int64_t n);
 /* Attention of fewer than n query rows takes the half-precision path (llama.cpp's small-batch flash attention
- * numerics); n rows and more the float path.  Default: 64 natively; 0 on the WebAssembly levels, which have no
- * half conversion or fused multiply-add instructions to emulate the half path cheaply (the float path is about 8x
- * faster there at 500 cached positions).  Returns the previous value. */
+ * numerics); n rows and more the float path.  Default: 64 on x86 and the scalar level; 0 on the WebAssembly levels
+ * (no half conversion or fused multiply-add instructions to emulate the half path cheaply: the float path is about
+ * 8x faster there at 500 cached positions) and on NEON (whose SIMD twins cover the float path).  Returns the
+ * previous value. */
 int64_t emb_ctx_set_attn_half_rows(emb_ctx *ctx, int64_t n);
 
 /* ---- ops (all may use the thread pool) ---- */
@@ -308,7 +309,7 @@ void *emb_ctx_scratch(emb_ctx *ctx, size_t nbytes);
 void emb_ctx_count_call(emb_ctx *ctx);
 int64_t emb_ctx_gemm_min_tokens(const emb_ctx *ctx);
 int64_t emb_ctx_attn_half_rows(const emb_ctx *ctx);
-/* Query rows below which attention takes the half path by default (natively; 0 on the WebAssembly levels). */
+/* Query rows below which attention takes the half path by default (x86, scalar; 0 on WebAssembly and NEON). */
 #define EMB_ATTN_HALF_ROWS 64
 /* GELU(tanh) of every half value, rounded to half (llama.cpp's GELU table), owned by ctx. */
 const emb_f16 *emb_ctx_gelu_table(const emb_ctx *ctx);

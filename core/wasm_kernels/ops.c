@@ -19,6 +19,9 @@
 #else
 #define EMB_X86 0
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 /* ------------------------------------------------------------------------------------------------ */
 /* F16 row helpers used by attention: scalar twins and x86 versions.                                  */
@@ -208,10 +211,73 @@ typedef struct {
     mad_h16_fn mad_h;       /* half acc += a * half v */
 } attn_kernels;
 
+#if defined(__aarch64__)
+/* NEON twins of the float path's helpers, bit for bit the scalar ones (the same operations in the same order: the
+ * hardware half->float conversion is exact, multiplies and adds stay separate as in the scalar C, which is
+ * compiled without contraction).  Four rows go side by side in the lanes of dot4/axpy4, as in attn_wasm.c. */
+static void cvt_h_neon(const emb_f16 *x, float *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))));
+    for (; i < n; i++) y[i] = emb_f16_to_f32(x[i]);
+}
+
+static void axpy_f32_neon(float *y, const float *x, float a, int64_t n) {
+    const float32x4_t va = vdupq_n_f32(a);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_f32(va, vld1q_f32(x + i))));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void dot4_f32_neon(const float *q, const float *k, int64_t ld, int64_t n, float *out) {
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4x4_t rows = {{vld1q_f32(k + i), vld1q_f32(k + ld + i), vld1q_f32(k + 2 * ld + i),
+                               vld1q_f32(k + 3 * ld + i)}};
+        /* 4x4 transpose: column c holds element i + c of the four rows */
+        const float32x4_t t0 = vtrn1q_f32(rows.val[0], rows.val[1]), t1 = vtrn2q_f32(rows.val[0], rows.val[1]);
+        const float32x4_t t2 = vtrn1q_f32(rows.val[2], rows.val[3]), t3 = vtrn2q_f32(rows.val[2], rows.val[3]);
+        const float32x4_t c0 = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
+        const float32x4_t c1 = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
+        const float32x4_t c2 = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
+        const float32x4_t c3 = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
+        acc = vaddq_f32(acc, vmulq_f32(vdupq_n_f32(q[i]), c0));
+        acc = vaddq_f32(acc, vmulq_f32(vdupq_n_f32(q[i + 1]), c1));
+        acc = vaddq_f32(acc, vmulq_f32(vdupq_n_f32(q[i + 2]), c2));
+        acc = vaddq_f32(acc, vmulq_f32(vdupq_n_f32(q[i + 3]), c3));
+    }
+    float s[4];
+    vst1q_f32(s, acc);
+    for (; i < n; i++) {
+        for (int j = 0; j < 4; j++) s[j] += q[i] * k[j * ld + i];
+    }
+    for (int j = 0; j < 4; j++) out[j] = s[j];
+}
+
+static void axpy4_f32_neon(float *y, const float *x, int64_t ld, const float *a, int64_t n) {
+    const float32x4_t a0 = vdupq_n_f32(a[0]), a1 = vdupq_n_f32(a[1]), a2 = vdupq_n_f32(a[2]), a3 = vdupq_n_f32(a[3]);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t t = vaddq_f32(vmulq_f32(a0, vld1q_f32(x + i)), vmulq_f32(a1, vld1q_f32(x + ld + i)));
+        t = vaddq_f32(t, vmulq_f32(a2, vld1q_f32(x + 2 * ld + i)));
+        t = vaddq_f32(t, vmulq_f32(a3, vld1q_f32(x + 3 * ld + i)));
+        vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), t));
+    }
+    for (; i < n; i++) y[i] += a[0] * x[i] + a[1] * x[ld + i] + a[2] * x[2 * ld + i] + a[3] * x[3 * ld + i];
+}
+#endif
+
 static attn_kernels pick_attn_kernels(int level) {
 #if EMB_X86
     if (level == EMB_LEVEL_AVX2 || level == EMB_LEVEL_AVX512) {
         const attn_kernels k = {dot_f32_avx2, axpy_f32_avx2, dot4_f32_avx2, axpy4_f32_avx2, cvt_h_avx2, dot_f16_avx2, scale_h16_avx2, mad_h16_avx2};
+        return k;
+    }
+#endif
+#if defined(__aarch64__)
+    if (level == EMB_LEVEL_NEON || level == EMB_LEVEL_NEON_DOTPROD) { /* the float path's bit-exact twins */
+        const attn_kernels k = {dot_f32_scalar, axpy_f32_neon, dot4_f32_neon, axpy4_f32_neon, cvt_h_neon,
+                                dot_f16_scalar, scale_h16_scalar, mad_h16_scalar};
         return k;
     }
 #endif
@@ -478,8 +544,9 @@ void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cach
  *  - fewer than emb_ctx_attn_half_rows query rows (EMB_ATTN_HALF_ROWS = 64 natively): the query is rounded to
  *    half and the output accumulates in half precision with an online softmax (its "one chunk" path);
  *  - larger batches: float query and float accumulation (its tiled path).
- * The WebAssembly levels take the float path at every size: without half conversion and fused multiply-add
- * instructions the half path costs about eight times as much there. */
+ * The WebAssembly and NEON levels take the float path at every size: WebAssembly has no half conversion or fused
+ * multiply-add instructions, so the half path costs about eight times as much there, and on ARM the float path
+ * has SIMD twins that are exact copies of the scalar ones (the half path's running sum in index order has none). */
 
 /* Context shift: drop cache rows [n_keep, n_keep + n_discard), move the later rows down, and rotate their keys
  * by -n_discard positions so they carry the RoPE of their new positions (computed in float, stored in half). */

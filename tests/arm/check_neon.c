@@ -1,0 +1,227 @@
+/*
+ * check_neon.c - every NEON kernel level against the scalar twin, bit for bit, on ARM64 (run under qemu-aarch64 by
+ * tests/test_arm_neon.py; natively on a Raspberry Pi with `cc -O2 -I core/wasm_kernels core/wasm_kernels/\*.c
+ * tests/arm/check_neon.c -lm -lpthread`).
+ *
+ * Random rows of every tensor type: quantizers of the activation types and dequantization (bit for bit), vec_dot
+ * and matmuls of 1 to 3 tokens (row by row) and of 8 tokens (the int8 GEMM) within 1e-5 of the sum of |products|
+ * (the legacy-type NEON dots accumulate in float lanes like llama.cpp's, so their rounding differs; the count of
+ * bit-identical results is printed too); attention bit for bit on the float path (the NEON default) and on the
+ * half path, over random half keys/values with subnormals, a sliding window and head sizes that leave a tail.
+ * Prints one FAIL line per mismatch and `SUMMARY levels=... checked=N failed=M identical=K`.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember.h"
+
+typedef struct {
+    uint64_t s;
+} rng_t;
+
+static uint32_t next_u32(rng_t *r) {
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return (uint32_t)(r->s >> 11);
+}
+
+static float uniform(rng_t *r) { return (float)next_u32(r) / 4294967296.0f; }
+
+static float gauss(rng_t *r) {
+    const float u = uniform(r) + 1e-7f, v = uniform(r);
+    return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
+}
+
+static int checked = 0, failed = 0, identical = 0;
+
+static void check(int ok, const char *what, int level, int type, int extra) {
+    checked++;
+    if (!ok) {
+        failed++;
+        printf("FAIL %s level=%s type=%d extra=%d\n", what, emb_kernel_level_name(level), type, extra);
+    }
+}
+
+/* a == b within 1e-5 of scale (the sum of |products|); counts the bit-identical ones */
+static int close_to(float a, float b, double scale) {
+    if (memcmp(&a, &b, sizeof a) == 0) {
+        identical++;
+        return 1;
+    }
+    return fabs((double)a - (double)b) <= 1e-5 * scale;
+}
+
+static float *floats(rng_t *r, int64_t n, float scale) {
+    float *x = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) x[i] = gauss(r) * scale;
+    return x;
+}
+
+static uint16_t f16_bits(float f) {
+    /* emb_f32_to_f16 is internal: go through a row conversion of the F16 type at the scalar level */
+    uint16_t h;
+    emb_quantize_row(EMB_LEVEL_SCALAR, EMB_TYPE_F16, &f, &h, 1);
+    return h;
+}
+
+/* A row of `type`: scalar-quantized random floats, or random K-quant blocks with sane half scales. */
+static uint8_t *random_row(rng_t *r, int type, int64_t n) {
+    const int64_t bytes = emb_row_size(type, n);
+    uint8_t *row = malloc((size_t)bytes);
+    int offs[2] = {-1, -1};
+    switch (type) {
+    case EMB_TYPE_Q2_K: offs[0] = 80; offs[1] = 82; break;
+    case EMB_TYPE_Q3_K: offs[0] = 108; break;
+    case EMB_TYPE_Q4_K: case EMB_TYPE_Q5_K: offs[0] = 0; offs[1] = 2; break;
+    case EMB_TYPE_Q6_K: offs[0] = 208; break;
+    default: break;
+    }
+    if (offs[0] >= 0) {
+        const int64_t bb = emb_type_block_bytes(type);
+        for (int64_t i = 0; i < bytes; i++) row[i] = (uint8_t)next_u32(r);
+        for (int64_t b = 0; b < n / 256; b++) {
+            for (int k = 0; k < 2 && offs[k] >= 0; k++) {
+                const uint16_t h = f16_bits(1e-3f + uniform(r) * 0.049f);
+                memcpy(row + b * bb + offs[k], &h, 2);
+            }
+        }
+        return row;
+    }
+    float *x = floats(r, n, 1.0f);
+    emb_quantize_row(EMB_LEVEL_SCALAR, type, x, row, n);
+    free(x);
+    return row;
+}
+
+/* Scalar and `level` matmuls of n_tok rows of x agree (close_to, with each output's sum of |w x|). */
+static int matmul_close(int level, int type, const uint8_t *w, int64_t n_out, int64_t n, const float *x, int64_t n_tok) {
+    float *ys[2];
+    for (int k = 0; k < 2; k++) {
+        ys[k] = calloc((size_t)(n_out * n_tok), sizeof(float));
+        emb_ctx *ctx = emb_ctx_new(1, k == 0 ? EMB_LEVEL_SCALAR : level);
+        if (emb_matmul(ctx, w, type, n_out, n, x, n_tok, ys[k]) != 0) ys[k][0] = NAN;
+        emb_ctx_free(ctx);
+    }
+    float *wf = malloc(sizeof(float) * (size_t)n);
+    int ok = 1;
+    for (int64_t o = 0; o < n_out; o++) {
+        emb_dequantize_row(EMB_LEVEL_SCALAR, type, w + o * emb_row_size(type, n), wf, n);
+        for (int64_t t = 0; t < n_tok; t++) {
+            double scale = 0.0;
+            for (int64_t i = 0; i < n; i++) scale += fabs((double)wf[i] * x[t * n + i]);
+            ok &= close_to(ys[0][t * n_out + o], ys[1][t * n_out + o], scale);
+        }
+    }
+    free(wf), free(ys[0]), free(ys[1]);
+    return ok;
+}
+
+static void check_types(rng_t *r, int level) {
+    static const int types[] = {EMB_TYPE_F32,  EMB_TYPE_F16,  EMB_TYPE_BF16, EMB_TYPE_Q4_0, EMB_TYPE_Q4_1,
+                                EMB_TYPE_Q5_0, EMB_TYPE_Q5_1, EMB_TYPE_Q8_0, EMB_TYPE_Q2_K, EMB_TYPE_Q3_K,
+                                EMB_TYPE_Q4_K, EMB_TYPE_Q5_K, EMB_TYPE_Q6_K};
+    const int64_t n = 1024;
+    static const int act_types[] = {EMB_TYPE_Q8_0, EMB_TYPE_Q8_K};
+    for (size_t a_i = 0; a_i < 2; a_i++) {
+        const int q = act_types[a_i];
+        float *x = floats(r, n, 3.0f);
+        uint8_t *a = malloc((size_t)emb_row_size(q, n)), *b = malloc((size_t)emb_row_size(q, n));
+        emb_quantize_row(EMB_LEVEL_SCALAR, q, x, a, n);
+        emb_quantize_row(level, q, x, b, n);
+        check(memcmp(a, b, (size_t)emb_row_size(q, n)) == 0, "quantize", level, q, 0);
+        free(x), free(a), free(b);
+    }
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const int type = types[t], vdt = emb_type_vec_dot_type(type);
+        for (int trial = 0; trial < 3; trial++) {
+            uint8_t *row = random_row(r, type, n);
+            float *d0 = malloc(sizeof(float) * n), *d1 = malloc(sizeof(float) * n);
+            emb_dequantize_row(EMB_LEVEL_SCALAR, type, row, d0, n);
+            emb_dequantize_row(level, type, row, d1, n);
+            check(memcmp(d0, d1, sizeof(float) * n) == 0, "dequantize", level, type, trial);
+            float *x = floats(r, n, 1.0f);
+            uint8_t *y = malloc((size_t)emb_row_size(vdt, n));
+            emb_quantize_row(EMB_LEVEL_SCALAR, vdt, x, y, n);
+            float s0 = 0.0f, s1 = 1.0f, *yf = malloc(sizeof(float) * n);
+            emb_vec_dot(EMB_LEVEL_SCALAR, type, n, row, y, &s0);
+            emb_vec_dot(level, type, n, row, y, &s1);
+            emb_dequantize_row(EMB_LEVEL_SCALAR, vdt, y, yf, n);
+            double scale = 0.0;
+            for (int64_t i = 0; i < n; i++) scale += fabs((double)d0[i] * yf[i]);
+            check(close_to(s0, s1, scale), "vec_dot", level, type, trial);
+            free(yf);
+            free(row), free(d0), free(d1), free(x), free(y);
+        }
+        /* matmuls: 37 rows (a partial tile), 1..3 tokens row by row, 8 tokens through the GEMM */
+        const int64_t n_out = 37, nm = 512;
+        uint8_t *w = malloc((size_t)(emb_row_size(type, nm) * n_out));
+        for (int64_t o = 0; o < n_out; o++) {
+            uint8_t *row = random_row(r, type, nm);
+            memcpy(w + o * emb_row_size(type, nm), row, (size_t)emb_row_size(type, nm));
+            free(row);
+        }
+        static const int64_t toks[] = {1, 2, 3, 8};
+        for (size_t k = 0; k < 4; k++) {
+            float *x = floats(r, nm * toks[k], 1.0f);
+            check(matmul_close(level, type, w, n_out, nm, x, toks[k]), "matmul", level, type, (int)toks[k]);
+            free(x);
+        }
+        free(w);
+    }
+}
+
+static void check_attention(rng_t *r, int level) {
+    static const int64_t cases[][6] = {/* n_tok, pos0, n_head, head_dim, window, value exponent top */
+                                       {1, 40, 4, 256, 0, 24}, {3, 9, 2, 36, 5, 24}, {2, 20, 2, 64, 0, 2},
+                                       {66, 3, 2, 64, 0, 24}, {1, 500, 4, 256, 512, 24}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t n_tok = cases[c][0], pos0 = cases[c][1], n_head = cases[c][2], hd = cases[c][3];
+        const int64_t window = cases[c][4], n_pos = pos0 + n_tok;
+        uint16_t *kv[2];
+        for (int k = 0; k < 2; k++) {
+            const int top = k == 0 ? 16 : (int)cases[c][5];
+            kv[k] = malloc(sizeof(uint16_t) * (size_t)(n_pos * hd));
+            for (int64_t j = 0; j < n_pos * hd; j++) {
+                kv[k][j] = (uint16_t)((next_u32(r) & 1u) << 15 | (next_u32(r) % (uint32_t)(top + 1)) << 10 |
+                                      (next_u32(r) & 0x3ffu));
+            }
+        }
+        float *q = floats(r, n_tok * n_head * hd, 1.0f);
+        for (int half_rows = 0; half_rows <= 64; half_rows += 64) {
+            float *outs[2];
+            for (int k = 0; k < 2; k++) {
+                outs[k] = calloc((size_t)(n_tok * n_head * hd), sizeof(float));
+                emb_ctx *ctx = emb_ctx_new(1, k == 0 ? EMB_LEVEL_SCALAR : level);
+                const int64_t old = emb_ctx_set_attn_half_rows(ctx, half_rows);
+                if (k == 1) check(old == 0, "attention default is the float path", level, 0, (int)c);
+                check(emb_attention(ctx, q, kv[0], kv[1], outs[k], n_tok, n_head, 1, hd, n_head * hd, pos0, window,
+                                    1.0f / 16, 0.0f) == 0,
+                      "attention rc", level, 0, (int)c);
+                emb_ctx_free(ctx);
+            }
+            check(memcmp(outs[0], outs[1], sizeof(float) * (size_t)(n_tok * n_head * hd)) == 0, "attention", level,
+                  half_rows, (int)c);
+            free(outs[0]), free(outs[1]);
+        }
+        free(q), free(kv[0]), free(kv[1]);
+    }
+}
+
+int main(void) {
+    rng_t r = {0x9e3779b97f4a7c15ull};
+    char names[128] = "";
+    for (int level = EMB_LEVEL_NEON; level <= EMB_LEVEL_NEON_DOTPROD; level++) {
+        if (!emb_kernel_level_supported(level)) continue;
+        strcat(names, names[0] ? "," : "");
+        strcat(names, emb_kernel_level_name(level));
+        check_types(&r, level);
+        check_attention(&r, level);
+    }
+    printf("SUMMARY levels=%s checked=%d failed=%d identical=%d\n", names[0] ? names : "none", checked, failed,
+           identical);
+    return failed != 0;
+}
