@@ -64,35 +64,28 @@ def _fresh(target: Path) -> bool:
     return target.is_file() and target.stat().st_mtime >= max(p.stat().st_mtime for p in sources)
 
 
+def _wheel_builder() -> ModuleType:
+    return _module("_emb_site_build_wheel", ROOT / "pyodide_pkg" / "build_wheel.py")
+
+
 def side_module(out_dir: Path = WASM_BUILD) -> Path:
     """The WASM side module, rebuilt when missing or older than a kernel source or header."""
     target = out_dir / "libemberllm.so"
-    if _fresh(target):
-        return target
-    build_wasm = _module("_emb_site_build_wasm", ROOT / "build_scripts" / "build_wasm.py")
-    return Path(build_wasm.build(out_dir=out_dir))
+    return target if _fresh(target) else _wheel_builder().build_side_module(out_dir)
 
 
 def relaxed_side_module(out_dir: Path = WASM_BUILD) -> Path | None:
     """The relaxed-SIMD side module (rebuilt like ``side_module``), or None with a message when no compiler here
     can build it (the site then has the SIMD128 module only)."""
     target = out_dir / "libemberllm_relaxed.so"
-    if _fresh(target):
-        return target
-    build_wasm = _module("_emb_site_build_wasm", ROOT / "build_scripts" / "build_wasm.py")
-    try:
-        return Path(build_wasm.build(out_dir=out_dir, relaxed=True, tc=build_wasm.find_relaxed_toolchain()))
-    except build_wasm.ToolchainError as exc:
-        print(f"{exc}; the site gets the SIMD128 module only", file=sys.stderr)
-        return None
+    return target if _fresh(target) else _wheel_builder().build_relaxed_side_module(out_dir)
 
 
 def build_wheel(out_dir: Path, lib: Path | None = None, relaxed_lib: Path | None = None) -> Path:
     """The emberllm Pyodide wheel, assembled from the current sources into ``out_dir``: the SIMD128 module and, when
     it can be built (or is given), the relaxed-SIMD one that the loader picks where the browser runs it."""
-    wheel_mod = _module("_emb_site_build_wheel", ROOT / "pyodide_pkg" / "build_wheel.py")
     relaxed = relaxed_lib if relaxed_lib is not None else (relaxed_side_module() if lib is None else None)
-    return Path(wheel_mod.build_wheel(lib or side_module(), out_dir, relaxed))
+    return Path(_wheel_builder().build_wheel(lib or side_module(), out_dir, relaxed))
 
 
 def _copy_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:

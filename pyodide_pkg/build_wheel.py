@@ -104,15 +104,16 @@ def _build_wasm_module():
     return module
 
 
-def _build_side_module(out_dir: Path) -> Path:
-    return _build_wasm_module().build(out_dir)
+def build_side_module(out_dir: Path) -> Path:
+    """The SIMD128 side module built into ``out_dir`` (build_scripts/build_wasm.py)."""
+    return Path(_build_wasm_module().build(out_dir))
 
 
-def _build_relaxed_side_module(out_dir: Path) -> Path | None:
+def build_relaxed_side_module(out_dir: Path) -> Path | None:
     """The relaxed-SIMD build, or None (with a message) when no compiler can make it."""
     bw = _build_wasm_module()
     try:
-        return bw.build(out_dir, relaxed=True, tc=bw.find_relaxed_toolchain())
+        return Path(bw.build(out_dir, relaxed=True, tc=bw.find_relaxed_toolchain()))
     except bw.ToolchainError as exc:
         print(f"{exc}; the wheel gets the SIMD128 module only", file=sys.stderr)
         return None
@@ -127,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="prebuilt libemberllm_relaxed.so (default: build it when a compiler can)")
     parser.add_argument("--no-relaxed", action="store_true", help="leave the relaxed-SIMD module out")
     args = parser.parse_args(argv)
-    lib = args.lib or _build_side_module(ROOT / "build" / "wasm")
-    relaxed = None if args.no_relaxed else (args.relaxed_lib or _build_relaxed_side_module(ROOT / "build" / "wasm"))
+    lib = args.lib or build_side_module(ROOT / "build" / "wasm")
+    relaxed = None if args.no_relaxed else (args.relaxed_lib or build_relaxed_side_module(ROOT / "build" / "wasm"))
     print(build_wheel(lib, args.out, relaxed))
     return 0
 

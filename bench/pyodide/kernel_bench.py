@@ -41,7 +41,6 @@ lib = k.lib
 # optional globals set by a caller: KB_ONLY (a substring of the tensor names to time), KB_LEVELS (level names)
 only = globals().get("KB_ONLY", "")
 levels = [lv for lv in k.supported_levels() if k.level_name(lv) in globals().get("KB_LEVELS", [k.level_name(lv)])]
-arch = model.arch
 base = k.bytes_ref(model.gguf.buffer)
 n_layers = sum(1 for name in model.gguf.tensors if name.endswith("attn_norm.weight"))
 rng = random.Random(7)

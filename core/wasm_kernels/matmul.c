@@ -26,8 +26,9 @@ static inline void prefetch_rows(const char *p, int64_t n_rows, size_t row_bytes
 #endif
 }
 
-/* Rows [rb, re) of one matrix against all tokens: tokens in groups of up to 4, a tile kernel taking EMB_DOT_TILE_ROWS rows x the
- * group where there is one (tiles[g]), vec_dot for the rest.  y is token-major with row stride y_stride. */
+/* Rows [rb, re) of one matrix against all tokens: tokens in groups of up to 4, a tile kernel taking
+ * EMB_DOT_TILE_ROWS rows x the group where there is one (tiles[g]), vec_dot for the rest.  y is token-major with
+ * row stride y_stride. */
 static void rows_x_tokens(emb_vec_dot_fn dot, emb_dot_tile_fn const *tiles, const char *w, size_t w_row_bytes,
                           int64_t n_rows, int64_t rb, int64_t re, const char *xq, size_t xq_row_bytes, float *y,
                           int64_t y_stride, int64_t n_in, int64_t n_tok) {

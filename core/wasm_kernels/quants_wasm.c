@@ -283,6 +283,11 @@ static inline int k4_pair(const uint8_t *scales, const int16_t *bsums, int j, in
     return m0 * (bsums[4 * j] + bsums[4 * j + 1]) + m1 * (bsums[4 * j + 2] + bsums[4 * j + 3]);
 }
 
+/* One Q4_K/Q5_K super-block's part of the dot product, in the scalar twin's float order. */
+static inline float k4_block_sum(float yd, emb_f16 d, emb_f16 dmin, int isum, int msum) {
+    return yd * F16(d) * (float)isum - yd * F16(dmin) * (float)msum;
+}
+
 /* acc + s0 * sc0 + s1 * sc1 (i32 lanes). */
 static inline v128_t add_scaled_pair(v128_t acc, v128_t s0, int sc0, v128_t s1, int sc1) {
     return wasm_i32x4_add(acc, wasm_i32x4_add(wasm_i32x4_mul(s0, wasm_i32x4_splat(sc0)),
@@ -310,7 +315,7 @@ void emb_vec_dot_q4_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
             acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
         const int isum = hsum_i32x4(acc);
-        sum += y[i].d * F16(x[i].d) * (float)isum - y[i].d * F16(x[i].dmin) * (float)msum;
+        sum += k4_block_sum(y[i].d, x[i].d, x[i].dmin, isum, msum);
     }
     *s = sum;
 }
@@ -342,7 +347,7 @@ void emb_vec_dot_q5_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
             acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
         const int isum = hsum_i32x4(acc);
-        sum += y[i].d * F16(x[i].d) * (float)isum - y[i].d * F16(x[i].dmin) * (float)msum;
+        sum += k4_block_sum(y[i].d, x[i].d, x[i].dmin, isum, msum);
     }
     *s = sum;
 }
@@ -474,7 +479,7 @@ void emb_vec_dot_q4_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const vo
             acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
         const int isum = hsum_i32x4(acc);
-        sum += y[i].d * F16(x[i].d) * (float)isum - y[i].d * F16(x[i].dmin) * (float)msum;
+        sum += k4_block_sum(y[i].d, x[i].d, x[i].dmin, isum, msum);
     }
     *s = sum;
 }
@@ -523,7 +528,8 @@ void emb_vec_dot_q6_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const vo
  * One token's activation row meets four weight rows at once: each activation block is loaded and prepared once
  * for four rows, and the four rows' float sums run side by side in the lanes of one vector (lane r = row r),
  * each in block order with the scalar twin's operations, so every lane equals vec_dot of its row bit for bit. */
-#define WT_ROWS 4
+#define WT_ROWS EMB_DOT_TILE_ROWS
+_Static_assert(WT_ROWS == 4, "the WASM tiles keep four rows in the four lanes of a vector");
 
 /* The scales d of block i of four Q8_0-like rows (x[r] points at row r's blocks), as floats (exact). */
 #define D4_ROWS(x, i) emb_wasm_f16x4_to_f32(wasm_i32x4_make((x)[0][i].d, (x)[1][i].d, (x)[2][i].d, (x)[3][i].d))
@@ -642,7 +648,7 @@ static void tile_q4_k_simd128(int64_t n, const void *vw, size_t w_row_bytes, con
                                    wasm_i32x4_dot_i16x8(wasm_u16x8_shr(qb, 12), yo[k + 3])));
                 acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
             }
-            sum[r] += y[i].d * F16(x->d) * (float)hsum_i32x4(acc) - y[i].d * F16(x->dmin) * (float)msum;
+            sum[r] += k4_block_sum(y[i].d, x->d, x->dmin, hsum_i32x4(acc), msum);
         }
     }
     for (int r = 0; r < WT_ROWS; r++) out[r] = sum[r];
