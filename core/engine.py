@@ -14,15 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from emberllm.context_size import ensure_kv_fits, kv_cache_bytes, resolve_context
 from emberllm.decoding import DecodeState, Step, Timings, common_prefix, shift_amount
 from emberllm.gguf import GGUFFile
 from emberllm.kernels import KernelError, Kernels, load_kernels
 from emberllm.kv_cache import KVCache
 from emberllm.models import model_class
+from emberllm.models.base import HParams, check_tensor_types
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
 from emberllm.tokenizers import load_tokenizer
 
-__all__ = ["Completion", "DecodeState", "Model", "Step", "Timings", "default_threads"]
+__all__ = ["Completion", "DecodeState", "Model", "Step", "Timings", "check_model_file", "default_threads"]
 
 
 @dataclass
@@ -42,10 +44,28 @@ def default_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def check_model_file(path: str | os.PathLike[str], n_ctx: int = 4096, n_seq: int = 1) -> int:
+    """From the header alone: that ``path`` is a GGUF file of a supported architecture and tensor types, and that
+    the KV caches of ``n_seq`` sequences sharing ``n_ctx`` tokens fit in memory; returns the context per sequence
+    (warns when it is capped).
+
+    Raises ``OSError``, ``GGUFError``, ``UnsupportedModelError`` or ``ValueError`` with one clear message.
+    """
+    with GGUFFile.open(Path(path).expanduser()) as gguf:
+        model_class(gguf.metadata.get("general.architecture", "<missing>"))
+        check_tensor_types(gguf)
+        hp = HParams.from_gguf(gguf)
+    per_seq = resolve_context(n_ctx, hp.n_ctx_train, n_seq)
+    ensure_kv_fits(kv_cache_bytes(hp.n_layer, per_seq, hp.kv_dim, n_seq), per_seq, n_seq)
+    return per_seq
+
+
 class Model:
     """A loaded model ready to generate.
 
-    ``source`` is a path or any bytes-like buffer holding a GGUF file.
+    ``source`` is a path (``~`` expanded) or any bytes-like buffer holding a GGUF file.  ``n_ctx`` is the context
+    in tokens as llama.cpp's ``-c``: 0 means the model's trained context, a larger one is capped at it with a
+    warning; with ``n_seq`` sequences (server slots) each gets ``n_ctx // n_seq`` positions.
     """
 
     def __init__(
@@ -58,10 +78,11 @@ class Model:
         kernel_level: int | None = None,
         chat_template: str | None = None,
         warmup: bool = True,
+        n_seq: int = 1,
     ) -> None:
         t0 = time.perf_counter()
-        self.gguf = GGUFFile.open(source) if isinstance(source, str | os.PathLike) else GGUFFile.from_buffer(source)
-        self.path = Path(source) if isinstance(source, str | os.PathLike) else None
+        self.path = Path(source).expanduser() if isinstance(source, str | os.PathLike) else None
+        self.gguf = GGUFFile.open(self.path) if self.path is not None else GGUFFile.from_buffer(source)
         arch_cls = model_class(self.gguf.metadata.get("general.architecture", "<missing>"))
         self.tokenizer = load_tokenizer(self.gguf.metadata)
         self.kernels = kernels or load_kernels()
@@ -74,8 +95,8 @@ class Model:
         self.kernel_level = level
         self.arch = arch_cls(self.gguf, self.kernels, self.ctx, n_batch=n_batch)
         self.hp = self.arch.hp
-        self.n_ctx = n_ctx
-        self.kv = self.arch.new_cache(n_ctx)
+        self.n_ctx = resolve_context(n_ctx, self.hp.n_ctx_train, n_seq)
+        self.kv = self.arch.new_cache(self.n_ctx)
         self._chat_template_override = chat_template
         self._chat_template: Any = None
         self._vocab: VocabInfo | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emberllm.context_size import KVCacheTooLargeError, ensure_kv_fits, kv_cache_bytes, too_large_message
 from emberllm.kernels import Buffer, Kernels
 
 
@@ -14,8 +15,12 @@ class KVCache:
         self.n_layer = n_layer
         self.n_ctx = n_ctx
         self.kv_dim = kv_dim
-        self._k: list[Buffer] = [kernels.u16(n_ctx * kv_dim) for _ in range(n_layer)]
-        self._v: list[Buffer] = [kernels.u16(n_ctx * kv_dim) for _ in range(n_layer)]
+        ensure_kv_fits(self.nbytes, n_ctx)
+        try:
+            self._k: list[Buffer] = [kernels.u16(n_ctx * kv_dim) for _ in range(n_layer)]
+            self._v: list[Buffer] = [kernels.u16(n_ctx * kv_dim) for _ in range(n_layer)]
+        except MemoryError as exc:
+            raise KVCacheTooLargeError(too_large_message(self.nbytes, n_ctx)) from exc
         self.k_ptrs: list[Any] = [b.ptr for b in self._k]
         self.v_ptrs: list[Any] = [b.ptr for b in self._v]
         #: token ids whose K/V rows are in the cache, in position order
@@ -29,7 +34,7 @@ class KVCache:
     @property
     def nbytes(self) -> int:
         """Memory held by the cache."""
-        return 2 * self.n_layer * self.n_ctx * self.kv_dim * 2
+        return kv_cache_bytes(self.n_layer, self.n_ctx, self.kv_dim)
 
     def clear(self) -> None:
         """Forget every position (the memory is reused)."""

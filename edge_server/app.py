@@ -108,13 +108,17 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
         if model_factory is not None:
             return model_factory()
         # as llama-server: the context is split over the slots, each slot has its own cache
-        n_ctx_slot = max(config.n_ctx // max(config.n_parallel, 1), 16)
-        return Model(config.model_path, n_ctx=n_ctx_slot, n_threads=config.n_threads, n_batch=config.n_batch,
-                     chat_template=config.chat_template)
+        return Model(config.model_path, n_ctx=config.n_ctx, n_seq=config.n_parallel, n_threads=config.n_threads,
+                     n_batch=config.n_batch, chat_template=config.chat_template)
+
+    async def load_or_report() -> None:
+        await state.worker.load(load)
+        if state.worker.load_error and state.on_load_failure is not None:
+            state.on_load_failure(state.worker.load_error)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        loading = asyncio.create_task(state.worker.load(load))
+        loading = asyncio.create_task(load_or_report())
         try:
             yield
         finally:

@@ -8,10 +8,13 @@ the command line wins over its variable.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
+from dataclasses import replace
 from pathlib import Path
 
-from emberllm.cli.common import USER_ERRORS, fail, resolve_model_path
+from emberllm.cli.common import CTX_HELP, MODEL_HELP, USER_ERRORS, fail, resolve_model_path
 from emberllm.edge_server.config import ServerConfig
 
 ENV_PREFIX = "EMBERLLM_ARG_"
@@ -23,13 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``serve``."""
     p = sub.add_parser("serve", help="serve llama-server's and OpenAI's HTTP APIs",
                        description="HTTP server with llama-server's and OpenAI's APIs and the chat page.")
-    p.add_argument("-m", "--model", help="GGUF model file (default: the Gemma 3 270M package's model)")
+    p.add_argument("-m", "--model", help=MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
-    p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens (default: 4096)")
+    p.add_argument("-c", "--ctx-size", type=int, default=4096,
+                   help=CTX_HELP.replace("context size in tokens", "context size in tokens, shared by the slots"))
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
     p.add_argument("-np", "--parallel", type=int, default=1,
-                   help="slots reported by /props and /slots (requests are served one at a time for now)")
+                   help="parallel slots: requests generated at the same time, each slot with -c/N tokens of context "
+                        "(continuous batching; default: 1)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads for the kernels (default: cores)")
     p.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY) on the API")
     p.add_argument("--alias", default=None, help="model name reported by the API (default: the file name)")
@@ -86,11 +91,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Check the flags and turn them into a ``ServerConfig`` (``ValueError`` names the bad flag)."""
     checks = [
         (args.port is not None and not 0 <= args.port <= 65535, "--port must be between 0 and 65535"),
-        (args.ctx_size < 8, "-c/--ctx-size must be at least 8"),
+        (args.ctx_size < 0, "-c/--ctx-size must be 0 (the model's trained context) or a positive size"),
         (args.batch_size < 1, "-b/--batch-size must be at least 1"),
         (args.parallel < 1, "-np/--parallel must be at least 1"),
         (args.parallel > 64, "-np/--parallel must be at most 64"),
-        (args.ctx_size // max(args.parallel, 1) < 16, "-c/--ctx-size must give each slot at least 16 tokens"),
         (args.threads is not None and args.threads < 1, "-t/--threads must be at least 1"),
         (args.max_body_bytes < 1, "--max-body-bytes must be at least 1"),
         (not args.timeout > 0, "-to/--timeout must be positive"),
@@ -101,8 +105,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         if bad:
             raise ValueError(message)
     path = resolve_model_path(args.model)
-    if not path.is_file():
-        raise ValueError(f"model file not found: {path}")
     return ServerConfig(model_path=path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
                         n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
                         chat_template=args.chat_template, webui=not args.no_webui, metrics=args.metrics,
@@ -112,16 +114,42 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start the server (blocks until it is stopped)."""
+    """Check the flags, the model's header and the port, then serve until stopped; exit code 1 with one
+    ``error:`` line when any of them is wrong or the model then fails to load (as llama-server exits)."""
+    from emberllm.engine import check_model_file
+
     try:
         config = config_from_args(args)
+        n_ctx_slot = check_model_file(config.model_path, config.n_ctx, config.n_parallel)
+        config = replace(config, n_ctx=n_ctx_slot * config.n_parallel)
+        check_port_free(args.host, args.port)
     except USER_ERRORS as exc:
-        return fail(str(exc))
+        return fail(" ".join(str(exc).split()))
     import uvicorn
 
     from emberllm.edge_server.app import build_app
 
     app = build_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                           timeout_graceful_shutdown=5))
+    app.state.server.on_load_failure = lambda _error: setattr(server, "should_exit", True)
     print(f"emberllm serve: {config.model_path} on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    server.run()
+    load_error = app.state.server.worker.load_error
+    if load_error:
+        return fail(f"model failed to load: {' '.join(load_error.split())}")
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """``OSError`` with a clear message when ``host:port`` cannot be listened on (another server has it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(f"port {port} on {host} is already in use (another server?): stop it or pick "
+                              "another --port") from exc
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

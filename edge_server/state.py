@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -20,6 +21,8 @@ class ServerState:
     config: ServerConfig
     worker: EngineWorker = field(init=False)
     started: int = field(default_factory=lambda: int(time.time()))
+    #: called with the error when the model fails to load (``emberllm serve`` stops the server then)
+    on_load_failure: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.worker = EngineWorker(max_queue=self.config.max_queue, n_predict_max=self.config.n_predict_max,

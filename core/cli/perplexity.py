@@ -77,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     try:
         t0 = time.perf_counter()
-        res = perplexity(model, text, args.ctx_size, args.chunks)
+        res = perplexity(model, text, model.n_ctx, args.chunks)
         for i, value in enumerate(res.running):
             print(f"[{i + 1}]{value:.4f}", end=",", file=sys.stderr)
         print(file=sys.stderr)
         print(f"Final estimate: PPL = {res.ppl:.4f} +/- {res.stderr:.5f}")
-        print(f"{res.n_chunks} chunks of {args.ctx_size}, {res.n_scored} tokens scored, "
+        print(f"{res.n_chunks} chunks of {model.n_ctx}, {res.n_scored} tokens scored, "
               f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     except USER_ERRORS as exc:
         return fail(str(exc))

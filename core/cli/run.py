@@ -10,6 +10,9 @@ from typing import Any
 from emberllm.cli.common import USER_ERRORS, add_model_flags, fail, load_model
 from emberllm.cli.sampling_flags import add_sampling_flags, params_from_args, print_chain
 
+#: ``-n`` in conversation mode when none is given: a reply of a base model (no end-of-turn token) stops here.
+CONVERSATION_N_PREDICT = 256
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``run``."""
@@ -17,7 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_flags(p)
     p.add_argument("-p", "--prompt", default=None, help="prompt text")
     p.add_argument("-f", "--file", default=None, help="read the prompt from a file")
-    p.add_argument("-n", "--n-predict", type=int, default=-1, help="tokens to generate, -1 = until end (default)")
+    p.add_argument("-n", "--n-predict", type=int, default=None,
+                   help=f"tokens to generate, -1 = until the end of text (default: -1; with -cnv "
+                        f"{CONVERSATION_N_PREDICT} per reply, since a base model's reply may never end)")
     p.add_argument("--keep", type=int, default=0, help="prompt tokens kept when the context shifts (-1 = all)")
     p.add_argument("--no-context-shift", action="store_true", help="stop when the context is full")
     p.add_argument("-r", "--reverse-prompt", action="append", default=[], metavar="TEXT",
@@ -41,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
                 prompt = f.read()
         if prompt is None and not args.conversation:
             raise ValueError("give a prompt with -p TEXT or -f FILE (or chat with -cnv)")
+        if args.n_predict is None:
+            args.n_predict = CONVERSATION_N_PREDICT if args.conversation else -1
         model = load_model(args)
         if args.chat_template:
             model._chat_template_override = args.chat_template  # noqa: SLF001 - set before first use
@@ -85,7 +92,9 @@ def converse(model: Any, args: argparse.Namespace, params: Any, first: str | Non
     messages: list[dict[str, str]] = []
     if args.system_prompt:
         messages.append({"role": "system", "content": args.system_prompt})
-    print("== conversation mode: type /exit or press Ctrl+D to quit; Ctrl+C stops a reply ==", file=sys.stderr)
+    limit = f"replies stop after {args.n_predict} tokens (-n)" if args.n_predict >= 0 else "replies are not capped"
+    print(f"== conversation mode: type /exit or press Ctrl+D to quit; Ctrl+C stops a reply; {limit} ==",
+          file=sys.stderr)
     pending = first
     while True:
         if pending is None:

@@ -120,6 +120,16 @@ class MatrixGroup:
         )
 
 
+def check_tensor_types(gguf: GGUFFile) -> None:
+    """``UnsupportedModelError`` naming the file's tensor types the kernels cannot run, and the supported ones."""
+    unsupported = sorted({ggml_types.type_by_id(t.ggml_type).name for t in gguf.tensors.values()}
+                         - ggml_types.SUPPORTED)
+    if unsupported:
+        raise UnsupportedModelError(
+            f"unsupported tensor type(s) {', '.join(unsupported)}; supported: {ggml_types.supported_names()}"
+        )
+
+
 class WeightStore:
     """Looks tensors up by name, checks types and shapes, and hands out kernel pointers."""
 
@@ -128,14 +138,7 @@ class WeightStore:
         self.k = kernels
         self._base = kernels.bytes_ref(gguf.buffer)
         self._f32_keep: list[Buffer] = []
-        unsupported = sorted(
-            {ggml_types.type_by_id(t.ggml_type).name for t in gguf.tensors.values()}
-            - ggml_types.SUPPORTED
-        )
-        if unsupported:
-            raise UnsupportedModelError(
-                f"unsupported tensor type(s) {', '.join(unsupported)}; supported: {ggml_types.supported_names()}"
-            )
+        check_tensor_types(gguf)
 
     def has(self, name: str) -> bool:
         """Whether the file has a tensor of this name."""

@@ -1,0 +1,134 @@
+"""Context sizes as llama.cpp takes them (0 = the model's trained context) and whether a KV cache fits in memory.
+
+A context larger than the model was trained for is capped at the trained context with a warning on the
+``emberllm`` logger; a KV cache that the machine cannot hold is refused with one ``KVCacheTooLargeError``
+line instead of a ``MemoryError`` traceback (or the kernel's out-of-memory killer) later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+#: The smallest context a sequence may have.
+MIN_CTX = 8
+
+log = logging.getLogger("emberllm")
+
+
+class KVCacheTooLargeError(ValueError):
+    """The KV cache for the asked context cannot be allocated on this machine."""
+
+
+def resolve_context(requested: int, n_ctx_train: int, n_seq: int = 1) -> int:
+    """Positions per sequence for a context of ``requested`` tokens shared by ``n_seq`` sequences.
+
+    ``0`` means the model's trained context (as llama.cpp's ``-c 0``); a share larger than the trained context
+    is capped at it with a warning; ``ValueError`` for a negative size or a share under ``MIN_CTX``.
+    """
+    if requested < 0:
+        raise ValueError(f"context size must be 0 (the model's trained context) or at least {MIN_CTX}, got {requested}")
+    total = requested if requested > 0 else n_ctx_train
+    if total <= 0:
+        raise ValueError("the model does not state its trained context (context_length): give a context size")
+    per_seq = total // max(n_seq, 1)
+    if per_seq < MIN_CTX:
+        share = f" ({per_seq} per sequence for {n_seq} sequences)" if n_seq > 1 else ""
+        raise ValueError(f"context size {total}{share} is too small: each sequence needs at least {MIN_CTX} tokens "
+                         "(0 = the model's trained context)")
+    if 0 < n_ctx_train < per_seq:
+        log.warning("context size %d%s is larger than the model's trained context (%d): capped at %d", per_seq,
+                    " per sequence" if n_seq > 1 else "", n_ctx_train, n_ctx_train)
+        per_seq = n_ctx_train
+    return per_seq
+
+
+def kv_cache_bytes(n_layer: int, n_ctx: int, kv_dim: int, n_seq: int = 1) -> int:
+    """Bytes of F16 K and V rows for ``n_seq`` caches of ``n_ctx`` positions."""
+    return 2 * n_layer * n_ctx * kv_dim * 2 * n_seq
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still take: the smallest of the system's available memory, the room left under
+    its cgroup limit and under its address-space limit (``ulimit -v``); ``None`` where none can be read (e.g. in a
+    browser)."""
+    limits = [v for v in (_meminfo_available(), _cgroup_room(), _address_space_room()) if v is not None]
+    return min(limits) if limits else None
+
+
+def ensure_kv_fits(nbytes: int, n_ctx: int, n_seq: int = 1) -> None:
+    """``KVCacheTooLargeError`` when a KV cache of ``nbytes`` cannot fit in the memory left."""
+    room = available_memory_bytes()
+    if room is not None and nbytes > room:
+        raise KVCacheTooLargeError(too_large_message(nbytes, n_ctx, n_seq, room))
+
+
+def too_large_message(nbytes: int, n_ctx: int, n_seq: int = 1, room: int | None = None) -> str:
+    """The one-line refusal for a KV cache of ``nbytes`` (``room``: the memory that was left, if known)."""
+    seqs = f" x {n_seq} slots" if n_seq > 1 else ""
+    left = f", but only {gib(room)} of memory is available" if room is not None else ", which cannot be allocated"
+    return f"the KV cache for a context of {n_ctx} tokens{seqs} needs {gib(nbytes)}{left}: give a smaller -c/--ctx-size"
+
+
+def gib(nbytes: int) -> str:
+    """``nbytes`` as GiB (or MiB below 1 GiB) with two decimals."""
+    if nbytes >= 1 << 30:
+        return f"{nbytes / (1 << 30):.2f} GiB"
+    return f"{nbytes / (1 << 20):.2f} MiB"
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _address_space_room() -> int | None:
+    """Room under ``RLIMIT_AS`` (``ulimit -v``): the limit less the process's current virtual size."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return max(0, soft - int(line.split()[1]) * 1024)
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """Room under the cgroup v2 (or v1) memory limit of this process, if it has one."""
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory.limit_in_bytes", "memory.usage_in_bytes")):
+        for base in _cgroup_dirs():
+            try:
+                limit = (base / limit_file).read_text().strip()
+                usage = int((base / usage_file).read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:
+                return None
+            return max(0, int(limit) - usage)
+    return None
+
+
+def _cgroup_dirs() -> list[Path]:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    dirs = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3 and (parts[1] == "" or "memory" in parts[1].split(",")):
+            root = Path("/sys/fs/cgroup") if parts[1] == "" else Path("/sys/fs/cgroup/memory")
+            dirs.append(root / parts[2].lstrip("/"))
+    return [d for d in dirs if os.path.isdir(d)]
