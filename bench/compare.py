@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -36,12 +35,14 @@ if str(HERE) not in sys.path:
 
 import harness  # noqa: E402  (bench/ is not a package: compare.py runs as a script)
 
-LLAMA_CPP_PYTHON = "0.3.36"
-LLAMA_TARGETS = ("llama-bench", "llama-server", "llama-completion", "llama-perplexity", "llama-tokenize")
-LLAMA_CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                     "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_OPENSSL=OFF")
+if str(ROOT / "build_scripts") not in sys.path:
+    sys.path.insert(0, str(ROOT / "build_scripts"))
+import build_llamacpp  # noqa: E402  (the one place that builds and finds llama.cpp)
+
 NPM_PACKAGES = {"@wllama/wllama": "3.8.1", "playwright-core": "1.65.1", "pyodide": "314.0.7"}
 NO_THREADS = "n/a: no threads in Pyodide"
+#: Where ``pyodide_pkg/build_wheel.py`` writes the Pyodide wheel by default (relative to the repository).
+PYODIDE_WHEEL_DIR = Path("build") / "pyodide"
 ENGINES = ("llama.cpp", "emberllm", "emberllm-pyodide-node", "emberllm-pyodide-chromium",
            "emberllm-pyodide-chromium-simd128", "wllama")
 RUN_TIMEOUT_S = 1200
@@ -58,8 +59,7 @@ def log(message: str) -> None:
 
 def cache_root() -> Path:
     """``$EMBERLLM_CACHE`` or ``~/.cache/emberllm`` (the same folder the model is assembled into)."""
-    root = os.environ.get("EMBERLLM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "emberllm")
-    return Path(root)
+    return build_llamacpp.cache_root()
 
 
 @dataclass
@@ -159,50 +159,34 @@ class Engine:
 
 # -- llama.cpp -------------------------------------------------------------------------------------------
 class LlamaCpp(Engine):
-    """llama.cpp's ``llama-bench`` (built from the ``llama-cpp-python`` sdist), plus a load-time run."""
+    """llama.cpp's ``llama-bench`` (built by build_scripts/build_llamacpp.py into the cache), plus a load-time run."""
 
     name = "llama.cpp"
 
     def __init__(self) -> None:
-        self.root = cache_root() / "llamacpp"
-        self.src = self.root / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
-        self.bin = self.src / "build" / "bin"
+        self.bin = build_llamacpp.bin_dir()
 
     def built(self) -> bool:
-        """Whether every target is in the cache already."""
-        return all((self.bin / t).is_file() for t in LLAMA_TARGETS)
+        """Whether llama.cpp is in the cache already."""
+        return build_llamacpp.built()
 
-    def prepare(self, settings: Settings) -> None:
-        """Reuse the cached build, or download the sdist with pip and build it (≈ 4 minutes on 2 cores)."""
+    def prepare(self, settings: Settings | None) -> None:
+        """Reuse the cached build, or build it (≈ 4 minutes on 2 cores, installing cmake with apt when we may)."""
         if self.built():
             return
         if shutil.which("cmake") is None and not apt_install("cmake"):
             raise Unavailable("needs cmake to build llama.cpp")
-        sdist = self.root / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not sdist.is_file():
-            log(f"llama.cpp: downloading the llama-cpp-python {LLAMA_CPP_PYTHON} sdist")
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
-                            "-d", str(self.root), f"llama-cpp-python=={LLAMA_CPP_PYTHON}"], check=True)
-        if not (self.src / "CMakeLists.txt").is_file():
-            with tarfile.open(sdist) as tar:
-                tar.extractall(self.root, filter="data")
-        log(f"llama.cpp: building {', '.join(LLAMA_TARGETS)} in {self.src / 'build'} (holding the bench lock)")
-        with harness.bench_lock(on_wait=lambda: log("waiting for the bench lock to build llama.cpp")):
-            subprocess.run(["cmake", "-S", str(self.src), "-B", str(self.src / "build"), *LLAMA_CMAKE_FLAGS],
-                           check=True, stdout=subprocess.DEVNULL)
-            subprocess.run(["cmake", "--build", str(self.src / "build"), "--config", "Release",
-                            "-j", str(os.cpu_count() or 2), "--target", *LLAMA_TARGETS],
-                           check=True, stdout=subprocess.DEVNULL)
-        if not self.built():
-            raise Unavailable(f"llama.cpp build did not produce {', '.join(LLAMA_TARGETS)}")
+        try:
+            self.bin = build_llamacpp.build(log=log, lock_path=harness.LOCK_PATH)
+        except build_llamacpp.BuildError as exc:
+            raise Unavailable(f"llama.cpp build failed: {exc}") from exc
 
     def versions(self) -> dict[str, Any]:
         """llama.cpp's version line and where it was built."""
         out = subprocess.run([str(self.bin / "llama-bench"), "--version"], capture_output=True, text=True)
         line = next((s for s in (out.stdout + out.stderr).splitlines() if s.startswith("version")), "")
         return {"llama.cpp": line.removeprefix("version: ").strip(),
-                "llama-cpp-python sdist": LLAMA_CPP_PYTHON, "llama.cpp build": str(self.bin)}
+                "llama-cpp-python sdist": build_llamacpp.LLAMA_CPP_PYTHON, "llama.cpp build": str(self.bin)}
 
     def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
         """``llama-bench -r 1`` for the t/s and peak RSS, ``llama-completion -n 1`` for the load time."""
@@ -407,9 +391,9 @@ class Wllama(RunnerEngine):
 class EmberPyodide(RunnerEngine):
     """emberllm inside Pyodide, under Node or in headless Chromium: the hook for the Pyodide package.
 
-    It runs once ``pyodide_pkg/dist/`` holds an emberllm wheel for Pyodide and ``bench/pyodide/run_<runtime>.mjs``
-    exists (same JSON contract as ``bench/wllama/run.mjs``; the wheel's path arrives as ``extra.wheel``).
-    Until then its rows say "not built".
+    It runs once ``build/pyodide/`` (``pyodide_pkg/build_wheel.py``'s default output) holds an emberllm wheel for
+    Pyodide and ``bench/pyodide/run_<runtime>.mjs`` exists (same JSON contract as ``bench/wllama/run.mjs``; the
+    wheel's path arrives as ``extra.wheel``).  Until then its rows say "not built".
     """
 
     def __init__(self, runtime: str, kernels: str = "auto") -> None:
@@ -422,7 +406,7 @@ class EmberPyodide(RunnerEngine):
 
     def prepare(self, settings: Settings) -> None:
         """Find the wheel and the runner; then what every runner needs."""
-        wheels = sorted((ROOT / "pyodide_pkg" / "dist").glob("emberllm-*.whl"))
+        wheels = sorted((ROOT / PYODIDE_WHEEL_DIR).glob("emberllm-*.whl"))
         if not wheels or not self.script.is_file():
             raise Unavailable("not built")
         self.extra = {"wheel": str(wheels[-1]), "kernels": self.kernels}

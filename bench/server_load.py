@@ -12,8 +12,8 @@ the repetitions:
 - TTFT: mean time to first token of the k requests (prompt processing under that load);
 - wall: time from sending to the last end.
 
-llama.cpp is taken from ``bench/compare.py``'s build in the cache (built there if missing).  Every timed run holds
-``/tmp/emberllm-bench.lock``; results are appended as JSON under ``bench/results/``.
+llama.cpp is build_scripts/build_llamacpp.py's build in the cache (built through ``compare.LlamaCpp`` if
+missing).  Every timed run holds ``/tmp/emberllm-bench.lock``; results are appended as JSON under ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def server_command(engine: str, model: Path, port: int, threads: int, slots: int
 
     llama = compare.LlamaCpp()
     if not llama.built():
-        llama.prepare(compare.Settings(model=model, threads=[threads], reps=1, tests=[]))
+        llama.prepare(None)
     return [str(llama.bin / "llama-server"), *common, "--no-webui", "--log-disable"]
 
 

@@ -277,8 +277,8 @@ def test_pyodide_rows_say_not_built_until_the_package_exists(tmp_path, monkeypat
     settings = compare.Settings(model=tmp_path / "m.gguf", tests=harness.make_tests(8, 4, None), threads=[1], reps=1)
     with pytest.raises(compare.Unavailable, match="not built"):
         engine.prepare(settings)
-    (tmp_path / "pyodide_pkg" / "dist").mkdir(parents=True)
-    (tmp_path / "pyodide_pkg" / "dist" / "emberllm-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl").write_bytes(b"")
+    (tmp_path / "build" / "pyodide").mkdir(parents=True)  # pyodide_pkg/build_wheel.py's default --out
+    (tmp_path / "build" / "pyodide" / "emberllm-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl").write_bytes(b"")
     with pytest.raises(compare.Unavailable, match="not built"):
         engine.prepare(settings)  # the wheel alone is not enough: the runner script is missing too
     assert engine.name == "emberllm-pyodide-node" and not engine.needs_chromium

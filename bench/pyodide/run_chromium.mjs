@@ -1,7 +1,7 @@
 // One timed run of emberllm inside Pyodide in headless Chromium (a module Web Worker), for bench/compare.py.
 //
 //   node bench/pyodide/run_chromium.mjs '{"npm_dir": "...", "model": "...gguf", "threads": 1, "n_ctx": 528,
-//     "tests": [...], "chromium": "/usr/bin/chromium", "extra": {"wheel": "pyodide_pkg/dist/emberllm-....whl"}}'
+//     "tests": [...], "chromium": "/usr/bin/chromium", "extra": {"wheel": "build/pyodide/emberllm-....whl"}}'
 //
 // Serves page.html, worker.mjs and bench_py.mjs, pyodide_pkg/emberllm.mjs, the npm pyodide package, the wheel
 // and the model from 127.0.0.1, drives Debian's Chromium with playwright-core (never a downloaded browser), and

@@ -2,7 +2,7 @@
 //
 //   node bench/pyodide/run_node.mjs '{"npm_dir": "...", "model": "...gguf", "threads": 1, "n_ctx": 528,
 //     "tests": [{"n_prompt": 512, "n_gen": 0, "prompt": "text of 512 tokens"}, ...],
-//     "extra": {"wheel": "pyodide_pkg/dist/emberllm-....whl"}}'
+//     "extra": {"wheel": "build/pyodide/emberllm-....whl"}}'
 //
 // Boots Pyodide from the npm package (``npm_dir``'s node_modules/pyodide, else ``extra.pyodide_dir``, else
 // ~/.cache/emberllm/npm-pyodide), installs the wheel and loads the model with pyodide_pkg/emberllm.mjs, then
