@@ -23,6 +23,8 @@ transformers = pytest.importorskip("transformers")
 from emberllm import convert_hf  # noqa: E402
 from emberllm.engine import Model  # noqa: E402
 
+from . import llamacpp  # noqa: E402
+
 VOCAB = 256
 N_PROMPT = 16
 QK_GAIN = 8.0
@@ -314,17 +316,13 @@ def test_q8_0_and_q4_0_bytes_equal_gguf_py(wide_llama: tuple[Path, list[int], np
         assert checked >= 8 * 6
 
 
-_LIBGGML = Path.home() / ".cache/emberllm/llamacpp/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/libggml-base.so"
-
-
-@pytest.mark.skipif(not _LIBGGML.is_file(), reason="llama.cpp's libggml-base.so not built (see ENVIRONMENT.md)")
 def test_k_quants_bit_identical_to_ggml() -> None:
-    """Where a llama.cpp build exists: our Q4_K/Q5_K/Q6_K blocks equal ggml's quantize_row_q*_K_ref."""
+    """Our Q4_K/Q5_K/Q6_K (and Q4_0/Q5_0/Q8_0) blocks equal ggml's quantize_row_*_ref from llama.cpp's build."""
     import ctypes
 
     from emberllm import tensor_quant
 
-    lib = ctypes.CDLL(str(_LIBGGML))
+    lib = ctypes.CDLL(str(llamacpp.library("ggml-base")))
     rng = np.random.default_rng(7)
     for name, qtype in (("q4_K", 12), ("q5_K", 13), ("q6_K", 14), ("q4_0", 2), ("q5_0", 6), ("q8_0", 8)):
         for trial in range(6):

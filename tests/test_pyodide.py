@@ -1,6 +1,6 @@
 """The engine inside Pyodide under Node 20: WASM kernels against their scalar twins, and Gemma's greedy ids.
 
-Needs ``node``/``npm`` (the npm package ``pyodide@314.0.7`` is installed into ``~/.cache/emberllm/npm-pyodide``
+Needs ``node``/``npm`` (the npm package ``pyodide@314.0.7`` is installed into ``$EMBERLLM_CACHE/npm-pyodide``
 on first use, or taken from ``$EMBERLLM_PYODIDE_DIR``) and a WebAssembly toolchain for
 ``build_scripts/build_wasm.py`` (emcc, or Debian ``clang lld wasi-libc``).  Skips with the reason when one is
 missing.
@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from emberllm.model_store import cache_dir
+
+from .llamacpp import REFERENCE_JSON, reference_file
+
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "tests" / "pyodide" / "run_in_pyodide.mjs"
 PYODIDE_VERSION = "314.0.7"
-NPM_CACHE = Path.home() / ".cache" / "emberllm" / "npm-pyodide"
-SHARED = Path(os.environ.get("EMBERLLM_SHARED", ROOT.parent / "shared"))
-REFERENCE_JSON = SHARED / "reference" / "llamacpp_reference.json"
+NPM_CACHE = cache_dir() / "npm-pyodide"
 
 
 def _load_build_wasm():
@@ -132,11 +134,9 @@ def test_greedy_ids_and_probabilities_match_llamacpp(pyodide_dir, pyodide_wheel,
     (tests/test_engine_reference.py): ids equal up to llama.cpp's first step with a top-2 gap below 0.05, and
     llama.cpp's top-5 probabilities within 0.1 (mean within 0.02) of ours on those steps.  The WASM levels run
     attention on the float path, so this is what holds their numerics to llama.cpp's."""
-    if not REFERENCE_JSON.is_file():
-        pytest.skip(f"reference outputs not found at {REFERENCE_JSON}")
     from .test_engine_reference import PROB_MAX_TOL, PROB_MEAN_TOL, first_close_step
 
-    ref = json.loads(REFERENCE_JSON.read_text())["prompts"]
+    ref = json.loads(reference_file(REFERENCE_JSON).read_text())["prompts"]
     prompts = [[r["prompt_token_ids"], len(r["steps"])] for r in ref.values()]
     script = tmp_path / "reference_ids.py"
     body = (ROOT / "tests" / "pyodide" / "reference_ids.py").read_text()

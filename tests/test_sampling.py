@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -34,6 +33,8 @@ from emberllm.sampling import (
     process_dry_breakers,
     uniform_double,
 )
+
+from . import llamacpp
 
 INF = math.inf
 K = load_kernels()
@@ -865,13 +866,6 @@ def test_dry_breakers_limit_the_repeat_and_are_not_penalized():
 # llama.cpp itself as the oracle
 # ---------------------------------------------------------------------------------------------------------
 
-LLAMA_LIB = Path(
-    os.environ.get(
-        "EMBERLLM_LLAMA_LIB",
-        "/root/.cache/emberllm/llamacpp/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/libllama.so",
-    )
-)
-
 
 class _TokenData(ctypes.Structure):
     _fields_ = [("id", ctypes.c_int32), ("logit", ctypes.c_float), ("p", ctypes.c_float)]
@@ -983,9 +977,8 @@ class LlamaSamplers:
 
 @pytest.fixture(scope="module")
 def llama() -> LlamaSamplers:
-    if not LLAMA_LIB.is_file():
-        pytest.skip(f"llama.cpp's libllama not found at {LLAMA_LIB} (set EMBERLLM_LLAMA_LIB)")
-    return LlamaSamplers(LLAMA_LIB)
+    """llama.cpp's samplers from build_scripts/build_llamacpp.py's ``libllama.so``."""
+    return LlamaSamplers(llamacpp.library("llama"))
 
 
 ORACLE_CASES = [

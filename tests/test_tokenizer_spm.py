@@ -8,7 +8,6 @@ llama.cpp's own tokenizer tests, used when its source tree is in the cache).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from emberllm.gguf import GGUFFile
 from emberllm.tokenizers import SPMTokenizer, StreamDecoder, load_tokenizer
 
+from . import llamacpp
 from .conftest import PPL_TEXT
 
 MODES = [(False, False), (False, True), (True, False), (True, True)]
@@ -109,16 +109,8 @@ def tok(gemma_path: Path) -> SPMTokenizer:
 
 
 def llamacpp_vocab(name: str) -> Path:
-    """One of llama.cpp's vocab-only test models (``models/ggml-vocab-NAME.gguf``), or skip."""
-    from emberllm.model_store import cache_dir
-
-    roots = [Path(os.environ["EMBERLLM_LLAMACPP_DIR"])] if "EMBERLLM_LLAMACPP_DIR" in os.environ else []
-    roots += sorted(cache_dir().glob("llamacpp/*/vendor/llama.cpp"))
-    for root in roots:
-        path = root / "models" / f"ggml-vocab-{name}.gguf"
-        if path.is_file():
-            return path
-    pytest.skip(f"llama.cpp's ggml-vocab-{name}.gguf not found (set EMBERLLM_LLAMACPP_DIR)")
+    """One of llama.cpp's vocab-only test models (``models/ggml-vocab-NAME.gguf``; skip, or fail under CI)."""
+    return llamacpp.vocab(name)
 
 
 # -- llama.cpp's reference outputs --------------------------------------------------------------------------
@@ -142,9 +134,8 @@ def test_reference_prompts_and_generated_text(tok: SPMTokenizer, reference: dict
 
 
 def test_ppl_text_token_count(tok: SPMTokenizer, reference: dict) -> None:
-    if not PPL_TEXT.is_file():
-        pytest.skip("ppl_text.txt not found")
-    ids = tok.encode(PPL_TEXT.read_text(encoding="utf-8"), add_special=True, parse_special=False)
+    text = llamacpp.reference_file(PPL_TEXT).read_text(encoding="utf-8")
+    ids = tok.encode(text, add_special=True, parse_special=False)
     assert ids[0] == BOS
     assert len(ids) == reference["perplexity"]["n_tokens_with_bos"] == 5024
 
