@@ -46,8 +46,7 @@ def in_ci() -> bool:
 def unavailable(reason: str) -> NoReturn:
     """Skip with ``reason``, or fail with it under ``CI=true``."""
     if in_ci():
-        pytest.fail(f"{reason} (CI=true: this comparison must run; build_scripts/test.sh builds llama.cpp, "
-                    "and ../shared/reference must be there)", pytrace=False)
+        pytest.fail(f"{reason} [CI=true: the llama.cpp comparisons must run, not skip]", pytrace=False)
     pytest.skip(reason)
 
 
@@ -71,5 +70,5 @@ def vocab(name: str) -> Path:
 def reference_file(path: Path) -> Path:
     """A file of ``../shared/reference`` (llama.cpp's recorded outputs)."""
     if not path.is_file():
-        unavailable(f"llama.cpp's reference outputs not found at {path}")
+        unavailable(f"llama.cpp's reference outputs not found at {path} (../shared/reference, or set $EMBERLLM_SHARED)")
     return path
