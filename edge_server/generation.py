@@ -1,4 +1,5 @@
-"""Shared by the native and OpenAI endpoints: request -> ``GenRequest``, events -> results, token probabilities."""
+"""Shared by the native and OpenAI endpoints: request -> ``GenRequest``, events -> results (collected, or
+streamed as SSE through a per-endpoint ``StreamFormat``), token probabilities."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 from emberllm.decoding import truncate_prompt
 from emberllm.edge_server.errors import ApiError
-from emberllm.edge_server.worker import EngineWorker, GenRequest, GenResult, Job, QueueFullError
+from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
+from emberllm.edge_server.sse import sse
+from emberllm.edge_server.worker import EngineWorker, GenRequest, Job, QueueFullError
 from emberllm.engine import Model, Step
 from emberllm.models.transformer import ContextFullError
 from emberllm.sampling import SamplingParams
@@ -25,8 +28,9 @@ def sampling_from(data: dict[str, Any], model: Model) -> SamplingParams:
 
 
 def prepare_prompt(model: Model, req: GenRequest, truncate: bool) -> int:
-    """Tokenize ``req.prompt`` into ``req.tokens``; a prompt that does not fit in a slot's context is a 400, or
-    with ``truncate`` is cut the way llama-server does (``req.truncated``).  Returns the prompt's token count."""
+    """Tokenize ``req.prompt`` into ``req.tokens`` (the only place a request's prompt is tokenized); a prompt
+    that does not fit in a slot's context is a 400, or with ``truncate`` is cut the way llama-server does
+    (``req.truncated``).  Returns the prompt's token count."""
     tokens = model.tokenize(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
     if not tokens:
         raise ApiError(400, "the prompt is empty")
@@ -69,7 +73,7 @@ class Outcome:
         return self.steps[-1] if self.steps else Step(-1, "", "stop")
 
 
-async def start(worker: EngineWorker, req: Any) -> tuple[Job, AsyncIterator[tuple[str, Any]]]:
+async def start(worker: EngineWorker, req: GenRequest) -> tuple[Job, AsyncIterator[Event]]:
     """Submit ``req`` and wait for its first event; engine errors raised before any token become ApiErrors.
 
     Returns the job and its event iterator with the first event put back in front.
@@ -85,11 +89,11 @@ async def start(worker: EngineWorker, req: Any) -> tuple[Job, AsyncIterator[tupl
         job.cancel.set()
         await events.aclose()
         raise
-    if first[0] == "error":
+    if isinstance(first, ErrorEvent):
         await events.aclose()
-        raise engine_error(first[1])
+        raise engine_error(first.error)
 
-    async def chained() -> AsyncIterator[tuple[str, Any]]:
+    async def chained() -> AsyncIterator[Event]:
         try:
             yield first
             async for ev in events:
@@ -101,17 +105,60 @@ async def start(worker: EngineWorker, req: Any) -> tuple[Job, AsyncIterator[tupl
     return job, chained()
 
 
-async def collect(events: AsyncIterator[tuple[str, Any]]) -> Outcome:
+async def collect(events: AsyncIterator[Event]) -> Outcome:
     """All events of a non-streamed generation."""
     out = Outcome()
-    async for kind, value in events:
-        if kind == "step":
-            out.steps.append(value)
-        elif kind == "done":
-            out.result = value
-        elif kind == "error":
-            raise engine_error(value)
+    async for event in events:
+        match event:
+            case StepEvent(step=step):
+                out.steps.append(step)
+            case DoneEvent(result=result):
+                out.result = result
+            case ErrorEvent(error=error):
+                raise engine_error(error)
     return out
+
+
+class StreamFormat:
+    """How one endpoint spells its SSE chunks; ``stream_sse`` drives it.  Override what the endpoint sends."""
+
+    def head(self) -> list[Any]:
+        """Chunks sent before the first step."""
+        return []
+
+    def step(self, step: Step, n_predicted: int) -> Any | None:
+        """The chunk for one step (``n_predicted``: tokens generated so far, this one included), or None."""
+        return None
+
+    def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
+        """Chunks sent once the generation has ended (``last``: its last step)."""
+        return []
+
+
+async def stream_sse(events: AsyncIterator[Event], fmt: StreamFormat) -> AsyncIterator[str]:
+    """The one streaming loop of ``/completion``, ``/v1/completions`` and ``/v1/chat/completions``: events in,
+    ``fmt``'s chunks out as SSE lines; an engine error mid-stream ends the stream with an error chunk."""
+    for chunk in fmt.head():
+        yield sse(chunk)
+    n_predicted = 0
+    last = Step(-1, "", "stop")
+    result: GenResult | None = None
+    async for event in events:
+        match event:
+            case StepEvent(step=step):
+                last = step
+                if step.token >= 0:
+                    n_predicted += 1
+                chunk = fmt.step(step, n_predicted)
+                if chunk is not None:
+                    yield sse(chunk)
+            case DoneEvent(result=done):
+                result = done
+            case ErrorEvent(error=error):
+                yield sse({"error": {"code": 500, "message": str(error), "type": "server_error"}})
+                return
+    for chunk in fmt.tail(last, result, n_predicted):
+        yield sse(chunk)
 
 
 def token_piece(model: Model, token: int) -> tuple[str, list[int]]:

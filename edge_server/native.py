@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -12,11 +12,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.generation import (
+    StreamFormat,
     collect,
     native_probs,
     prepare_prompt,
     sampling_from,
     start,
+    stream_sse,
     timings_dict,
 )
 from emberllm.edge_server.requests import (
@@ -28,9 +30,9 @@ from emberllm.edge_server.requests import (
     get_token_ids,
     read_json,
 )
-from emberllm.edge_server.sse import SSEResponse, sse
+from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ready_model, server_of
-from emberllm.edge_server.worker import GenRequest, GenResult
+from emberllm.edge_server.worker import GenRequest, GenResult, Job
 from emberllm.engine import Model, Step
 from emberllm.sampling import SamplingParams
 
@@ -71,6 +73,36 @@ def _final_fields(model: Model, name: str, params: SamplingParams, req: GenReque
         "tokens_cached": result.timings.cached_tokens if result else 0,
         "timings": timings_dict(result, n_predicted),
     }
+
+
+@dataclass
+class CompletionStream(StreamFormat):
+    """``/completion``'s (and ``/infill``'s) SSE chunks: one per token with text, then the final fields."""
+
+    model: Model
+    name: str
+    params: SamplingParams
+    req: GenRequest
+    job: Job
+    n_prompt: int
+
+    def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
+        """A token's chunk (the last step of a stop without text sends none)."""
+        if not (step.text or (step.token >= 0 and step.finish_reason is None)):
+            return None
+        chunk: dict[str, Any] = {"index": 0, "content": step.text, "tokens": [step.token], "stop": False,
+                                 "id_slot": self.job.slot_id, "tokens_predicted": n_predicted,
+                                 "tokens_evaluated": self.n_prompt}
+        if self.params.n_probs > 0 and (p := native_probs(self.model, step, self.params.post_sampling_probs)):
+            chunk["completion_probabilities"] = [p]
+        return chunk
+
+    def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[dict[str, Any]]:
+        """The final chunk: ``stop: true`` with the timings and the settings."""
+        final: dict[str, Any] = {"index": 0, "content": "", "tokens": []}
+        final.update(_final_fields(self.model, self.name, self.params, self.req, last, result, n_predicted,
+                                   self.n_prompt))
+        return [final]
 
 
 async def completion(request: Request) -> Response:
@@ -154,33 +186,8 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
             body["completion_probabilities"] = [p for s in out.steps if (p := native_probs(model, s, post))]
         return JSONResponse(body)
 
-    async def chunks() -> AsyncIterator[str]:
-        n_predicted = 0
-        last = Step(-1, "", "stop")
-        result: GenResult | None = None
-        async for kind, value in events:
-            if kind == "step":
-                step: Step = value
-                last = step
-                if step.token >= 0:
-                    n_predicted += 1
-                if step.text or (step.token >= 0 and step.finish_reason is None):
-                    chunk: dict[str, Any] = {"index": 0, "content": step.text, "tokens": [step.token],
-                                             "stop": False, "id_slot": job.slot_id, "tokens_predicted": n_predicted,
-                                             "tokens_evaluated": n_prompt}
-                    if params.n_probs > 0 and (p := native_probs(model, step, post)):
-                        chunk["completion_probabilities"] = [p]
-                    yield sse(chunk)
-            elif kind == "done":
-                result = value
-            else:
-                yield sse({"error": {"code": 500, "message": str(value), "type": "server_error"}})
-                return
-        final: dict[str, Any] = {"index": 0, "content": "", "tokens": []}
-        final.update(_final_fields(model, name, params, req, last, result, n_predicted, n_prompt))
-        yield sse(final)
-
-    return SSEResponse(chunks(), on_close=job.cancel.set)
+    fmt = CompletionStream(model, name, params, req, job, n_prompt)
+    return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)
 
 
 async def tokenize(request: Request) -> Response:

@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -20,16 +20,18 @@ from starlette.responses import JSONResponse, Response
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.generation import (
     Outcome,
+    StreamFormat,
     collect,
     openai_finish_reason,
     prepare_prompt,
     sampling_from,
     start,
+    stream_sse,
     timings_dict,
     token_piece,
 )
 from emberllm.edge_server.requests import get_bool, get_int, get_messages, get_prompt, get_stop, read_json
-from emberllm.edge_server.sse import SSEResponse, sse
+from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ServerState, ready_model, server_of
 from emberllm.edge_server.worker import GenRequest, GenResult
 from emberllm.engine import Model, Step
@@ -104,6 +106,84 @@ def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt
                       n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1))
 
 
+@dataclass
+class _OpenAIStream(StreamFormat):
+    """What OpenAI's two streams share: the chunk envelope, the finish chunk, the optional usage chunk (with
+    llama-server's ``timings``) and ``[DONE]``."""
+
+    model: Model
+    cid: str
+    created: int
+    name: str
+    n_prompt: int
+    n_top: int | None
+    include_usage: bool
+
+    object: str = ""
+
+    def envelope(self, choice: dict[str, Any]) -> dict[str, Any]:
+        """One chunk holding ``choice``."""
+        return {"id": self.cid, "object": self.object, "created": self.created, "model": self.name,
+                "system_fingerprint": "emberllm", "choices": [choice]}
+
+    def finish_choice(self, finish: str) -> dict[str, Any]:
+        """The choice of the chunk that carries the finish reason."""
+        raise NotImplementedError
+
+    def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
+        """The finish chunk, the usage chunk when asked for, ``[DONE]``."""
+        out: list[Any] = [self.envelope(self.finish_choice(openai_finish_reason(last)))]
+        if self.include_usage:
+            out.append({"id": self.cid, "object": self.object, "created": self.created, "model": self.name,
+                        "choices": [], "usage": _usage(self.n_prompt, n_predicted),
+                        "timings": timings_dict(result, n_predicted)})
+        out.append("[DONE]")
+        return out
+
+
+@dataclass
+class ChatStream(_OpenAIStream):
+    """``/v1/chat/completions``' chunks: the role, one content delta per step with text."""
+
+    object: str = "chat.completion.chunk"
+
+    def head(self) -> list[Any]:
+        """The assistant role, before any content."""
+        return [self.envelope({"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None,
+                               "logprobs": None})]
+
+    def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
+        """A content delta (with its log-probabilities when asked for)."""
+        if not step.text:
+            return None
+        lp = _chat_logprobs(self.model, [step], self.n_top) if self.n_top is not None else None
+        return self.envelope({"index": 0, "delta": {"content": step.text}, "finish_reason": None, "logprobs": lp})
+
+    def finish_choice(self, finish: str) -> dict[str, Any]:
+        """An empty delta with the finish reason."""
+        return {"index": 0, "delta": {}, "finish_reason": finish, "logprobs": None}
+
+
+@dataclass
+class TextStream(_OpenAIStream):
+    """``/v1/completions``' chunks: one text piece per step with text."""
+
+    object: str = "text_completion"
+    offset: int = field(default=0, init=False)  # characters of text sent so far (logprobs' text_offset)
+
+    def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
+        """A text piece (with its log-probabilities when asked for)."""
+        if not step.text:
+            return None
+        lps = _text_logprobs(self.model, [step], self.n_top, self.offset) if self.n_top is not None else None
+        self.offset += len(step.text)
+        return self.envelope({"text": step.text, "index": 0, "finish_reason": None, "logprobs": lps})
+
+    def finish_choice(self, finish: str) -> dict[str, Any]:
+        """Empty text with the finish reason."""
+        return {"text": "", "index": 0, "finish_reason": finish, "logprobs": None}
+
+
 def _include_usage(data: dict[str, Any]) -> bool:
     opts = data.get("stream_options")
     if opts is None:
@@ -145,37 +225,8 @@ async def chat_completions(request: Request) -> Response:
                              "usage": _usage(n_prompt, out.n_predicted),
                              "timings": timings_dict(out.result, out.n_predicted)})
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
-        return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
-                    "system_fingerprint": "emberllm",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]})
-
-    async def body() -> AsyncIterator[str]:
-        yield chunk({"role": "assistant", "content": None})
-        n_predicted = 0
-        last = Step(-1, "", "stop")
-        result: GenResult | None = None
-        async for kind, value in events:
-            if kind == "step":
-                last = value
-                if value.token >= 0:
-                    n_predicted += 1
-                lp = _chat_logprobs(model, [value], n_top) if n_top is not None else None
-                if value.text:
-                    yield chunk({"content": value.text}, logprobs=lp)
-            elif kind == "done":
-                result = value
-            else:
-                yield sse({"error": {"code": 500, "message": str(value), "type": "server_error"}})
-                return
-        yield chunk({}, finish=openai_finish_reason(last))
-        if include_usage:
-            yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
-                       "choices": [], "usage": _usage(n_prompt, n_predicted),
-                       "timings": timings_dict(result, n_predicted)})
-        yield sse("[DONE]")
-
-    return SSEResponse(body(), on_close=job.cancel.set)
+    fmt = ChatStream(model, cid, created, name, n_prompt, n_top, include_usage)
+    return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)
 
 
 async def completions(request: Request) -> Response:
@@ -206,31 +257,5 @@ async def completions(request: Request) -> Response:
                              "usage": _usage(n_prompt, out.n_predicted),
                              "timings": timings_dict(out.result, out.n_predicted)})
 
-    def chunk(text: str, finish: str | None = None, logprobs: Any = None) -> str:
-        return sse({"id": cid, "object": "text_completion", "created": created, "model": name,
-                    "system_fingerprint": "emberllm",
-                    "choices": [{"text": text, "index": 0, "finish_reason": finish, "logprobs": logprobs}]})
-
-    async def body() -> AsyncIterator[str]:
-        n_predicted = 0
-        offset = 0
-        last = Step(-1, "", "stop")
-        async for kind, value in events:
-            if kind == "step":
-                last = value
-                if value.token >= 0:
-                    n_predicted += 1
-                if value.text:
-                    lps = _text_logprobs(model, [value], n_top, offset) if n_top is not None else None
-                    offset += len(value.text)
-                    yield chunk(value.text, logprobs=lps)
-            elif kind == "error":
-                yield sse({"error": {"code": 500, "message": str(value), "type": "server_error"}})
-                return
-        yield chunk("", finish=openai_finish_reason(last))
-        if include_usage:
-            yield sse({"id": cid, "object": "text_completion", "created": created, "model": name,
-                       "choices": [], "usage": _usage(n_prompt, n_predicted)})
-        yield sse("[DONE]")
-
-    return SSEResponse(body(), on_close=job.cancel.set)
+    fmt = TextStream(model, cid, created, name, n_prompt, n_top, include_usage)
+    return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)

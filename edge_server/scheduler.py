@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emberllm.decoding import DecodeState, Step, Timings, common_prefix
+from emberllm.edge_server.events import ErrorEvent, Event, StepEvent
 from emberllm.engine import Model
 from emberllm.kv_cache import KVCache
 
@@ -66,11 +67,11 @@ class Slot:
 
 @dataclass
 class Task:
-    """What the scheduler needs from a request; ``post(kind, value)`` delivers events to its client."""
+    """What the scheduler needs from a request; ``post(event)`` delivers events to its client."""
 
     tokens: list[int]
     make_state: Callable[[KVCache], DecodeState]
-    post: Callable[[str, Any], None]
+    post: Callable[[Event], None]
     cancelled: Callable[[], bool]
     cache_prompt: bool = True
     id_slot: int = -1
@@ -90,7 +91,6 @@ class Scheduler:
         self._queue: deque[Task] = deque()
         self._cv = threading.Condition()
         self._closing = False
-        self._calls: deque[tuple[Callable[[Model], Any], Callable[[Any, BaseException | None], None]]] = deque()
 
     # -- called from other threads -----------------------------------------------------------------------
     def submit(self, task: Task) -> None:
@@ -100,12 +100,6 @@ class Scheduler:
                 raise QueueFullError(f"the server is busy: {len(self._queue)} requests are waiting")
             self._queue.append(task)
             self.stats.deferred = len(self._queue)
-            self._cv.notify()
-
-    def call_soon(self, fn: Callable[[Model], Any], done: Callable[[Any, BaseException | None], None]) -> None:
-        """Run ``fn(model)`` on the engine thread between two steps; ``done(result, error)`` gets the outcome."""
-        with self._cv:
-            self._calls.append((fn, done))
             self._cv.notify()
 
     def close(self) -> None:
@@ -123,17 +117,10 @@ class Scheduler:
         """Serve until ``close()``."""
         while True:
             with self._cv:
-                while not self._closing and not self._queue and not self._calls and not self.n_busy:
+                while not self._closing and not self._queue and not self.n_busy:
                     self._cv.wait()
                 if self._closing:
                     break
-                calls = list(self._calls)
-                self._calls.clear()
-            for fn, done in calls:
-                try:
-                    done(fn(self.model), None)
-                except Exception as exc:  # noqa: BLE001 - handed to the caller
-                    done(None, exc)
             self._assign()
             self._end_cancelled()
             self._prefill()
@@ -164,7 +151,7 @@ class Scheduler:
 
     def _start(self, slot: Slot, task: Task) -> None:
         if task.cancelled() or self._closing:
-            task.post("error", RuntimeError("the request was cancelled before it started"))
+            task.post(ErrorEvent(RuntimeError("the request was cancelled before it started")))
             return
         try:
             if not task.cache_prompt:
@@ -172,7 +159,7 @@ class Scheduler:
             state = task.make_state(slot.kv)
             slot.todo = state.prefill_tokens()
         except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
-            task.post("error", exc)
+            task.post(ErrorEvent(exc))
             return
         slot.task, slot.state = task, state
         if task.on_start is not None:
@@ -185,7 +172,7 @@ class Scheduler:
         for slot in self.slots:
             if slot.busy and (slot.task.cancelled() or self._closing):
                 assert slot.state is not None
-                slot.task.post("step", slot.state.cancel())
+                slot.task.post(StepEvent(slot.state.cancel()))
                 self._finish(slot)
 
     def _prefill(self) -> None:
@@ -204,7 +191,7 @@ class Scheduler:
         try:
             model.arch.decode_rows(chunk, slot.kv, last, lambda _i, ptr, view: self._sample(slot, view, ptr))
         except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
-            slot.task.post("error", exc)
+            slot.task.post(ErrorEvent(exc))
             self._finish(slot, ok=False)
             return
         finally:
@@ -229,7 +216,7 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - every slot of the failed step gets the error
             for slot in active:
                 if slot.busy:
-                    slot.task.post("error", exc)
+                    slot.task.post(ErrorEvent(exc))
                     self._finish(slot, ok=False)
             return
         dt = (time.perf_counter() - t0) * 1000.0
@@ -251,7 +238,7 @@ class Scheduler:
         state = slot.state
         assert state is not None and slot.task is not None
         step: Step = state.sample(view, ptr)
-        slot.task.post("step", step)
+        slot.task.post(StepEvent(step))
 
     def _finish(self, slot: Slot, ok: bool = True) -> None:
         task, state = slot.task, slot.state
@@ -275,15 +262,11 @@ class Scheduler:
         for slot in self.slots:
             if slot.busy:
                 assert slot.state is not None
-                slot.task.post("step", slot.state.cancel())
+                slot.task.post(StepEvent(slot.state.cancel()))
                 self._finish(slot)
         with self._cv:
             queued = list(self._queue)
             self._queue.clear()
             self.stats.deferred = 0
-            calls = list(self._calls)
-            self._calls.clear()
         for task in queued:
-            task.post("error", RuntimeError("the server is shutting down"))
-        for _fn, done in calls:
-            done(None, RuntimeError("the server is shutting down"))
+            task.post(ErrorEvent(RuntimeError("the server is shutting down")))

@@ -2,7 +2,8 @@
 
 The engine is synchronous C driven from Python, so forward passes never run on the event loop.  Requests become
 ``Job``s: the scheduler (``scheduler.py``) gives each a slot, evaluates its prompt and batches its decode steps with
-the other slots'; each ``Step`` reaches the event loop through an ``asyncio.Queue``.  Setting ``Job.cancel``
+the other slots'; each event (``events.py``: a step, the end, an error) reaches the event loop through an
+``asyncio.Queue``.  Setting ``Job.cancel``
 (client gone) ends the generation before its next step and frees its slot.
 """
 
@@ -13,20 +14,22 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from emberllm.decoding import DecodeState, Timings
+from emberllm.decoding import DecodeState
+from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
 from emberllm.edge_server.scheduler import QueueFullError, Scheduler, Slot, Stats, Task
 from emberllm.engine import Model
 from emberllm.kv_cache import KVCache
 from emberllm.sampling import SamplingParams
 
-__all__ = ["EngineWorker", "GenRequest", "GenResult", "Job", "QueueFullError", "Stats"]
+__all__ = ["DoneEvent", "EngineWorker", "ErrorEvent", "Event", "GenRequest", "GenResult", "Job", "QueueFullError",
+           "Stats", "StepEvent"]
 
 
 @dataclass
 class GenRequest:
-    """One generation: the prompt (text or ids; ``tokens`` once tokenized) and how to run it."""
+    """One generation: the prompt (text or ids, as the client sent it), its ``tokens`` (set once, by
+    ``generation.prepare_prompt``, before ``EngineWorker.submit``) and how to run it."""
 
     prompt: str | list[int]
     params: SamplingParams
@@ -40,15 +43,6 @@ class GenRequest:
     truncated: bool = False
 
 
-@dataclass
-class GenResult:
-    """What is known once a generation has ended."""
-
-    n_prompt: int
-    timings: Timings
-    id_slot: int = 0
-
-
 class Job:
     """A generation running (or queued) on the worker; iterate ``events()`` on the event loop."""
 
@@ -56,26 +50,26 @@ class Job:
         self.cancel = threading.Event()
         self.slot_id = -1  # set by the engine thread when the job gets a slot
         self._loop = loop
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
-    def post(self, kind: str, value: Any) -> None:
+    def post(self, event: Event) -> None:
         """Called on the engine thread: hand an event to the loop."""
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
         except RuntimeError:  # the loop is closed (shutdown): nobody listens any more
             pass
 
-    async def next_event(self) -> tuple[str, Any]:
-        """The next ``("step", Step)``, ``("done", GenResult)`` or ``("error", Exception)``."""
+    async def next_event(self) -> Event:
+        """The next ``StepEvent``, ``DoneEvent`` or ``ErrorEvent``."""
         return await self._queue.get()
 
-    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+    async def events(self) -> AsyncIterator[Event]:
         """Events until the job ends; leaving the loop early (client gone) cancels the generation."""
         try:
             while True:
-                kind, value = await self.next_event()
-                yield kind, value
-                if kind != "step":
+                event = await self.next_event()
+                yield event
+                if not isinstance(event, StepEvent):
                     return
         finally:
             self.cancel.set()
@@ -116,36 +110,17 @@ class EngineWorker:
         self._thread.start()
         self.model = model
 
-    async def call(self, fn: Callable[[Model], Any]) -> Any:
-        """Run ``fn(model)`` on the engine thread between two steps."""
-        assert self.scheduler is not None
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-
-        def done(result: Any, error: BaseException | None) -> None:
-            def settle() -> None:
-                if fut.done():
-                    return
-                if error is not None:
-                    fut.set_exception(error)
-                else:
-                    fut.set_result(result)
-
-            loop.call_soon_threadsafe(settle)
-
-        self.scheduler.call_soon(fn, done)
-        return await fut
-
     def submit(self, req: GenRequest) -> Job:
-        """Queue a generation; its events arrive on the returned job.  ``QueueFullError`` when ``max_queue``
-        requests are already waiting."""
+        """Queue a generation of ``req.tokens`` (``prepare_prompt`` tokenizes the prompt, once); its events arrive
+        on the returned job.  ``QueueFullError`` when ``max_queue`` requests are already waiting."""
         assert self.model is not None and self.scheduler is not None
+        if req.tokens is None:
+            raise ValueError("GenRequest.tokens is not set: tokenize the prompt with prepare_prompt first")
         model = self.model
+        tokens = req.tokens
         cap = self.n_predict_max
         if cap >= 0 and (req.n_predict < 0 or req.n_predict > cap):
             req.n_predict = cap
-        tokens = req.tokens if req.tokens is not None else (
-            model.tokenize(req.prompt) if isinstance(req.prompt, str) else list(req.prompt))
         job = Job(asyncio.get_running_loop())
         deadline = time.monotonic() + req.timeout_s
 
@@ -160,7 +135,7 @@ class EngineWorker:
             job.slot_id = slot.id
 
         def on_done(slot: Slot, state: DecodeState) -> None:
-            job.post("done", GenResult(len(tokens), state.timings, slot.id))
+            job.post(DoneEvent(GenResult(len(tokens), state.timings, slot.id)))
 
         task = Task(tokens=tokens, make_state=make_state, post=job.post, cancelled=cancelled,
                     cache_prompt=req.cache_prompt, id_slot=req.id_slot, on_start=on_start, on_done=on_done)
