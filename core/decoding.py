@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emberllm.kv_cache import KVCache
-from emberllm.models.transformer import ContextFullError
+from emberllm.models.decoder import ContextFullError
 from emberllm.sampling import Sampler, SamplingParams
 from emberllm.stop_strings import StopMatcher
 from emberllm.tokenizers.base import Tokenizer

@@ -14,17 +14,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from emberllm.context_size import ensure_kv_fits, kv_cache_bytes, resolve_context
+from emberllm.backends.cpu import CpuBackend
+from emberllm.context_size import MIN_CTX, ensure_kv_fits, kv_cache_bytes, resolve_context
 from emberllm.decoding import DecodeState, Step, Timings, common_prefix, shift_amount
 from emberllm.gguf import GGUFFile
-from emberllm.kernels import KernelError, Kernels, load_kernels
+from emberllm.kernels import Kernels, load_kernels
 from emberllm.kv_cache import KVCache
-from emberllm.models import model_class
+from emberllm.models import arch_spec
 from emberllm.models.base import HParams, check_tensor_types
+from emberllm.models.decoder import Decoder
+from emberllm.runtime.batch import BatchEntry, BatchRunner, LogitRows
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
 from emberllm.tokenizers import load_tokenizer
 
-__all__ = ["Completion", "DecodeState", "Model", "Step", "Timings", "check_model_file", "default_threads"]
+__all__ = ["BatchEntry", "Completion", "DecodeState", "LogitRows", "Model", "Step", "Timings", "check_model_file",
+           "default_threads"]
 
 
 @dataclass
@@ -52,7 +56,7 @@ def check_model_file(path: str | os.PathLike[str], n_ctx: int = 4096, n_seq: int
     Raises ``OSError``, ``GGUFError``, ``UnsupportedModelError`` or ``ValueError`` with one clear message.
     """
     with GGUFFile.open(Path(path).expanduser()) as gguf:
-        model_class(gguf.metadata.get("general.architecture", "<missing>"))
+        arch_spec(gguf.metadata.get("general.architecture", "<missing>"))
         check_tensor_types(gguf)
         hp = HParams.from_gguf(gguf)
     per_seq = resolve_context(n_ctx, hp.n_ctx_train, n_seq)
@@ -83,20 +87,22 @@ class Model:
         t0 = time.perf_counter()
         self.path = Path(source).expanduser() if isinstance(source, str | os.PathLike) else None
         self.gguf = GGUFFile.open(self.path) if self.path is not None else GGUFFile.from_buffer(source)
-        arch_cls = model_class(self.gguf.metadata.get("general.architecture", "<missing>"))
+        spec = arch_spec(self.gguf.metadata.get("general.architecture", "<missing>"))
         self.tokenizer = load_tokenizer(self.gguf.metadata)
         self.kernels = kernels or load_kernels()
-        lib = self.kernels.lib
         level = self.kernels.best_level() if kernel_level is None else kernel_level
         self.n_threads = n_threads or default_threads()
-        self.ctx = lib.emb_ctx_new(self.n_threads, level)
-        if not self.ctx:
-            raise KernelError(f"cannot create a kernel context (level {self.kernels.level_name(level)})")
+        self.backend = CpuBackend(self.kernels, self.n_threads, level)
         self.kernel_level = level
-        self.arch = arch_cls(self.gguf, self.kernels, self.ctx, n_batch=n_batch)
-        self.hp = self.arch.hp
+        self.decoder = Decoder(self.gguf, spec, self.backend, n_batch=n_batch)
+        self.hp = self.decoder.hp
+        self.n_batch = n_batch
         self.n_ctx = resolve_context(n_ctx, self.hp.n_ctx_train, n_seq)
-        self.kv = self.arch.new_cache(self.n_ctx)
+        ensure_kv_fits(kv_cache_bytes(self.hp.n_layer, self.n_ctx, self.hp.kv_dim, n_seq), self.n_ctx, n_seq)
+        self.decoder.set_context(self.n_ctx)
+        self._runner = BatchRunner(self.decoder)
+        self._sequence: KVCache | None = None
+        self._last: LogitRows | None = None
         self._chat_template_override = chat_template
         self._chat_template: Any = None
         self._vocab: VocabInfo | None = None
@@ -107,15 +113,13 @@ class Model:
     def _warmup(self) -> None:
         """One throw-away token through every layer (like llama.cpp's warm-up): faults the weights in."""
         first = self.tokenizer.bos_id if self.tokenizer.bos_id is not None else 0
-        self.arch.decode([first], self.kv)
-        self.kv.clear()
+        self.decode([(self.new_sequence(MIN_CTX), [first])])
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
         """Free the kernel context and release the file."""
-        if getattr(self, "ctx", None):
-            self.kernels.lib.emb_ctx_free(self.ctx)
-            self.ctx = None
+        if getattr(self, "backend", None) is not None:
+            self.backend.close()
         self.gguf.close()
 
     def __enter__(self) -> Model:
@@ -123,6 +127,34 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- sequences and the forward pass ---------------------------------------------------------------
+    def new_sequence(self, n_ctx: int | None = None) -> KVCache:
+        """An empty sequence (its KV cache) of ``n_ctx`` positions (default: the model's context per sequence)."""
+        return self.decoder.new_cache(self.n_ctx if n_ctx is None else n_ctx)
+
+    @property
+    def sequence(self) -> KVCache:
+        """The sequence ``generate``, ``chat`` and ``eval_prompt`` use (made on first use)."""
+        if self._sequence is None:
+            self._sequence = self.new_sequence()
+        return self._sequence
+
+    def decode(self, batch: Sequence[BatchEntry | tuple[Any, ...]]) -> LogitRows:
+        """Append tokens to sequences in one forward pass (``(sequence, tokens[, logit_rows])`` entries, logits of
+        the last token by default) and return the logits asked for; see ``emberllm.runtime.batch``."""
+        self._last = self._runner.decode_batch(batch)
+        return self._last
+
+    @property
+    def kernel_calls(self) -> int:
+        """Kernel calls made by this model so far (a decode step of Gemma 3 makes 273)."""
+        return self.backend.calls
+
+    @property
+    def kernel_level_name(self) -> str:
+        """The SIMD level the kernels run at."""
+        return self.backend.level_name
 
     # -- text ----------------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
@@ -179,14 +211,17 @@ class Model:
             raise ValueError("empty prompt")
         if len(tokens) > self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens is longer than the context ({self.n_ctx})")
-        n_common = common_prefix(self.kv.tokens, tokens)
-        self.kv.truncate(n_common)
-        self.arch.decode(tokens[n_common:], self.kv)
+        seq = self.sequence
+        n_common = common_prefix(seq.tokens, tokens)
+        seq.truncate(n_common)
+        self.decode([(seq, tokens[n_common:])])
         return n_common
 
     def last_logits(self) -> memoryview:
-        """Logits of the last evaluated token (valid until the next evaluation)."""
-        return self.arch.buf.logits.view[: self.hp.n_vocab]
+        """Logits of the last row the last decode asked for (valid until the next decode)."""
+        if self._last is None or not len(self._last):
+            raise RuntimeError("nothing has been decoded yet")
+        return self._last[-1]
 
     def sampler(self, params: SamplingParams) -> Sampler:
         """A sampler chain for ``params`` over this model's vocabulary."""
@@ -197,15 +232,11 @@ class Model:
             self._vocab = VocabInfo.from_tokenizer(self.tokenizer)
         return self._vocab
 
-    def shift_context(self, n_keep: int) -> int:
-        """llama.cpp's context shift: keep ``n_keep`` tokens (plus BOS), drop half of the rest; returns the
-        number of tokens dropped."""
-        return self.shift_cache(self.kv, n_keep)
-
     def shift_cache(self, kv: KVCache, n_keep: int) -> int:
-        """The context shift of ``shift_context`` on any cache of this model."""
+        """llama.cpp's context shift on a full sequence: keep ``n_keep`` tokens (plus BOS), drop half of the rest;
+        returns the number of tokens dropped."""
         keep, n_discard = shift_amount(kv, n_keep, self.tokenizer.add_bos)
-        self.arch.shift_cache(kv, keep, n_discard)
+        self.decoder.shift_cache(kv, keep, n_discard)
         return n_discard
 
     def decode_state(self, tokens: list[int], params: SamplingParams, kv: KVCache | None = None,
@@ -213,7 +244,7 @@ class Model:
                      context_shift: bool = True) -> DecodeState:
         """A generation of ``tokens`` into ``kv`` (default: the model's own cache), for a caller that schedules
         the forward passes itself."""
-        return DecodeState(self.tokenizer, self.sampler(params), self.kv if kv is None else kv, tokens,
+        return DecodeState(self.tokenizer, self.sampler(params), self.sequence if kv is None else kv, tokens,
                            n_predict=n_predict, stop=stop, n_keep=n_keep, context_shift=context_shift,
                            shift=self.shift_cache)
 
@@ -246,22 +277,21 @@ class Model:
         tm = state.timings
         tm.load_ms = self.timings.load_ms
         self.timings = tm
-        lib = self.kernels.lib
+        seq = state.kv
         t0 = time.perf_counter()
-        self.arch.decode(state.prefill_tokens(), self.kv)
+        rows = self.decode([(seq, state.prefill_tokens())])
         tm.prompt_ms = (time.perf_counter() - t0) * 1000.0
-        calls0 = lib.emb_ctx_calls(self.ctx)
-        logits = self.arch.buf.logits
+        calls0 = self.kernel_calls
         while True:
             if cancel is not None and cancel():
                 yield state.cancel()
                 return
-            step = state.sample(logits)
+            step = state.sample(rows[-1], rows.handle(-1))
             yield step
             if state.finished:
                 return
             te = time.perf_counter()
-            self.arch.decode([state.next_token], self.kv)
+            rows = self.decode([(seq, [state.next_token])])
             tm.eval_ms += (time.perf_counter() - te) * 1000.0
             tm.eval_tokens += 1
-            tm.kernel_calls = lib.emb_ctx_calls(self.ctx) - calls0
+            tm.kernel_calls = self.kernel_calls - calls0

@@ -14,7 +14,7 @@ from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult,
 from emberllm.edge_server.sse import sse
 from emberllm.edge_server.worker import EngineWorker, GenRequest, Job, QueueFullError
 from emberllm.engine import Model, Step
-from emberllm.models.transformer import ContextFullError
+from emberllm.models.decoder import ContextFullError
 from emberllm.sampling import SamplingParams
 
 

@@ -8,7 +8,7 @@ its last sequence for prompt-prefix reuse.  One iteration of the loop:
 2. cancelled or timed-out generations end and free their slots;
 3. at most one micro-batch (``n_batch`` tokens) of one waiting prompt is evaluated, so a long new prompt stalls
    the running streams for one micro-batch at a time, never for its whole length;
-4. every generating slot's next token goes through **one** batched forward pass (``decode_batch``), and each
+4. every generating slot's next token goes through **one** batched forward pass (``Model.decode``), and each
    slot samples its next token from its own logits.
 
 Prompts are evaluated in the same micro-batches as ``Model.generate`` and a decode step gives every sequence
@@ -26,7 +26,7 @@ from typing import Any
 
 from emberllm.decoding import DecodeState, Step, Timings, common_prefix
 from emberllm.edge_server.events import ErrorEvent, Event, StepEvent
-from emberllm.engine import Model
+from emberllm.engine import LogitRows, Model
 from emberllm.kv_cache import KVCache
 
 
@@ -86,7 +86,7 @@ class Scheduler:
         self.model = model
         self.max_queue = max_queue
         self.stats = stats
-        caches = [model.kv] + [model.arch.new_cache(model.n_ctx) for _ in range(n_slots - 1)]
+        caches = [model.new_sequence() for _ in range(n_slots)]
         self.slots = [Slot(i, kv) for i, kv in enumerate(caches)]
         self._queue: deque[Task] = deque()
         self._cv = threading.Condition()
@@ -184,18 +184,19 @@ class Scheduler:
         state = slot.state
         assert state is not None
         model = self.model
-        chunk = slot.todo[: model.arch.n_batch]
+        chunk = slot.todo[: model.n_batch]
         slot.todo = slot.todo[len(chunk) :]
         last = [len(chunk) - 1] if not slot.todo else []
-        t0 = time.perf_counter()
         try:
-            model.arch.decode_rows(chunk, slot.kv, last, lambda _i, ptr, view: self._sample(slot, view, ptr))
+            t0 = time.perf_counter()
+            rows = model.decode([(slot.kv, chunk, last)])
+            state.timings.prompt_ms += (time.perf_counter() - t0) * 1000.0
+            if last:
+                self._sample(slot, rows, 0)
         except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
             slot.task.post(ErrorEvent(exc))
             self._finish(slot, ok=False)
             return
-        finally:
-            state.timings.prompt_ms += (time.perf_counter() - t0) * 1000.0
         if state.finished:
             self._finish(slot)
 
@@ -204,23 +205,22 @@ class Scheduler:
         active = [s for s in self.slots if s.busy and not s.todo and s.state is not None and not s.state.finished]
         if not active:
             return
-        requests = [(s.kv, [s.state.next_token]) for s in active]  # type: ignore[union-attr]
-        t0 = time.perf_counter()
-        calls0 = self.model.kernels.lib.emb_ctx_calls(self.model.ctx)
+        batch = [(s.kv, [s.state.next_token]) for s in active]  # type: ignore[union-attr]
+        model = self.model
+        calls0 = model.kernel_calls
         try:
-            if len(active) == 1:
-                self.model.arch.decode_rows(requests[0][1], active[0].kv, [0],
-                                            lambda _i, ptr, view: self._sample(active[0], view, ptr))
-            else:
-                self.model.arch.decode_batch(requests, lambda i, ptr, view: self._sample(active[i], view, ptr))
+            t0 = time.perf_counter()
+            rows = model.decode(batch)
+            dt = (time.perf_counter() - t0) * 1000.0
+            calls = model.kernel_calls - calls0
+            for i, slot in enumerate(active):
+                self._sample(slot, rows, i)
         except Exception as exc:  # noqa: BLE001 - every slot of the failed step gets the error
             for slot in active:
                 if slot.busy:
                     slot.task.post(ErrorEvent(exc))
                     self._finish(slot, ok=False)
             return
-        dt = (time.perf_counter() - t0) * 1000.0
-        calls = self.model.kernels.lib.emb_ctx_calls(self.model.ctx) - calls0
         self.stats.decode_steps += 1
         self.stats.decode_rows += len(active)
         for slot in active:
@@ -233,11 +233,11 @@ class Scheduler:
             if slot.busy and slot.state is not None and slot.state.finished:
                 self._finish(slot)
 
-    def _sample(self, slot: Slot, view: Any, ptr: Any) -> None:
-        """Sample the slot's next token from its logits (valid only during this call) and post the step."""
+    def _sample(self, slot: Slot, rows: LogitRows, i: int) -> None:
+        """Sample the slot's next token from row ``i`` of the step's logits and post the step."""
         state = slot.state
         assert state is not None and slot.task is not None
-        step: Step = state.sample(view, ptr)
+        step: Step = state.sample(rows[i], rows.handle(i))
         slot.task.post(StepEvent(step))
 
     def _finish(self, slot: Slot, ok: bool = True) -> None:

@@ -377,7 +377,7 @@ class _EmberApi:
         n_params = sum(t.n_elements for t in self.model.gguf.tensors.values())
         return json.dumps({"architecture": md.get("general.architecture"), "name": md.get("general.name"),
                            "sizeBytes": len(self.buf), "nParams": n_params, "chatFamily": plain_family(md),
-                           "kernels": self.model.kernels.level_name(self.model.kernel_level)})
+                           "kernels": self.model.kernel_level_name})
 
     def cancel(self):
         self.cancelled = True

@@ -30,7 +30,7 @@ def first_close_step(steps: list[dict]) -> int:
 
 def greedy_with_probs(model: Model, prompt_ids: list[int], n: int) -> tuple[list[int], list[np.ndarray]]:
     """Greedy ids and the full softmax at every step."""
-    model.kv.clear()
+    model.sequence.clear()
     model.eval_prompt(prompt_ids)
     ids, probs = [], []
     for _ in range(n):
@@ -40,7 +40,7 @@ def greedy_with_probs(model: Model, prompt_ids: list[int], n: int) -> tuple[list
         token = int(np.argmax(logits))
         ids.append(token)
         probs.append(p)
-        model.arch.decode([token], model.kv)
+        model.decode([(model.sequence, [token])])
     return ids, probs
 
 
@@ -92,9 +92,9 @@ def test_scalar_kernels_give_same_greedy_ids(gemma_path, model, reference):
 
 def test_prompt_cache_reuses_prefix(model, reference):
     ids = reference["prompts"]["The capital of France is"]["prompt_token_ids"]
-    model.kv.clear()
-    model.arch.decode(ids[:-1], model.kv)
-    model.arch.decode(ids[-1:], model.kv)
+    model.sequence.clear()
+    model.decode([(model.sequence, ids[:-1])])
+    model.decode([(model.sequence, ids[-1:])])
     fresh = np.frombuffer(model.last_logits(), dtype=np.float32).copy()
     assert model.eval_prompt(ids + [506]) == len(ids)  # extends the cached prompt
     assert model.eval_prompt(ids) == len(ids) - 1  # same prompt again: only the last token is re-evaluated

@@ -36,7 +36,7 @@ def small_ctx_model(gemma_path):
 
 
 def sample_run(m: Model, seed: int) -> list[int]:
-    m.kv.clear()  # a reused prompt prefix is evaluated in a different batch split, which moves the logits slightly
+    m.sequence.clear()  # a reused prompt prefix is evaluated in another batch split, which moves the logits slightly
     return [s.token for s in m.generate("Once upon a time", n_predict=24, temperature=1.0, seed=seed)]
 
 
@@ -51,7 +51,7 @@ def test_context_shift_generates_three_times_the_context(small_ctx_model):
     steps = list(m.generate("Once upon a time", n_predict=3 * m.n_ctx, temperature=0.8, seed=1, ignore_eos=True))
     assert len(steps) == 3 * m.n_ctx
     assert steps[-1].finish_reason == "length"
-    assert m.kv.n_past <= m.n_ctx
+    assert m.sequence.n_past <= m.n_ctx
 
 
 def test_without_context_shift_generation_stops_at_the_context(small_ctx_model):
@@ -59,7 +59,7 @@ def test_without_context_shift_generation_stops_at_the_context(small_ctx_model):
     steps = list(m.generate("Once upon a time", n_predict=-1, temperature=0.8, seed=1, ignore_eos=True,
                             context_shift=False))
     assert steps[-1].finish_reason == "context"
-    assert m.kv.n_past == m.n_ctx
+    assert m.sequence.n_past == m.n_ctx
 
 
 def test_stop_string_ends_generation_without_emitting_it(small_ctx_model):
@@ -108,9 +108,9 @@ def test_prompt_cache_reuses_a_shared_200_token_prefix(gemma_path):
 
 def test_complete_streaming_and_collected_agree(small_ctx_model):
     m = small_ctx_model
-    m.kv.clear()
+    m.sequence.clear()
     streamed = list(m.complete("The capital of France is", stream=True, n_predict=8, temperature=0))
-    m.kv.clear()
+    m.sequence.clear()
     whole = m.complete("The capital of France is", n_predict=8, temperature=0)
     assert whole.text == "".join(s.text for s in streamed)
     assert whole.tokens == [s.token for s in streamed]

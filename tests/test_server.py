@@ -53,7 +53,7 @@ def _greedy(engine, prompt: str | list[int], n: int) -> str:
     """Greedy text from a cold cache.  Greedy output compared with the server always evaluates the whole prompt
     on both sides (``cache_prompt: false`` there): a reused prefix evaluates the rest of the prompt in a different
     batch shape, which can flip a near-tie between the two most likely tokens."""
-    engine.kv.clear()
+    engine.sequence.clear()
     return "".join(s.text for s in engine.generate(prompt, n_predict=n, temperature=0))
 
 
@@ -132,7 +132,7 @@ def test_apply_template_props_slots_metrics(client, engine):
 
 def test_openai_chat_non_streaming_and_streaming(oai, engine):
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    engine.kv.clear()
+    engine.sequence.clear()
     expected = "".join(s.text for s in engine.chat(messages, n_predict=8, temperature=0))
     res = oai.chat.completions.create(model="gemma-test", messages=messages, max_tokens=8, temperature=0,
                                       logprobs=True, top_logprobs=2, extra_body=FRESH)
@@ -174,7 +174,7 @@ def test_openai_error_shape_through_client(oai):
 def test_concurrent_streaming_chats_all_complete(server, engine):
     """Four clients at once on a one-slot server: they queue and each gets the engine's greedy reply."""
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    engine.kv.clear()
+    engine.sequence.clear()
     expected = "".join(s.text for s in engine.chat(messages, n_predict=4, temperature=0))
     results: list[str | BaseException] = [""] * 4
 

@@ -47,7 +47,7 @@ def engine(gemma_path: Path):
 
 
 def _greedy(engine, prompt: str, n: int) -> str:
-    engine.kv.clear()
+    engine.sequence.clear()
     return "".join(s.text for s in engine.generate(prompt, n_predict=n, temperature=0, ignore_eos=True))
 
 
@@ -118,7 +118,7 @@ def test_openai_chat_streams_in_parallel(server, engine):
     questions = ["What is the capital of France?", "Name a primary color.", "Say hello.", "Count to three."]
     expected = []
     for q in questions:
-        engine.kv.clear()
+        engine.sequence.clear()
         expected.append("".join(s.text for s in engine.chat([{"role": "user", "content": q}], n_predict=12,
                                                              temperature=0)))
 

@@ -11,27 +11,28 @@ import time as _time
 def _ember_run_test(n_prompt, n_gen, prompt):
     model = _ember_api.model
     bos = model.tokenizer.bos_id
-    model.kv.clear()
+    seq = model.sequence
+    seq.clear()
     out = {"n_prompt": n_prompt, "n_gen": n_gen, "prompt_n": 0, "prompt_ms": 0.0, "predicted_n": 0,
            "predicted_ms": 0.0}
     if n_prompt:
         ids = model.tokenize(prompt, add_special=True, parse_special=False)
         t0 = _time.perf_counter()
-        model.arch.decode(ids, model.kv)
+        model.decode([(seq, ids)])
         out["prompt_n"] = len(ids)
         out["prompt_ms"] = (_time.perf_counter() - t0) * 1000.0
     token = bos if bos is not None else 0
     if n_gen:
-        model.arch.decode([token], model.kv)  # the first token: llama-server starts its clock after it
-        calls0 = model.kernels.lib.emb_ctx_calls(model.ctx)
+        model.decode([(seq, [token])])  # the first token: llama-server starts its clock after it
+        calls0 = model.kernel_calls
         t0 = _time.perf_counter()
         for i in range(1, n_gen):
-            model.arch.decode([token], model.kv)
+            model.decode([(seq, [token])])
             token = (token * 7919 + i) % model.hp.n_vocab
         out["predicted_n"] = n_gen
         out["predicted_ms"] = (_time.perf_counter() - t0) * 1000.0
         if n_gen > 1:  # Python -> C calls per decoded token (the kernels count them in their context)
-            out["kernel_calls_per_token"] = (model.kernels.lib.emb_ctx_calls(model.ctx) - calls0) / (n_gen - 1)
+            out["kernel_calls_per_token"] = (model.kernel_calls - calls0) / (n_gen - 1)
         if n_gen > 1:
             out["predicted_per_second"] = (n_gen - 1) * 1000.0 / out["predicted_ms"]
     return _json.dumps(out)
@@ -39,7 +40,7 @@ def _ember_run_test(n_prompt, n_gen, prompt):
 
 def _ember_info():
     model = _ember_api.model
-    return _json.dumps({"kernels": model.kernels.level_name(model.kernel_level)})
+    return _json.dumps({"kernels": model.kernel_level_name})
 `;
 
 /**

@@ -85,24 +85,25 @@ def timer_overhead_ms() -> float:
 
 
 model = Model(MODEL, n_ctx=320, n_threads=1)  # noqa: F821 - set by run_in_pyodide.mjs
-arch = model.arch
+backend = model.backend  # the profiler swaps the backend's kernel library for a timing (or a null) stand-in
+seq = model.sequence
 for i in range(4):  # warm-up
-    arch.decode([10 + i], model.kv)
-timed_lib = TimedLib(arch.lib)
+    model.decode([(seq, [10 + i])])
+timed_lib = TimedLib(backend.lib)
 plain: list[float] = []
 per_round: list[dict[str, float]] = []
 for rnd in range(ROUNDS):  # plain and timed rounds alternate; minima over rounds resist load from other processes
     for timed in (False, True):
         timed_lib.ms, timed_lib.calls = {}, {}
-        arch.lib = timed_lib if timed else timed_lib._lib
+        backend.lib = timed_lib if timed else timed_lib._lib
         t0 = CLOCK()
         for i in range(N_TOKENS):
-            arch.decode([(37 * i + rnd) % 1000 + 10], model.kv)
+            model.decode([(seq, [(37 * i + rnd) % 1000 + 10])])
         if timed:
             per_round.append({name: ms / N_TOKENS for name, ms in timed_lib.ms.items()})
         else:
             plain.append((CLOCK() - t0) * 1000.0 / N_TOKENS)
-arch.lib = timed_lib._lib
+backend.lib = timed_lib._lib
 plain_ms = min(plain)
 n_calls = sum(timed_lib.calls.values()) / N_TOKENS
 over = timer_overhead_ms()
@@ -118,30 +119,30 @@ class NullLib:
         return lambda *args: 0
 
 
-arch.lib = NullLib()
+backend.lib = NullLib()
 null_ms = []
 for rnd in range(ROUNDS):
     t0 = CLOCK()
     for i in range(N_TOKENS):
-        arch.decode([(37 * i + rnd) % 1000 + 10], model.kv)
+        model.decode([(seq, [(37 * i + rnd) % 1000 + 10])])
     null_ms.append((CLOCK() - t0) * 1000.0 / N_TOKENS)
-arch.lib = timed_lib._lib
+backend.lib = timed_lib._lib
 one = model.kernels.f32(2)
 n_probe = 2000
 t0 = CLOCK()
 for _ in range(n_probe):
-    arch.lib.emb_rmsnorm(arch.ctx, one.ptr, one.ptr, one.ptr, 1, 1, 1e-6)
+    backend.lib.emb_rmsnorm(backend.ctx, one.ptr, one.ptr, one.ptr, 1, 1, 1e-6)
 call_us = (CLOCK() - t0) * 1e6 / n_probe
 python_only_ms = min(null_ms)
 python_and_calls_ms = python_only_ms + n_calls * call_us / 1000.0
 pp_ms = []
 for rnd in range(2):  # prompt processing: one decode of PP_TOKENS tokens from an empty cache
-    model.kv.clear()
+    seq.clear()
     t0 = CLOCK()
-    arch.decode([(7 * i + rnd) % 1000 + 10 for i in range(PP_TOKENS)], model.kv)
+    model.decode([(seq, [(7 * i + rnd) % 1000 + 10 for i in range(PP_TOKENS)])])
     pp_ms.append((CLOCK() - t0) * 1000.0)
 print(json.dumps({"pp_tokens": PP_TOKENS, "pp_tps": round(PP_TOKENS * 1000.0 / min(pp_ms), 1),
-                  "level": model.kernels.level_name(model.kernel_level),
+                  "level": model.kernel_level_name,
                   "clock": "cpu" if CLOCK is not time.perf_counter else "wall", "token_ms": round(plain_ms, 3),
                   "tg_tps": round(1000.0 / plain_ms, 2), "calls_per_token": n_calls,
                   "kernel_ms_per_token": kernels, "python_ms_per_token": round(plain_ms - in_c, 3),

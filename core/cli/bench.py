@@ -108,16 +108,17 @@ def run_once(model: Any, n_prompt: int, n_gen: int, rng: random.Random) -> float
     """Seconds for one test from an empty cache."""
     n_vocab = model.hp.n_vocab
     bos = model.tokenizer.bos_id
-    model.kv.clear()
+    seq = model.sequence
+    seq.clear()
     t0 = time.perf_counter()
     if n_prompt:
         tokens = [rng.randrange(n_vocab) for _ in range(n_prompt)]
         if bos is not None:
             tokens[0] = bos
-        model.arch.decode(tokens, model.kv)
+        model.decode([(seq, tokens)])
     token = bos if bos is not None else rng.randrange(n_vocab)
     for _ in range(n_gen):
-        model.arch.decode([token], model.kv)
+        model.decode([(seq, [token])])
         token = rng.randrange(n_vocab)
     return time.perf_counter() - t0
 
@@ -138,7 +139,7 @@ def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], re
             size = sum(t.nbytes for t in model.gguf.tensors.values())
             params = sum(t.n_elements for t in model.gguf.tensors.values())
             mtype = model_type(model.gguf.metadata, params)
-            level = model.kernels.level_name(model.kernel_level)
+            level = model.kernel_level_name
             rng = random.Random(1234)
             for n_prompt, n_gen in tests:
                 run_once(model, n_prompt, n_gen, rng)  # warm-up

@@ -33,8 +33,8 @@ def perplexity(model: object, text: str, n_ctx: int, max_chunks: int | None = No
     if n_chunks < 1:
         raise ValueError(f"need at least {n_ctx} tokens, the text has {len(tokens)}")
     bos = model.tokenizer.bos_id  # type: ignore[attr-defined]
-    lib, first = model.kernels.lib, n_ctx // 2  # type: ignore[attr-defined]
-    n_vocab = model.hp.n_vocab  # type: ignore[attr-defined]
+    first = n_ctx // 2
+    seq = model.sequence  # type: ignore[attr-defined]
     nll = nll2 = 0.0
     count = 0
     running = []
@@ -42,16 +42,13 @@ def perplexity(model: object, text: str, n_ctx: int, max_chunks: int | None = No
         chunk = tokens[c * n_ctx : (c + 1) * n_ctx]
         if bos is not None:
             chunk = [bos] + chunk[1:]
-        model.kv.clear()  # type: ignore[attr-defined]
-
-        def consume(row: int, ptr: object, _view: memoryview, chunk: list[int] = chunk) -> None:
-            nonlocal nll, nll2, count
-            lp = lib.emb_log_softmax_at(ptr, n_vocab, chunk[row + 1])
+        seq.clear()
+        rows = model.decode([(seq, chunk, range(first, n_ctx - 1))])  # type: ignore[attr-defined]
+        for i, row in enumerate(range(first, n_ctx - 1)):
+            lp = rows.log_prob(i, chunk[row + 1])
             nll -= lp
             nll2 += lp * lp
             count += 1
-
-        model.arch.decode_rows(chunk, model.kv, range(first, n_ctx - 1), consume)  # type: ignore[attr-defined]
         running.append(math.exp(nll / count))
     mean = nll / count
     var = nll2 / count - mean * mean

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         seed = params.seed if params.seed is not None else model.sampler(params).seed
         params.seed = seed
-        print_chain(params, seed, model.n_ctx, model.arch.n_batch, args.n_predict, args.keep)
+        print_chain(params, seed, model.n_ctx, model.n_batch, args.n_predict, args.keep)
         if args.conversation:
             return converse(model, args, params, prompt)
         return complete_once(model, args, params, prompt)

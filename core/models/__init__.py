@@ -1,30 +1,37 @@
-"""Model architectures: one small module per family, registered here by GGUF ``general.architecture``."""
+"""Model architectures: one registry entry per GGUF ``general.architecture``, each stating only how the family
+differs from the shared decoder block (``models/decoder.py``)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-#: GGUF architecture name -> "module:Class" of its ``transformer.TransformerModel`` subclass.
-ARCHITECTURES: dict[str, str] = {
-    "gemma3": "emberllm.models.gemma3:Gemma3",
-    "llama": "emberllm.models.llama:Llama",
-    "qwen2": "emberllm.models.qwen2:Qwen2",
-    "qwen3": "emberllm.models.qwen3:Qwen3",
-    "phi3": "emberllm.models.phi3:Phi3",
-}
+from emberllm.models.spec import ACT_GELU_TANH, ROPE_NEOX, ROPE_NORMAL, ArchSpec
 
 
 class UnsupportedModelError(ValueError):
     """The file's architecture or one of its tensor types is not supported."""
 
 
-def model_class(architecture: str) -> Any:
-    """The model class for a GGUF architecture name, or ``UnsupportedModelError`` listing the supported ones."""
-    target = ARCHITECTURES.get(architecture)
-    if target is None:
+#: GGUF architecture name -> what the family does differently from the shared block.
+ARCHITECTURES: dict[str, ArchSpec] = {spec.name: spec for spec in (
+    # Gemma 3: pre- and post-norms, QK-norm, GeGLU (tanh), embeddings scaled by sqrt(n_embd), 5 sliding-window
+    # layers (local RoPE base 1e4) then 1 global, output tied to the embeddings
+    ArchSpec("gemma3", rope_mode=ROPE_NEOX, act=ACT_GELU_TANH, scale_embeddings=True, post_norms=True, qk_norm=True,
+             swa_pattern=6, swa_rope_base=10000.0, rope_full_head=True),
+    # Llama 2/3.x, Mistral, SmolLM2, TinyLlama: RoPE NORMAL on the converter's permuted Q/K, optional rope_freqs
+    ArchSpec("llama", rope_mode=ROPE_NORMAL),
+    # Qwen2 / 2.5: Q/K/V biases (used when present), RoPE NEOX
+    ArchSpec("qwen2", rope_mode=ROPE_NEOX),
+    # Qwen3: per-head QK-norm before RoPE NEOX
+    ArchSpec("qwen3", rope_mode=ROPE_NEOX),
+    # Phi-3: fused attn_qkv and gate/up, RoPE NEOX, long-rope factors
+    ArchSpec("phi3", rope_mode=ROPE_NEOX),
+)}
+
+
+def arch_spec(architecture: str) -> ArchSpec:
+    """The ``ArchSpec`` of a GGUF architecture name, or ``UnsupportedModelError`` listing the supported ones."""
+    spec = ARCHITECTURES.get(architecture)
+    if spec is None:
         raise UnsupportedModelError(
             f"unsupported architecture {architecture!r}; supported: {', '.join(sorted(ARCHITECTURES))}"
         )
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return spec

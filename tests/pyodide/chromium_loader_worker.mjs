@@ -15,7 +15,7 @@ self.onmessage = async (event) => {
     const ids = [];
     for await (const step of engine.complete(prompt, { nPredict: 8, temperature: 0 })) ids.push(step.token);
     const tokens = engine.tokenize(prompt);
-    const level = engine.py.runPython('_ember_api.model.kernels.level_name(_ember_api.model.kernel_level)');
+    const level = engine.py.runPython('_ember_api.model.kernel_level_name');
     engine.unload();
     self.postMessage({ ok: true, ids, tokens, level, relaxedWorks: relaxedSimdWorks() });
   } catch (err) {

@@ -15,11 +15,11 @@ model = Model(MODEL, n_ctx=64, n_threads=1)  # noqa: F821 - set by run_in_pyodid
 t1 = time.perf_counter()
 ids = []
 stamps = []
-calls0 = model.kernels.lib.emb_ctx_calls(model.ctx)
+calls0 = model.kernel_calls
 for step in model.generate("The capital of France is", n_predict=8, temperature=0):
     ids.append(step.token)
     stamps.append(time.perf_counter())
-calls = model.kernels.lib.emb_ctx_calls(model.ctx) - calls0
+calls = model.kernel_calls - calls0
 tg = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
 f = model.kernels.lib.emb_kernel_level_supported
 c0 = time.perf_counter()

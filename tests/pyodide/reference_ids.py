@@ -11,7 +11,7 @@ from emberllm.engine import Model
 model = Model(MODEL, n_ctx=256, n_threads=1)  # noqa: F821 - set by run_in_pyodide.mjs
 results = []
 for prompt_ids, n in PROMPTS:  # noqa: F821 - prepended by the test
-    model.kv.clear()
+    model.sequence.clear()
     ids, probs = [], []
     for step in model.generate(list(prompt_ids), n_predict=n, temperature=0, n_probs=10, ignore_eos=True):
         ids.append(step.token)

@@ -1,0 +1,162 @@
+"""The ``cpu`` backend: the C kernels of ``wasm_kernels/`` (cffi natively, ctypes in Pyodide) on host memory.
+
+It owns one kernel context (thread pool, SIMD level, call counter) and offers the named ops a model's forward pass
+is made of.  Buffers are host arrays (``Buffer``); weights point into the memory-mapped GGUF file.  This is the
+only place outside the bindings that turns buffers into kernel pointers and offsets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emberllm.kernels import Buffer, KernelError, Kernels
+from emberllm.kv_cache import KVCache
+from emberllm.models.base import MatrixGroup, Weight
+
+
+class CpuBackend:
+    """Named ops over host buffers, computed by the C kernels at one SIMD level with ``n_threads`` threads."""
+
+    name = "cpu"
+
+    def __init__(self, kernels: Kernels, n_threads: int, level: int) -> None:
+        self.kernels = kernels
+        self.lib = kernels.lib
+        self.level = level
+        self.n_threads = n_threads
+        self.ctx = self.lib.emb_ctx_new(n_threads, level)
+        if not self.ctx:
+            raise KernelError(f"cannot create a kernel context (level {kernels.level_name(level)})")
+
+    def close(self) -> None:
+        """Free the kernel context (thread pool and scratch memory)."""
+        if self.ctx:
+            self.lib.emb_ctx_free(self.ctx)
+            self.ctx = None
+
+    @property
+    def level_name(self) -> str:
+        """The SIMD level in use (``avx512``, ``neon-dotprod``, ``wasm-relaxed``...)."""
+        return self.kernels.level_name(self.level)
+
+    @property
+    def calls(self) -> int:
+        """Kernel calls made so far on this backend."""
+        return int(self.lib.emb_ctx_calls(self.ctx))
+
+    # -- memory --------------------------------------------------------------------------------------------
+    def f32(self, n: int) -> Buffer:
+        """A zeroed float32 buffer."""
+        return self.kernels.f32(n)
+
+    def i32(self, n: int) -> Buffer:
+        """A zeroed int32 buffer."""
+        return self.kernels.i32(n)
+
+    def new_kv_cache(self, n_layer: int, n_ctx: int, kv_dim: int) -> KVCache:
+        """An empty F16 KV cache of ``n_ctx`` positions in host memory."""
+        return KVCache(self.kernels, n_layer, n_ctx, kv_dim)
+
+    def row(self, buf: Buffer, row: int, width: int) -> Any:
+        """Pointer to row ``row`` of ``buf`` seen as rows of ``width`` elements."""
+        return self.kernels.at(buf, row * width)
+
+    def group(self, weights: list[Weight], outputs: list[Buffer]) -> MatrixGroup:
+        """Matrices applied to one input in one call, each writing its own output buffer."""
+        return MatrixGroup.build(self.kernels, weights, [b.ptr for b in outputs])
+
+    def split_rows(self, fused: Weight, sizes: list[int], names: list[str]) -> list[Weight]:
+        """Views of consecutive row blocks of a fused matrix (rows are contiguous in every GGML type)."""
+        if sum(sizes) != fused.n_out:
+            raise ValueError(f"{fused.name}: {fused.n_out} rows cannot be split into {sizes}")
+        row_bytes = int(self.lib.emb_row_size(fused.type, fused.n_in))
+        parts, row = [], 0
+        for size, name in zip(sizes, names, strict=True):
+            parts.append(Weight(name, fused.ptr + row * row_bytes, fused.type, size, fused.n_in))
+            row += size
+        return parts
+
+    def set_gemm_min_tokens(self, n: int) -> int:
+        """Batches of fewer tokens stay on the row-by-row kernels; returns the previous setting."""
+        return int(self.lib.emb_ctx_set_gemm_min_tokens(self.ctx, n))
+
+    # -- ops -----------------------------------------------------------------------------------------------
+    def get_rows(self, table: Weight, ids: Buffer, n: int, scale: float, out: Buffer) -> None:
+        """``out[i] = table[ids[i]] * scale`` (embedding lookup, dequantized)."""
+        rc = self.lib.emb_get_rows(self.ctx, table.ptr, table.type, table.n_in, ids.ptr, n, scale, out.ptr)
+        if rc != 0:
+            raise KernelError(f"get_rows failed for {table.name} (code {rc})")
+
+    def rms_norm(self, x: Any, w: Any, out: Any, n_rows: int, dim: int, eps: float) -> None:
+        """``out = x / rms(x) * w`` per row (``x``/``out`` buffers or row pointers; ``w`` a loaded vector)."""
+        self.lib.emb_rmsnorm(self.ctx, _ptr(x), w, _ptr(out), n_rows, dim, eps)
+
+    def rms_norm_add(self, x: Buffer, w: Any, acc: Buffer, n_rows: int, dim: int, eps: float) -> None:
+        """``acc += x / rms(x) * w`` per row (a post-norm into the residual)."""
+        self.lib.emb_rmsnorm_add(self.ctx, x.ptr, w, acc.ptr, n_rows, dim, eps)
+
+    def add(self, x: Buffer, acc: Buffer, n: int) -> None:
+        """``acc += x`` over ``n`` elements (the residual)."""
+        self.lib.emb_add(self.ctx, x.ptr, acc.ptr, n)
+
+    def add_rows(self, bias: Any, x: Buffer, n_rows: int, dim: int) -> None:
+        """``x[i] += bias`` for each row."""
+        self.lib.emb_add_rows(self.ctx, bias, x.ptr, n_rows, dim)
+
+    def matmul(self, w: Weight, x: Any, n: int, out: Any) -> None:
+        """``out[n, w.n_out] = x[n, w.n_in] @ w.T`` (``x``/``out`` buffers or row pointers)."""
+        rc = self.lib.emb_matmul(self.ctx, w.ptr, w.type, w.n_out, w.n_in, _ptr(x), n, _ptr(out))
+        if rc != 0:
+            raise KernelError(f"matmul failed for {w.name} (code {rc})")
+
+    def matmul_group(self, g: MatrixGroup, x: Buffer, n: int) -> None:
+        """Every matrix of ``g`` applied to ``x`` in one call."""
+        rc = self.lib.emb_matmul_multi(self.ctx, len(g.weights), g.ws, g.types, g.n_outs, g.weights[0].n_in, x.ptr,
+                                       n, g.ys)
+        if rc != 0:
+            raise KernelError(f"matmul failed for {', '.join(w.name for w in g.weights)} (code {rc})")
+
+    def rope(self, x: Buffer, n: int, n_heads: int, head_dim: int, n_rot: int, pos: Buffer, base: float,
+             scale: float, mode: int, freq_factors: Any = None) -> None:
+        """Rotary position embedding of ``n`` rows of ``n_heads`` heads in place (optional frequency factors)."""
+        if freq_factors is None:
+            self.lib.emb_rope(self.ctx, x.ptr, n, n_heads, head_dim, n_rot, pos.ptr, base, scale, mode)
+        else:
+            self.lib.emb_rope_ff(self.ctx, x.ptr, n, n_heads, head_dim, n_rot, pos.ptr, base, scale, mode,
+                                 freq_factors)
+
+    def glu(self, gate: Buffer, up: Buffer, n: int, n_ff: int, act: int) -> None:
+        """``gate = act(gate) * up`` over ``n`` rows of ``n_ff`` (SiLU or GELU gated units)."""
+        self.lib.emb_glu(self.ctx, gate.ptr, up.ptr, gate.ptr, n, n_ff, n_ff, n_ff, act)
+
+    def attention(self, kv: KVCache, layer: int, q: Any, k: Any, v: Any, out: Any, n: int, pos0: int, n_head: int,
+                  n_head_kv: int, head_dim: int, window: int, scale: float) -> None:
+        """Store ``n`` rows of K/V at ``pos0`` in layer ``layer`` of ``kv``, then causal attention of the ``n``
+        query rows over positions ``0 .. pos0 + n`` (``window`` > 0: sliding window) into ``out``."""
+        kc, vc = kv.k_ptrs[layer], kv.v_ptrs[layer]
+        kv_dim = n_head_kv * head_dim
+        self.lib.emb_kv_store(self.ctx, k, v, kc, vc, n, kv_dim, kv_dim, kv_dim, pos0)
+        rc = self.lib.emb_attention(self.ctx, q, kc, vc, out, n, n_head, n_head_kv, head_dim, n_head * head_dim,
+                                    pos0, window, scale, 0.0)
+        if rc != 0:
+            raise KernelError(f"attention failed in layer {layer} (code {rc})")
+
+    def log_softmax_at(self, row: Any, n: int, index: int) -> float:
+        """``log softmax(row)[index]`` of a row of ``n`` logits (a ``row()`` pointer), in double precision."""
+        return float(self.lib.emb_log_softmax_at(row, n, index))
+
+    def kv_shift(self, kv: KVCache, layer: int, n_keep: int, n_discard: int, n_head_kv: int, head_dim: int,
+                 n_rot: int, base: float, scale: float, mode: int, freq_factors: Any = None) -> None:
+        """Drop positions ``[n_keep, n_keep + n_discard)`` of one layer and re-rotate the later keys."""
+        kc, vc = kv.k_ptrs[layer], kv.v_ptrs[layer]
+        if freq_factors is None:
+            self.lib.emb_kv_shift(self.ctx, kc, vc, kv.n_past, n_keep, n_discard, n_head_kv, head_dim, n_rot, base,
+                                  scale, mode)
+        else:
+            self.lib.emb_kv_shift_ff(self.ctx, kc, vc, kv.n_past, n_keep, n_discard, n_head_kv, head_dim, n_rot,
+                                     base, scale, mode, freq_factors)
+
+
+def _ptr(x: Any) -> Any:
+    """A buffer's pointer, or ``x`` itself when it already is one (a row pointer)."""
+    return x.ptr if isinstance(x, Buffer) else x

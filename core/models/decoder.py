@@ -1,0 +1,262 @@
+"""The pre-norm decoder block every supported architecture shares, written once over a backend's named ops.
+
+RMSNorm -> Q/K/V (separate or fused ``attn_qkv``; optional biases; optional per-head QK-norm) -> RoPE (NORMAL or
+NEOX, optional ``rope_freqs`` / long-rope factors) -> attention over each sequence's KV cache (optional sliding
+window) -> output projection -> residual (or post-norm into it) ; RMSNorm -> gated unit (SiLU or GELU-tanh; separate
+gate/up or fused ``ffn_up``) -> down projection -> residual (or post-norm).  An ``ArchSpec`` states what a family does
+differently.  Logits are computed only for the rows asked for, through the final norm and the output projection
+(``output.weight``, or tied to ``token_embd``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from emberllm.gguf import GGUFFile
+from emberllm.kernels import Buffer
+from emberllm.kv_cache import KVCache
+from emberllm.models.base import HParams, MatrixGroup, Weight, WeightStore
+from emberllm.models.spec import ArchSpec
+
+#: Logit rows computed per output matmul.
+LOGIT_GROUP = 16
+
+
+class ContextFullError(RuntimeError):
+    """The tokens do not fit in the KV cache."""
+
+
+@dataclass
+class Segment:
+    """Rows ``start .. start + n`` of a micro-batch belong to the sequence cached in ``kv``, from ``pos0`` on."""
+
+    kv: KVCache
+    start: int
+    n: int
+    pos0: int
+
+
+@dataclass
+class Activations:
+    """Scratch activations for one micro-batch of up to ``n_batch`` tokens."""
+
+    x: Buffer
+    h: Buffer
+    h2: Buffer
+    q: Buffer
+    k: Buffer
+    v: Buffer
+    att: Buffer
+    gate: Buffer
+    up: Buffer
+    ids: Buffer
+    pos: Buffer
+    logits: Buffer
+
+
+@dataclass
+class Layer:
+    """One block's weights (optional parts ``None``), its attention settings and the backend that runs it."""
+
+    ops: Any
+    attn_norm: Any
+    qkv: MatrixGroup
+    bq: Any
+    bk: Any
+    bv: Any
+    q_norm: Any
+    k_norm: Any
+    wo: Weight
+    post_attn_norm: Any
+    ffn_norm: Any
+    gate_up: MatrixGroup
+    w_down: Weight
+    post_ffn_norm: Any
+    window: int
+    rope_base: float
+    rope_scale: float
+
+
+class Decoder:
+    """A loaded decoder: weights (zero-copy from the GGUF file), hyper-parameters and scratch buffers on ``ops``."""
+
+    def __init__(self, gguf: GGUFFile, spec: ArchSpec, ops: Any, n_batch: int = 512) -> None:
+        self.gguf = gguf
+        self.spec = spec
+        self.ops = ops
+        self.n_batch = n_batch
+        md = gguf.metadata
+        self.hp = hp = HParams.from_gguf(gguf)
+        self.n_rot = hp.head_dim if spec.rope_full_head else int(md.get(f"{hp.arch}.rope.dimension_count",
+                                                                          hp.head_dim))
+        self.n_ctx_orig = int(md.get(f"{hp.arch}.rope.scaling.original_context_length", hp.n_ctx_train))
+        # long-rope's attention factor scales cos and sin (llama.cpp), i.e. q and k: the scores by its square
+        attn_factor = float(md.get(f"{hp.arch}.rope.scaling.attn_factor", 1.0))
+        self.attn_scale = attn_factor * attn_factor / math.sqrt(hp.head_dim)
+        self.buf = self._alloc_activations()
+        self.weights = WeightStore(gguf, ops.kernels)
+        self._load_io(self.weights)
+        self.layers = [self._load_layer(self.weights, il) for il in range(hp.n_layer)]
+
+    # -- loading -------------------------------------------------------------------------------------------
+    def _alloc_activations(self) -> Activations:
+        hp, nb, ops = self.hp, self.n_batch, self.ops
+        return Activations(
+            x=ops.f32(nb * hp.n_embd), h=ops.f32(nb * max(hp.n_embd, hp.q_dim)), h2=ops.f32(nb * hp.n_embd),
+            q=ops.f32(nb * hp.q_dim), k=ops.f32(nb * hp.kv_dim), v=ops.f32(nb * hp.kv_dim),
+            att=ops.f32(nb * hp.q_dim), gate=ops.f32(nb * hp.n_ff), up=ops.f32(nb * hp.n_ff),
+            ids=ops.i32(nb), pos=ops.i32(nb), logits=ops.f32(LOGIT_GROUP * hp.n_vocab),
+        )
+
+    def _optional(self, w: WeightStore, name: str, n: int, required: bool = False) -> Any:
+        return w.vector_f32(name, n) if required or w.has(name) else None
+
+    def _load_io(self, w: WeightStore) -> None:
+        """Token embeddings, final norm, output projection (tied when absent) and RoPE frequency factors."""
+        hp = self.hp
+        self.tok_embd = w.matrix("token_embd.weight", hp.n_embd, hp.n_vocab)
+        self.output = w.matrix("output.weight", hp.n_embd, hp.n_vocab) if w.has("output.weight") else self.tok_embd
+        self.output_norm = w.vector_f32("output_norm.weight", hp.n_embd)
+        self.embd_scale = math.sqrt(hp.n_embd) if self.spec.scale_embeddings else 1.0
+        half = self.n_rot // 2
+        self.rope_freqs = self._optional(w, "rope_freqs.weight", half)
+        # Phi-3 long-rope: short factors up to the original context, long ones beyond (chosen per context size)
+        self.rope_short = self._optional(w, "rope_factors_short.weight", half)
+        self.rope_long = self._optional(w, "rope_factors_long.weight", half)
+        if self.rope_freqs is None and self.rope_short is not None:
+            self.rope_freqs = self.rope_short
+
+    def _load_layer(self, w: WeightStore, il: int) -> Layer:
+        hp, spec, b, ops = self.hp, self.spec, self.buf, self.ops
+        p = f"blk.{il}."
+        if w.has(p + "attn_qkv.weight"):
+            fused = w.matrix(p + "attn_qkv.weight", hp.n_embd, hp.q_dim + 2 * hp.kv_dim)
+            wq, wk, wv = ops.split_rows(fused, [hp.q_dim, hp.kv_dim, hp.kv_dim], [p + "q", p + "k", p + "v"])
+        else:
+            wq = w.matrix(p + "attn_q.weight", hp.n_embd, hp.q_dim)
+            wk = w.matrix(p + "attn_k.weight", hp.n_embd, hp.kv_dim)
+            wv = w.matrix(p + "attn_v.weight", hp.n_embd, hp.kv_dim)
+        if w.has(p + "ffn_gate.weight"):
+            w_gate = w.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff)
+            w_up = w.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff)
+        else:
+            fused = w.matrix(p + "ffn_up.weight", hp.n_embd, 2 * hp.n_ff)
+            w_gate, w_up = ops.split_rows(fused, [hp.n_ff, hp.n_ff], [p + "gate", p + "up"])
+        is_swa = spec.swa_pattern > 0 and hp.sliding_window > 0 and (il + 1) % spec.swa_pattern != 0
+        swa_base = float(self.gguf.metadata.get(f"{hp.arch}.rope.freq_base_swa", spec.swa_rope_base))
+        return Layer(
+            ops=ops,
+            attn_norm=w.vector_f32(p + "attn_norm.weight", hp.n_embd),
+            qkv=ops.group([wq, wk, wv], [b.q, b.k, b.v]),
+            bq=self._optional(w, p + "attn_q.bias", hp.q_dim),
+            bk=self._optional(w, p + "attn_k.bias", hp.kv_dim),
+            bv=self._optional(w, p + "attn_v.bias", hp.kv_dim),
+            q_norm=self._optional(w, p + "attn_q_norm.weight", hp.head_dim, spec.qk_norm),
+            k_norm=self._optional(w, p + "attn_k_norm.weight", hp.head_dim, spec.qk_norm),
+            wo=w.matrix(p + "attn_output.weight", hp.q_dim, hp.n_embd),
+            post_attn_norm=self._optional(w, p + "post_attention_norm.weight", hp.n_embd, spec.post_norms),
+            ffn_norm=w.vector_f32(p + "ffn_norm.weight", hp.n_embd),
+            gate_up=ops.group([w_gate, w_up], [b.gate, b.up]),
+            w_down=w.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd),
+            post_ffn_norm=self._optional(w, p + "post_ffw_norm.weight", hp.n_embd, spec.post_norms),
+            window=hp.sliding_window if is_swa else 0,
+            rope_base=swa_base if is_swa else hp.rope_base,
+            rope_scale=1.0 if is_swa else hp.rope_scale,
+        )
+
+    def set_context(self, n_ctx: int) -> None:
+        """Pick what depends on the context size: long-rope's factors (long beyond the original context), as
+        llama.cpp does per context."""
+        if self.rope_short is not None and self.rope_long is not None:
+            self.rope_freqs = self.rope_long if n_ctx > self.n_ctx_orig else self.rope_short
+
+    def new_cache(self, n_ctx: int) -> KVCache:
+        """An empty KV cache for ``n_ctx`` positions."""
+        return self.ops.new_kv_cache(self.hp.n_layer, n_ctx, self.hp.kv_dim)
+
+    # -- the forward pass ----------------------------------------------------------------------------------
+    def load_rows(self, entries: list[tuple[KVCache, list[int]]]) -> list[Segment]:
+        """Write the ids and positions of ``entries`` into the micro-batch; one segment per entry."""
+        ids, pos = self.buf.ids.view, self.buf.pos.view
+        segments, row = [], 0
+        for kv, toks in entries:
+            pos0 = kv.n_past
+            for i, t in enumerate(toks):
+                ids[row + i] = t
+                pos[row + i] = pos0 + i
+            segments.append(Segment(kv, row, len(toks), pos0))
+            row += len(toks)
+        return segments
+
+    def forward(self, n: int, segments: list[Segment]) -> None:
+        """Run every block over the ``n`` rows loaded by ``load_rows``; each segment attends to its own cache."""
+        hp, b, eps = self.hp, self.buf, self.hp.norm_eps
+        self.ops.get_rows(self.tok_embd, b.ids, n, self.embd_scale, b.x)
+        for il, L in enumerate(self.layers):
+            ops = L.ops
+            ops.rms_norm(b.x, L.attn_norm, b.h, n, hp.n_embd, eps)
+            ops.matmul_group(L.qkv, b.h, n)
+            for bias, dst, dim in ((L.bq, b.q, hp.q_dim), (L.bk, b.k, hp.kv_dim), (L.bv, b.v, hp.kv_dim)):
+                if bias is not None:
+                    ops.add_rows(bias, dst, n, dim)
+            if L.q_norm is not None:
+                ops.rms_norm(b.q, L.q_norm, b.q, n * hp.n_head, hp.head_dim, eps)
+            if L.k_norm is not None:
+                ops.rms_norm(b.k, L.k_norm, b.k, n * hp.n_head_kv, hp.head_dim, eps)
+            self._rope(ops, L, b.q, n, hp.n_head)
+            self._rope(ops, L, b.k, n, hp.n_head_kv)
+            self._attention(ops, il, L, segments)
+            ops.matmul(L.wo, b.att, n, b.h2)
+            self._residual(ops, L.post_attn_norm, n)
+            ops.rms_norm(b.x, L.ffn_norm, b.h, n, hp.n_embd, eps)
+            ops.matmul_group(L.gate_up, b.h, n)
+            ops.glu(b.gate, b.up, n, hp.n_ff, self.spec.act)
+            ops.matmul(L.w_down, b.gate, n, b.h2)
+            self._residual(ops, L.post_ffn_norm, n)
+
+    def _rope(self, ops: Any, L: Layer, x: Buffer, n: int, n_heads: int) -> None:
+        hp = self.hp
+        ops.rope(x, n, n_heads, hp.head_dim, self.n_rot, self.buf.pos, L.rope_base, L.rope_scale, self.spec.rope_mode,
+                 self.rope_freqs)
+
+    def _attention(self, ops: Any, il: int, L: Layer, segments: list[Segment]) -> None:
+        """Each sequence's rows store their K/V in its own cache and attend over it."""
+        hp, b = self.hp, self.buf
+        for s in segments:
+            ops.attention(s.kv, il, ops.row(b.q, s.start, hp.q_dim), ops.row(b.k, s.start, hp.kv_dim),
+                          ops.row(b.v, s.start, hp.kv_dim), ops.row(b.att, s.start, hp.q_dim), s.n, s.pos0,
+                          hp.n_head, hp.n_head_kv, hp.head_dim, L.window, self.attn_scale)
+
+    def _residual(self, ops: Any, post_norm: Any, n: int) -> None:
+        """``x += h2``, through the post-norm when the family has one."""
+        hp, b = self.hp, self.buf
+        if post_norm is None:
+            ops.add(b.h2, b.x, n * hp.n_embd)
+        else:
+            ops.rms_norm_add(b.h2, post_norm, b.x, n, hp.n_embd, hp.norm_eps)
+
+    # -- outputs and the cache -----------------------------------------------------------------------------
+    def final_norm(self, row: int, out: Buffer, out_row: int) -> None:
+        """The final RMSNorm of micro-batch row ``row`` into row ``out_row`` of ``out``."""
+        hp, ops = self.hp, self.ops
+        ops.rms_norm(ops.row(self.buf.x, row, hp.n_embd), self.output_norm, ops.row(out, out_row, hp.n_embd), 1,
+                     hp.n_embd, hp.norm_eps)
+
+    def project(self, hidden: Buffer, first: int, n: int) -> None:
+        """Logits of ``n`` normed rows of ``hidden`` from row ``first`` on, into ``buf.logits``."""
+        ops = self.ops
+        ops.matmul(self.output, ops.row(hidden, first, self.hp.n_embd), n, self.buf.logits)
+
+    def shift_cache(self, kv: KVCache, n_keep: int, n_discard: int) -> None:
+        """Drop positions [n_keep, n_keep + n_discard) and renumber the later ones (llama.cpp's context shift)."""
+        if n_discard <= 0:
+            return
+        if n_keep < 0 or n_keep + n_discard > kv.n_past:
+            raise ValueError(f"cannot discard {n_discard} tokens after {n_keep} of {kv.n_past}")
+        hp = self.hp
+        for il, L in enumerate(self.layers):
+            L.ops.kv_shift(kv, il, n_keep, n_discard, hp.n_head_kv, hp.head_dim, self.n_rot, L.rope_base,
+                           L.rope_scale, self.spec.rope_mode, self.rope_freqs)
+        del kv.tokens[n_keep : n_keep + n_discard]

@@ -1,0 +1,37 @@
+"""What distinguishes one decoder-only architecture from another, stated as data (one registry entry each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: RoPE modes (ggml's numbering): rotate adjacent pairs, or the two halves of each head (GPT-NeoX).
+ROPE_NORMAL = 0
+ROPE_NEOX = 2
+#: Gated-unit activations (``EMB_ACT_*`` in ember.h).
+ACT_SILU = 0
+ACT_GELU_TANH = 1
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """The differences of one architecture from the shared pre-norm decoder block.
+
+    Optional tensors (Q/K/V biases, QK-norm, fused ``attn_qkv`` / gate-up, ``rope_freqs``, long-rope factors) are
+    used whenever the file has them; the fields here say what the family requires or computes differently.
+    """
+
+    name: str
+    rope_mode: int = ROPE_NORMAL
+    act: int = ACT_SILU
+    #: token embeddings multiplied by sqrt(n_embd) (Gemma)
+    scale_embeddings: bool = False
+    #: norms after attention and after the FFN, added into the residual (Gemma 2/3), required
+    post_norms: bool = False
+    #: per-head RMSNorm of Q and K required (Gemma 3); otherwise used when present (Qwen3)
+    qk_norm: bool = False
+    #: every ``swa_pattern``-th layer is global, the others use the sliding window (0: no sliding window)
+    swa_pattern: int = 0
+    #: RoPE base of the sliding-window layers when the file does not give ``{arch}.rope.freq_base_swa``
+    swa_rope_base: float = 10000.0
+    #: n_rot is the head size (the file's ``rope.dimension_count`` is ignored)
+    rope_full_head: bool = False

@@ -1,0 +1,178 @@
+"""One forward pass over a batch of sequences, and the logits it leaves (llama.cpp's ``llama_decode`` and
+``llama_get_logits_ith``).
+
+``decode_batch`` appends each entry's tokens to its sequence (a ``KVCache``) and returns ``LogitRows``: the logits
+of the rows the entries asked for, read *after* the call.  A single sequence may bring any number of tokens (they
+run in micro-batches of ``n_batch``); several sequences must fit in one micro-batch together.  When every entry
+brings one token (a decode step), every matrix product stays on the row-by-row kernels, so each sequence gets
+exactly the logits it would get decoded alone, whatever else is in the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from emberllm.kernels import Buffer
+from emberllm.kv_cache import KVCache
+from emberllm.models.decoder import LOGIT_GROUP, ContextFullError, Decoder
+
+
+class BatchEntry(NamedTuple):
+    """Tokens to append to one sequence; ``logits`` lists the token indices whose logits are wanted (``None``:
+    the last one)."""
+
+    sequence: KVCache
+    tokens: Sequence[int]
+    logits: Iterable[int] | None = None
+
+
+class LogitRows:
+    """The logits of the rows one decode asked for, in batch order (entry by entry, rows ascending).
+
+    ``rows[i]`` is a float32 memoryview of ``n_vocab`` values and ``rows.handle(i)`` the same row for the kernels.
+    Everything is valid until the model's next decode; reading afterwards raises ``RuntimeError``.  Rows are
+    projected in groups of up to ``LOGIT_GROUP`` (never across micro-batches), the first group during the decode,
+    later ones when first read: a view of one group is overwritten when a row of another group is read (read many
+    rows in order, as perplexity does).
+    """
+
+    def __init__(self, decoder: Decoder, hidden: Buffer, groups: list[tuple[int, int]], epoch: list[int],
+                 row_by_row: bool = False) -> None:
+        self._decoder = decoder
+        self._row_by_row = row_by_row
+        self._hidden = hidden
+        self._groups = groups
+        self._group_of = [g for g, (_first, n) in enumerate(groups) for _ in range(n)]
+        self._n = len(self._group_of)
+        self._epoch_ref = epoch
+        self._epoch = epoch[0]
+        self._group = -1
+        self._n_vocab = decoder.hp.n_vocab
+        if groups:
+            self._project(0)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> memoryview:
+        j = self._local(i)
+        return self._decoder.buf.logits.view[j * self._n_vocab : (j + 1) * self._n_vocab]
+
+    def handle(self, i: int) -> Any:
+        """Row ``i`` as the backend's own reference (a kernel pointer on the cpu backend), for the sampler."""
+        j = self._local(i)
+        return self._decoder.ops.row(self._decoder.buf.logits, j, self._n_vocab)
+
+    def log_prob(self, i: int, token: int) -> float:
+        """``log softmax(row i)[token]``, computed in double precision by the backend."""
+        return self._decoder.ops.log_softmax_at(self.handle(i), self._n_vocab, token)
+
+    def _local(self, i: int) -> int:
+        if self._epoch != self._epoch_ref[0]:
+            raise RuntimeError("these logits were overwritten by a later decode")
+        if not -self._n <= i < self._n:
+            raise IndexError(f"logit row {i} out of range ({self._n} rows)")
+        i %= self._n
+        group = self._group_of[i]
+        if group != self._group:
+            self._project(group)
+        return i - self._groups[group][0]
+
+    def _project(self, group: int) -> None:
+        first, n = self._groups[group]
+        ops = self._decoder.ops
+        old = ops.set_gemm_min_tokens(n + 1) if self._row_by_row else 0
+        try:
+            self._decoder.project(self._hidden, first, n)
+        finally:
+            if self._row_by_row:
+                ops.set_gemm_min_tokens(old)
+        self._group = group
+
+
+class BatchRunner:
+    """Runs ``decode_batch`` for one decoder: validation, micro-batches, the kept output rows."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+        self._hidden = decoder.ops.f32(LOGIT_GROUP * decoder.hp.n_embd)
+        self._hidden_rows = LOGIT_GROUP
+        self._epoch = [0]
+
+    def decode_batch(self, batch: Sequence[BatchEntry | tuple[Any, ...]]) -> LogitRows:
+        """Append every entry's tokens to its sequence; the logits of the asked rows (see the module doc)."""
+        entries = [BatchEntry(*e) for e in batch]
+        if not entries:
+            raise ValueError("empty batch")
+        wanted = [self._check(e) for e in entries]
+        self._epoch[0] += 1
+        self._reserve(sum(len(w) for w in wanted))
+        if len(entries) == 1:
+            groups = self._decode_one(entries[0], wanted[0])
+        else:
+            groups = self._decode_many(entries, wanted)
+        # a step of several sequences keeps its logits on the row-by-row kernels too (see the module doc)
+        step = len(entries) > 1 and all(len(e.tokens) == 1 for e in entries)
+        return LogitRows(self.decoder, self._hidden, groups, self._epoch, row_by_row=step)
+
+    def _check(self, e: BatchEntry) -> list[int]:
+        tokens, kv, n_vocab = e.tokens, e.sequence, self.decoder.hp.n_vocab
+        if not tokens:
+            raise ValueError("no tokens to decode")
+        if kv.n_past + len(tokens) > kv.n_ctx:
+            raise ContextFullError(f"{kv.n_past + len(tokens)} tokens do not fit in the context of {kv.n_ctx}")
+        bad = [t for t in tokens if not 0 <= t < n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} outside the vocabulary (0..{n_vocab - 1})")
+        rows = [len(tokens) - 1] if e.logits is None else sorted(set(e.logits))
+        if rows and not 0 <= rows[0] <= rows[-1] < len(tokens):
+            raise IndexError(f"logit rows {rows[0]}..{rows[-1]} outside the {len(tokens)} tokens")
+        return rows
+
+    def _reserve(self, n_rows: int) -> None:
+        if n_rows > self._hidden_rows:
+            self._hidden_rows = max(n_rows, 2 * self._hidden_rows)
+            self._hidden = self.decoder.ops.f32(self._hidden_rows * self.decoder.hp.n_embd)
+
+    def _decode_one(self, e: BatchEntry, rows: list[int]) -> list[tuple[int, int]]:
+        dec, tokens, n_batch = self.decoder, list(e.tokens), self.decoder.n_batch
+        out, groups = 0, []
+        for start in range(0, len(tokens), n_batch):
+            chunk = tokens[start : start + n_batch]
+            segments = dec.load_rows([(e.sequence, chunk)])
+            dec.forward(len(chunk), segments)
+            e.sequence.tokens.extend(chunk)
+            first = out
+            for r in rows:
+                if start <= r < start + len(chunk):
+                    dec.final_norm(r - start, self._hidden, out)
+                    out += 1
+            groups += _groups(first, out - first)
+        return groups
+
+    def _decode_many(self, entries: list[BatchEntry], wanted: list[list[int]]) -> list[tuple[int, int]]:
+        dec = self.decoder
+        total = sum(len(e.tokens) for e in entries)
+        if total > dec.n_batch:
+            raise ValueError(f"{total} tokens exceed the micro-batch of {dec.n_batch}")
+        segments = dec.load_rows([(e.sequence, list(e.tokens)) for e in entries])
+        single = total == len(entries)  # a decode step: keep every product on the row-by-row kernels
+        old = dec.ops.set_gemm_min_tokens(total + 1) if single else 0
+        try:
+            dec.forward(total, segments)
+        finally:
+            if single:
+                dec.ops.set_gemm_min_tokens(old)
+        out = 0
+        for e, seg, rows in zip(entries, segments, wanted, strict=True):
+            e.sequence.tokens.extend(e.tokens)
+            for r in rows:
+                dec.final_norm(seg.start + r, self._hidden, out)
+                out += 1
+        return _groups(0, out)
+
+
+def _groups(first: int, n: int) -> list[tuple[int, int]]:
+    """Rows ``first .. first + n`` cut into projection groups of at most ``LOGIT_GROUP``."""
+    return [(g, min(LOGIT_GROUP, first + n - g)) for g in range(first, first + n, LOGIT_GROUP)]
