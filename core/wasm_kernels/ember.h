@@ -78,7 +78,6 @@ int emb_vec_dot(int level, int type, int64_t n, const void *x, const void *y, fl
 emb_ctx *emb_ctx_new(int n_threads, int level);
 void emb_ctx_free(emb_ctx *ctx);
 int emb_ctx_level(const emb_ctx *ctx);
-int emb_ctx_threads(const emb_ctx *ctx);
 int64_t emb_ctx_calls(const emb_ctx *ctx);
 /* Batches of at least n tokens take the int8 GEMM (default EMB_GEMM_MIN_TOKENS); smaller ones run the vec_dot
  * kernels row by row, whose per-token results do not depend on the batch (batched decoding of several
@@ -98,13 +97,10 @@ int emb_get_rows(emb_ctx *ctx, const void *table, int type, int64_t n_cols, cons
 void emb_rmsnorm(emb_ctx *ctx, const float *x, const float *w, float *out, int64_t n_rows, int64_t dim, float eps);
 void emb_rmsnorm_add(emb_ctx *ctx, const float *x, const float *w, float *acc, int64_t n_rows, int64_t dim, float eps);
 void emb_add(emb_ctx *ctx, const float *x, float *acc, int64_t n);
-void emb_scale(emb_ctx *ctx, float *x, int64_t n, float s);
 void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t *pos, float freq_base, float freq_scale, int mode);
 void emb_rope_ff(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t *pos, float freq_base, float freq_scale, int mode, const float *freq_factors);
 void emb_add_rows(emb_ctx *ctx, const float *bias, float *x, int64_t n_rows, int64_t dim);
 void emb_glu(emb_ctx *ctx, const float *gate, const float *up, float *out, int64_t n_tok, int64_t n, int64_t gate_stride, int64_t up_stride, int kind);
-void emb_act(emb_ctx *ctx, float *x, int64_t n, int kind);
-void emb_softmax_rows(emb_ctx *ctx, float *x, int64_t n_rows, int64_t n);
 void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode);
 void emb_kv_shift_ff(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode, const float *freq_factors);
 void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cache, uint16_t *v_cache, int64_t n_tok, int64_t kv_dim, int64_t k_stride, int64_t v_stride, int64_t pos0);
@@ -125,7 +121,7 @@ int64_t emb_dry_repeats(const int32_t *tokens, int64_t n, int64_t rep_limit, int
 /* EMB_API_END */
 #pragma GCC visibility pop
 
-/* Activation kinds for emb_glu / emb_act. */
+/* Activation kinds for emb_glu. */
 #define EMB_ACT_SILU 0
 #define EMB_ACT_GELU_TANH 1
 #define EMB_ACT_GELU_ERF 2
@@ -181,12 +177,6 @@ typedef struct {
 /* The traits of a type at a level (falls back to the scalar function where a level has no special one).
  * Returns NULL for unknown types. Tables are const: no mutable globals. */
 const emb_type_traits *emb_get_type_traits(int type, int level);
-
-/* Per-level tables: each fills only what it accelerates; entries left NULL fall back to scalar. */
-void emb_traits_scalar(int type, emb_type_traits *t);
-void emb_traits_x86(int type, int level, emb_type_traits *t);
-void emb_traits_arm(int type, int level, emb_type_traits *t);
-void emb_traits_wasm(int type, int level, emb_type_traits *t);
 
 /* SIMD kernels, defined in quants_<arch>.c and put into the const per-level tables by quants.c. */
 #define EMB_DECL_VEC_DOT(name) void name(int64_t n, float *s, const void *x, const void *y)
@@ -307,6 +297,7 @@ void emb_parallel(emb_ctx *ctx, emb_task_fn fn, void *arg);
 /* Scratch memory owned by ctx, valid until the next call that asks for scratch. */
 void *emb_ctx_scratch(emb_ctx *ctx, size_t nbytes);
 void emb_ctx_count_call(emb_ctx *ctx);
+int emb_ctx_threads(const emb_ctx *ctx);
 int64_t emb_ctx_gemm_min_tokens(const emb_ctx *ctx);
 int64_t emb_ctx_attn_half_rows(const emb_ctx *ctx);
 /* Query rows below which attention takes the half path by default (x86, scalar; 0 on WebAssembly and NEON). */

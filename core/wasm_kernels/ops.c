@@ -353,11 +353,6 @@ void emb_add(emb_ctx *ctx, const float *x, float *acc, int64_t n) {
     for (int64_t i = 0; i < n; i++) acc[i] += x[i];
 }
 
-void emb_scale(emb_ctx *ctx, float *x, int64_t n, float s) {
-    emb_ctx_count_call(ctx);
-    for (int64_t i = 0; i < n; i++) x[i] *= s;
-}
-
 /* ------------------------------------------------------------------------------------------------ */
 
 /* Rotary embedding; ``freq_factors`` (n_rot / 2 floats, or NULL) divide each pair's angle (llama.cpp's
@@ -499,12 +494,6 @@ void emb_glu(emb_ctx *ctx, const float *gate, const float *up, float *out, int64
     }
 }
 
-void emb_act(emb_ctx *ctx, float *x, int64_t n, int kind) {
-    emb_ctx_count_call(ctx);
-    const emb_f16 *table = emb_ctx_gelu_table(ctx);
-    for (int64_t i = 0; i < n; i++) x[i] = act_f32(table, x[i], kind);
-}
-
 /* In place; -inf entries (masked) become 0. */
 static void softmax_row(float *v, int64_t n) {
     float mx = -INFINITY;
@@ -516,11 +505,6 @@ static void softmax_row(float *v, int64_t n) {
     }
     const float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
     for (int64_t i = 0; i < n; i++) v[i] *= inv;
-}
-
-void emb_softmax_rows(emb_ctx *ctx, float *x, int64_t n_rows, int64_t n) {
-    emb_ctx_count_call(ctx);
-    for (int64_t r = 0; r < n_rows; r++) softmax_row(x + r * n, n);
 }
 
 /* ------------------------------------------------------------------------------------------------ */

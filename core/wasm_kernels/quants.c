@@ -917,11 +917,6 @@ const emb_type_traits *emb_get_type_traits(int type, int level) {
     return &table[type];
 }
 
-void emb_traits_scalar(int type, emb_type_traits *t) {
-    if (type < 0 || type >= EMB_TYPE_COUNT || !k_traits_scalar[type].name) return;
-    *t = k_traits_scalar[type];
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Public API
  * --------------------------------------------------------------------------------------------- */

@@ -62,12 +62,6 @@ static inline uint8x16_t arm_bits16(uint32_t bits) {
 #include "quants_arm.c"
 #undef EMB_ARM_PASS
 
-void emb_traits_arm(int type, int level, emb_type_traits *t) {
-    if (level != EMB_LEVEL_NEON && level != EMB_LEVEL_NEON_DOTPROD) return;
-    const emb_type_traits *lt = emb_get_type_traits(type, level);
-    if (lt) *t = *lt;
-}
-
 #else /* EMB_ARM_PASS: the template */
 #if EMB_ARM_PASS == 1
 #define TGT
@@ -216,10 +210,4 @@ TGT void SFX(emb_vec_dot_q6_k_q8_k)(int64_t n, float *s, const void *vx, const v
 #else /* not ARM64 */
 #define EMB_INTERNAL
 #include "ember.h"
-
-void emb_traits_arm(int type, int level, emb_type_traits *t) {
-    (void)type;
-    (void)level;
-    (void)t;
-}
 #endif

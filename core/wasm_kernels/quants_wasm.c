@@ -815,9 +815,3 @@ emb_dot_tile_fn emb_dot_tile_wasm(int type, int level, int64_t n, int n_tok) {
     return NULL;
 }
 #endif
-
-void emb_traits_wasm(int type, int level, emb_type_traits *t) {
-    if (level != EMB_LEVEL_WASM_SIMD128 && level != EMB_LEVEL_WASM_RELAXED) return;
-    const emb_type_traits *lt = emb_get_type_traits(type, level);
-    if (lt) *t = *lt;
-}

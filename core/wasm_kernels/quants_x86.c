@@ -282,13 +282,6 @@ EXPORT_DOT(EMB_TARGET_AVX512, emb_vec_dot_q6_k_q8_k_avx512, vd_q6_k_512)
 EXPORT_QUANT(EMB_TARGET_AVX512, emb_quantize_q8_0_avx512, quant_q8_0_t2)
 EXPORT_QUANT(EMB_TARGET_AVX512, emb_quantize_q8_k_avx512, quant_q8_k_t2)
 
-/* The x86 level's full traits (scalar where the level has no kernel of its own). */
-void emb_traits_x86(int type, int level, emb_type_traits *t) {
-    if (level != EMB_LEVEL_AVX2 && level != EMB_LEVEL_AVX512) return;
-    const emb_type_traits *lt = emb_get_type_traits(type, level);
-    if (lt) *t = *lt;
-}
-
 #else /* EMB_X86_PASS */
 /* ================================================================================================
  * Template: the 256-bit kernels.  Pass 1 = AVX2 (names end in _t1), pass 2 = AVX-512 VL + VNNI (_t2).
@@ -806,10 +799,4 @@ static TGT void SFX(quant_q8_k)(const float *x, void *dst, int64_t n) {
 #else /* not x86-64, or a compiler without target attributes: the scalar kernels serve */
 #define EMB_INTERNAL
 #include "ember.h"
-
-void emb_traits_x86(int type, int level, emb_type_traits *t) {
-    (void)type;
-    (void)level;
-    (void)t;
-}
 #endif
