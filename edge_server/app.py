@@ -28,6 +28,9 @@ from emberllm.engine import Model
 #: is public too).
 PUBLIC_PATHS = frozenset({"/health", "/v1/health", "/openapi.json"})
 
+#: The chat page: ``web/`` ships as the package data directory ``emberllm/web`` (pyproject.toml), beside
+#: ``emberllm/edge_server`` when installed, as the repository's ``web/`` is beside ``edge_server/`` in a checkout
+#: (an editable install), so one path serves both.
 DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
