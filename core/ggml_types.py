@@ -1,7 +1,7 @@
 """GGML tensor types: ids as stored in GGUF files, block sizes and bytes per block.
 
-Every type GGUF may name is listed so that sizes can be checked for any file; ``SUPPORTED`` holds the
-types our kernels compute with.
+Every type GGUF may name is listed so that sizes can be checked for any file; which of them the kernels compute
+with is the kernels' answer (``emb_weight_type_supported``), not a list kept here.
 """
 
 from __future__ import annotations
@@ -64,17 +64,11 @@ _TYPES = [
 BY_ID: dict[int, GGMLType] = {t.id: t for t in _TYPES}
 BY_NAME: dict[str, GGMLType] = {t.name: t for t in _TYPES}
 
-#: Types the kernels can compute with (weights of a model must be one of these).
-SUPPORTED: frozenset[str] = frozenset(
-    ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
-)
-
-
 def type_by_id(type_id: int) -> GGMLType:
     """The type with GGUF id ``type_id``; ``KeyError`` if no such type exists."""
     return BY_ID[type_id]
 
 
-def supported_names() -> str:
-    """Comma-separated names of the supported types, for error messages."""
-    return ", ".join(t.name for t in _TYPES if t.name in SUPPORTED)
+def all_types() -> list[GGMLType]:
+    """Every GGML type GGUF may name, by id."""
+    return list(_TYPES)

@@ -42,6 +42,15 @@ def api_text(header_text: str | None = None) -> str:
     return "\n".join(line for line in body.splitlines() if line.strip())
 
 
+def constants(prefix: str, header_text: str | None = None) -> dict[str, int]:
+    """The public integer constants ``#define EMB_<prefix>_<NAME> <value>`` of the header, as ``{NAME: value}``
+    (``constants("ROPE")`` -> ``{"NORMAL": 0, "NEOX": 2}``); the internal section is not read."""
+    text = header_text if header_text is not None else HEADER_PATH.read_text()
+    public = text.split("#ifdef EMB_INTERNAL", 1)[0]
+    pattern = rf"^#define EMB_{re.escape(prefix)}_(\w+)\s+(-?\d+)\b"
+    return {m.group(1): int(m.group(2)) for m in re.finditer(pattern, public, flags=re.M)}
+
+
 def _split_decl(decl: str) -> tuple[str, str]:
     decl = " ".join(decl.replace("*", " * ").split())
     decl = decl.replace("const ", "")

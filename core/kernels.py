@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-LEVEL_NAMES = ("scalar", "avx2", "avx512", "neon", "neon-dotprod", "wasm-simd128", "wasm-relaxed")
+from emberllm.kernel_api import constants
 
 
 class KernelError(RuntimeError):
@@ -234,16 +234,26 @@ class Kernels:
         return self._b.null()
 
     def level_name(self, level: int) -> str:
-        """Human name of a kernel level."""
-        return LEVEL_NAMES[level] if 0 <= level < len(LEVEL_NAMES) else f"level{level}"
+        """Human name of a kernel level (``emb_kernel_level_name``)."""
+        return self._b.string(self.lib.emb_kernel_level_name(level))
+
+    @property
+    def level_names(self) -> list[str]:
+        """Every kernel level's name, by level number (``EMB_LEVEL_*`` in ember.h)."""
+        return [self.level_name(level) for level in range(constants("LEVEL")["COUNT"])]
+
+    def weight_type_supported(self, type_id: int) -> bool:
+        """Whether a model's weights may have GGML type ``type_id`` (the kernels have its dot product)."""
+        return bool(self.lib.emb_weight_type_supported(type_id))
 
     def best_level(self) -> int:
         """The fastest level this CPU supports, or the one forced by ``EMBERLLM_KERNELS``."""
         forced = os.environ.get("EMBERLLM_KERNELS", "").strip().lower()
         if forced:
-            if forced not in LEVEL_NAMES:
-                raise KernelError(f"EMBERLLM_KERNELS={forced!r}: expected one of {', '.join(LEVEL_NAMES)}")
-            level = LEVEL_NAMES.index(forced)
+            names = self.level_names
+            if forced not in names:
+                raise KernelError(f"EMBERLLM_KERNELS={forced!r}: expected one of {', '.join(names)}")
+            level = names.index(forced)
             if not self.lib.emb_kernel_level_supported(level):
                 raise KernelError(f"EMBERLLM_KERNELS={forced!r} is not supported on this CPU")
             return level
@@ -251,7 +261,7 @@ class Kernels:
 
     def supported_levels(self) -> list[int]:
         """Every kernel level this machine can run."""
-        return [lv for lv in range(len(LEVEL_NAMES)) if self.lib.emb_kernel_level_supported(lv)]
+        return [lv for lv in range(constants("LEVEL")["COUNT"]) if self.lib.emb_kernel_level_supported(lv)]
 
 
 _LOADED: Kernels | None = None

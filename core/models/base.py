@@ -8,7 +8,7 @@ from typing import Any
 
 from emberllm import ggml_types
 from emberllm.gguf import GGUFFile
-from emberllm.kernels import Buffer, Kernels
+from emberllm.kernels import Buffer, Kernels, load_kernels
 from emberllm.models import UnsupportedModelError
 
 
@@ -120,14 +120,14 @@ class MatrixGroup:
         )
 
 
-def check_tensor_types(gguf: GGUFFile) -> None:
+def check_tensor_types(gguf: GGUFFile, kernels: Kernels | None = None) -> None:
     """``UnsupportedModelError`` naming the file's tensor types the kernels cannot run, and the supported ones."""
-    unsupported = sorted({ggml_types.type_by_id(t.ggml_type).name for t in gguf.tensors.values()}
-                         - ggml_types.SUPPORTED)
+    k = kernels or load_kernels()
+    unsupported = sorted({ggml_types.type_by_id(t.ggml_type).name for t in gguf.tensors.values()
+                          if not k.weight_type_supported(t.ggml_type)})
     if unsupported:
-        raise UnsupportedModelError(
-            f"unsupported tensor type(s) {', '.join(unsupported)}; supported: {ggml_types.supported_names()}"
-        )
+        supported = ", ".join(t.name for t in ggml_types.all_types() if k.weight_type_supported(t.id))
+        raise UnsupportedModelError(f"unsupported tensor type(s) {', '.join(unsupported)}; supported: {supported}")
 
 
 class WeightStore:
@@ -138,7 +138,7 @@ class WeightStore:
         self.k = kernels
         self._base = kernels.bytes_ref(gguf.buffer)
         self._f32_keep: list[Buffer] = []
-        check_tensor_types(gguf)
+        check_tensor_types(gguf, kernels)
 
     def has(self, name: str) -> bool:
         """Whether the file has a tensor of this name."""

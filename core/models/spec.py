@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: RoPE modes (ggml's numbering): rotate adjacent pairs, or the two halves of each head (GPT-NeoX).
-ROPE_NORMAL = 0
-ROPE_NEOX = 2
+from emberllm.kernel_api import constants
+
+_ROPE, _ACT = constants("ROPE"), constants("ACT")
+#: RoPE modes (``EMB_ROPE_*`` in ember.h, ggml's numbering): adjacent pairs, or the two halves of each head (NeoX).
+ROPE_NORMAL = _ROPE["NORMAL"]
+ROPE_NEOX = _ROPE["NEOX"]
 #: Gated-unit activations (``EMB_ACT_*`` in ember.h).
-ACT_SILU = 0
-ACT_GELU_TANH = 1
+ACT_SILU = _ACT["SILU"]
+ACT_GELU_TANH = _ACT["GELU_TANH"]
 
 
 @dataclass(frozen=True)

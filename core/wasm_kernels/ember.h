@@ -64,6 +64,7 @@ int emb_kernel_level_best(void);
 int emb_kernel_level_supported(int level);
 const char *emb_kernel_level_name(int level);
 int emb_type_supported(int type);
+int emb_weight_type_supported(int type); /* a model's weights may have this type: it has a dot product */
 int64_t emb_type_block_size(int type);
 int64_t emb_type_block_bytes(int type);
 int64_t emb_row_size(int type, int64_t n);

@@ -995,6 +995,11 @@ const char *emb_kernel_level_name(int level) {
 
 int emb_type_supported(int type) { return emb_get_type_traits(type, EMB_LEVEL_SCALAR) != NULL; }
 
+int emb_weight_type_supported(int type) {
+    const emb_type_traits *t = emb_get_type_traits(type, EMB_LEVEL_SCALAR);
+    return t != NULL && t->vec_dot != NULL && t->to_float != NULL;
+}
+
 int64_t emb_type_block_size(int type) {
     const emb_type_traits *t = emb_get_type_traits(type, EMB_LEVEL_SCALAR);
     return t ? t->block_size : -1;
