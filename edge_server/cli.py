@@ -14,7 +14,7 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
-from emberllm.cli.common import CTX_HELP, MODEL_HELP, USER_ERRORS, fail, resolve_model_path
+from emberllm.cli.common import MODEL_HELP, USER_ERRORS, fail, resolve_model_path
 from emberllm.edge_server.config import ServerConfig
 
 ENV_PREFIX = "EMBERLLM_ARG_"
@@ -30,30 +30,39 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096,
-                   help=CTX_HELP.replace("context size in tokens", "context size in tokens, shared by the slots"))
+                   help="context size in tokens, shared by the slots (default: 4096; 0 = the model's trained "
+                        "context; a slot's share beyond the trained context is capped at it with a warning)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
     p.add_argument("-np", "--parallel", type=int, default=1,
                    help="parallel slots: requests generated at the same time, each slot with -c/N tokens of context "
                         "(continuous batching; default: 1)")
-    p.add_argument("-t", "--threads", type=int, default=None, help="threads for the kernels (default: cores)")
-    p.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY) on the API")
+    p.add_argument("-t", "--threads", type=int, default=None,
+                   help="threads for the kernels (default: the cores, at most 8)")
+    p.add_argument("--api-key", default=None,
+                   help="require this key on the API (Authorization: Bearer KEY or X-Api-Key: KEY); /health, "
+                        "/openapi.json and the chat page stay open")
     p.add_argument("--alias", default=None, help="model name reported by the API (default: the file name)")
-    p.add_argument("--chat-template", default=None, help="built-in template name or Jinja template text")
+    p.add_argument("--chat-template", default=None,
+                   help="chat template: a built-in's name, one of the model file's named templates, or Jinja text "
+                        "(default: the file's own template, else the architecture's built-in)")
     p.add_argument("--no-webui", action="store_true", help="do not serve the chat page at /")
     p.add_argument("--metrics", action="store_true", help="enable GET /metrics (Prometheus text)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20,
                    help="largest request body accepted, larger ones get 413 (default: 1 MiB)")
     p.add_argument("-to", "--timeout", type=float, default=600.0,
-                   help="seconds a generation may run before it is stopped (default: 600)")
+                   help="seconds a request may take, its wait in the queue included, before its generation is "
+                        "stopped (default: 600)")
     p.add_argument("--max-queue", type=int, default=64,
-                   help="requests that may wait for the engine; more get 503 with Retry-After (default: 64)")
+                   help="requests that may wait for a slot (a new request waits until the engine picks it up); "
+                        "more get 503 with Retry-After; 0 refuses every generation (default: 64)")
     p.add_argument("-n", "--n-predict", type=int, default=-1,
                    help="server-side cap on the tokens one request may generate, as llama-server's -n (default: -1, "
                         "no cap)")
     p.add_argument("--truncate-prompts", action="store_true",
-                   help="cut prompts longer than a slot's context the way llama-server does instead of answering 400 "
-                        "(a request can also send \"truncate\": true|false)")
-    p.add_argument("--web-dir", default=None, help="directory of the web UI (default: the repository's web/)")
+                   help="cut prompts that do not fit in a slot's context the way llama-server does instead of "
+                        "answering 400 (a request can also send \"truncate\": true|false)")
+    p.add_argument("--web-dir", default=None,
+                   help="directory of the web UI (default: the chat page installed with emberllm)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level (default: info)")
     apply_env_defaults(p)
