@@ -1,10 +1,11 @@
 """emberllm's edge server: llama-server's and OpenAI's HTTP APIs on Starlette + uvicorn.
 
-Layout: ``cli`` (``emberllm serve``), ``config`` (settings), ``worker`` (the one engine thread that runs every
-generation in turn), ``errors`` (OpenAI-shaped error bodies), ``requests`` (body parsing and validation),
-``generation`` (shared by the endpoints), ``sse``, ``native`` (llama-server endpoints), ``openai_api``
-(``/v1/*``), ``app`` (routes, API key, error handlers, static files).  Starlette is imported lazily so that the
-``emberllm`` command line does not need it for its other sub-commands.
+Layout: ``cli`` (``emberllm serve``), ``config`` (settings), ``worker`` (the one engine thread and its jobs),
+``scheduler`` (continuous batching over the slots), ``events`` (what a job delivers: steps, the end, an error),
+``errors`` (OpenAI-shaped error bodies), ``requests`` (body parsing and validation), ``generation`` (shared by the
+endpoints: the prompt, collected results, the one SSE loop), ``sse``, ``native`` (llama-server endpoints),
+``openai_api`` (``/v1/*``), ``app`` (routes, API key, error handlers, static files).  Starlette is imported
+lazily so that the ``emberllm`` command line does not need it for its other sub-commands.
 """
 
 from __future__ import annotations
