@@ -189,7 +189,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--n-prompt", type=int_list, default=[512], help="prompt sizes (default: 512)")
     p.add_argument("-n", "--n-gen", type=int_list, default=[128], help="generation lengths (default: 128)")
     p.add_argument("-pg", type=pair_list, action="extend", default=[], help="prompt,gen pairs")
-    p.add_argument("-t", "--threads", type=int_list, default=None, help="thread counts (default: cores)")
+    p.add_argument("-t", "--threads", type=int_list, default=None, help="thread counts (default: the cores, at most 8)")
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions (default: 5)")
     p.add_argument("-o", "--output", choices=["md", "json", "jsonl"], default="md", help="output format")

@@ -26,7 +26,8 @@ CTX_HELP = ("context size in tokens (default: 4096; 0 = the model's trained cont
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """``-m``, ``-t``, ``-c``, ``-b``: the flags every command that loads a model takes."""
     p.add_argument("-m", "--model", help=MODEL_HELP)
-    p.add_argument("-t", "--threads", type=int, default=None, help="threads for the kernels (default: cores)")
+    p.add_argument("-t", "--threads", type=int, default=None,
+                   help="threads for the kernels (default: the cores, at most 8)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help=CTX_HELP)
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
 
