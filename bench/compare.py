@@ -240,14 +240,14 @@ class EmberNative(Engine):
 
     def prepare(self, settings: Settings) -> None:
         """The package must import with its native kernels built (``pip install -e .``)."""
-        res = subprocess.run([sys.executable, "-c", "import emberllm.kernels as k; k.load_kernels()"],
+        res = subprocess.run([sys.executable, "-c", "import emberllm.backends.binding as k; k.load_kernels()"],
                              capture_output=True, text=True)
         if res.returncode != 0:
             raise Unavailable(f"emberllm does not import: {tail(res.stderr, 200)}")
 
     def versions(self) -> dict[str, Any]:
         """emberllm's version and kernel level."""
-        code = ("import emberllm, emberllm.kernels as k; ks = k.load_kernels(); "
+        code = ("import emberllm, emberllm.backends.binding as k; ks = k.load_kernels(); "
                 "print(emberllm.__version__, ks.level_name(ks.best_level()))")
         out = check_output([sys.executable, "-c", code]).split()
         return {"emberllm": out[0] if out else "", "emberllm kernels": out[1] if len(out) > 1 else ""}
@@ -443,7 +443,7 @@ def git_info() -> dict[str, Any]:
 
 def build_prompts(model: Path, tests: list[harness.TestSpec]) -> dict[str, str]:
     """Texts of exactly each test's prompt length, tokenized by emberllm (which matches llama.cpp)."""
-    from emberllm.gguf import GGUFFile
+    from emberllm.gguf.reader import GGUFFile
     from emberllm.tokenizers import load_tokenizer
 
     gguf = GGUFFile.open(model)
@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         model = Path(args.model)
     else:
-        from emberllm.model_store import default_model_path
+        from emberllm.runtime.model_store import default_model_path
 
         model = default_model_path()
     tests = harness.make_tests(args.n_prompt, args.n_gen, args.pg)

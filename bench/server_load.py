@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-r", "--reps", type=int, default=3)
     args = p.parse_args(argv)
     if args.model is None:
-        from emberllm.model_store import default_model_path
+        from emberllm.runtime.model_store import default_model_path
 
         model = default_model_path()
     else:

@@ -46,7 +46,7 @@ class BuildError(Exception):
 
 
 def cache_root() -> Path:
-    """``$EMBERLLM_CACHE`` or ``~/.cache/emberllm`` (as ``emberllm.model_store.cache_dir``)."""
+    """``$EMBERLLM_CACHE`` or ``~/.cache/emberllm`` (as ``emberllm.runtime.model_store.cache_dir``)."""
     root = os.environ.get("EMBERLLM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "emberllm")
     return Path(root)
 

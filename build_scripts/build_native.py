@@ -20,7 +20,7 @@ KERNEL_DIR = ROOT / "core" / "wasm_kernels"
 
 
 def _load_kernel_api():
-    spec = importlib.util.spec_from_file_location("_emb_kernel_api", ROOT / "core" / "kernel_api.py")
+    spec = importlib.util.spec_from_file_location("_emb_kernel_api", ROOT / "core" / "backends" / "kernel_api.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

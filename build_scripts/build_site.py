@@ -155,7 +155,7 @@ def build_site(out: Path, with_model: bool = False, model: Path | None = None, w
 
 
 def _default_model() -> Path:
-    from emberllm.model_store import default_model_path
+    from emberllm.runtime.model_store import default_model_path
 
     path = Path(default_model_path())
     if not path.is_file():

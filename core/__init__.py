@@ -1,6 +1,6 @@
 """emberllm: local LLM inference with a Python core and C SIMD kernels.
 
-``emberllm.Model`` (see ``emberllm.engine``) loads a GGUF file and generates; it is imported on first use so
+``emberllm.Model`` (see ``emberllm.runtime.model``) loads a GGUF file and generates; it is imported on first use so
 that ``import emberllm`` stays cheap.
 """
 
@@ -14,7 +14,7 @@ __all__ = ["Model", "SamplingParams", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "Model":
-        from emberllm.engine import Model
+        from emberllm.runtime.model import Model
 
         return Model
     if name == "SamplingParams":

@@ -22,7 +22,7 @@ from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.openapi import openapi_json
 from emberllm.edge_server.state import ServerState
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 #: Paths answered without an API key (llama-server leaves /health and the static files open; the API description
 #: is public too).

@@ -125,7 +125,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def run(args: argparse.Namespace) -> int:
     """Check the flags, the model's header and the port, then serve until stopped; exit code 1 with one
     ``error:`` line when any of them is wrong or the model then fails to load (as llama-server exits)."""
-    from emberllm.engine import check_model_file
+    from emberllm.runtime.model import check_model_file
 
     try:
         config = config_from_args(args)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emberllm.decoding import Step, Timings
+from emberllm.runtime.decoding import Step, Timings
 
 __all__ = ["DoneEvent", "ErrorEvent", "Event", "GenResult", "StepEvent"]
 

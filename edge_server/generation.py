@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from emberllm.decoding import truncate_prompt
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
 from emberllm.edge_server.sse import sse
 from emberllm.edge_server.worker import EngineWorker, GenRequest, Job, QueueFullError
-from emberllm.engine import Model, Step
 from emberllm.models.decoder import ContextFullError
+from emberllm.runtime.decoding import truncate_prompt
+from emberllm.runtime.model import Model, Step
 from emberllm.sampling import SamplingParams
 
 

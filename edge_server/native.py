@@ -33,7 +33,7 @@ from emberllm.edge_server.requests import (
 from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ready_model, server_of
 from emberllm.edge_server.worker import GenRequest, GenResult, Job
-from emberllm.engine import Model, Step
+from emberllm.runtime.model import Model, Step
 from emberllm.sampling import SamplingParams
 
 STOP_TYPES = {"stop": "eos", "length": "limit", "context": "limit", "cancelled": "none"}

@@ -34,7 +34,7 @@ from emberllm.edge_server.requests import get_bool, get_int, get_messages, get_p
 from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ServerState, ready_model, server_of
 from emberllm.edge_server.worker import GenRequest, GenResult
-from emberllm.engine import Model, Step
+from emberllm.runtime.model import Model, Step
 
 
 async def models(request: Request) -> Response:

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emberllm.decoding import DecodeState, Step, Timings, common_prefix
+from emberllm.backends.kv_cache import KVCache
 from emberllm.edge_server.events import ErrorEvent, Event, StepEvent
-from emberllm.engine import LogitRows, Model
-from emberllm.kv_cache import KVCache
+from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix
+from emberllm.runtime.model import LogitRows, Model
 
 
 class QueueFullError(RuntimeError):

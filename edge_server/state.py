@@ -11,7 +11,7 @@ from starlette.requests import Request
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.worker import EngineWorker
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 
 @dataclass

@@ -15,11 +15,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from emberllm.decoding import DecodeState
+from emberllm.backends.kv_cache import KVCache
 from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
 from emberllm.edge_server.scheduler import QueueFullError, Scheduler, Slot, Stats, Task
-from emberllm.engine import Model
-from emberllm.kv_cache import KVCache
+from emberllm.runtime.decoding import DecodeState
+from emberllm.runtime.model import Model
 from emberllm.sampling import SamplingParams
 
 __all__ = ["DoneEvent", "EngineWorker", "ErrorEvent", "Event", "GenRequest", "GenResult", "Job", "QueueFullError",

@@ -120,7 +120,7 @@ export class EmberEngine {
   /**
    * Stream a chat reply to ``messages`` ([{role, content}]).  With jinja2 (extraPackages) the model's own
    * template renders the prompt; without it, the jinja-free built-in of the template's family
-   * (``emberllm.chat_plain``).  Sampling: temperature, topK, topP, minP, repeatPenalty, seed.
+   * (``emberllm.chat.plain``).  Sampling: temperature, topK, topP, minP, repeatPenalty, seed.
    */
   async *chat(messages, { nPredict = 256, ...sampling } = {}) {
     yield* this._stream(() => this.api.start_chat(JSON.stringify(messages), nPredict, samplingJSON(sampling)));
@@ -305,8 +305,8 @@ async function* streamChunks(body) {
 // The Python side: one object holding the buffer, the model and the cancel flag.
 const BOOTSTRAP = `
 import json
-from emberllm.engine import Model
-from emberllm.gguf import GGUFFile
+from emberllm.runtime.model import Model
+from emberllm.gguf.reader import GGUFFile
 
 
 class _EmberApi:
@@ -357,7 +357,7 @@ class _EmberApi:
         try:
             import jinja2  # noqa: F401
         except ImportError:  # Pyodide's core has no jinja2: the plain built-in of the template's family
-            from emberllm.chat_plain import plain_prompt
+            from emberllm.chat.plain import plain_prompt
 
             prompt, stops = plain_prompt(self.model.gguf.metadata, msgs)
             return self._steps(self.model.generate(prompt, n_predict=n_predict, stop=stops,
@@ -371,7 +371,7 @@ class _EmberApi:
                            "evalMs": t.eval_ms, "cachedTokens": t.cached_tokens, "loadMs": t.load_ms})
 
     def info(self):
-        from emberllm.chat_plain import plain_family
+        from emberllm.chat.plain import plain_family
 
         md = self.model.gguf.metadata
         n_params = sum(t.n_elements for t in self.model.gguf.tensors.values())

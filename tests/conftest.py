@@ -15,7 +15,7 @@ __all__ = ["PPL_TEXT", "REFERENCE_JSON", "ROOT", "SHARED"]
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     """The real Gemma 3 270M Q4_K_M file (assembled from its PyPI package into the cache once)."""
-    from emberllm.model_store import default_model_path
+    from emberllm.runtime.model_store import default_model_path
 
     return default_model_path()
 

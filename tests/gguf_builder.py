@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from emberllm.gguf import GGUFValueType as V
+from emberllm.gguf.reader import GGUFValueType as V
 
 SCALAR_FORMATS = {
     V.UINT8: "<B", V.INT8: "<b", V.UINT16: "<H", V.INT16: "<h", V.UINT32: "<I", V.INT32: "<i",

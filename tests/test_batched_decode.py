@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from emberllm.chat_plain import PLAIN_FAMILIES, plain_family, plain_prompt, render_plain
-from emberllm.chat_template import ChatTemplate
-from emberllm.gguf import GGUFFile
+from emberllm.chat.plain import PLAIN_FAMILIES, plain_family, plain_prompt, render_plain
+from emberllm.chat.template import ChatTemplate
+from emberllm.gguf.reader import GGUFFile
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello!"}],

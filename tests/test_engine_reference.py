@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 GAP = 0.05
 PROB_MAX_TOL = 0.1

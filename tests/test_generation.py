@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emberllm.engine import Model
-from emberllm.stop_strings import StopMatcher
+from emberllm.runtime.model import Model
+from emberllm.runtime.stop_strings import StopMatcher
 
 
 def test_stop_matcher_holds_back_partial_matches():

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from emberllm import gguf as G
-from emberllm.gguf import GGUFError, GGUFFile, GGUFTruncatedError, parse_header
-from emberllm.gguf import GGUFValueType as V
+from emberllm.gguf import reader as G
+from emberllm.gguf.reader import GGUFError, GGUFFile, GGUFTruncatedError, parse_header
+from emberllm.gguf.reader import GGUFValueType as V
 
 from .gguf_builder import GGUFBuilder, enc_kv, enc_str, enc_tensor_info
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType, GGUFWriter
 
-from emberllm.engine import Model
 from emberllm.models import UnsupportedModelError
+from emberllm.runtime.model import Model
 
 
 def tiny_gguf(path, arch: str, tensor_type: GGMLQuantizationType = GGMLQuantizationType.F32) -> None:

@@ -20,8 +20,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from emberllm import convert_hf  # noqa: E402
-from emberllm.engine import Model  # noqa: E402
+from emberllm.convert import hf as convert_hf  # noqa: E402
+from emberllm.runtime.model import Model  # noqa: E402
 
 from . import llamacpp  # noqa: E402
 
@@ -248,13 +248,13 @@ def wide_llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int
 
 def test_use_more_bits_layers() -> None:
     """The `_M` mixes give 16 of 32 layers more bits: the first and last 4 and every third between."""
-    from emberllm.quantize import use_more_bits
+    from emberllm.convert.quantize import use_more_bits
 
     assert [i for i in range(32) if use_more_bits(i, 32)] == Q6K_LAYERS_32
 
 
 def test_mix_types_follow_llama_cpp(wide_llama: tuple[Path, list[int], np.ndarray]) -> None:
-    from emberllm.quantize import quantize_file
+    from emberllm.convert.quantize import quantize_file
 
     d = wide_llama[0]
     more_bits = {0, 3, 6, 7}  # use_more_bits(i, 8)
@@ -274,7 +274,7 @@ def test_mix_types_follow_llama_cpp(wide_llama: tuple[Path, list[int], np.ndarra
 
 def test_mix_fallbacks_for_narrow_rows(families: dict[str, tuple[Path, list[int], np.ndarray]]) -> None:
     """Rows of 64 (not a multiple of 256): Q4_K -> Q5_0, Q6_K -> Q8_0; Phi-3's attn_qkv counts as attn_v."""
-    from emberllm.quantize import quantize_file
+    from emberllm.convert.quantize import quantize_file
 
     d = families["phi3"][0]
     c = quantize_file(d / "f32.gguf", d / "Q4_K_M.gguf", "Q4_K_M").choices
@@ -285,7 +285,7 @@ def test_mix_fallbacks_for_narrow_rows(families: dict[str, tuple[Path, list[int]
 
 @pytest.mark.parametrize("mix", list(MIX_COSINE))
 def test_quantized_logits_close_to_transformers(wide_llama: tuple[Path, list[int], np.ndarray], mix: str) -> None:
-    from emberllm.quantize import quantize_file
+    from emberllm.convert.quantize import quantize_file
 
     d, ids, ref = wide_llama
     quantize_file(d / "f16.gguf", d / f"{mix}.gguf", mix)
@@ -298,7 +298,7 @@ def test_q8_0_and_q4_0_bytes_equal_gguf_py(wide_llama: tuple[Path, list[int], np
     import gguf
     from gguf.quants import quantize as gguf_quantize
 
-    from emberllm.quantize import quantize_file
+    from emberllm.convert.quantize import quantize_file
 
     d = wide_llama[0]
     convert_hf.convert(d, d / "q8_0.gguf", "q8_0", vocab=stand_in_vocab)
@@ -320,7 +320,7 @@ def test_k_quants_bit_identical_to_ggml() -> None:
     """Our Q4_K/Q5_K/Q6_K (and Q4_0/Q5_0/Q8_0) blocks equal ggml's quantize_row_*_ref from llama.cpp's build."""
     import ctypes
 
-    from emberllm import tensor_quant
+    from emberllm.convert import tensor_quant
 
     lib = ctypes.CDLL(str(llamacpp.library("ggml-base")))
     rng = np.random.default_rng(7)
@@ -373,7 +373,7 @@ def test_convert_cli_with_bpe_tokenizer(tmp_path: Path, capsys: pytest.CaptureFi
     """``emberllm convert`` on a folder with tokenizer.json: our tokenization and logits equal transformers'."""
     from emberllm.cli import main
 
-    pytest.importorskip("emberllm.hf_vocab")
+    pytest.importorskip("emberllm.convert.hf_vocab")
     fast = _train_bpe_tokenizer(tmp_path)
     model = build_model("qwen2", tmp_path, vocab=len(fast))
     assert main(["convert", str(tmp_path), "-o", str(tmp_path / "m.gguf"), "--outtype", "f32"]) == 0
@@ -411,7 +411,7 @@ def _rope_reference(x: np.ndarray, pos: np.ndarray, base: float, ff: np.ndarray,
 
 @pytest.mark.parametrize("mode", [0, 2])
 def test_rope_with_frequency_factors_and_its_context_shift(mode: int) -> None:
-    from emberllm.kernels import load_kernels
+    from emberllm.backends.binding import load_kernels
 
     k = load_kernels()
     ffi = k._b.ffi

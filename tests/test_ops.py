@@ -14,7 +14,7 @@ import pytest
 from gguf import GGMLQuantizationType as T
 from gguf import quants
 
-from emberllm.kernels import load_kernels
+from emberllm.backends.binding import load_kernels
 
 K = load_kernels()
 LIB = K.lib

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emberllm.cli.perplexity import perplexity
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 from .conftest import PPL_TEXT
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from emberllm.model_store import cache_dir
+from emberllm.runtime.model_store import cache_dir
 
 from .llamacpp import REFERENCE_JSON, reference_file
 
@@ -105,7 +105,7 @@ def test_wasm_kernels_match_scalar(pyodide_dir, wasm_lib):
 PROMPT = "The capital of France is"
 NATIVE_SCRIPT = """
 import json, sys
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 m = Model(sys.argv[1], n_ctx=64, n_threads=1)
 ids = [s.token for s in m.generate(sys.argv[2], n_predict=8, temperature=0)]
 print(json.dumps({"ids": ids, "tokens": m.tokenize(sys.argv[2])}))

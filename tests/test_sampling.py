@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from emberllm import sampling
-from emberllm.kernels import load_kernels
+from emberllm.backends.binding import load_kernels
 from emberllm.sampling import (
     DEFAULT_SAMPLERS,
     Sampler,

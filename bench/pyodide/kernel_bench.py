@@ -19,7 +19,7 @@ import struct
 import time
 from typing import Any
 
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 ROUNDS = 5
 

@@ -21,7 +21,7 @@ import json
 import time
 from typing import Any
 
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 
 def _clock() -> Any:

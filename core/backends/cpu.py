@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from emberllm.kernels import Buffer, KernelError, Kernels
-from emberllm.kv_cache import KVCache
+from emberllm.backends.binding import Buffer, KernelError, Kernels
+from emberllm.backends.kv_cache import KVCache
 from emberllm.models.base import MatrixGroup, Weight
 
 

@@ -127,7 +127,7 @@ def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], re
                 n_batch: int = 512) -> list[BenchResult]:
     """Run every (test, threads) pair and return the rows."""
     from emberllm import __version__
-    from emberllm.engine import Model
+    from emberllm.runtime.model import Model
 
     results = []
     cpu = cpu_info()
@@ -198,7 +198,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark and print the table."""
-    from emberllm.engine import default_threads
+    from emberllm.runtime.model import default_threads
 
     tests = [(p, 0) for p in args.n_prompt if p > 0] + [(0, g) for g in args.n_gen if g > 0] + list(args.pg)
     try:

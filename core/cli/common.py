@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emberllm.gguf import GGUFError
-from emberllm.kernels import KernelError
+from emberllm.backends.binding import KernelError
+from emberllm.gguf.reader import GGUFError
 from emberllm.models import UnsupportedModelError
 
 #: Errors that mean "bad input or set-up": printed as one line, exit code 1, no traceback.
@@ -35,7 +35,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 def resolve_model_path(arg: str | None) -> Path:
     """The ``-m`` path (``~`` expanded; ``ValueError`` if no such file), or the default model assembled from its
     PyPI package."""
-    from emberllm.model_store import DEFAULT_MODEL_FILE, cache_dir, default_model_path
+    from emberllm.runtime.model_store import DEFAULT_MODEL_FILE, cache_dir, default_model_path
 
     if arg:
         path = Path(arg).expanduser()
@@ -55,8 +55,8 @@ def resolve_model_path(arg: str | None) -> Path:
 
 
 def load_model(args: argparse.Namespace) -> Any:
-    """Load the model the flags name (``emberllm.engine.Model``)."""
-    from emberllm.engine import Model
+    """Load the model the flags name (``emberllm.runtime.model.Model``)."""
+    from emberllm.runtime.model import Model
 
     if args.threads is not None and args.threads < 1:
         raise ValueError("-t/--threads must be at least 1")

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Convert and print what was written."""
     try:
-        from emberllm.convert_hf import ConvertError, convert
+        from emberllm.convert.hf import ConvertError, convert
     except ImportError as exc:
         return fail(f"convert needs the 'convert' extra (pip install 'emberllm[convert]'): {exc}")
     t0 = time.perf_counter()

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from emberllm.cli.common import MODEL_HELP, resolve_model_path
-from emberllm.context_size import resolve_context
-from emberllm.gguf import GGUFError, GGUFFile, GGUFValueType
+from emberllm.gguf.reader import GGUFError, GGUFFile, GGUFValueType
+from emberllm.runtime.context_size import resolve_context
 
 #: Arrays longer than this are shown as ``[N items]``.
 MAX_INLINE_ITEMS = 16

@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Quantize and print how many tensors got each type."""
     try:
-        from emberllm import ggml_types
-        from emberllm.quantize import QuantizeError, quantize_file
+        from emberllm.convert.quantize import QuantizeError, quantize_file
+        from emberllm.gguf import types as ggml_types
     except ImportError as exc:
         return fail(f"quantize needs the 'convert' extra (pip install 'emberllm[convert]'): {exc}")
     t0 = time.perf_counter()

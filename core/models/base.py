@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from emberllm import ggml_types
-from emberllm.gguf import GGUFFile
-from emberllm.kernels import Buffer, Kernels, load_kernels
+from emberllm.backends.binding import Buffer, Kernels, load_kernels
+from emberllm.gguf import types as ggml_types
+from emberllm.gguf.reader import GGUFFile
 from emberllm.models import UnsupportedModelError
 
 

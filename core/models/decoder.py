@@ -14,9 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from emberllm.gguf import GGUFFile
-from emberllm.kernels import Buffer
-from emberllm.kv_cache import KVCache
+from emberllm.backends.binding import Buffer
+from emberllm.backends.kv_cache import KVCache
+from emberllm.gguf.reader import GGUFFile
 from emberllm.models.base import HParams, MatrixGroup, Weight, WeightStore
 from emberllm.models.spec import ArchSpec
 

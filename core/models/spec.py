@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emberllm.kernel_api import constants
+from emberllm.backends.kernel_api import constants
 
 _ROPE, _ACT = constants("ROPE"), constants("ACT")
 #: RoPE modes (``EMB_ROPE_*`` in ember.h, ggml's numbering): adjacent pairs, or the two halves of each head (NeoX).

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from emberllm.kernels import Buffer
-from emberllm.kv_cache import KVCache
+from emberllm.backends.binding import Buffer
+from emberllm.backends.kv_cache import KVCache
 from emberllm.models.decoder import LOGIT_GROUP, ContextFullError, Decoder
 
 

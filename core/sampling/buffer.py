@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emberllm.kernels import Buffer, Kernels
+from emberllm.backends.binding import Buffer, Kernels
 
 from .floats import FLT_MAX, INF, bisect_floats, next_up
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from emberllm.kernels import Buffer, Kernels, load_kernels
+from emberllm.backends.binding import Buffer, Kernels, load_kernels
 
 from .buffer import LogitsBuffer
 from .candidates import Candidates, Pairs

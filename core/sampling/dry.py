@@ -6,7 +6,7 @@ import math
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 
-from emberllm.kernels import Buffer, Kernels
+from emberllm.backends.binding import Buffer, Kernels
 
 from .candidates import Candidates
 from .params import SamplingParams

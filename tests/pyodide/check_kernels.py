@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import struct
 
-from emberllm.kernels import load_kernels
+from emberllm.backends.binding import load_kernels
 
 F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 = 0, 1, 2, 3, 6, 7, 8, 9
 Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, BF16 = 10, 11, 12, 13, 14, 15, 30

@@ -1,7 +1,7 @@
 // Runs a Python script inside Pyodide in a Chromium module Web Worker with emberllm's sources and a WASM side
 // module: the browser twin of run_in_pyodide.mjs, for kernels Node 20's V8 cannot run (relaxed SIMD).
 //
-// Message in: { files: ["kernels.py", "wasm_kernels/ember.h", ...] (under /core/), lib: URL of the .so,
+// Message in: { files: ["backends/binding.py", "wasm_kernels/ember.h", ...] (under /core/), lib: URL of the .so,
 //   script: URL of the .py }.  Message out: { ok, out (the script's stdout), error }.
 self.onmessage = async (event) => {
   const { files, lib, script } = event.data;

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 t0 = time.perf_counter()
 model = Model(MODEL, n_ctx=64, n_threads=1)  # noqa: F821 - set by run_in_pyodide.mjs

@@ -6,7 +6,7 @@ prepended by the test.  Prints one JSON line: ``[{"ids": [...], "probs": [{id: p
 
 import json
 
-from emberllm.engine import Model
+from emberllm.runtime.model import Model
 
 model = Model(MODEL, n_ctx=256, n_threads=1)  # noqa: F821 - set by run_in_pyodide.mjs
 results = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from emberllm.context_size import KVCacheTooLargeError, ensure_kv_fits, kv_cache_bytes, too_large_message
-from emberllm.kernels import Buffer, Kernels
+from emberllm.backends.binding import Buffer, Kernels
+from emberllm.backends.memory import KVCacheTooLargeError, ensure_kv_fits, kv_cache_bytes, too_large_message
 
 
 class KVCache:

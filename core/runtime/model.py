@@ -14,16 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from emberllm.backends.binding import Kernels, load_kernels
 from emberllm.backends.cpu import CpuBackend
-from emberllm.context_size import MIN_CTX, ensure_kv_fits, kv_cache_bytes, resolve_context
-from emberllm.decoding import DecodeState, Step, Timings, common_prefix, shift_amount
-from emberllm.gguf import GGUFFile
-from emberllm.kernels import Kernels, load_kernels
-from emberllm.kv_cache import KVCache
+from emberllm.backends.kv_cache import KVCache
+from emberllm.backends.memory import ensure_kv_fits, kv_cache_bytes
+from emberllm.gguf.reader import GGUFFile
 from emberllm.models import arch_spec
 from emberllm.models.base import HParams, check_tensor_types
 from emberllm.models.decoder import Decoder
 from emberllm.runtime.batch import BatchEntry, BatchRunner, LogitRows
+from emberllm.runtime.context_size import MIN_CTX, resolve_context
+from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix, shift_amount
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
 from emberllm.tokenizers import load_tokenizer
 
@@ -169,7 +170,7 @@ class Model:
     def chat_template(self) -> Any:
         """The chat template (the file's, a built-in chosen by architecture, or the override)."""
         if self._chat_template is None:
-            from emberllm.chat_template import ChatTemplate
+            from emberllm.chat.template import ChatTemplate
 
             self._chat_template = ChatTemplate.from_metadata(self.gguf.metadata, self._chat_template_override)
         return self._chat_template

@@ -1,47 +1,17 @@
-"""Context sizes as llama.cpp takes them (0 = the model's trained context) and whether a KV cache fits in memory.
+"""Whether a KV cache fits in the memory left: the system's available memory, the cgroup limit and ``ulimit -v``.
 
-A context larger than the model was trained for is capped at the trained context with a warning on the
-``emberllm`` logger; a KV cache that the machine cannot hold is refused with one ``KVCacheTooLargeError``
-line instead of a ``MemoryError`` traceback (or the kernel's out-of-memory killer) later.
+A KV cache that the machine cannot hold is refused with one ``KVCacheTooLargeError`` line instead of a
+``MemoryError`` traceback (or the kernel's out-of-memory killer) later.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
-
-#: The smallest context a sequence may have.
-MIN_CTX = 8
-
-log = logging.getLogger("emberllm")
 
 
 class KVCacheTooLargeError(ValueError):
     """The KV cache for the asked context cannot be allocated on this machine."""
-
-
-def resolve_context(requested: int, n_ctx_train: int, n_seq: int = 1) -> int:
-    """Positions per sequence for a context of ``requested`` tokens shared by ``n_seq`` sequences.
-
-    ``0`` means the model's trained context (as llama.cpp's ``-c 0``); a share larger than the trained context
-    is capped at it with a warning; ``ValueError`` for a negative size or a share under ``MIN_CTX``.
-    """
-    if requested < 0:
-        raise ValueError(f"context size must be 0 (the model's trained context) or at least {MIN_CTX}, got {requested}")
-    total = requested if requested > 0 else n_ctx_train
-    if total <= 0:
-        raise ValueError("the model does not state its trained context (context_length): give a context size")
-    per_seq = total // max(n_seq, 1)
-    if per_seq < MIN_CTX:
-        share = f" ({per_seq} per sequence for {n_seq} sequences)" if n_seq > 1 else ""
-        raise ValueError(f"context size {total}{share} is too small: each sequence needs at least {MIN_CTX} tokens "
-                         "(0 = the model's trained context)")
-    if 0 < n_ctx_train < per_seq:
-        log.warning("context size %d%s is larger than the model's trained context (%d): capped at %d", per_seq,
-                    " per sequence" if n_seq > 1 else "", n_ctx_train, n_ctx_train)
-        per_seq = n_ctx_train
-    return per_seq
 
 
 def kv_cache_bytes(n_layer: int, n_ctx: int, kv_dim: int, n_seq: int = 1) -> int:

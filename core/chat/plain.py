@@ -1,12 +1,12 @@
-"""Chat prompts without Jinja: the built-in templates of :mod:`emberllm.chat_template` as plain Python.
+"""Chat prompts without Jinja: the built-in templates of :mod:`emberllm.chat.template` as plain Python.
 
 Pyodide's npm package has no ``jinja2``, so the browser cannot compile a template. For the built-in families
 (``gemma``, ``chatml``, ``llama3``, ``llama2``, ``mistral-v7``, ``phi3``) this module renders the same text the
 Jinja built-ins do (checked against them in ``tests/test_chat_plain.py``). A file that carries its own Jinja
 template is rendered with the built-in of the family that template is detected as (llama.cpp's heuristics,
-:func:`emberllm.chat_template.name_of`), or ChatML when no family is recognised.
+:func:`emberllm.chat.template.name_of`), or ChatML when no family is recognised.
 
-Pure Python, no imports beyond :mod:`emberllm.chat_template`'s tables (which themselves import jinja2 lazily).
+Pure Python, no imports beyond :mod:`emberllm.chat.template`'s tables (which themselves import jinja2 lazily).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from emberllm.chat_template import (
+from emberllm.chat.template import (
     _FAMILY_STOPS,
     BUILTIN_ALIASES,
     DEFAULT_TEMPLATE,

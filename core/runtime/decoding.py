@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from emberllm.kv_cache import KVCache
+from emberllm.backends.kv_cache import KVCache
 from emberllm.models.decoder import ContextFullError
+from emberllm.runtime.stop_strings import StopMatcher
 from emberllm.sampling import Sampler, SamplingParams
-from emberllm.stop_strings import StopMatcher
 from emberllm.tokenizers.base import Tokenizer
 
 

@@ -28,7 +28,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from emberllm import ggml_types
+from emberllm.gguf import types as ggml_types
 
 try:  # Pyodide may lack mmap; the reader then reads files into memory
     import mmap as _mmap_module

@@ -4,7 +4,7 @@ writes it: the same metadata keys, tensor names and tensor transforms, so llama.
 Supported: Llama (Llama 2/3.x, Mistral, SmolLM2, TinyLlama; Llama 3 rope scaling as a ``rope_freqs`` tensor),
 Qwen2, Qwen3, Phi-3 (standard rope) and Gemma 3 (text).  Transforms: Llama's Q/K row permutation (HF stores
 Q/K for rotate-half RoPE, llama.cpp's ``llama`` uses interleaved pairs), Gemma's ``1 + w`` RMSNorm weights,
-tied output embeddings left out.  Tokenizer metadata comes from ``emberllm.hf_vocab.vocab_metadata``.
+tied output embeddings left out.  Tokenizer metadata comes from ``emberllm.convert.hf_vocab.vocab_metadata``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any
 import gguf
 import numpy as np
 
-from emberllm import gguf_write, tensor_quant
-from emberllm.safetensors_read import iter_model_tensors
+from emberllm.convert import tensor_quant
+from emberllm.convert.safetensors_read import iter_model_tensors
+from emberllm.gguf import writer as gguf_write
 
 #: HF ``architectures[0]`` -> GGUF ``general.architecture``.
 HF_ARCHITECTURES = {
@@ -269,11 +270,11 @@ def encode_tensor(data: np.ndarray, ggml_type: int) -> np.ndarray:
 
 
 def default_vocab(hf_dir: Path) -> dict[str, Any]:
-    """Tokenizer metadata from ``emberllm.hf_vocab`` (tokenizer.json / tokenizer_config.json)."""
+    """Tokenizer metadata from ``emberllm.convert.hf_vocab`` (tokenizer.json / tokenizer_config.json)."""
     try:
-        from emberllm import hf_vocab  # type: ignore[attr-defined]
+        from emberllm.convert import hf_vocab  # type: ignore[attr-defined]
     except ImportError as exc:
-        raise ConvertError("tokenizer conversion (emberllm.hf_vocab) is not available") from exc
+        raise ConvertError("tokenizer conversion (emberllm.convert.hf_vocab) is not available") from exc
     result: dict[str, Any] = hf_vocab.vocab_metadata(hf_dir)
     return result
 
@@ -288,7 +289,7 @@ def convert(
     """Convert ``hf_dir`` to the GGUF file ``out_path``.
 
     ``vocab`` is the tokenizer metadata (GGUF key -> value) or a function of the directory returning it;
-    by default ``emberllm.hf_vocab.vocab_metadata``.
+    by default ``emberllm.convert.hf_vocab.vocab_metadata``.
     """
     hf_dir = Path(hf_dir)
     if outtype not in OUTTYPES:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-HEADER_PATH = Path(__file__).with_name("wasm_kernels") / "ember.h"
+HEADER_PATH = Path(__file__).resolve().parent.parent / "wasm_kernels" / "ember.h"
 _BEGIN = "/* EMB_API_BEGIN */"
 _END = "/* EMB_API_END */"
 

@@ -14,7 +14,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from emberllm import ggml_types
+from emberllm.gguf import types as ggml_types
 
 VT = gguf.GGUFValueType
 F32, F16 = 0, 1

@@ -19,7 +19,9 @@ from typing import Any
 import gguf
 import numpy as np
 
-from emberllm import ggml_types, gguf_write, tensor_quant
+from emberllm.convert import tensor_quant
+from emberllm.gguf import types as ggml_types
+from emberllm.gguf import writer as gguf_write
 
 F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 = 0, 1, 2, 3, 6, 7, 8
 Q4_K, Q5_K, Q6_K, BF16 = 12, 13, 14, 30

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from emberllm import ggml_types
-from emberllm.kernels import Kernels, load_kernels
+from emberllm.backends.binding import Kernels, load_kernels
+from emberllm.gguf import types as ggml_types
 
 SCALAR_LEVEL = 0
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from emberllm.kernel_api import constants
+from emberllm.backends.kernel_api import constants
 
 
 class KernelError(RuntimeError):
@@ -95,7 +95,7 @@ class _CtypesBackend:
     def __init__(self, path: str) -> None:
         import ctypes
 
-        from emberllm.kernel_api import prototypes
+        from emberllm.backends.kernel_api import prototypes
 
         self.ctypes = ctypes
         self.lib = ctypes.CDLL(path)
@@ -296,7 +296,7 @@ def load_kernels() -> Kernels:
 
 
 def _default_shared_library() -> str | None:
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package root, where the wheel puts it
     for name in ("libemberllm.so", "libemberllm_relaxed.so"):
         candidate = os.path.join(here, name)
         if os.path.exists(candidate):
