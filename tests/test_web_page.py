@@ -270,6 +270,9 @@ def test_gemma_from_file_chooser_greedy_reply_equals_native(page: Any, gemma_pat
     assert msg["content"] == native_reply
     assert msg["meta"]["finishReason"] in ("length", "stop")
     assert "t/s" in msg["meta_text"] and "first token" in msg["meta_text"]
+    # the native engine generated N_PREDICT tokens (native_reply checks each step), so did the page's
+    assert msg["meta"]["timings"]["generatedTokens"] == N_PREDICT
+    assert f"generation {N_PREDICT} tok" in msg["meta_text"], msg["meta_text"]
     figures["first_load_ms"] = page.evaluate("window.ember.timings.loadMs")
     assert page.errors == []
 
@@ -286,7 +289,13 @@ def test_stop_ends_a_reply_early(page: Any) -> None:
     meta = page.evaluate("window.ember.current.messages.at(-1).meta")
     assert meta["finishReason"] == "cancelled"
     assert meta["timings"]["evalTokens"] < 100
-    assert "stopped" in page.locator(".msg.assistant").nth(n).locator(".meta").text_content()
+    meta_text = page.locator(".msg.assistant").nth(n).locator(".meta").text_content()
+    assert "stopped" in meta_text
+    # Stop takes effect before a sample, so the engine evaluated every token it generated: its evalTokens is the
+    # reply's token count (an off-by-one showed one more)
+    n_tokens = meta["timings"]["evalTokens"]
+    assert meta["timings"]["generatedTokens"] == n_tokens > 0
+    assert f"generation {n_tokens} tok" in meta_text, meta_text
     assert page.evaluate("document.body.dataset.state") == "ready"
 
 
@@ -392,5 +401,6 @@ def test_server_mode_against_emberllm_serve(context: Any, site: Path, gemma_path
             assert msg["content"] == native_reply
             assert msg["meta"]["mode"] == "server"
             assert "server" in msg["meta_text"] and "t/s" in msg["meta_text"]
+            assert f"generation {N_PREDICT} tok" in msg["meta_text"], msg["meta_text"]
         finally:
             pg.close()

@@ -363,7 +363,8 @@ function speedLine(meta) {
   if (t) {
     const rate = (n, ms) => (ms > 0 ? (n * 1000 / ms).toFixed(1) : "–");
     if (t.promptTokens !== undefined) parts.push(`prompt ${t.promptTokens} tok · ${rate(t.promptTokens, t.promptMs)} t/s`);
-    if (t.evalTokens !== undefined) parts.push(`generation ${t.evalTokens + 1} tok · ${rate(t.evalTokens, t.evalMs)} t/s`);
+    const generated = t.generatedTokens ?? t.evalTokens; // older stored replies have no generatedTokens
+    if (generated !== undefined) parts.push(`generation ${generated} tok · ${rate(t.evalTokens, t.evalMs)} t/s`);
   }
   if (meta.firstTokenMs !== null && meta.firstTokenMs !== undefined) parts.push(`first token ${(meta.firstTokenMs / 1000).toFixed(2)} s`);
   if (meta.finishReason === "cancelled") parts.push("stopped");

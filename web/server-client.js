@@ -78,7 +78,7 @@ export class ServerEngine {
           const choice = obj.choices?.[0];
           if (choice?.delta?.content) onToken(choice.delta.content);
           if (choice?.finish_reason) finishReason = choice.finish_reason;
-          if (obj.timings) timings = fromServerTimings(obj.timings);
+          if (obj.timings) timings = fromServerTimings(obj.timings, obj.usage);
         }
       }
     } catch (err) {
@@ -93,7 +93,8 @@ export class ServerEngine {
   }
 }
 
-function fromServerTimings(t) {
+/** llama-server's timings (and OpenAI's usage, sent with them) in the in-browser engine's shape. */
+function fromServerTimings(t, usage) {
   return { promptTokens: t.prompt_n, promptMs: t.prompt_ms, evalTokens: t.predicted_n, evalMs: t.predicted_ms,
-    cachedTokens: t.cache_n };
+    cachedTokens: t.cache_n, generatedTokens: usage?.completion_tokens ?? t.predicted_n };
 }

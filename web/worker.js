@@ -40,14 +40,17 @@ async function load({ id, file, nCtx }) {
 }
 
 async function chat({ id, messages, options }) {
+  // The tokens sampled, as the server's usage.completion_tokens: evalTokens counts decodes, one fewer when the last
+  // token ends the reply (it is never evaluated); a cancelled reply's last step has no token (-1).
+  let generated = 0;
+  const done = (finishReason) => self.postMessage({ type: "done", id, finishReason,
+    timings: { ...engine.lastTimings(), generatedTokens: generated } });
   for await (const step of engine.chat(messages, options)) {
+    if (step.token >= 0) generated++;
     if (step.text) self.postMessage({ type: "token", id, text: step.text });
-    if (step.finishReason) {
-      self.postMessage({ type: "done", id, finishReason: step.finishReason, timings: engine.lastTimings() });
-      return;
-    }
+    if (step.finishReason) { done(step.finishReason); return; }
   }
-  self.postMessage({ type: "done", id, finishReason: "stop", timings: engine.lastTimings() });
+  done("stop");
 }
 
 /** An error as {kind, message}: the last line of a Python traceback, classified for the page. */
