@@ -404,3 +404,74 @@ def test_server_mode_against_emberllm_serve(context: Any, site: Path, gemma_path
             assert f"generation {N_PREDICT} tok" in msg["meta_text"], msg["meta_text"]
         finally:
             pg.close()
+
+
+def _sse_events(body: str) -> list[dict[str, Any]]:
+    datas = [line[5:].strip() for line in body.splitlines() if line.startswith("data:")]
+    return [json.loads(d) for d in datas if d and d != "[DONE]"]
+
+
+def test_server_mode_without_a_built_site(context: Any, gemma_path: Path, native_reply: str, tmp_path: Path) -> None:
+    """``emberllm serve`` with its default web/ (no Pyodide, no wheel: site.json names no engine): no failed
+    request and no console error on load, no in-browser engine options, the token count the server reports."""
+    bad: list[str] = []
+
+    def on_response(response: Any) -> None:  # the page's requests and its service worker's
+        if response.status >= 400:
+            bad.append(f"{response.status} {response.url}")
+
+    def on_failed(request: Any) -> None:
+        bad.append(f"failed {request.url}: {request.failure}")
+
+    # `--api-key ""` after run_server's own key: an open server, as a plain `emberllm serve` starts
+    with run_server(gemma_path, tmp_path, "--api-key", "", "-c", "2048") as server:
+        context.on("response", on_response)
+        context.on("requestfailed", on_failed)
+        pg = context.new_page()
+        console: list[str] = []
+        pg.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        pg.on("pageerror", lambda err: console.append(f"pageerror: {err}"))
+        try:
+            pg.goto(server.url + "/")
+            _wait_ready(pg)
+            # the service worker installs (its pre-cache fetched site.json too; a 404 there made the install fail)
+            pg.wait_for_function("navigator.serviceWorker.getRegistration().then((r) => !!r?.active)", timeout=30_000)
+            assert pg.text_content("#status-text") == f"Server · {gemma_path.name}"
+            assert pg.text_content("#empty-title") == "Ready when you are"
+            # only the server's engine here: no switch, nothing that opens or downloads a model into the browser
+            assert pg.is_hidden("#mode-toggle") and pg.is_disabled("#mode-toggle")
+            assert pg.is_hidden("#open-file") and pg.is_hidden("#open-url")
+            pg.click("#open-models")
+            pg.wait_for_selector("#models-server-model", state="visible")  # the dialog opens once filled in
+            assert pg.text_content("#models-server-name") == gemma_path.name
+            assert pg.is_hidden("#models-open-file") and pg.is_hidden("#model-url") and pg.is_hidden("#model-list")
+            pg.click("#models-dialog .dialog-actions button")
+            pg.wait_for_selector("#models-dialog", state="hidden")
+            pg.evaluate("""() => {
+                const dt = new DataTransfer();
+                dt.items.add(new File(['GGUF'], 'model.gguf'));
+                window.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt, bubbles: true }));
+            }""")
+            assert pg.is_hidden("#drop-overlay")  # a dropped file could not be opened: none is asked for
+            _greedy_settings(pg)
+            with pg.expect_response(lambda r: r.url.endswith("/v1/chat/completions")) as reply:
+                msg = _ask(pg, PROMPT)
+            assert msg["dom_state"] == "done", msg
+            assert msg["content"] == native_reply
+            usage = [e["usage"] for e in _sse_events(reply.value.text()) if e.get("usage")]
+            assert len(usage) == 1, usage
+            n_tokens = usage[0]["completion_tokens"]
+            assert n_tokens == N_PREDICT  # the reply equals the native one, which has N_PREDICT tokens
+            assert msg["meta"]["timings"]["generatedTokens"] == n_tokens
+            assert f"generation {n_tokens} tok" in msg["meta_text"], msg["meta_text"]
+            # a choice of the in-browser engine saved in this browser does not apply where there is none
+            pg.evaluate("window.ember.store.saveSettings({ ...window.ember.settings, mode: 'local' })")
+            pg.reload()
+            _wait_ready(pg)
+            assert pg.text_content("#status-text") == f"Server · {gemma_path.name}"
+        finally:
+            context.remove_listener("response", on_response)
+            context.remove_listener("requestfailed", on_failed)
+            pg.close()
+    assert bad == [], bad
+    assert console == [], console

@@ -62,7 +62,8 @@ function setStatus(text, state) {
   $("empty").hidden = app.current?.messages.length > 0;
   $("empty").classList.toggle("is-ready", canChat);
   $("empty").classList.toggle("server-mode", app.mode === "server");
-  $("empty-title").textContent = canChat ? "Ready when you are" : "Chat offline, in your browser";
+  $("empty-title").textContent = canChat ? "Ready when you are"
+    : app.mode === "server" ? "Chat with the emberllm server" : "Chat offline, in your browser";
 }
 
 function modelReadyStatus() {
@@ -91,8 +92,26 @@ function progress(title, loaded, total, t0, onCancel = null) {
 }
 
 // ------------------------------------------------------------------------------------------------ models
+/** Whether this deployment has the in-browser engine (a built site: site.json names Pyodide and the wheel). */
+function hasLocalEngine() {
+  return Boolean(app.site?.engine);
+}
+
+/** Offer opening/downloading models only where the in-browser engine can load them. */
+function showLocalOptions() {
+  const local = hasLocalEngine();
+  $("empty-hint").hidden = !local;
+  $("open-file").closest(".empty-actions").hidden = !local;
+  $("empty-models").hidden = !local;
+  $("models-local").hidden = !local;
+  $("models-server").hidden = local;
+}
+
 async function ensureLocalEngine() {
-  if (!app.site) throw Object.assign(new Error("site.json is missing."), { kind: "no-engine" });
+  if (!hasLocalEngine()) {
+    const why = app.site ? "site.json names no engine." : "site.json is missing.";
+    throw Object.assign(new Error(why), { kind: "no-engine" });
+  }
   if (!app.simd) throw Object.assign(new Error("WebAssembly SIMD128 is required."), { kind: "no-simd" });
   if (!app.localBoot) {
     app.local = new LocalEngine(app.site);
@@ -199,6 +218,9 @@ async function openUrl(url) {
 }
 
 async function renderModelLists() {
+  const p = app.server?.props;
+  $("models-server-model").hidden = !p;
+  $("models-server-name").textContent = p ? p.model_alias || (p.model_path || "model").split("/").pop() : "";
   const stored = await app.models.list();
   for (const list of [$("model-list"), $("empty-models")]) {
     list.replaceChildren();
@@ -574,15 +596,16 @@ function wire() {
   $("scrim").addEventListener("click", closeSidebar);
   let depth = 0;
   const hasFiles = (e) => [...(e.dataTransfer?.types ?? [])].includes("Files");
-  window.addEventListener("dragenter", (e) => { if (hasFiles(e)) { depth++; $("drop-overlay").hidden = false; } });
+  const canDrop = (e) => hasFiles(e) && app.mode === "local" && hasLocalEngine();
+  window.addEventListener("dragenter", (e) => { if (canDrop(e)) { depth++; $("drop-overlay").hidden = false; } });
   window.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; $("drop-overlay").hidden = true; } });
-  window.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  window.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); }); // a drop never navigates
   window.addEventListener("drop", (e) => {
     e.preventDefault();
     depth = 0;
     $("drop-overlay").hidden = true;
     const file = e.dataTransfer?.files?.[0];
-    if (file && app.mode === "local") openFile(file);
+    if (file && app.mode === "local" && hasLocalEngine()) openFile(file);
   });
 }
 
@@ -615,9 +638,13 @@ async function main() {
   const [status, site] = await Promise.all([app.server.probe(), loadSite()]);
   app.serverStatus = status;
   app.site = site;
-  $("mode-toggle").disabled = status === "none";
-  if (status === "none") $("mode-toggle").closest("label").hidden = true;
-  const mode = status === "none" ? "local" : (app.settings.mode ?? "server");
+  showLocalOptions();
+  // The switch only where both engines are there: a static host has no server, `emberllm serve` of the bare
+  // web/ (its site.json names no engine) no in-browser engine.
+  const both = status !== "none" && hasLocalEngine();
+  $("mode-toggle").disabled = !both;
+  $("mode-toggle").closest("label").hidden = !both;
+  const mode = status === "none" ? "local" : both ? (app.settings.mode ?? "server") : "server";
   await setMode(mode, false);
 }
 
