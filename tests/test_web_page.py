@@ -102,7 +102,7 @@ def page(context: Any, static_url: str) -> Any:
 
 @pytest.fixture(scope="module")
 def native_reply(gemma_path: Path) -> str:
-    from emberllm.engine import Model
+    from emberllm.runtime.model import Model
 
     with Model(gemma_path, n_ctx=2048) as model:
         steps = list(model.chat([{"role": "user", "content": PROMPT}], n_predict=N_PREDICT, n_probs=2, **SAMPLING))
@@ -225,7 +225,7 @@ def test_truncated_gguf_shows_error_and_is_not_kept(page: Any, gemma_path: Path,
 
 
 def test_model_too_large_for_wasm32_shows_error(page: Any, tmp_path: Path) -> None:
-    from emberllm.gguf import GGUFValueType as V
+    from emberllm.gguf.reader import GGUFValueType as V
 
     from .gguf_builder import GGUFBuilder
 
