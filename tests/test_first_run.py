@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.server_fixtures import free_port
 from tests.test_model_errors import tiny_gguf
 
 CLI = [sys.executable, "-m", "emberllm.cli"]
@@ -31,12 +32,6 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the command line ------------------------------------------------------------------------------------

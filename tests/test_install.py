@@ -18,13 +18,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server_fixtures import free_port
+from tests.server_fixtures import free_port, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What a wheel is built from (see pyproject.toml and setup.py).
@@ -77,18 +76,7 @@ def test_installed_server_serves_the_chat_page(venv: Path, gemma_path: Path, tmp
                                 cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}: {log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after 60 s: {log_path.read_text()}")
-            time.sleep(0.2)
+        wait_healthy(url, proc, log_path)
         page = httpx.get(f"{url}/", timeout=10)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert page.text == (ROOT / "web" / "index.html").read_text()
@@ -96,10 +84,5 @@ def test_installed_server_serves_the_chat_page(venv: Path, gemma_path: Path, tmp
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         assert script.content == (ROOT / "web" / "app.js").read_bytes()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     assert "Traceback" not in log_path.read_text()

@@ -18,10 +18,8 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.server_fixtures import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -136,27 +136,6 @@ def _req_name(requirement: str) -> str:
 
 
 # -- running the examples --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the main job exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the main job did not become healthy in {timeout_s} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def ports() -> dict[int, int]:
     return {MAIN_PORT: free_port(), SECOND_PORT: free_port()}
@@ -174,7 +153,7 @@ def main_job(ports: dict[int, int], tmp_path_factory: pytest.TempPathFactory) ->
                                 start_new_session=True)
     url = f"http://127.0.0.1:{ports[MAIN_PORT]}"
     try:
-        wait_healthy(url, proc, log)
+        wait_healthy(url, proc, log, timeout_s=300)
         with urllib.request.urlopen(url + "/", timeout=10) as r:
             assert r.status == 200 and b"<html" in r.read().lower()  # the chat page
         yield url
