@@ -29,6 +29,7 @@ from emberllm.edge_server.requests import (
     get_stop,
     get_token_ids,
     read_json,
+    refuse_unsupported,
 )
 from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ready_model, server_of
@@ -166,6 +167,7 @@ async def infill(request: Request) -> Response:
 async def _complete(request: Request, model: Model, data: dict[str, Any], prompt: str | list[int]) -> Response:
     """The generation behind ``/completion`` and ``/infill``."""
     server = server_of(request)
+    refuse_unsupported(data)
     params = sampling_from(data, model)
     req = GenRequest(prompt=prompt, params=params, n_predict=get_int(data, "n_predict", -1, -1, 2**31 - 1),
                      stop=get_stop(data), n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),

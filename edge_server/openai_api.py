@@ -30,7 +30,15 @@ from emberllm.edge_server.generation import (
     timings_dict,
     token_piece,
 )
-from emberllm.edge_server.requests import get_bool, get_int, get_messages, get_prompt, get_stop, read_json
+from emberllm.edge_server.requests import (
+    get_bool,
+    get_int,
+    get_messages,
+    get_prompt,
+    get_stop,
+    read_json,
+    refuse_unsupported,
+)
 from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ServerState, ready_model, server_of
 from emberllm.edge_server.worker import GenRequest, GenResult
@@ -89,6 +97,7 @@ def _usage(n_prompt: int, n_predicted: int) -> dict[str, int]:
 def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt: str | list[int],
                  n_top: int | None, extra_stop: list[str]) -> GenRequest:
     """Shared OpenAI field handling; ``n_top`` is the number of top log-probabilities asked for (None: off)."""
+    refuse_unsupported(data)
     if get_int(data, "n", 1) != 1:
         raise ApiError(400, "n: only n=1 is supported")
     n_predict = -1

@@ -37,6 +37,38 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
+#: Generation fields of llama-server's and OpenAI's APIs that this server does not honour yet: a request that uses
+#: one is answered 400 naming it rather than served as if the field were absent.
+NOT_SUPPORTED = {
+    "grammar": "grammar-constrained sampling (GBNF) is not supported yet",
+    "json_schema": "JSON-schema-constrained sampling is not supported yet",
+    "response_format": "structured output (json_object / json_schema) is not supported yet; only \"text\" is",
+    "tools": "tool calling is not supported yet",
+    "tool_choice": "tool calling is not supported yet; only \"none\" is",
+    "functions": "function calling is not supported",
+    "function_call": "function calling is not supported; only \"none\" is",
+}
+
+
+def refuse_unsupported(data: dict[str, Any]) -> None:
+    """400 naming the first generation field the request really uses that this server cannot honour (empty or
+    neutral values such as ``"grammar": ""``, ``"tools": []``, ``"response_format": {"type": "text"}`` and
+    ``"tool_choice": "none"`` are accepted: they ask for nothing)."""
+    for name, why in NOT_SUPPORTED.items():
+        if _uses(name, data.get(name)):
+            raise ApiError(400, f"{name}: {why}")
+
+
+def _uses(name: str, value: Any) -> bool:
+    if value is None or value == "" or value == [] or value == {}:
+        return False
+    if name == "response_format":
+        return not (isinstance(value, dict) and value.get("type", "text") == "text")
+    if name in ("tool_choice", "function_call"):
+        return value != "none"
+    return True
+
+
 def get_bool(data: dict[str, Any], name: str, default: bool) -> bool:
     """A boolean field."""
     value = data.get(name, default)

@@ -171,6 +171,45 @@ def test_openai_error_shape_through_client(oai):
     assert "n:" in info.value.body["message"]
 
 
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize("field, extra", [
+    ("tools", {"tools": [TOOL]}),
+    ("tool_choice", {"tool_choice": "required"}),
+    ("response_format", {"response_format": {"type": "json_object"}}),
+    ("response_format", {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA}}}),
+])
+def test_structured_output_and_tools_are_refused_not_ignored(oai, field, extra):
+    """Until constrained sampling and tool calls exist, a request that asks for them gets a 400 naming the field
+    (never free text with a 200), through the official client."""
+    openai = pytest.importorskip("openai")
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "x"}], max_tokens=2,
+                                    **extra)
+    assert info.value.body["message"].startswith(f"{field}:")
+
+
+def test_neutral_structured_fields_are_accepted(oai, client):
+    res = oai.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "x"}], max_tokens=2,
+                                      response_format={"type": "text"}, tools=[], tool_choice="none")
+    assert res.choices[0].finish_reason in ("length", "stop")
+    r = client.post("/completion", json={"prompt": "x", "n_predict": 1, "grammar": ""})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/completion", {"prompt": "x", "grammar": 'root ::= "a"'}, "grammar"),
+    ("/completion", {"prompt": "x", "json_schema": SCHEMA}, "json_schema"),
+    ("/v1/completions", {"prompt": "x", "response_format": {"type": "json_object"}}, "response_format"),
+])
+def test_native_structured_fields_are_refused(client, path, body, field):
+    r = client.post(path, json=body)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith(f"{field}:")
+    _healthy(client)
+
+
 def test_concurrent_streaming_chats_all_complete(server, engine):
     """Four clients at once on a one-slot server: they queue and each gets the engine's greedy reply."""
     messages = [{"role": "user", "content": "What is the capital of France?"}]
