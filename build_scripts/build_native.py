@@ -33,8 +33,12 @@ def kernel_sources(absolute: bool = False) -> list[str]:
 
 
 def compile_args() -> list[str]:
-    """Flags for the host build: C11, optimized, no -march=native (run-time dispatch instead)."""
+    """Flags for the host build: C11, optimized, no -march=native (run-time dispatch instead), hot loops aligned."""
     args = ["-std=c11", "-O3", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"]
+    # Without explicit alignment the decode loops' speed depended on where the linker happened to put them: the
+    # same sources built by pip (cffi's glue object linked first) decoded 11 % slower at 1 thread than built by
+    # cffi directly; aligned, both builds run at the faster speed.
+    args += ["-falign-functions=64", "-falign-loops=64"]
     extra = os.environ.get("EMBERLLM_CFLAGS")
     if extra:
         args += extra.split()
