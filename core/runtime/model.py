@@ -95,11 +95,15 @@ class Model:
         self.n_threads = n_threads or default_threads()
         self.backend = CpuBackend(self.kernels, self.n_threads, level)
         self.kernel_level = level
-        self.decoder = Decoder(self.gguf, spec, self.backend, n_batch=n_batch)
-        self.hp = self.decoder.hp
+        try:
+            self.decoder = Decoder(self.gguf, spec, self.backend, n_batch=n_batch)
+            self.hp = self.decoder.hp
+            self.n_ctx = resolve_context(n_ctx, self.hp.n_ctx_train, n_seq)
+            ensure_kv_fits(kv_cache_bytes(self.hp.n_layer, self.n_ctx, self.hp.kv_dim, n_seq), self.n_ctx, n_seq)
+        except BaseException:
+            self.close()  # the kernel context's threads and the mapped file go with a model that did not load
+            raise
         self.n_batch = n_batch
-        self.n_ctx = resolve_context(n_ctx, self.hp.n_ctx_train, n_seq)
-        ensure_kv_fits(kv_cache_bytes(self.hp.n_layer, self.n_ctx, self.hp.kv_dim, n_seq), self.n_ctx, n_seq)
         self.decoder.set_context(self.n_ctx)
         self._runner = BatchRunner(self.decoder)
         self._sequence: KVCache | None = None
