@@ -1,8 +1,9 @@
 """``emberllm serve``: llama-server's and OpenAI's HTTP APIs for one model (Starlette + uvicorn).
 
-Every flag can also come from an environment variable ``EMBERLLM_ARG_<LONG_FLAG>`` (upper case, ``-`` as
-``_``): ``EMBERLLM_ARG_PORT=9000``, ``EMBERLLM_ARG_API_KEY=secret``, ``EMBERLLM_ARG_NO_WEBUI=1``.  A flag on
-the command line wins over its variable.
+llama-server's command line works too (``llama_flags.py``).  Every flag can also come from an environment variable,
+``EMBERLLM_ARG_<LONG_FLAG>`` (upper case, ``-`` as ``_``: ``EMBERLLM_ARG_PORT=9000``, ``EMBERLLM_ARG_NO_WEBUI=1``)
+or llama-server's ``LLAMA_ARG_*`` name (``LLAMA_ARG_CTX_SIZE``, ``LLAMA_API_KEY``); ``EMBERLLM_ARG_*`` wins over
+``LLAMA_ARG_*``, and a flag on the command line wins over both.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import argparse
 import errno
 import os
 import socket
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from emberllm.cli.common import MODEL_HELP, USER_ERRORS, fail, resolve_model_path
 from emberllm.edge_server.config import ServerConfig
+from emberllm.edge_server.llama_flags import LLAMA_ENV, add_llama_server_flags, chat_template, micro_batch, notes
 
 ENV_PREFIX = "EMBERLLM_ARG_"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
@@ -41,11 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None,
                    help="require this key on the API (Authorization: Bearer KEY or X-Api-Key: KEY); /health, "
                         "/openapi.json and the chat page stay open")
-    p.add_argument("--alias", default=None, help="model name reported by the API (default: the file name)")
+    p.add_argument("-a", "--alias", default=None, help="model name reported by the API (default: the file name)")
     p.add_argument("--chat-template", default=None,
                    help="chat template: a built-in's name, one of the model file's named templates, or Jinja text "
                         "(default: the file's own template, else the architecture's built-in)")
-    p.add_argument("--no-webui", action="store_true", help="do not serve the chat page at /")
+    p.add_argument("--no-webui", "--no-ui", action="store_true", help="do not serve the chat page at /")
     p.add_argument("--metrics", action="store_true", help="enable GET /metrics (Prometheus text)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20,
                    help="largest request body accepted, larger ones get 413 (default: 1 MiB)")
@@ -65,35 +68,39 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="directory of the web UI (default: the chat page installed with emberllm)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level (default: info)")
+    add_llama_server_flags(p)
     apply_env_defaults(p)
     p.set_defaults(func=run)
     return p
 
 
 def apply_env_defaults(p: argparse.ArgumentParser, environ: dict[str, str] | None = None) -> None:
-    """Take each option's default from ``EMBERLLM_ARG_<LONG_FLAG>`` when that variable is set."""
+    """Take each option's default from its environment variable: llama-server's ``LLAMA_ARG_*`` name, then
+    ``EMBERLLM_ARG_<LONG_FLAG>`` (which wins)."""
     env = os.environ if environ is None else environ
     for action in p._actions:
         longs = [s for s in action.option_strings if s.startswith("--")]
         if not longs or action.dest == "help":
             continue
-        name = ENV_PREFIX + longs[0][2:].upper().replace("-", "_")
-        if name not in env:
-            continue
-        raw = env[name]
-        if isinstance(action, argparse._StoreTrueAction):
-            word = raw.strip().lower()
-            if word not in TRUE_WORDS | FALSE_WORDS:
-                p.error(f"{name}: expected a boolean, got {raw!r}")
-            p.set_defaults(**{action.dest: word in TRUE_WORDS})
-            continue
-        try:
-            value = action.type(raw) if callable(action.type) else raw
-        except (TypeError, ValueError):
-            p.error(f"{name}: invalid value {raw!r}")
-        if action.choices is not None and value not in action.choices:
-            p.error(f"{name}: must be one of {', '.join(map(str, action.choices))}")
-        p.set_defaults(**{action.dest: value})
+        for name in (LLAMA_ENV.get(action.dest), ENV_PREFIX + longs[0][2:].upper().replace("-", "_")):
+            if name is not None and name in env:
+                _env_default(p, action, name, env[name])
+
+
+def _env_default(p: argparse.ArgumentParser, action: argparse.Action, name: str, raw: str) -> None:
+    if isinstance(action, argparse._StoreTrueAction):
+        word = raw.strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            p.error(f"{name}: expected a boolean, got {raw!r}")
+        p.set_defaults(**{action.dest: word in TRUE_WORDS})
+        return
+    try:
+        value = action.type(raw) if callable(action.type) else raw
+    except (TypeError, ValueError):
+        p.error(f"{name}: invalid value {raw!r}")
+    if action.choices is not None and value not in action.choices:
+        p.error(f"{name}: must be one of {', '.join(map(str, action.choices))}")
+    p.set_defaults(**{action.dest: value})
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -114,9 +121,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         if bad:
             raise ValueError(message)
     path = resolve_model_path(args.model)
-    return ServerConfig(model_path=path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size,
+    return ServerConfig(model_path=path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
                         n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
-                        chat_template=args.chat_template, webui=not args.no_webui, metrics=args.metrics,
+                        chat_template=chat_template(args), webui=not args.no_webui, metrics=args.metrics,
+                        use_mmap=not args.no_mmap,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
                         web_dir=Path(args.web_dir) if args.web_dir else None)
@@ -134,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         check_port_free(args.host, args.port)
     except USER_ERRORS as exc:
         return fail(" ".join(str(exc).split()))
+    for line in notes(args):
+        print(f"note: {line}", file=sys.stderr)
     import uvicorn
 
     from emberllm.edge_server.app import build_app

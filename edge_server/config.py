@@ -26,6 +26,7 @@ class ServerConfig:
     n_predict_max: int = -1
     truncate_prompts: bool = False
     web_dir: Path | None = None
+    use_mmap: bool = True
 
     @property
     def model_name(self) -> str:

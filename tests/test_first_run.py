@@ -142,6 +142,29 @@ def test_serve_refuses_a_port_in_use(gemma_path):
     assert f"port {port} on 127.0.0.1 is already in use" in line
 
 
+def test_serve_runs_a_pasted_llama_server_command_line(gemma_path):
+    """A guide's ``llama-server --flash-attn on --ctx-size 0 -ngl 99 --jinja -a NAME -m ...`` line, run unchanged."""
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "--flash-attn", "on", "--ctx-size", "0", "-ngl", "99", "--jinja",
+                             "-a", "gemma", "-m", str(gemma_path), "--port", str(port), "-t", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as r:
+                    models = json.load(r)
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert models["data"][0]["id"] == "gemma" and models["data"][0]["meta"]["n_ctx"] == TRAINED_CTX
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=60)
+    assert "note: -ngl 99: no GPU backend yet" in err and "note: -fa on:" in err and "note: --jinja:" in err
+
+
 def test_serve_caps_each_slot_at_the_trained_context(gemma_path):
     port = free_port()
     proc = subprocess.Popen([*CLI, "serve", "-c", "10000000", "-np", "2", "--port", str(port), "-t", "1"],

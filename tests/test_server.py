@@ -379,6 +379,37 @@ def test_flags_from_environment(monkeypatch, tmp_path):
     assert os.environ["EMBERLLM_ARG_PORT"] == "9123"
 
 
+def test_llama_server_flags_and_environment(monkeypatch, tmp_path):
+    import argparse
+
+    from emberllm.edge_server.cli import add_parser, config_from_args
+    from emberllm.edge_server.llama_flags import notes
+
+    def parse(*argv: str) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        add_parser(parser.add_subparsers())
+        return parser.parse_args(["serve", *argv])
+
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"")
+    args = parse("-m", str(model), "-b", "2048", "-ub", "256", "--chat-template-file", str(template), "--no-mmap",
+                 "-a", "gem", "-ngl", "99", "-fa", "--jinja", "--no-ui")
+    cfg = config_from_args(args)
+    assert cfg.n_batch == 256 and cfg.chat_template == template.read_text() and cfg.use_mmap is False
+    assert cfg.alias == "gem" and cfg.webui is False
+    assert [n.split(":")[0] for n in notes(args)] == ["-ngl 99", "-fa on", "--jinja"]
+    with pytest.raises(ValueError, match="chat-template-file"):
+        config_from_args(parse("-m", str(model), "--chat-template-file", str(tmp_path / "missing.jinja")))
+    monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "0")
+    monkeypatch.setenv("LLAMA_ARG_N_PARALLEL", "3")
+    monkeypatch.setenv("LLAMA_API_KEY", "from-llama")
+    monkeypatch.setenv("EMBERLLM_ARG_PARALLEL", "2")  # EMBERLLM_ARG_* wins over LLAMA_ARG_*
+    cfg = config_from_args(parse("-m", str(model)))
+    assert cfg.n_ctx == 0 and cfg.n_parallel == 2 and cfg.api_key == "from-llama"
+
+
 def test_timeout_stops_a_generation(gemma_path):
     from starlette.testclient import TestClient
 

@@ -70,7 +70,8 @@ class Model:
 
     ``source`` is a path (``~`` expanded) or any bytes-like buffer holding a GGUF file.  ``n_ctx`` is the context
     in tokens as llama.cpp's ``-c``: 0 means the model's trained context, a larger one is capped at it with a
-    warning; with ``n_seq`` sequences (server slots) each gets ``n_ctx // n_seq`` positions.
+    warning; with ``n_seq`` sequences (server slots) each gets ``n_ctx // n_seq`` positions.  ``use_mmap=False``
+    reads the file into memory instead of mapping it.
     """
 
     def __init__(
@@ -84,10 +85,12 @@ class Model:
         chat_template: str | None = None,
         warmup: bool = True,
         n_seq: int = 1,
+        use_mmap: bool = True,
     ) -> None:
         t0 = time.perf_counter()
         self.path = Path(source).expanduser() if isinstance(source, str | os.PathLike) else None
-        self.gguf = GGUFFile.open(self.path) if self.path is not None else GGUFFile.from_buffer(source)
+        self.gguf = (GGUFFile.open(self.path, use_mmap=use_mmap) if self.path is not None
+                     else GGUFFile.from_buffer(source))
         spec = arch_spec(self.gguf.metadata.get("general.architecture", "<missing>"))
         self.tokenizer = load_tokenizer(self.gguf.metadata)
         self.kernels = kernels or load_kernels()

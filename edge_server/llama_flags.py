@@ -1,0 +1,78 @@
+"""llama-server's command line on ``emberllm serve``: the flags guides paste, with their meaning here, and the
+``LLAMA_ARG_*`` environment variables.
+
+A flag that has an equivalent does the same thing (``-ub`` is the micro-batch, ``--no-mmap`` reads the file into
+memory, ``--chat-template-file`` reads a template); one that has no effect here is accepted with a one-line note at
+start (``-ngl``: no GPU backend yet; ``-fa``: attention already follows llama.cpp's flash-attention numerics).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: llama-server's environment variable for each ``serve`` option (by dest); ``EMBERLLM_ARG_*`` wins over these.
+LLAMA_ENV = {
+    "model": "LLAMA_ARG_MODEL", "host": "LLAMA_ARG_HOST", "port": "LLAMA_ARG_PORT", "ctx_size": "LLAMA_ARG_CTX_SIZE",
+    "batch_size": "LLAMA_ARG_BATCH", "ubatch_size": "LLAMA_ARG_UBATCH", "parallel": "LLAMA_ARG_N_PARALLEL",
+    "threads": "LLAMA_ARG_THREADS", "api_key": "LLAMA_API_KEY", "alias": "LLAMA_ARG_ALIAS",
+    "chat_template": "LLAMA_ARG_CHAT_TEMPLATE", "chat_template_file": "LLAMA_ARG_CHAT_TEMPLATE_FILE",
+    "n_predict": "LLAMA_ARG_N_PREDICT", "timeout": "LLAMA_ARG_TIMEOUT", "metrics": "LLAMA_ARG_ENDPOINT_METRICS",
+    "n_gpu_layers": "LLAMA_ARG_N_GPU_LAYERS", "flash_attn": "LLAMA_ARG_FLASH_ATTN", "jinja": "LLAMA_ARG_JINJA",
+    "cont_batching": "LLAMA_ARG_CONT_BATCHING",
+}
+
+
+def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
+    """The llama-server flags ``serve`` takes beside its own (see the module doc)."""
+    g = p.add_argument_group("llama-server compatibility")
+    g.add_argument("-ub", "--ubatch-size", type=int, default=None,
+                   help="physical batch as in llama-server: the prompt micro-batch is min(-b, -ub)")
+    g.add_argument("--chat-template-file", default=None, help="read the Jinja chat template from this file")
+    g.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping the file")
+    g.add_argument("-ngl", "--gpu-layers", "--n-gpu-layers", dest="n_gpu_layers", default=None, metavar="N",
+                   help="accepted; no GPU backend yet, so every layer runs on the CPU")
+    g.add_argument("-fa", "--flash-attn", nargs="?", const="on", default=None, choices=["on", "off", "auto"],
+                   help="accepted; attention follows llama.cpp's flash-attention numerics either way")
+    g.add_argument("-tb", "--threads-batch", type=int, default=None,
+                   help="accepted; prompts use the -t threads too")
+    g.add_argument("--mlock", action="store_true", help="accepted; the model is not locked in RAM")
+    g.add_argument("--jinja", action="store_true", help="accepted; chat templates always run as Jinja")
+    g.add_argument("-cb", "--cont-batching", action="store_true", help="accepted; continuous batching is always on")
+
+
+def notes(args: argparse.Namespace) -> list[str]:
+    """One line for each llama-server flag given that has no effect here."""
+    out = []
+    if args.n_gpu_layers is not None:
+        out.append(f"-ngl {args.n_gpu_layers}: no GPU backend yet, every layer runs on the CPU")
+    if args.flash_attn is not None:
+        out.append(f"-fa {args.flash_attn}: attention already follows llama.cpp's flash-attention numerics")
+    if args.threads_batch is not None:
+        out.append(f"-tb {args.threads_batch}: prompts use the -t threads")
+    if args.mlock:
+        out.append("--mlock: not supported, the model is not locked in RAM")
+    if args.jinja:
+        out.append("--jinja: chat templates always run as Jinja")
+    if args.cont_batching:
+        out.append("--cont-batching: continuous batching is always on")
+    return out
+
+
+def micro_batch(args: argparse.Namespace) -> int:
+    """The prompt micro-batch: ``-b``, or ``-ub`` when that is smaller (llama-server's physical batch)."""
+    if args.ubatch_size is not None and args.ubatch_size < 1:
+        raise ValueError("-ub/--ubatch-size must be at least 1")
+    return args.batch_size if args.ubatch_size is None else min(args.batch_size, args.ubatch_size)
+
+
+def chat_template(args: argparse.Namespace) -> str | None:
+    """``--chat-template`` or the text of ``--chat-template-file`` (``ValueError`` when both or unreadable)."""
+    if args.chat_template_file is None:
+        return args.chat_template
+    if args.chat_template:
+        raise ValueError("give --chat-template or --chat-template-file, not both")
+    try:
+        return Path(args.chat_template_file).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--chat-template-file {args.chat_template_file}: {exc}") from exc
