@@ -142,47 +142,38 @@ def test_serve_refuses_a_port_in_use(gemma_path):
     assert f"port {port} on 127.0.0.1 is already in use" in line
 
 
-def test_serve_runs_a_pasted_llama_server_command_line(gemma_path):
-    """A guide's ``llama-server --flash-attn on --ctx-size 0 -ngl 99 --jinja -a NAME -m ...`` line, run unchanged."""
+def serve_and_get(args: list[str], path: str) -> tuple[dict, str]:
+    """Start ``emberllm serve ARGS --port FREE``, read ``path`` as JSON once it answers, stop it; (body, stderr)."""
     port = free_port()
-    proc = subprocess.Popen([*CLI, "serve", "--flash-attn", "on", "--ctx-size", "0", "-ngl", "99", "--jinja",
-                             "-a", "gemma", "-m", str(gemma_path), "--port", str(port), "-t", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*CLI, "serve", *args, "--port", str(port), "-t", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None and time.monotonic() < deadline
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as r:
-                    models = json.load(r)
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    body = json.load(r)
                 break
             except OSError:
                 time.sleep(0.3)
-        assert models["data"][0]["id"] == "gemma" and models["data"][0]["meta"]["n_ctx"] == TRAINED_CTX
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=60)
+    return body, err
+
+
+def test_serve_runs_a_pasted_llama_server_command_line(gemma_path):
+    """A guide's ``llama-server --flash-attn on --ctx-size 0 -ngl 99 --jinja -a NAME -m ...`` line, run unchanged."""
+    models, err = serve_and_get(["--flash-attn", "on", "--ctx-size", "0", "-ngl", "99", "--jinja", "-a", "gemma",
+                                 "-m", str(gemma_path)], "/v1/models")
+    assert models["data"][0]["id"] == "gemma" and models["data"][0]["meta"]["n_ctx"] == TRAINED_CTX
     assert "note: -ngl 99: no GPU backend yet" in err and "note: -fa on:" in err and "note: --jinja:" in err
 
 
 def test_serve_caps_each_slot_at_the_trained_context(gemma_path):
-    port = free_port()
-    proc = subprocess.Popen([*CLI, "serve", "-c", "10000000", "-np", "2", "--port", str(port), "-t", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/props", timeout=5) as r:
-                    props = json.load(r)
-                break
-            except OSError:
-                time.sleep(0.3)
-        assert props["default_generation_settings"]["n_ctx"] == TRAINED_CTX
-        assert props["total_slots"] == 2
-    finally:
-        proc.terminate()
-        _out, err = proc.communicate(timeout=60)
+    props, err = serve_and_get(["-c", "10000000", "-np", "2"], "/props")
+    assert props["default_generation_settings"]["n_ctx"] == TRAINED_CTX
+    assert props["total_slots"] == 2
     assert (f"context size 5000000 per sequence is larger than the model's trained context ({TRAINED_CTX}): "
             f"capped at {TRAINED_CTX}") in err

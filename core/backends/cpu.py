@@ -7,6 +7,8 @@ only place outside the bindings that turns buffers into kernel pointers and offs
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from emberllm.backends.binding import Buffer, KernelError, Kernels
@@ -76,9 +78,18 @@ class CpuBackend:
             row += size
         return parts
 
-    def set_gemm_min_tokens(self, n: int) -> int:
-        """Batches of fewer tokens stay on the row-by-row kernels; returns the previous setting."""
-        return int(self.lib.emb_ctx_set_gemm_min_tokens(self.ctx, n))
+    @contextlib.contextmanager
+    def row_by_row(self, n_tokens: int, enabled: bool = True) -> Iterator[None]:
+        """While active (and ``enabled``), products of up to ``n_tokens`` tokens stay on the row-by-row kernels
+        instead of the batched GEMM, so each row gets exactly the result it would get alone."""
+        if not enabled:
+            yield
+            return
+        old = self.lib.emb_ctx_set_gemm_min_tokens(self.ctx, n_tokens + 1)
+        try:
+            yield
+        finally:
+            self.lib.emb_ctx_set_gemm_min_tokens(self.ctx, old)
 
     # -- ops -----------------------------------------------------------------------------------------------
     def get_rows(self, table: Weight, ids: Buffer, n: int, scale: float, out: Buffer) -> None:

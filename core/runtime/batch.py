@@ -81,13 +81,8 @@ class LogitRows:
 
     def _project(self, group: int) -> None:
         first, n = self._groups[group]
-        ops = self._decoder.ops
-        old = ops.set_gemm_min_tokens(n + 1) if self._row_by_row else 0
-        try:
+        with self._decoder.ops.row_by_row(n, enabled=self._row_by_row):
             self._decoder.project(self._hidden, first, n)
-        finally:
-            if self._row_by_row:
-                ops.set_gemm_min_tokens(old)
         self._group = group
 
 
@@ -157,13 +152,9 @@ class BatchRunner:
         if total > dec.n_batch:
             raise ValueError(f"{total} tokens exceed the micro-batch of {dec.n_batch}")
         segments = dec.load_rows([(e.sequence, list(e.tokens)) for e in entries])
-        single = total == len(entries)  # a decode step: keep every product on the row-by-row kernels
-        old = dec.ops.set_gemm_min_tokens(total + 1) if single else 0
-        try:
+        step = total == len(entries)  # a decode step: keep every product on the row-by-row kernels
+        with dec.ops.row_by_row(total, enabled=step):
             dec.forward(total, segments)
-        finally:
-            if single:
-                dec.ops.set_gemm_min_tokens(old)
         out = 0
         for e, seg, rows in zip(entries, segments, wanted, strict=True):
             e.sequence.tokens.extend(e.tokens)

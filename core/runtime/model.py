@@ -60,6 +60,12 @@ def check_model_file(path: str | os.PathLike[str], n_ctx: int = 4096, n_seq: int
         arch_spec(gguf.metadata.get("general.architecture", "<missing>"))
         check_tensor_types(gguf)
         hp = HParams.from_gguf(gguf)
+    return fit_context(hp, n_ctx, n_seq)
+
+
+def fit_context(hp: HParams, n_ctx: int, n_seq: int = 1) -> int:
+    """The context per sequence for ``n_ctx`` shared by ``n_seq`` sequences (0 = trained, capped with a warning),
+    once their KV caches are known to fit in memory (``KVCacheTooLargeError`` otherwise)."""
     per_seq = resolve_context(n_ctx, hp.n_ctx_train, n_seq)
     ensure_kv_fits(kv_cache_bytes(hp.n_layer, per_seq, hp.kv_dim, n_seq), per_seq, n_seq)
     return per_seq
@@ -101,12 +107,10 @@ class Model:
         try:
             self.decoder = Decoder(self.gguf, spec, self.backend, n_batch=n_batch)
             self.hp = self.decoder.hp
-            self.n_ctx = resolve_context(n_ctx, self.hp.n_ctx_train, n_seq)
-            ensure_kv_fits(kv_cache_bytes(self.hp.n_layer, self.n_ctx, self.hp.kv_dim, n_seq), self.n_ctx, n_seq)
+            self.n_ctx = fit_context(self.hp, n_ctx, n_seq)
         except BaseException:
             self.close()  # the kernel context's threads and the mapped file go with a model that did not load
             raise
-        self.n_batch = n_batch
         self.decoder.set_context(self.n_ctx)
         self._runner = BatchRunner(self.decoder)
         self._sequence: KVCache | None = None
@@ -153,6 +157,11 @@ class Model:
         the last token by default) and return the logits asked for; see ``emberllm.runtime.batch``."""
         self._last = self._runner.decode_batch(batch)
         return self._last
+
+    @property
+    def n_batch(self) -> int:
+        """The prompt micro-batch in tokens."""
+        return self.decoder.n_batch
 
     @property
     def kernel_calls(self) -> int:
