@@ -53,19 +53,26 @@ NOT_SUPPORTED = {
 def refuse_unsupported(data: dict[str, Any]) -> None:
     """400 naming the first generation field the request really uses that this server cannot honour (empty or
     neutral values such as ``"grammar": ""``, ``"tools": []``, ``"response_format": {"type": "text"}`` and
-    ``"tool_choice": "none"`` are accepted: they ask for nothing)."""
+    ``"tool_choice": "none"`` are accepted: they ask for nothing).  Tools offered with ``"tool_choice": "none"``
+    are honoured too: the model must not call them, and it never does here."""
     for name, why in NOT_SUPPORTED.items():
-        if _uses(name, data.get(name)):
+        if _uses(name, data.get(name), data):
             raise ApiError(400, f"{name}: {why}")
 
 
-def _uses(name: str, value: Any) -> bool:
+#: The field whose value "none" forbids using what the key field offers.
+_CHOICE_OF = {"tools": "tool_choice", "functions": "function_call"}
+
+
+def _uses(name: str, value: Any, data: dict[str, Any]) -> bool:
     if value is None or value == "" or value == [] or value == {}:
         return False
     if name == "response_format":
         return not (isinstance(value, dict) and value.get("type", "text") == "text")
-    if name in ("tool_choice", "function_call"):
+    if name in _CHOICE_OF.values():
         return value != "none"
+    if name in _CHOICE_OF:
+        return data.get(_CHOICE_OF[name]) != "none"
     return True
 
 

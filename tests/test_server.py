@@ -195,6 +195,10 @@ def test_neutral_structured_fields_are_accepted(oai, client):
     res = oai.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "x"}], max_tokens=2,
                                       response_format={"type": "text"}, tools=[], tool_choice="none")
     assert res.choices[0].finish_reason in ("length", "stop")
+    # tools offered but forbidden by tool_choice "none": honoured (no tool is called), as llama-server does
+    res = oai.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "x"}], max_tokens=2,
+                                      tools=[TOOL], tool_choice="none")
+    assert res.choices[0].finish_reason in ("length", "stop") and not res.choices[0].message.tool_calls
     r = client.post("/completion", json={"prompt": "x", "n_predict": 1, "grammar": ""})
     assert r.status_code == 200
 
