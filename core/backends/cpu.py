@@ -13,7 +13,7 @@ from typing import Any
 
 from emberllm.backends.binding import Buffer, KernelError, Kernels
 from emberllm.backends.kv_cache import KVCache
-from emberllm.models.base import MatrixGroup, Weight
+from emberllm.models.base import MatrixGroup, Weight, WeightStore
 
 
 class CpuBackend:
@@ -55,9 +55,31 @@ class CpuBackend:
         """A zeroed int32 buffer."""
         return self.kernels.i32(n)
 
-    def new_kv_cache(self, n_layer: int, n_ctx: int, kv_dim: int) -> KVCache:
-        """An empty F16 KV cache of ``n_ctx`` positions in host memory."""
-        return KVCache(self.kernels, n_layer, n_ctx, kv_dim)
+    def new_kv_cache(self, n_layer: int, n_ctx: int, kv_dim: int, device: Any = None,
+                     device_layers: range = range(0)) -> KVCache:
+        """An empty F16 KV cache of ``n_ctx`` positions in host memory (``device_layers`` on ``device``)."""
+        return KVCache(self.kernels, n_layer, n_ctx, kv_dim, device, device_layers)
+
+    def load_matrix(self, store: WeightStore, name: str, n_in: int, n_out: int | None = None) -> Weight:
+        """A weight matrix of the file, used in place (memory-mapped)."""
+        return store.matrix(name, n_in, n_out)
+
+    def load_split(self, store: WeightStore, name: str, n_in: int, sizes: list[int], names: list[str]) -> list[Weight]:
+        """A fused matrix of the file as views of its consecutive row blocks."""
+        return self.split_rows(store.matrix(name, n_in, sum(sizes)), sizes, names)
+
+    def load_vector(self, store: WeightStore, name: str, n: int) -> Any:
+        """A 1-D tensor of the file as a float32 pointer."""
+        return store.vector_f32(name, n)
+
+    def read(self, buf: Buffer, n: int) -> memoryview:
+        """The first ``n`` values of a buffer (host memory already)."""
+        return buf.view[:n]
+
+    def write(self, buf: Buffer, data: Any) -> None:
+        """Copy host values into the start of a buffer."""
+        mv = memoryview(data).cast("B")
+        buf.view.cast("B")[: len(mv)] = mv
 
     def row(self, buf: Buffer, row: int, width: int) -> Any:
         """Pointer to row ``row`` of ``buf`` seen as rows of ``width`` elements."""

@@ -9,20 +9,32 @@ from emberllm.backends.memory import KVCacheTooLargeError, ensure_kv_fits, kv_ca
 
 
 class KVCache:
-    """K and V rows per layer plus the tokens whose rows they hold (for prompt-prefix reuse)."""
+    """K and V rows per layer plus the tokens whose rows they hold (for prompt-prefix reuse).
 
-    def __init__(self, kernels: Kernels, n_layer: int, n_ctx: int, kv_dim: int) -> None:
+    Layers run by a device backend keep their rows there (``layers[il]``, from ``device.kv_layer``); the others
+    in host memory (``k_ptrs[il]`` / ``v_ptrs[il]`` for the C kernels).
+    """
+
+    def __init__(self, kernels: Kernels, n_layer: int, n_ctx: int, kv_dim: int, device: Any = None,
+                 device_layers: range = range(0)) -> None:
         self.n_layer = n_layer
         self.n_ctx = n_ctx
         self.kv_dim = kv_dim
-        ensure_kv_fits(self.nbytes, n_ctx)
+        host_layers = [il for il in range(n_layer) if il not in device_layers]
+        ensure_kv_fits(kv_cache_bytes(len(host_layers), n_ctx, kv_dim), n_ctx)
+        self.layers: list[Any] = [None] * n_layer
+        self.k_ptrs: list[Any] = [None] * n_layer
+        self.v_ptrs: list[Any] = [None] * n_layer
+        self._keep: list[Buffer] = []
         try:
-            self._k: list[Buffer] = [kernels.u16(n_ctx * kv_dim) for _ in range(n_layer)]
-            self._v: list[Buffer] = [kernels.u16(n_ctx * kv_dim) for _ in range(n_layer)]
+            for il in host_layers:
+                k, v = kernels.u16(n_ctx * kv_dim), kernels.u16(n_ctx * kv_dim)
+                self._keep += [k, v]
+                self.k_ptrs[il], self.v_ptrs[il] = k.ptr, v.ptr
         except MemoryError as exc:
             raise KVCacheTooLargeError(too_large_message(self.nbytes, n_ctx)) from exc
-        self.k_ptrs: list[Any] = [b.ptr for b in self._k]
-        self.v_ptrs: list[Any] = [b.ptr for b in self._v]
+        for il in device_layers:
+            self.layers[il] = device.kv_layer(n_ctx, kv_dim)
         #: token ids whose K/V rows are in the cache, in position order
         self.tokens: list[int] = []
 

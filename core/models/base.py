@@ -157,8 +157,16 @@ class WeightStore:
             )
         return Weight(name, self._base.ptr + info.offset, info.ggml_type, rows, shape[0])
 
+    def tensor_bytes(self, name: str) -> memoryview:
+        """The raw GGUF bytes of a tensor (a view into the file)."""
+        return memoryview(self.gguf.tensor_data(name)).cast("B")
+
     def vector_f32(self, name: str, n: int) -> Any:
         """A float32 pointer to a 1-D tensor of ``n`` elements (converted once if stored otherwise)."""
+        return self.vector(name, n).ptr
+
+    def vector(self, name: str, n: int) -> Buffer:
+        """A 1-D tensor of ``n`` elements as a float32 host buffer (converted once if stored otherwise)."""
         info = self.gguf.tensors.get(name)
         if info is None:
             raise UnsupportedModelError(f"missing tensor {name!r}")
@@ -169,4 +177,4 @@ class WeightStore:
         if rc != 0:
             raise UnsupportedModelError(f"tensor {name!r}: cannot convert type {info.ggml_type} to float")
         self._f32_keep.append(buf)
-        return buf.ptr
+        return buf

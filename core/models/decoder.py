@@ -82,10 +82,10 @@ class Layer:
 class Decoder:
     """A loaded decoder: weights (zero-copy from the GGUF file), hyper-parameters and scratch buffers on ``ops``."""
 
-    def __init__(self, gguf: GGUFFile, spec: ArchSpec, ops: Any, n_batch: int = 512) -> None:
+    def __init__(self, gguf: GGUFFile, spec: ArchSpec, ops: Any, n_batch: int = 512, device: Any = None,
+                 n_device_layers: int = 0) -> None:
         self.gguf = gguf
         self.spec = spec
-        self.ops = ops
         self.n_batch = n_batch
         md = gguf.metadata
         self.hp = hp = HParams.from_gguf(gguf)
@@ -95,14 +95,25 @@ class Decoder:
         # long-rope's attention factor scales cos and sin (llama.cpp), i.e. q and k: the scores by its square
         attn_factor = float(md.get(f"{hp.arch}.rope.scaling.attn_factor", 1.0))
         self.attn_scale = attn_factor * attn_factor / math.sqrt(hp.head_dim)
-        self.buf = self._alloc_activations()
+        # offload like llama.cpp's -ngl: the last n_device_layers layers on the device; all of them -> the
+        # embeddings, the final norm and the output projection too
+        n_dev = min(max(n_device_layers, 0), hp.n_layer) if device is not None else 0
+        self.host_ops = ops
+        self.device = device if n_dev else None
+        self.device_layers = range(hp.n_layer - n_dev, hp.n_layer)
+        self.ops = device if n_dev == hp.n_layer else ops
+        self._backends = [ops] + ([device] if n_dev else [])
+        self._bufs = {id(b): self._alloc_activations(b) for b in self._backends if b is self.ops or b is device}
+        self.buf = self._bufs[id(self.ops)]
         self.weights = WeightStore(gguf, ops.kernels)
         self._load_io(self.weights)
         self.layers = [self._load_layer(self.weights, il) for il in range(hp.n_layer)]
+        self._host_logits: Buffer | None = None
+        self._host_rows: set[int] = set()
 
     # -- loading -------------------------------------------------------------------------------------------
-    def _alloc_activations(self) -> Activations:
-        hp, nb, ops = self.hp, self.n_batch, self.ops
+    def _alloc_activations(self, ops: Any) -> Activations:
+        hp, nb = self.hp, self.n_batch
         return Activations(
             x=ops.f32(nb * hp.n_embd), h=ops.f32(nb * max(hp.n_embd, hp.q_dim)), h2=ops.f32(nb * hp.n_embd),
             q=ops.f32(nb * hp.q_dim), k=ops.f32(nb * hp.kv_dim), v=ops.f32(nb * hp.kv_dim),
@@ -110,57 +121,70 @@ class Decoder:
             ids=ops.i32(nb), pos=ops.i32(nb), logits=ops.f32(LOGIT_GROUP * hp.n_vocab),
         )
 
-    def _optional(self, w: WeightStore, name: str, n: int, required: bool = False) -> Any:
-        return w.vector_f32(name, n) if required or w.has(name) else None
+    def _optional(self, w: WeightStore, ops: Any, name: str, n: int, required: bool = False) -> Any:
+        return ops.load_vector(w, name, n) if required or w.has(name) else None
 
     def _load_io(self, w: WeightStore) -> None:
         """Token embeddings, final norm, output projection (tied when absent) and RoPE frequency factors."""
-        hp = self.hp
-        self.tok_embd = w.matrix("token_embd.weight", hp.n_embd, hp.n_vocab)
-        self.output = w.matrix("output.weight", hp.n_embd, hp.n_vocab) if w.has("output.weight") else self.tok_embd
-        self.output_norm = w.vector_f32("output_norm.weight", hp.n_embd)
+        hp, ops = self.hp, self.ops
+        self.tok_embd = ops.load_matrix(w, "token_embd.weight", hp.n_embd, hp.n_vocab)
+        self.output = (ops.load_matrix(w, "output.weight", hp.n_embd, hp.n_vocab) if w.has("output.weight")
+                       else self.tok_embd)
+        self.output_norm = ops.load_vector(w, "output_norm.weight", hp.n_embd)
         self.embd_scale = math.sqrt(hp.n_embd) if self.spec.scale_embeddings else 1.0
         half = self.n_rot // 2
-        self.rope_freqs = self._optional(w, "rope_freqs.weight", half)
-        # Phi-3 long-rope: short factors up to the original context, long ones beyond (chosen per context size)
-        self.rope_short = self._optional(w, "rope_factors_short.weight", half)
-        self.rope_long = self._optional(w, "rope_factors_long.weight", half)
-        if self.rope_freqs is None and self.rope_short is not None:
-            self.rope_freqs = self.rope_short
+        # per backend: rope_freqs, then Phi-3 long-rope's short and long factors (chosen per context size)
+        self._rope_sets = {id(b): tuple(self._optional(w, b, name, half) for name in (
+            "rope_freqs.weight", "rope_factors_short.weight", "rope_factors_long.weight")) for b in self._backends}
+        self._rope_long = False
+
+    def _freq_factors(self, ops: Any) -> Any:
+        """The RoPE frequency factors in use on ``ops`` (``None`` when the model has none)."""
+        freqs, short, long = self._rope_sets[id(ops)]
+        if short is not None and long is not None:
+            return long if self._rope_long else short
+        return freqs if freqs is not None else short
+
+    @property
+    def rope_freqs(self) -> Any:
+        """The host copy of the RoPE frequency factors in use."""
+        return self._freq_factors(self.host_ops)
 
     def _load_layer(self, w: WeightStore, il: int) -> Layer:
-        hp, spec, b, ops = self.hp, self.spec, self.buf, self.ops
+        hp, spec = self.hp, self.spec
+        ops = self.device if il in self.device_layers else self.host_ops
+        b = self._bufs[id(ops)]
         p = f"blk.{il}."
         if w.has(p + "attn_qkv.weight"):
-            fused = w.matrix(p + "attn_qkv.weight", hp.n_embd, hp.q_dim + 2 * hp.kv_dim)
-            wq, wk, wv = ops.split_rows(fused, [hp.q_dim, hp.kv_dim, hp.kv_dim], [p + "q", p + "k", p + "v"])
+            wq, wk, wv = ops.load_split(w, p + "attn_qkv.weight", hp.n_embd, [hp.q_dim, hp.kv_dim, hp.kv_dim],
+                                        [p + "q", p + "k", p + "v"])
         else:
-            wq = w.matrix(p + "attn_q.weight", hp.n_embd, hp.q_dim)
-            wk = w.matrix(p + "attn_k.weight", hp.n_embd, hp.kv_dim)
-            wv = w.matrix(p + "attn_v.weight", hp.n_embd, hp.kv_dim)
+            wq = ops.load_matrix(w, p + "attn_q.weight", hp.n_embd, hp.q_dim)
+            wk = ops.load_matrix(w, p + "attn_k.weight", hp.n_embd, hp.kv_dim)
+            wv = ops.load_matrix(w, p + "attn_v.weight", hp.n_embd, hp.kv_dim)
         if w.has(p + "ffn_gate.weight"):
-            w_gate = w.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff)
-            w_up = w.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff)
+            w_gate = ops.load_matrix(w, p + "ffn_gate.weight", hp.n_embd, hp.n_ff)
+            w_up = ops.load_matrix(w, p + "ffn_up.weight", hp.n_embd, hp.n_ff)
         else:
-            fused = w.matrix(p + "ffn_up.weight", hp.n_embd, 2 * hp.n_ff)
-            w_gate, w_up = ops.split_rows(fused, [hp.n_ff, hp.n_ff], [p + "gate", p + "up"])
+            w_gate, w_up = ops.load_split(w, p + "ffn_up.weight", hp.n_embd, [hp.n_ff, hp.n_ff],
+                                          [p + "gate", p + "up"])
         is_swa = spec.swa_pattern > 0 and hp.sliding_window > 0 and (il + 1) % spec.swa_pattern != 0
         swa_base = float(self.gguf.metadata.get(f"{hp.arch}.rope.freq_base_swa", spec.swa_rope_base))
         return Layer(
             ops=ops,
-            attn_norm=w.vector_f32(p + "attn_norm.weight", hp.n_embd),
+            attn_norm=ops.load_vector(w, p + "attn_norm.weight", hp.n_embd),
             qkv=ops.group([wq, wk, wv], [b.q, b.k, b.v]),
-            bq=self._optional(w, p + "attn_q.bias", hp.q_dim),
-            bk=self._optional(w, p + "attn_k.bias", hp.kv_dim),
-            bv=self._optional(w, p + "attn_v.bias", hp.kv_dim),
-            q_norm=self._optional(w, p + "attn_q_norm.weight", hp.head_dim, spec.qk_norm),
-            k_norm=self._optional(w, p + "attn_k_norm.weight", hp.head_dim, spec.qk_norm),
-            wo=w.matrix(p + "attn_output.weight", hp.q_dim, hp.n_embd),
-            post_attn_norm=self._optional(w, p + "post_attention_norm.weight", hp.n_embd, spec.post_norms),
-            ffn_norm=w.vector_f32(p + "ffn_norm.weight", hp.n_embd),
+            bq=self._optional(w, ops, p + "attn_q.bias", hp.q_dim),
+            bk=self._optional(w, ops, p + "attn_k.bias", hp.kv_dim),
+            bv=self._optional(w, ops, p + "attn_v.bias", hp.kv_dim),
+            q_norm=self._optional(w, ops, p + "attn_q_norm.weight", hp.head_dim, spec.qk_norm),
+            k_norm=self._optional(w, ops, p + "attn_k_norm.weight", hp.head_dim, spec.qk_norm),
+            wo=ops.load_matrix(w, p + "attn_output.weight", hp.q_dim, hp.n_embd),
+            post_attn_norm=self._optional(w, ops, p + "post_attention_norm.weight", hp.n_embd, spec.post_norms),
+            ffn_norm=ops.load_vector(w, p + "ffn_norm.weight", hp.n_embd),
             gate_up=ops.group([w_gate, w_up], [b.gate, b.up]),
-            w_down=w.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd),
-            post_ffn_norm=self._optional(w, p + "post_ffw_norm.weight", hp.n_embd, spec.post_norms),
+            w_down=ops.load_matrix(w, p + "ffn_down.weight", hp.n_ff, hp.n_embd),
+            post_ffn_norm=self._optional(w, ops, p + "post_ffw_norm.weight", hp.n_embd, spec.post_norms),
             window=hp.sliding_window if is_swa else 0,
             rope_base=swa_base if is_swa else hp.rope_base,
             rope_scale=1.0 if is_swa else hp.rope_scale,
@@ -169,12 +193,11 @@ class Decoder:
     def set_context(self, n_ctx: int) -> None:
         """Pick what depends on the context size: long-rope's factors (long beyond the original context), as
         llama.cpp does per context."""
-        if self.rope_short is not None and self.rope_long is not None:
-            self.rope_freqs = self.rope_long if n_ctx > self.n_ctx_orig else self.rope_short
+        self._rope_long = n_ctx > self.n_ctx_orig
 
     def new_cache(self, n_ctx: int) -> KVCache:
-        """An empty KV cache for ``n_ctx`` positions."""
-        return self.ops.new_kv_cache(self.hp.n_layer, n_ctx, self.hp.kv_dim)
+        """An empty KV cache for ``n_ctx`` positions (offloaded layers' rows on the device)."""
+        return self.host_ops.new_kv_cache(self.hp.n_layer, n_ctx, self.hp.kv_dim, self.device, self.device_layers)
 
     # -- the forward pass ----------------------------------------------------------------------------------
     def load_rows(self, entries: list[tuple[KVCache, list[int]]]) -> list[Segment]:
@@ -188,14 +211,22 @@ class Decoder:
                 pos[row + i] = pos0 + i
             segments.append(Segment(kv, row, len(toks), pos0))
             row += len(toks)
+        for b in self._bufs.values():
+            if b is not self.buf:
+                b.pos.view[:row] = pos[:row]
         return segments
 
     def forward(self, n: int, segments: list[Segment]) -> None:
         """Run every block over the ``n`` rows loaded by ``load_rows``; each segment attends to its own cache."""
-        hp, b, eps = self.hp, self.buf, self.hp.norm_eps
-        self.ops.get_rows(self.tok_embd, b.ids, n, self.embd_scale, b.x)
+        hp, eps = self.hp, self.hp.norm_eps
+        self.ops.get_rows(self.tok_embd, self.buf.ids, n, self.embd_scale, self.buf.x)
+        here = self.ops
         for il, L in enumerate(self.layers):
             ops = L.ops
+            if ops is not here:
+                self._move_residual(here, ops, n)
+                here = ops
+            b = self._bufs[id(ops)]
             ops.rms_norm(b.x, L.attn_norm, b.h, n, hp.n_embd, eps)
             ops.matmul_group(L.qkv, b.h, n)
             for bias, dst, dim in ((L.bq, b.q, hp.q_dim), (L.bk, b.k, hp.kv_dim), (L.bv, b.v, hp.kv_dim)):
@@ -215,15 +246,22 @@ class Decoder:
             ops.glu(b.gate, b.up, n, hp.n_ff, self.spec.act)
             ops.matmul(L.w_down, b.gate, n, b.h2)
             self._residual(ops, L.post_ffn_norm, n)
+        if here is not self.ops:
+            self._move_residual(here, self.ops, n)
+
+    def _move_residual(self, src: Any, dst: Any, n: int) -> None:
+        """Hand the residual stream of ``n`` rows from one backend to the next (host <-> device)."""
+        count = n * self.hp.n_embd
+        dst.write(self._bufs[id(dst)].x, src.read(self._bufs[id(src)].x, count))
 
     def _rope(self, ops: Any, L: Layer, x: Buffer, n: int, n_heads: int) -> None:
         hp = self.hp
-        ops.rope(x, n, n_heads, hp.head_dim, self.n_rot, self.buf.pos, L.rope_base, L.rope_scale, self.spec.rope_mode,
-                 self.rope_freqs)
+        ops.rope(x, n, n_heads, hp.head_dim, self.n_rot, self._bufs[id(ops)].pos, L.rope_base, L.rope_scale,
+                 self.spec.rope_mode, self._freq_factors(ops))
 
     def _attention(self, ops: Any, il: int, L: Layer, segments: list[Segment]) -> None:
         """Each sequence's rows store their K/V in its own cache and attend over it."""
-        hp, b = self.hp, self.buf
+        hp, b = self.hp, self._bufs[id(ops)]
         for s in segments:
             ops.attention(s.kv, il, ops.row(b.q, s.start, hp.q_dim), ops.row(b.k, s.start, hp.kv_dim),
                           ops.row(b.v, s.start, hp.kv_dim), ops.row(b.att, s.start, hp.q_dim), s.n, s.pos0,
@@ -231,7 +269,7 @@ class Decoder:
 
     def _residual(self, ops: Any, post_norm: Any, n: int) -> None:
         """``x += h2``, through the post-norm when the family has one."""
-        hp, b = self.hp, self.buf
+        hp, b = self.hp, self._bufs[id(ops)]
         if post_norm is None:
             ops.add(b.h2, b.x, n * hp.n_embd)
         else:
@@ -244,10 +282,39 @@ class Decoder:
         ops.rms_norm(ops.row(self.buf.x, row, hp.n_embd), self.output_norm, ops.row(out, out_row, hp.n_embd), 1,
                      hp.n_embd, hp.norm_eps)
 
-    def project(self, hidden: Buffer, first: int, n: int) -> None:
+    def project(self, hidden: Any, first: int, n: int) -> None:
         """Logits of ``n`` normed rows of ``hidden`` from row ``first`` on, into ``buf.logits``."""
         ops = self.ops
         ops.matmul(self.output, ops.row(hidden, first, self.hp.n_embd), n, self.buf.logits)
+        self._host_rows.clear()
+
+    def logits_row(self, j: int) -> memoryview:
+        """Row ``j`` of the last projection as float32 host memory (read back from a device once)."""
+        nv = self.hp.n_vocab
+        if self.ops is self.host_ops:
+            return self.buf.logits.view[j * nv : (j + 1) * nv]
+        host = self._host_logits
+        if host is None:
+            host = self._host_logits = self.host_ops.f32(LOGIT_GROUP * nv)
+        if j not in self._host_rows:
+            host.view[j * nv : (j + 1) * nv] = self.ops.read(self.ops.row(self.buf.logits, j, nv), nv)
+            self._host_rows.add(j)
+        return host.view[j * nv : (j + 1) * nv]
+
+    def logits_handle(self, j: int) -> Any:
+        """Row ``j`` of the last projection for the host kernels (the sampler)."""
+        nv = self.hp.n_vocab
+        if self.ops is self.host_ops:
+            return self.ops.row(self.buf.logits, j, nv)
+        self.logits_row(j)
+        return self.host_ops.row(self._host_logits, j, nv)
+
+    def logits_argmax(self, j: int) -> int:
+        """The most likely token of row ``j`` (on a device: computed there, a few bytes read back)."""
+        nv = self.hp.n_vocab
+        if self.ops is self.host_ops or j in self._host_rows:
+            return int(self.host_ops.kernels.lib.emb_argmax(self.logits_handle(j), nv))
+        return self.ops.argmax(self.ops.row(self.buf.logits, j, nv), nv)
 
     def shift_cache(self, kv: KVCache, n_keep: int, n_discard: int) -> None:
         """Drop positions [n_keep, n_keep + n_discard) and renumber the later ones (llama.cpp's context shift)."""

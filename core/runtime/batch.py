@@ -56,17 +56,19 @@ class LogitRows:
         return self._n
 
     def __getitem__(self, i: int) -> memoryview:
-        j = self._local(i)
-        return self._decoder.buf.logits.view[j * self._n_vocab : (j + 1) * self._n_vocab]
+        return self._decoder.logits_row(self._local(i))
 
     def handle(self, i: int) -> Any:
-        """Row ``i`` as the backend's own reference (a kernel pointer on the cpu backend), for the sampler."""
-        j = self._local(i)
-        return self._decoder.ops.row(self._decoder.buf.logits, j, self._n_vocab)
+        """Row ``i`` as a host kernel pointer, for the sampler."""
+        return self._decoder.logits_handle(self._local(i))
+
+    def argmax(self, i: int) -> int:
+        """The most likely token of row ``i`` (found on the device when the logits live there)."""
+        return self._decoder.logits_argmax(self._local(i))
 
     def log_prob(self, i: int, token: int) -> float:
-        """``log softmax(row i)[token]``, computed in double precision by the backend."""
-        return self._decoder.ops.log_softmax_at(self.handle(i), self._n_vocab, token)
+        """``log softmax(row i)[token]``, computed in double precision by the host kernels."""
+        return self._decoder.host_ops.log_softmax_at(self.handle(i), self._n_vocab, token)
 
     def _local(self, i: int) -> int:
         if self._epoch != self._epoch_ref[0]:

@@ -25,6 +25,7 @@ from emberllm.models.decoder import Decoder
 from emberllm.runtime.batch import BatchEntry, BatchRunner, LogitRows
 from emberllm.runtime.context_size import MIN_CTX, resolve_context
 from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix, shift_amount
+from emberllm.runtime.offload import place_layers
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
 from emberllm.tokenizers import load_tokenizer
 
@@ -92,6 +93,9 @@ class Model:
         warmup: bool = True,
         n_seq: int = 1,
         use_mmap: bool = True,
+        n_gpu_layers: int = 0,
+        device: str | None = None,
+        gpu: Any = None,
     ) -> None:
         t0 = time.perf_counter()
         self.path = Path(source).expanduser() if isinstance(source, str | os.PathLike) else None
@@ -104,8 +108,12 @@ class Model:
         self.n_threads = n_threads or default_threads()
         self.backend = CpuBackend(self.kernels, self.n_threads, level)
         self.kernel_level = level
+        self.gpu_backend: Any = None
         try:
-            self.decoder = Decoder(self.gguf, spec, self.backend, n_batch=n_batch)
+            placement = place_layers(self.gguf, HParams.from_gguf(self.gguf), self.kernels, n_gpu_layers, device, gpu)
+            self.gpu_backend, self.offload_message = placement.backend, placement.message
+            self.decoder = Decoder(self.gguf, spec, self.backend, n_batch=n_batch, device=self.gpu_backend,
+                                   n_device_layers=placement.n_layers)
             self.hp = self.decoder.hp
             self.n_ctx = fit_context(self.hp, n_ctx, n_seq)
         except BaseException:
@@ -132,6 +140,9 @@ class Model:
         """Free the kernel context and release the file."""
         if getattr(self, "backend", None) is not None:
             self.backend.close()
+        if getattr(self, "gpu_backend", None) is not None:
+            self.gpu_backend.close()
+            self.gpu_backend = None
         self.gguf.close()
 
     def __enter__(self) -> Model:
