@@ -13,7 +13,8 @@ fn main(@builtin(local_invocation_index) tid: u32) {
     var idx = 0xffffffffu;
     for (var i = tid; i < p.n; i += 256u) {
         let v = X[p.off + i];
-        if (v > best) { best = v; idx = i; }
+        // the first value a thread sees counts even at -inf (or below -3.4e38); NaN never does, as in C
+        if (v > best || (idx == 0xffffffffu && v <= best)) { best = v; idx = i; }
     }
     bv[tid] = best;
     bi[tid] = idx;
@@ -22,9 +23,10 @@ fn main(@builtin(local_invocation_index) tid: u32) {
         if (tid < k) {
             let v = bv[tid + k];
             let j = bi[tid + k];
-            if (v > bv[tid] || (v == bv[tid] && j < bi[tid])) { bv[tid] = v; bi[tid] = j; }
+            let take = v > bv[tid] || (v == bv[tid] && j < bi[tid]) || bi[tid] == 0xffffffffu;
+            if (j != 0xffffffffu && take) { bv[tid] = v; bi[tid] = j; }
         }
         workgroupBarrier();
     }
-    if (tid == 0u) { OUT[0] = bi[0]; OUT[1] = bitcast<u32>(bv[0]); }
+    if (tid == 0u) { OUT[0] = select(bi[0], 0u, bi[0] == 0xffffffffu); OUT[1] = bitcast<u32>(bv[0]); }
 }
