@@ -18,6 +18,8 @@ fi
 # the ARM64 NEON kernels are checked under qemu-user with Debian's cross compiler (tests/test_arm_neon.py)
 command -v aarch64-linux-gnu-gcc >/dev/null || APT_NEED+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null || APT_NEED+=(qemu-user)
+# the WebGPU kernels run natively through wgpu on Mesa's software Vulkan driver, lavapipe (tests/test_webgpu_*.py)
+ls /usr/share/vulkan/icd.d/lvp_icd.* >/dev/null 2>&1 || APT_NEED+=(mesa-vulkan-drivers)
 # llama.cpp is built with cmake and a C++ compiler (build_scripts/build_llamacpp.py)
 command -v cmake >/dev/null || APT_NEED+=(cmake)
 command -v c++ >/dev/null || APT_NEED+=(g++)

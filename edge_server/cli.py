@@ -124,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(model_path=path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
                         n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
                         chat_template=chat_template(args), webui=not args.no_webui, metrics=args.metrics,
-                        use_mmap=not args.no_mmap,
+                        use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
                         web_dir=Path(args.web_dir) if args.web_dir else None)

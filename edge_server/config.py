@@ -27,6 +27,8 @@ class ServerConfig:
     truncate_prompts: bool = False
     web_dir: Path | None = None
     use_mmap: bool = True
+    n_gpu_layers: int | None = None
+    device: str | None = None
 
     @property
     def model_name(self) -> str:

@@ -3,13 +3,16 @@
 
 A flag that has an equivalent does the same thing (``-ub`` is the micro-batch, ``--no-mmap`` reads the file into
 memory, ``--chat-template-file`` reads a template); one that has no effect here is accepted with a one-line note at
-start (``-ngl``: no GPU backend yet; ``-fa``: attention already follows llama.cpp's flash-attention numerics).
+start (``-fa``: attention already follows llama.cpp's flash-attention numerics).  ``-ngl`` and ``--device`` run
+layers on WebGPU (``emberllm.runtime.offload``).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from emberllm.cli.common import add_gpu_flags
 
 #: llama-server's environment variable for each ``serve`` option (by dest); ``EMBERLLM_ARG_*`` wins over these.
 LLAMA_ENV = {
@@ -19,7 +22,7 @@ LLAMA_ENV = {
     "chat_template": "LLAMA_ARG_CHAT_TEMPLATE", "chat_template_file": "LLAMA_ARG_CHAT_TEMPLATE_FILE",
     "n_predict": "LLAMA_ARG_N_PREDICT", "timeout": "LLAMA_ARG_TIMEOUT", "metrics": "LLAMA_ARG_ENDPOINT_METRICS",
     "n_gpu_layers": "LLAMA_ARG_N_GPU_LAYERS", "flash_attn": "LLAMA_ARG_FLASH_ATTN", "jinja": "LLAMA_ARG_JINJA",
-    "cont_batching": "LLAMA_ARG_CONT_BATCHING",
+    "cont_batching": "LLAMA_ARG_CONT_BATCHING", "device": "LLAMA_ARG_DEVICE",
 }
 
 
@@ -30,8 +33,7 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
                    help="physical batch as in llama-server: the prompt micro-batch is min(-b, -ub)")
     g.add_argument("--chat-template-file", default=None, help="read the Jinja chat template from this file")
     g.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping the file")
-    g.add_argument("-ngl", "--gpu-layers", "--n-gpu-layers", dest="n_gpu_layers", default=None, metavar="N",
-                   help="accepted; no GPU backend yet, so every layer runs on the CPU")
+    add_gpu_flags(g)
     g.add_argument("-fa", "--flash-attn", nargs="?", const="on", default=None, choices=["on", "off", "auto"],
                    help="accepted; attention follows llama.cpp's flash-attention numerics either way")
     g.add_argument("-tb", "--threads-batch", type=int, default=None,
@@ -44,8 +46,6 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
 def notes(args: argparse.Namespace) -> list[str]:
     """One line for each llama-server flag given that has no effect here."""
     out = []
-    if args.n_gpu_layers is not None:
-        out.append(f"-ngl {args.n_gpu_layers}: no GPU backend yet, every layer runs on the CPU")
     if args.flash_attn is not None:
         out.append(f"-fa {args.flash_attn}: attention already follows llama.cpp's flash-attention numerics")
     if args.threads_batch is not None:

@@ -237,7 +237,7 @@ class Scheduler:
         """Sample the slot's next token from row ``i`` of the step's logits and post the step."""
         state = slot.state
         assert state is not None and slot.task is not None
-        step: Step = state.sample(rows[i], rows.handle(i))
+        step: Step = state.sample_row(rows, i)
         slot.task.post(StepEvent(step))
 
     def _finish(self, slot: Slot, ok: bool = True) -> None:

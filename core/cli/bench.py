@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from emberllm.cli.common import USER_ERRORS, fail, resolve_model_path
+from emberllm.cli.common import USER_ERRORS, add_gpu_flags, fail, resolve_model_path
 
 #: llama.cpp's names of ``general.file_type`` values (``llama_model_ftype_name``), for the model column.
 FTYPE_NAMES = {
@@ -115,16 +115,16 @@ def run_once(model: Any, n_prompt: int, n_gen: int, rng: random.Random) -> float
         tokens = [rng.randrange(n_vocab) for _ in range(n_prompt)]
         if bos is not None:
             tokens[0] = bos
-        model.decode([(seq, tokens)])
+        model.decode([(seq, tokens)])[-1]  # the logits on the host, as llama-bench has them
     token = bos if bos is not None else rng.randrange(n_vocab)
     for _ in range(n_gen):
-        model.decode([(seq, [token])])
+        model.decode([(seq, [token])])[-1]
         token = rng.randrange(n_vocab)
     return time.perf_counter() - t0
 
 
 def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], reps: int,
-                n_batch: int = 512) -> list[BenchResult]:
+                n_batch: int = 512, n_gpu_layers: int | None = None, device: str | None = None) -> list[BenchResult]:
     """Run every (test, threads) pair and return the rows."""
     from emberllm import __version__
     from emberllm.runtime.model import Model
@@ -134,12 +134,17 @@ def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], re
     for n_threads in threads:
         need = max(p + g for p, g in tests)
         # no warm-up at load: load_ms then compares with llama.cpp's and wllama's (each test warms up below)
-        model = Model(path, n_ctx=max(need, 16), n_threads=n_threads, n_batch=n_batch, warmup=False)
+        model = Model(path, n_ctx=max(need, 16), n_threads=n_threads, n_batch=n_batch, warmup=False,
+                      n_gpu_layers=n_gpu_layers, device=device)
         try:
             size = sum(t.nbytes for t in model.gguf.tensors.values())
             params = sum(t.n_elements for t in model.gguf.tensors.values())
             mtype = model_type(model.gguf.metadata, params)
-            level = model.kernel_level_name
+            level, backends = model.kernel_level_name, "CPU"
+            if model.gpu_backend is not None:
+                n_dev = len(model.decoder.device_layers)
+                level = f"{model.gpu_backend.device.adapter_name}, {model.gpu_backend.precision}, ngl {n_dev}"
+                backends = "WebGPU"
             rng = random.Random(1234)
             for n_prompt, n_gen in tests:
                 run_once(model, n_prompt, n_gen, rng)  # warm-up
@@ -148,7 +153,7 @@ def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], re
                 samples_ns = [round(s * 1e9) for s in secs]
                 samples_ts = [(n_prompt + n_gen) / s for s in secs]
                 results.append(BenchResult(
-                    build_commit=__version__, cpu_info=cpu, backends="CPU", model_filename=str(path),
+                    build_commit=__version__, cpu_info=cpu, backends=backends, model_filename=str(path),
                     model_type=mtype, model_size=size, model_n_params=params, n_batch=n_batch, n_ubatch=n_batch,
                     n_threads=n_threads, n_prompt=n_prompt, n_gen=n_gen, n_depth=0, test_time=stamp,
                     avg_ns=round(statistics.fmean(samples_ns)),
@@ -193,6 +198,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions (default: 5)")
     p.add_argument("-o", "--output", choices=["md", "json", "jsonl"], default="md", help="output format")
+    add_gpu_flags(p)
     p.set_defaults(func=run)
 
 
@@ -211,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
         threads = args.threads or [default_threads()]
         if min(threads) < 1:
             raise ValueError("-t values must be at least 1")
-        rows = bench_model(resolve_model_path(args.model), tests, threads, args.repetitions, args.batch_size)
+        rows = bench_model(resolve_model_path(args.model), tests, threads, args.repetitions, args.batch_size,
+                           args.n_gpu_layers, args.device)
     except USER_ERRORS as exc:
         return fail(str(exc))
     if args.output == "json":

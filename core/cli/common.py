@@ -30,6 +30,26 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="threads for the kernels (default: the cores, at most 8)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help=CTX_HELP)
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
+    add_gpu_flags(p)
+
+
+def add_gpu_flags(p: argparse.ArgumentParser | Any) -> None:
+    """``-ngl`` and ``--device``: how many layers run on WebGPU (llama.cpp's flags)."""
+    p.add_argument("-ngl", "--gpu-layers", "--n-gpu-layers", dest="n_gpu_layers", type=gpu_layers, default=None,
+                   metavar="N", help="layers to run on WebGPU, the last ones (N >= the layer count or 'all': every "
+                   "layer and the output; 0: none; default: all with --device webgpu, else none)")
+    p.add_argument("--device", choices=["auto", "webgpu", "cpu"], default=None,
+                   help="where offloaded layers run (default: auto = webgpu when -ngl > 0; env EMBERLLM_DEVICE)")
+
+
+def gpu_layers(value: str) -> int:
+    """argparse type for ``-ngl``."""
+    from emberllm.runtime.offload import parse_gpu_layers
+
+    try:
+        return parse_gpu_layers(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def resolve_model_path(arg: str | None) -> Path:
@@ -63,7 +83,7 @@ def load_model(args: argparse.Namespace) -> Any:
     if args.batch_size < 1:
         raise ValueError("-b/--batch-size must be at least 1")
     return Model(resolve_model_path(args.model), n_ctx=args.ctx_size, n_threads=args.threads,
-                 n_batch=args.batch_size)
+                 n_batch=args.batch_size, n_gpu_layers=args.n_gpu_layers, device=args.device)
 
 
 def fail(message: str) -> int:

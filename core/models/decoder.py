@@ -288,6 +288,11 @@ class Decoder:
         ops.matmul(self.output, ops.row(hidden, first, self.hp.n_embd), n, self.buf.logits)
         self._host_rows.clear()
 
+    def sync(self) -> None:
+        """Run what a device backend has recorded (the CPU computes as it goes)."""
+        if self.device is not None:
+            self.device.flush()
+
     def logits_row(self, j: int) -> memoryview:
         """Row ``j`` of the last projection as float32 host memory (read back from a device once)."""
         nv = self.hp.n_vocab

@@ -62,6 +62,10 @@ class LogitRows:
         """Row ``i`` as a host kernel pointer, for the sampler."""
         return self._decoder.logits_handle(self._local(i))
 
+    def sync(self) -> None:
+        """Wait until the device has computed these logits (nothing to wait for on the CPU)."""
+        self._decoder.sync()
+
     def argmax(self, i: int) -> int:
         """The most likely token of row ``i`` (found on the device when the logits live there)."""
         return self._decoder.logits_argmax(self._local(i))

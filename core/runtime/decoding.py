@@ -137,12 +137,25 @@ class DecodeState:
         ts = time.perf_counter()
         res = self.sampler.sample(logits, self.history, ptr=ptr)
         tm.sample_ms += (time.perf_counter() - ts) * 1000.0
-        token = res.token
-        self.produced += 1
         extra: dict[str, Any] = {}
         if self.params.n_probs > 0:
             extra = {"probs": res.probs_before, "prob": res.prob_before, "probs_after": res.probs_after,
                      "prob_after": res.prob_after}
+        return self._advance(res.token, extra)
+
+    def sample_row(self, rows: Any, i: int) -> Step:
+        """``sample`` on row ``i`` of a decode's ``LogitRows``; a plain greedy draw asks the rows for their
+        arg-max instead (on a device backend: a few bytes read back instead of the whole row)."""
+        if self.finished or not self.sampler.is_argmax:
+            return self.sample(rows[i], rows.handle(i))
+        ts = time.perf_counter()
+        token = rows.argmax(i)
+        self.timings.sample_ms += (time.perf_counter() - ts) * 1000.0
+        return self._advance(token, {})
+
+    def _advance(self, token: int, extra: dict[str, Any]) -> Step:
+        """Count ``token``, feed it to the stop strings and the text, and end or continue the generation."""
+        self.produced += 1
         stops, decoder = self._stops, self._decoder
         if self.tokenizer.is_eog(token) and not self.params.ignore_eos:
             return self._end(Step(token, stops.flush() + decoder.flush(), "stop", extra=extra))

@@ -78,7 +78,9 @@ class Model:
     ``source`` is a path (``~`` expanded) or any bytes-like buffer holding a GGUF file.  ``n_ctx`` is the context
     in tokens as llama.cpp's ``-c``: 0 means the model's trained context, a larger one is capped at it with a
     warning; with ``n_seq`` sequences (server slots) each gets ``n_ctx // n_seq`` positions.  ``use_mmap=False``
-    reads the file into memory instead of mapping it.
+    reads the file into memory instead of mapping it.  ``n_gpu_layers`` (llama.cpp's ``-ngl``) runs the last
+    layers on WebGPU (``device`` "webgpu" alone: all of them; ``EMBERLLM_DEVICE`` overrides; no usable adapter: the
+    CPU, with a warning); ``gpu`` is an already open WebGPU device to use.
     """
 
     def __init__(
@@ -93,7 +95,7 @@ class Model:
         warmup: bool = True,
         n_seq: int = 1,
         use_mmap: bool = True,
-        n_gpu_layers: int = 0,
+        n_gpu_layers: int | None = None,
         device: str | None = None,
         gpu: Any = None,
     ) -> None:
@@ -176,8 +178,9 @@ class Model:
 
     @property
     def kernel_calls(self) -> int:
-        """Kernel calls made by this model so far (a decode step of Gemma 3 makes 273)."""
-        return self.backend.calls
+        """Kernel calls (CPU) and dispatches (WebGPU) made by this model so far (a decode step of Gemma 3 makes 273
+        on the CPU)."""
+        return self.backend.calls + (self.gpu_backend.calls if self.gpu_backend is not None else 0)
 
     @property
     def kernel_level_name(self) -> str:
@@ -308,18 +311,20 @@ class Model:
         seq = state.kv
         t0 = time.perf_counter()
         rows = self.decode([(seq, state.prefill_tokens())])
+        rows.sync()
         tm.prompt_ms = (time.perf_counter() - t0) * 1000.0
         calls0 = self.kernel_calls
         while True:
             if cancel is not None and cancel():
                 yield state.cancel()
                 return
-            step = state.sample(rows[-1], rows.handle(-1))
+            step = state.sample_row(rows, -1)
             yield step
             if state.finished:
                 return
             te = time.perf_counter()
             rows = self.decode([(seq, [state.next_token])])
+            rows.sync()
             tm.eval_ms += (time.perf_counter() - te) * 1000.0
             tm.eval_tokens += 1
             tm.kernel_calls = self.kernel_calls - calls0

@@ -33,6 +33,32 @@ class Placement:
     message: str
 
 
+#: ``-ngl``'s words for "every layer" (llama.cpp accepts a large number too, e.g. 99).
+ALL_LAYERS = 1 << 30
+
+
+def parse_gpu_layers(value: str) -> int:
+    """``-ngl``'s argument: a count >= 0, or ``all`` / ``auto`` for every layer (``ValueError`` otherwise)."""
+    if value.strip().lower() in ("all", "auto", "max"):
+        return ALL_LAYERS
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"-ngl/--n-gpu-layers: expected a layer count or 'all', got {value!r}") from None
+    if n < 0:
+        raise ValueError(f"-ngl/--n-gpu-layers must be >= 0, got {n}")
+    return n
+
+
+def gpu_layer_count(n_gpu_layers: int | None, device: str) -> int:
+    """Layers to offload: the count given, else every layer when the device is ``webgpu``, none otherwise."""
+    if device == "cpu":
+        return 0
+    if n_gpu_layers is None:
+        return ALL_LAYERS if device == "webgpu" else 0
+    return n_gpu_layers
+
+
 def resolve_device(device: str | None) -> str:
     """The device asked for, ``EMBERLLM_DEVICE`` winning; ``ValueError`` for an unknown name."""
     name = (os.environ.get("EMBERLLM_DEVICE") or device or "auto").strip().lower()
@@ -55,16 +81,16 @@ def open_gpu_device(f16: bool = True) -> Any:
     return NativeDevice(f16)
 
 
-def place_layers(gguf: GGUFFile, hp: HParams, kernels: Kernels, n_gpu_layers: int, device: str | None = None,
-                 gpu: Any = None) -> Placement:
-    """Open the device backend for ``n_gpu_layers`` (``-ngl``; >= the layer count: everything incl. the output)
-    or say why the CPU runs them; ``gpu`` is an already open device (tests)."""
+def place_layers(gguf: GGUFFile, hp: HParams, kernels: Kernels, n_gpu_layers: int | None,
+                 device: str | None = None, gpu: Any = None) -> Placement:
+    """Open the device backend for ``n_gpu_layers`` (``-ngl``; >= the layer count: everything incl. the output;
+    ``None``: all on ``webgpu``, none otherwise) or say why the CPU runs them; ``gpu``: an open device (tests)."""
     from emberllm.backends.webgpu.device import GpuUnavailableError
 
     name = resolve_device(device)
-    if name == "cpu" or n_gpu_layers <= 0:
+    n = min(gpu_layer_count(n_gpu_layers, name), hp.n_layer)
+    if n <= 0:
         return Placement(None, 0, "")
-    n = min(n_gpu_layers, hp.n_layer)
     try:
         if gpu is None:
             gpu = open_gpu_device(f16=os.environ.get("EMBERLLM_GPU_F16", "1") != "0")

@@ -73,6 +73,14 @@ class Sampler:
         self._stages = self._build_chain()
 
     # -- public -------------------------------------------------------------------------------------------
+    @property
+    def is_argmax(self) -> bool:
+        """Whether every draw is the arg-max of the raw logits (greedy, nothing before it that can change it,
+        no probabilities to report): a device holding the logits can then pick the token itself."""
+        p = self.params
+        return (p.temperature <= 0.0 and p.dynatemp_range <= 0.0 and not p.mirostat and p.n_probs == 0
+                and not self._bias and len(self._stages) == 1 and isinstance(self._stages[0], TempExt))
+
     def reset(self) -> None:
         """Back to the request's start: generators reseeded, Mirostat's mu = 2 * tau."""
         self._start()

@@ -83,7 +83,8 @@ class GpuDevice(Protocol):
         ...
 
     def run(self, plan: list[Dispatch], reads: list[Readback]) -> list[memoryview]:
-        """Encode ``plan`` in one compute pass, submit it, and return the bytes of each readback."""
+        """Encode ``plan`` in one compute pass, submit it, and return the bytes of each readback; without
+        readbacks, return once the device has finished the plan (a synchronisation)."""
         ...
 
     def close(self) -> None:

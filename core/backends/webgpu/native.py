@@ -64,6 +64,7 @@ class NativeDevice:
         self._params: Any = None
         self._params_slots = 0
         self._uid = itertools.count()
+        self._sync = self.buffer(4, "sync").handle
 
     # -- buffers -------------------------------------------------------------------------------------------
     def buffer(self, nbytes: int, label: str) -> GpuBuffer:
@@ -133,6 +134,8 @@ class NativeDevice:
                 cpass.dispatch_workgroups(*d.groups)
             cpass.end()
             self._queue.submit([encoder.finish()])
+        if not reads:  # a flush without readbacks is a synchronisation: reading any buffer waits for the queue
+            self._queue.read_buffer(self._sync, 0, 4)
         return [memoryview(self._queue.read_buffer(r.buffer.handle, r.offset, r.nbytes)).cast("B") for r in reads]
 
     def close(self) -> None:

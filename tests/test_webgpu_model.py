@@ -1,0 +1,116 @@
+"""The Gemma model with every layer on WebGPU (natively: wgpu on Mesa's lavapipe in CI) against llama.cpp's
+reference, under the CPU path's rule (``test_engine_reference``): ids equal up to the first step whose top-2 gap is
+below 0.05, top-5 probabilities within the same band; both precisions of the matmul (f16 where the adapter has
+``shader-f16``, f32).  Also: a partial offload, the command line's ``-ngl``, and the fallback without an adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emberllm.backends.webgpu.device import GpuUnavailableError
+from emberllm.runtime.model import Model
+
+from .test_engine_reference import PROB_MAX_TOL, PROB_MEAN_TOL, first_close_step, greedy_with_probs
+
+
+def open_device(f16: bool):
+    """The native WebGPU device (lavapipe here); a missing adapter skips locally and fails in CI."""
+    from emberllm.backends.webgpu.native import NativeDevice
+
+    try:
+        return NativeDevice(use_f16=f16)
+    except GpuUnavailableError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no WebGPU adapter: {exc}")
+
+
+@pytest.fixture(scope="module", params=["f16", "f32"])
+def gpu_model(request, gemma_path):
+    device = open_device(request.param == "f16")
+    if request.param == "f16" and not device.has_f16:
+        device.close()
+        pytest.skip("the adapter has no shader-f16")
+    m = Model(gemma_path, n_ctx=256, n_threads=2, n_gpu_layers=99, gpu=device)
+    assert m.gpu_backend is not None and m.gpu_backend.precision == request.param
+    yield m
+    m.close()
+
+
+def test_greedy_ids_and_top5_match_llamacpp(gpu_model, reference):
+    for prompt, ref in reference["prompts"].items():
+        steps = ref["steps"]
+        k = first_close_step(steps)
+        ids, probs = greedy_with_probs(gpu_model, ref["prompt_token_ids"], min(len(steps), k + 1))
+        assert ids[:k] == ref["generated_token_ids"][:k], f"{prompt!r}: diverged before step {k}"
+        diffs = [abs(probs[i][e["id"]] - e["prob"]) for i in range(min(k, len(probs))) for e in steps[i]["top5"]]
+        assert max(diffs) < PROB_MAX_TOL, f"{prompt!r}: a top-5 probability is off by {max(diffs):.4f}"
+        assert np.mean(diffs) < PROB_MEAN_TOL, f"{prompt!r}: top-5 probabilities off by {np.mean(diffs):.4f}"
+
+
+def test_greedy_generation_reads_back_only_the_argmax(gpu_model, reference):
+    ref = reference["prompts"]["def fibonacci(n):"]
+    k = min(first_close_step(ref["steps"]), 8)
+    backend = gpu_model.gpu_backend
+    read0 = backend.bytes_read
+    steps = list(gpu_model.generate(ref["prompt_token_ids"], n_predict=k, temperature=0.0))
+    assert [s.token for s in steps] == ref["generated_token_ids"][:k]
+    assert backend.bytes_read - read0 == 8 * k  # index and value of the arg-max per step, no logits
+
+
+def test_partial_offload_matches_the_cpu(gemma_path, reference):
+    ids = reference["prompts"]["Once upon a time, there was a little"]["prompt_token_ids"]
+    steps = reference["prompts"]["Once upon a time, there was a little"]["steps"]
+    k = min(first_close_step(steps), 6)
+    device = open_device(False)
+    m = Model(gemma_path, n_ctx=128, n_threads=2, n_gpu_layers=5, gpu=device)
+    try:
+        assert list(m.decoder.device_layers) == list(range(13, 18))
+        assert m.decoder.ops is m.backend  # the embeddings and the output stay on the CPU
+        got, _ = greedy_with_probs(m, ids, k)
+    finally:
+        m.close()
+    assert got == reference["prompts"]["Once upon a time, there was a little"]["generated_token_ids"][:k]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emberllm.cli", *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+def test_cli_run_offloads_and_prints_the_adapter(reference):
+    open_device(False).close()
+    prompt = "The capital of France is"
+    ref = reference["prompts"][prompt]
+    k = min(first_close_step(ref["steps"]), 6)
+    gpu = run_cli("run", "-ngl", "99", "--temp", "0", "-n", str(k), "-c", "128", "-p", prompt)
+    assert gpu.returncode == 0, gpu.stderr
+    assert "offloaded 18/18 layers to webgpu (" in gpu.stderr
+    cpu = run_cli("run", "--temp", "0", "-n", str(k), "-c", "128", "-p", prompt)
+    assert gpu.stdout == cpu.stdout and gpu.stdout.strip()
+
+
+def test_no_adapter_falls_back_to_the_cpu_with_a_message():
+    # wgpu asked for a backend this Linux build does not have: no adapter at all
+    res = run_cli("run", "-ngl", "99", "--temp", "0", "-n", "4", "-c", "64", "-p", "Hello",
+                  env={"WGPU_BACKEND_TYPE": "D3D12"})
+    assert res.returncode == 0, res.stderr
+    assert "WebGPU is not available" in res.stderr and "running all layers on the CPU" in res.stderr
+    assert "offloaded" not in res.stderr
+    assert res.stdout.strip()
+
+
+def test_device_cpu_and_env_override(gemma_path):
+    m = Model(gemma_path, n_ctx=64, n_gpu_layers=99, device="cpu", warmup=False)
+    try:
+        assert m.gpu_backend is None
+    finally:
+        m.close()
+    with pytest.raises(ValueError, match="unknown device"):
+        Model(gemma_path, n_ctx=64, device="cuda", warmup=False)
