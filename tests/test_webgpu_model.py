@@ -114,3 +114,29 @@ def test_device_cpu_and_env_override(gemma_path):
         m.close()
     with pytest.raises(ValueError, match="unknown device"):
         Model(gemma_path, n_ctx=64, device="cuda", warmup=False)
+
+
+def test_server_on_webgpu_serves_parallel_greedy_requests(gemma_path, reference, tmp_path):
+    """``emberllm serve -ngl 99 -np 2``: two concurrent greedy completions (one decode batch of two sequences on
+    the device) each give llama.cpp's ids."""
+    import concurrent.futures
+
+    import httpx
+
+    from .server_fixtures import AUTH, run_server
+
+    open_device(False).close()
+    prompts = ["The capital of France is", "def fibonacci(n):"]
+    ks = [min(first_close_step(reference["prompts"][p]["steps"]), 5) for p in prompts]
+    with run_server(gemma_path, tmp_path, "-ngl", "99", "-np", "2", "-c", "512") as srv:
+        def complete(i: int) -> list[int]:
+            body = {"prompt": prompts[i], "n_predict": ks[i], "temperature": 0, "return_tokens": True}
+            r = httpx.post(f"{srv.url}/completion", json=body, headers=AUTH, timeout=300)
+            r.raise_for_status()
+            return r.json()["tokens"]
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(complete, range(2)))
+        assert "offloaded 18/18 layers to webgpu (" in srv.log_path.read_text()
+    for p, k, ids in zip(prompts, ks, got, strict=True):
+        assert ids == reference["prompts"][p]["generated_token_ids"][:k], p
