@@ -5,7 +5,7 @@
 
 * the page itself (``web/``: HTML, CSS, ES modules, the service worker ``sw.js`` stamped with a build id, the
   web app manifest);
-* ``emberllm.mjs`` (the Pyodide loader from ``pyodide_pkg/``);
+* ``emberllm.mjs`` (the Pyodide loader from ``pyodide_pkg/``) and ``webgpu.mjs`` (its WebGPU driver);
 * ``pyodide/``: Pyodide's core files from the npm package ``pyodide@314.0.7`` (installed into
   ``~/.cache/emberllm/npm-pyodide`` with npm when missing);
 * ``wheel/``: the emberllm wheel for Pyodide, assembled from the current sources (the WASM side module is
@@ -122,7 +122,8 @@ def build_site(out: Path, with_model: bool = False, model: Path | None = None, w
         shutil.rmtree(out)
     out.mkdir(parents=True)
     _copy_tree(WEB, out, skip=("README.md",))
-    shutil.copy2(ROOT / "pyodide_pkg" / "emberllm.mjs", out / "emberllm.mjs")
+    for module in ("emberllm.mjs", "webgpu.mjs"):  # the loader and the WebGPU driver it imports
+        shutil.copy2(ROOT / "pyodide_pkg" / module, out / module)
     pkg = pyodide_dir(npm_cache)
     for name in PYODIDE_FILES:
         _link_or_copy(pkg / name, out / "pyodide" / name)
@@ -132,7 +133,7 @@ def build_site(out: Path, with_model: bool = False, model: Path | None = None, w
         shutil.copy2(wheel, whl)
     else:
         whl = build_wheel(out / "wheel", lib)
-    precache = ["emberllm.mjs", *(f"pyodide/{n}" for n in PYODIDE_FILES), f"wheel/{whl.name}"]
+    precache = ["emberllm.mjs", "webgpu.mjs", *(f"pyodide/{n}" for n in PYODIDE_FILES), f"wheel/{whl.name}"]
     with zipfile.ZipFile(whl) as zf:
         relaxed = "emberllm/libemberllm_relaxed.wasm" in zf.namelist()
     site: dict[str, object] = {

@@ -3,7 +3,8 @@
 Usage: ``python pyodide_pkg/build_wheel.py [--out DIR] [--lib libemberllm.so] [--relaxed-lib F | --no-relaxed]``.
 
 The wheel holds the pure-Python core (``core/`` as the ``emberllm`` package, without the server and the native
-cffi extension), the kernel header the binding reads, and the WASM side module ``emberllm/libemberllm.so``
+cffi extension; with the WebGPU backend's WGSL shaders and ``backends/webgpu/browser.py``), the kernel header the
+binding reads, and the WASM side module ``emberllm/libemberllm.so``
 (built with ``build_scripts/build_wasm.py`` when ``--lib`` is not given).  Pyodide's installer finds the
 ``.so`` in an installed wheel and preloads it asynchronously.  The relaxed-SIMD build goes in under a name
 that is not ``.so`` (``libemberllm_relaxed.wasm``): the installer preloads every ``.so`` of a wheel, and a
@@ -45,13 +46,14 @@ def wheel_name(version: str | None = None) -> str:
 
 
 def package_files() -> list[tuple[str, Path]]:
-    """(archive name, source path) of every file of the pure-Python package."""
+    """(archive name, source path) of every file of the pure-Python package (with the WebGPU backend's WGSL
+    shaders, ``backends/webgpu/shaders/**/*.wgsl``, read as package resources)."""
     out = []
     for path in sorted(CORE.rglob("*")):
         rel = path.relative_to(CORE)
         if not path.is_file() or "__pycache__" in rel.parts:
             continue
-        if path.suffix == ".py" or rel.as_posix() == "wasm_kernels/ember.h":
+        if path.suffix in (".py", ".wgsl") or rel.as_posix() == "wasm_kernels/ember.h":
             out.append((f"emberllm/{rel.as_posix()}", path))
     return out
 

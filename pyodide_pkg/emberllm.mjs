@@ -7,13 +7,21 @@
 //   const engine = await EmberEngine.boot({ indexURL: ".../node_modules/pyodide/", wheelURL: ".../emberllm-*.whl" });
 //   await engine.load(source, { nCtx: 2048, onProgress: (loaded, total) => {} });  // URL | File/Blob | ArrayBuffer
 //   for await (const step of engine.complete("The capital of France is", { nPredict: 8, temperature: 0 })) ...
-//   engine.abort(); engine.tokenize("text"); engine.unload();
+//   engine.abort(); engine.tokenize("text"); engine.info(); engine.unload();
+//
+// Device: load(source, { device, nGpuLayers }) with device "auto" (default: WebGPU with every layer when
+// navigator.gpu gives an adapter, else the CPU), "webgpu" (the CPU with a message when WebGPU is not usable) or
+// "cpu"; nGpuLayers as llama.cpp's -ngl (the last N layers; default all).  engine.info() says what runs the model.
+// WebGPU goes through pyodide_pkg/webgpu.mjs; GPU results are awaited with JSPI, so generation steps are entered
+// with callPromising on that path (see core/backends/webgpu/browser.py).
 //
 // Kernels: the wheel's SIMD128 module, or its relaxed-SIMD one where the engine runs relaxed SIMD correctly
 // (boot option ``kernels``: "auto" (default), "simd128", "relaxed"; see chooseKernelModule below).
 //
 // A model is streamed in chunks straight into a Python bytearray inside the wasm heap (one copy, never two
 // whole ones), after checking that the model plus its KV cache fit under wasm32's 4 GiB.
+
+import { openWebGpu } from "./webgpu.mjs";
 
 const WASM32_LIMIT = 4 * 1024 ** 3;
 const HEADROOM = 384 * 1024 ** 2; // Python, the runtime and activation buffers
@@ -41,25 +49,38 @@ export class EmberEngine {
     const tBoot = performance.now() - t0;
     await py.loadPackage([...extraPackages, wheelURL], { messageCallback: () => {} });
     chooseKernelModule(py, kernels);
+    const gpuState = { driver: null, reason: "WebGPU was not requested" };
+    py.registerJsModule("_emberllm_webgpu", gpuState); // read by emberllm.backends.webgpu.browser
     py.runPython(BOOTSTRAP);
-    const engine = new EmberEngine(py);
+    const engine = new EmberEngine(py, gpuState);
     engine.timings = { bootMs: tBoot, installMs: performance.now() - t0 - tBoot };
     return engine;
   }
 
-  constructor(py) {
+  constructor(py, gpuState = { driver: null, reason: "" }) {
     this.py = py;
     this.api = py.globals.get("_ember_api");
     this._aborted = false;
     this.loaded = false;
+    this._gpu = gpuState;
+    this._onGpu = false; // calls that may read GPU results go through callPromising (JSPI)
   }
 
   /**
    * Load a GGUF model.  ``source``: a URL string (or a file path in Node), a File/Blob, an ArrayBuffer or a
-   * Uint8Array.  ``onProgress(loadedBytes, totalBytes)`` is called per chunk.
+   * Uint8Array.  ``onProgress(loadedBytes, totalBytes)`` is called per chunk.  ``device``: "auto" (WebGPU when
+   * navigator.gpu gives an adapter, else the CPU), "webgpu" or "cpu"; ``nGpuLayers``: how many of the last layers
+   * run on WebGPU (default: all; 0: none).  ``gpuF16``: false keeps the f32 kernels on an adapter with
+   * shader-f16.  See info() for what was chosen.
    */
-  async load(source, { nCtx = 2048, onProgress = null } = {}) {
+  async load(source, { nCtx = 2048, onProgress = null, device = "auto", nGpuLayers = null, gpuF16 = true } = {}) {
+    if (!DEVICES.includes(device)) throw new Error(`unknown device ${device}: expected one of ${DEVICES.join(", ")}`);
+    if (nGpuLayers !== null && nGpuLayers !== undefined && !(Number.isInteger(nGpuLayers) && nGpuLayers >= 0)) {
+      throw new Error(`nGpuLayers must be a layer count >= 0, got ${nGpuLayers}`);
+    }
     if (this.loaded) this.unload();
+    const wantGpu = device !== "cpu" && nGpuLayers !== 0;
+    if (wantGpu) await this._openGpu(gpuF16);
     const { size, chunks } = await openSource(source);
     this._checkFits(size, null, nCtx);
     const proxy = this.api.alloc(size);
@@ -87,8 +108,37 @@ export class EmberEngine {
       this.api.free();
       throw err;
     }
-    this.api.open(nCtx);
+    // "auto" without a usable adapter is the CPU, silently; "webgpu" asks Python anyway, which says why not
+    const pyDevice = !wantGpu ? "cpu" : this._gpu.driver || device === "webgpu" ? "webgpu" : "cpu";
+    const ngl = nGpuLayers === null || nGpuLayers === undefined ? -1 : nGpuLayers;
+    this._gpuReason = wantGpu && !this._gpu.driver ? this._gpu.reason : "";
+    if (this._gpu.driver) {
+      try {
+        await this.api.open.callPromising(nCtx, ngl, pyDevice); // the warm-up reads GPU results
+      } catch (err) {
+        // the device failed while the model went onto it (not a problem of the model): the CPU runs it
+        const text = String(err && err.message ? err.message : err);
+        const m = /(?:RuntimeError|GpuUnavailableError): (WebGPU.*)$/m.exec(text);
+        if (!m) throw err;
+        this._gpuReason = `it failed: ${m[1]}`;
+        this.api.open(nCtx, ngl, "cpu");
+      }
+    } else {
+      this.api.open(nCtx, ngl, pyDevice);
+    }
     this.loaded = true;
+    this._onGpu = this.api.on_gpu();
+  }
+
+  /** Open WebGPU (once; again after a model that used it was unloaded). */
+  async _openGpu(f16) {
+    const state = this._gpu;
+    if (state.driver && !state.driver.destroyed && state.driver.f16Requested === Boolean(f16)) return;
+    if (state.driver && !state.driver.destroyed) state.driver.destroy();
+    const { driver, reason } = await openWebGpu({ f16 });
+    if (driver) driver.f16Requested = Boolean(f16);
+    state.driver = driver;
+    state.reason = reason;
   }
 
   _checkFits(size, kvBytes, nCtx) {
@@ -138,6 +188,20 @@ export class EmberEngine {
     return JSON.parse(this.api.info());
   }
 
+  /**
+   * What runs the loaded model: ``{ device: "webgpu", adapter, precision ("f32" | "f16"), nGpuLayers, nLayers,
+   * kernels, message }`` or ``{ device: "cpu", kernels ("wasm-relaxed" | "wasm-simd128"), nGpuLayers: 0, nLayers,
+   * message }``; ``message`` says why WebGPU is not used when it was asked for (or what was offloaded).
+   */
+  info() {
+    this._needModel();
+    const out = JSON.parse(this.api.device_info());
+    if (out.device === "cpu" && !out.message && this._gpuReason) {
+      out.message = `WebGPU is not available (${this._gpuReason}): running all layers on the CPU`;
+    }
+    return out;
+  }
+
   async *_stream(start) {
     this._needModel();
     this._aborted = false;
@@ -147,7 +211,7 @@ export class EmberEngine {
         if (this._aborted) {
           this.api.cancel();
         }
-        const step = this.api.next_step(gen);
+        const step = this._onGpu ? await this.api.next_step.callPromising(gen) : this.api.next_step(gen);
         if (step === undefined || step === null) break;
         const out = step.toJs({ dict_converter: Object.fromEntries });
         step.destroy();
@@ -228,6 +292,8 @@ p if os.path.exists(p) else ""
   py.runPython("import os; os.environ['EMBERLLM_KERNELS_LIB'] = _ember_relaxed_path; del _ember_relaxed_path");
   return "relaxed";
 }
+
+const DEVICES = ["auto", "webgpu", "cpu"];
 
 const SAMPLING_KEYS = { temperature: "temperature", topK: "top_k", topP: "top_p", minP: "min_p",
   repeatPenalty: "repeat_penalty", seed: "seed" };
@@ -331,8 +397,30 @@ class _EmberApi:
         v_len = int(md.get(f"{arch}.attention.value_length", k_len))
         return 2 * n_layer * n_ctx * n_kv * (k_len + v_len)  # f16 K and V
 
-    def open(self, n_ctx):
-        self.model = Model(self.buf, n_ctx=n_ctx, n_threads=1)
+    def open(self, n_ctx, n_gpu_layers, device):
+        self.model = Model(self.buf, n_ctx=n_ctx, n_threads=1, device=device,
+                           n_gpu_layers=None if n_gpu_layers < 0 else n_gpu_layers)
+
+    def on_gpu(self):
+        return self.model is not None and self.model.gpu_backend is not None
+
+    def device_info(self):
+        m = self.model
+        n_layers = m.decoder.hp.n_layer
+        out = {"kernels": m.kernel_level_name, "nLayers": n_layers, "message": m.offload_message}
+        if m.gpu_backend is None:
+            return json.dumps({"device": "cpu", "nGpuLayers": 0, **out})
+        gpu = m.gpu_backend.device
+        return json.dumps({"device": "webgpu", "adapter": gpu.adapter_name, "precision": m.gpu_backend.precision,
+                           "software": gpu.is_software, "nGpuLayers": len(m.decoder.device_layers), **out})
+
+    def gpu_stats(self):
+        b = self.model.gpu_backend
+        if b is None:
+            return "{}"
+        d = b.device
+        return json.dumps({"plans": b.plans, "dispatches": b.dispatches, "bytesRead": b.bytes_read,
+                           "jsCalls": getattr(d, "js_calls", 0), "runs": getattr(d, "runs", 0)})
 
     def free(self):
         if self.model is not None:

@@ -200,10 +200,11 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def chromium_worker(site: Path, links: dict[str, Path], worker: Path, message: dict, timeout_s: int = 300) -> dict:
+def chromium_worker(site: Path, links: dict[str, Path], worker: Path, message: dict, timeout_s: int = 300,
+                    extra_flags: tuple[str, ...] = ()) -> dict:
     """Serve ``links`` (URL path -> file or directory) from ``site``, start ``worker`` as a module Web Worker in a
-    headless Chromium page, post it ``message`` and return its reply.  Skips without Chromium or Python
-    playwright."""
+    headless Chromium page (launched with ``extra_flags`` too, e.g. ``--enable-unsafe-webgpu``), post it
+    ``message`` and return its reply.  Skips without Chromium or Python playwright."""
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium (/usr/bin/chromium) is not installed")
     sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright is not installed")
@@ -228,7 +229,8 @@ def chromium_worker(site: Path, links: dict[str, Path], worker: Path, message: d
     try:
         with sync_api.sync_playwright() as pw:
             ctx = pw.chromium.launch_persistent_context(str(site.parent / "chromium-profile"), headless=True,
-                                                        executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+                                                        executable_path=str(CHROMIUM),
+                                                        args=[*CHROMIUM_FLAGS, *extra_flags])
             try:
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
                 page.set_default_timeout(timeout_s * 1000)

@@ -2,10 +2,11 @@
 
 One browser, one site and one static server (127.0.0.1) are shared by the tests of this module, which run in
 order on one page: boot, bad files, the Gemma model through the file chooser (greedy reply == the native
-engine's), Stop, a reload with every network request aborted (service worker + OPFS), then server mode against a
-real ``emberllm serve``.  Figures (ready-to-chat time, first-token latency) and screenshots go to
-``tests/artifacts/``.  Needs ``/usr/bin/chromium``, Python ``playwright``, npm (for Pyodide) and the WASM
-toolchain; skips with the reason when one is missing.
+engine's), WebGPU chosen where there is no adapter (the CPU, with a banner), Stop, a reload with every network
+request aborted (service worker + OPFS), then server mode against a real ``emberllm serve``; last, a second
+Chromium with ``--enable-unsafe-webgpu`` (SwiftShader) runs the model on WebGPU by default.  Figures
+(ready-to-chat time, first-token latency) and screenshots go to ``tests/artifacts/``.  Needs ``/usr/bin/chromium``,
+Python ``playwright``, npm (for Pyodide) and the WASM toolchain; skips with the reason when one is missing.
 """
 
 from __future__ import annotations
@@ -79,17 +80,22 @@ def static_url(site: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright is not installed")
     with sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), args=FLAGS,
-            headless=True, viewport={"width": 1100, "height": 760})
-        ctx.set_default_timeout(120_000)
-        try:
-            yield ctx
-        finally:
-            ctx.close()
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def context(playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    ctx = playwright.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), args=FLAGS,
+        headless=True, viewport={"width": 1100, "height": 760})
+    ctx.set_default_timeout(120_000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +270,8 @@ def test_gemma_from_file_chooser_greedy_reply_equals_native(page: Any, gemma_pat
     # Chromium runs relaxed SIMD as standardised: the loader picks the site's relaxed-SIMD module when it has one
     has_relaxed = page.evaluate("fetch('site.json').then((r) => r.json()).then((s) => s.engine.relaxedSimd)")
     assert ("relaxed SIMD" if has_relaxed else "SIMD128") in status, status
+    # this Chromium has no WebGPU adapter (no --enable-unsafe-webgpu): Auto runs the model on the CPU, silently
+    assert "CPU (WASM" in status and page.is_hidden("#error"), status
     _greedy_settings(page)
     msg = _ask(page, PROMPT)
     assert msg["dom_state"] == "done", msg
@@ -274,6 +282,35 @@ def test_gemma_from_file_chooser_greedy_reply_equals_native(page: Any, gemma_pat
     assert msg["meta"]["timings"]["generatedTokens"] == N_PREDICT
     assert f"generation {N_PREDICT} tok" in msg["meta_text"], msg["meta_text"]
     figures["first_load_ms"] = page.evaluate("window.ember.timings.loadMs")
+    assert page.errors == []
+
+
+def _select_device(page: Any, device: str) -> None:
+    """Choose Settings' "Run the model on", save, and wait for the model to load again there."""
+    page.click("#open-settings")
+    page.select_option("#set-device", device)
+    page.click("#settings-save")
+    page.wait_for_selector("#settings-dialog", state="hidden")
+    _wait_state(page, "loading")
+    _wait_state(page, "ready", "no-model", "error")
+
+
+def test_webgpu_setting_without_an_adapter_runs_on_the_cpu(page: Any) -> None:
+    """WebGPU chosen in Settings where the browser has no adapter: the model reloads on the CPU, a banner says why,
+    the choice is kept; Auto goes back without a banner."""
+    _select_device(page, "webgpu")
+    kind, text = _error(page)
+    assert kind == "webgpu", text
+    assert "WebGPU is not available" in text and "no adapter" in text and "CPU" in text, text
+    assert page.evaluate("document.body.dataset.state") == "ready"
+    assert "CPU (WASM" in page.text_content("#status-text")
+    assert page.evaluate("window.ember.store.settings().then((s) => s.device)") == "webgpu"
+    assert page.evaluate("window.ember.local.device.device") == "cpu"
+    _select_device(page, "auto")
+    assert page.is_hidden("#error")
+    assert page.evaluate("document.body.dataset.state") == "ready"
+    assert "CPU (WASM" in page.text_content("#status-text")
+    assert page.evaluate("window.ember.store.settings().then((s) => s.device)") == "auto"
     assert page.errors == []
 
 
@@ -475,3 +512,37 @@ def test_server_mode_without_a_built_site(context: Any, gemma_path: Path, native
             pg.close()
     assert bad == [], bad
     assert console == [], console
+
+
+def test_page_runs_the_model_on_webgpu(playwright: Any, static_url: str, gemma_path: Path, native_reply: str,
+                                       tmp_path_factory: pytest.TempPathFactory, figures: dict[str, Any]) -> None:
+    """A Chromium with WebGPU (``--enable-unsafe-webgpu``: SwiftShader, slow): by default the page loads the model
+    on WebGPU, says so in its status line, and its greedy reply starts as the native engine's (3 tokens: SwiftShader
+    takes seconds per token on 2 cores)."""
+    ctx = playwright.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-webgpu")), executable_path=str(CHROMIUM),
+        args=[*FLAGS, "--enable-unsafe-webgpu"], headless=True, viewport={"width": 1100, "height": 760})
+    ctx.set_default_timeout(180_000)
+    try:
+        pg = ctx.pages[0] if ctx.pages else ctx.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda err: errors.append(str(err)))
+        pg.goto(static_url)
+        assert _wait_state(pg, "no-model", "error") == "no-model", pg.text_content("#error")
+        _choose_file(pg, gemma_path)
+        _wait_ready(pg)
+        status = pg.text_content("#status-text")
+        device = pg.evaluate("window.ember.local.device")
+        assert device["device"] == "webgpu" and device["nGpuLayers"] == device["nLayers"], device
+        assert f"WebGPU · {device['adapter']}" in status and gemma_path.name in status, status
+        figures["webgpu_adapter"] = device["adapter"]
+        figures["webgpu_load_ms"] = pg.evaluate("window.ember.timings.loadMs")
+        _greedy_settings(pg, max_tokens=3)
+        msg = _ask(pg, PROMPT)
+        assert msg["dom_state"] == "done", msg
+        assert msg["content"] and native_reply.startswith(msg["content"]), (msg["content"], native_reply)
+        assert msg["meta"]["timings"]["generatedTokens"] == 3
+        figures["webgpu_first_token_ms"] = msg["meta"]["firstTokenMs"]
+        assert errors == []
+    finally:
+        ctx.close()

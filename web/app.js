@@ -9,6 +9,7 @@ import { DEFAULT_SETTINGS, Store, newConversation } from "./storage.js";
 import { hasWasmSimd } from "./features.js";
 
 const $ = (id) => document.getElementById(id);
+const DEVICES = ["auto", "webgpu", "cpu"]; // Settings' "Run the model on" (EmberEngine.load's device)
 
 const app = {
   store: null, models: null, settings: { ...DEFAULT_SETTINGS }, convs: [], current: null, site: null,
@@ -34,6 +35,8 @@ const ADVICE = {
     "switch to server mode."],
   "no-engine": ["The in-browser engine is not part of this deployment", "Build the site with " +
     "build_scripts/build_site.py (it adds Pyodide and the wheel), or use server mode."],
+  webgpu: ["WebGPU is not available", "The model runs on the CPU (WASM SIMD) instead. Use a browser with WebGPU, " +
+    "or choose Auto or CPU under Settings."],
 };
 
 function showError(err, kindOverride) {
@@ -72,9 +75,21 @@ function modelReadyStatus() {
     setStatus(`Server · ${p?.model_alias || (p?.model_path || "model").split("/").pop()}`, "ready");
   } else {
     const info = app.local?.model;
-    const simd = { "wasm-relaxed": "relaxed SIMD", "wasm-simd128": "SIMD128" }[info?.kernels] || info?.kernels;
-    setStatus(`${app.modelName} · ${info?.architecture ?? ""} · in your browser` + (simd ? ` (${simd})` : ""), "ready");
+    setStatus(`${app.modelName} · ${info?.architecture ?? ""} · ${deviceLabel(app.local?.device, info)}`, "ready");
+    $("status-text").title = app.local?.device?.message || "";
   }
+}
+
+/** Where the in-browser engine runs the model: "WebGPU · ADAPTER" (with the layer count when only some are
+ * there) or "CPU (WASM relaxed SIMD)" / "CPU (WASM SIMD128)". */
+function deviceLabel(dev, info) {
+  if (dev?.device === "webgpu") {
+    const part = dev.nGpuLayers < dev.nLayers ? ` (${dev.nGpuLayers}/${dev.nLayers} layers)` : "";
+    return `WebGPU · ${dev.adapter}${part}`;
+  }
+  const kernels = dev?.kernels ?? info?.kernels;
+  const simd = { "wasm-relaxed": "relaxed SIMD", "wasm-simd128": "SIMD128" }[kernels] || kernels || "SIMD";
+  return `CPU (WASM ${simd})`;
 }
 
 function progress(title, loaded, total, t0, onCancel = null) {
@@ -140,9 +155,14 @@ async function loadStored(name, { removeOnFailure = false } = {}) {
     t0 = performance.now();
     setStatus(`Loading ${name}…`, "loading");
     const msg = await app.local.load(file, {
-      nCtx: app.settings.nCtx, onProgress: (loaded, total) => progress(`Loading ${name}`, loaded, total, t0),
+      nCtx: app.settings.nCtx, device: DEVICES.includes(app.settings.device) ? app.settings.device : "auto",
+      onProgress: (loaded, total) => progress(`Loading ${name}`, loaded, total, t0),
     });
     app.timings.loadMs = msg.loadMs;
+    // WebGPU asked for by name but not usable: the CPU runs the model; say why (Auto falls back silently)
+    if (app.settings.device === "webgpu" && msg.device?.device !== "webgpu") {
+      showError(new Error(msg.device?.message || "WebGPU could not be used."), "webgpu");
+    }
   } catch (err) {
     progress(null);
     if (removeOnFailure) await app.models.remove(name);
@@ -513,7 +533,7 @@ async function deleteConversation(conv) {
 // ------------------------------------------------------------------------------------------------ settings
 const FIELDS = { systemPrompt: "set-system", temperature: "set-temperature", topK: "set-top-k", topP: "set-top-p",
   minP: "set-min-p", repeatPenalty: "set-repeat-penalty", maxTokens: "set-max-tokens", seed: "set-seed",
-  nCtx: "set-n-ctx", apiKey: "set-api-key" };
+  nCtx: "set-n-ctx", apiKey: "set-api-key", device: "set-device" };
 
 function fillSettings(s) {
   for (const [key, id] of Object.entries(FIELDS)) $(id).value = s[key];
@@ -580,7 +600,13 @@ function wire() {
   $("settings-dialog").addEventListener("close", async () => {
     if ($("settings-dialog").returnValue !== "save") return;
     const keyChanged = readSettings().apiKey !== app.settings.apiKey;
+    const deviceChanged = readSettings().device !== app.settings.device;
     await saveSettings(readSettings());
+    // the device applies at once: reload the in-browser model there (Context waits for the next load)
+    if (deviceChanged && app.mode === "local" && app.modelName && !app.busy) {
+      clearError();
+      await loadStored(app.modelName);
+    }
     if (keyChanged && app.serverStatus !== "none") {
       app.serverStatus = await app.server.probe();
       if (app.mode === "server") await setMode("server", false);

@@ -15,6 +15,7 @@ export class LocalEngine {
     this.pending = new Map();
     this.nextId = 1;
     this.model = null;
+    this.device = null;
   }
 
   _call(msg, handlers = {}) {
@@ -54,11 +55,15 @@ export class LocalEngine {
     return msg.timings;
   }
 
-  /** Load a File/Blob (GGUF) into the engine; resolves to the model's info. */
-  async load(file, { nCtx = 2048, onProgress } = {}) {
+  /** Load a File/Blob (GGUF) into the engine (``device``: "auto" | "webgpu" | "cpu"; ``nGpuLayers``: null for
+   * all); resolves to the worker's message: the model's ``info`` and ``device`` (what runs it, as
+   * EmberEngine.info()). */
+  async load(file, { nCtx = 2048, onProgress, device = "auto", nGpuLayers = null } = {}) {
     this.model = null;
-    const msg = await this._call({ type: "load", file, nCtx }, { onProgress });
+    this.device = null;
+    const msg = await this._call({ type: "load", file, nCtx, device, nGpuLayers }, { onProgress });
     this.model = msg.info;
+    this.device = msg.device;
     return msg;
   }
 

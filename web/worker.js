@@ -1,6 +1,7 @@
 // The in-browser engine's Web Worker: boots Pyodide with the emberllm wheel (pyodide_pkg/emberllm.mjs), loads a
-// model from a File/Blob and streams chat replies.  Generation is synchronous Python, so it never runs on the
-// page's main thread.  Messages in: boot, load, chat, abort, unload; out: see engine-client.js.
+// model from a File/Blob (on WebGPU or the CPU: load's device / nGpuLayers) and streams chat replies.  Generation
+// is synchronous Python, so it never runs on the page's main thread.  Messages in: boot, load, chat, abort,
+// unload; out: see engine-client.js.
 
 let engine = null;
 
@@ -23,11 +24,11 @@ async function boot({ id, engineURL, indexURL, wheelURL }) {
   self.postMessage({ type: "booted", id, timings: engine.timings });
 }
 
-async function load({ id, file, nCtx }) {
+async function load({ id, file, nCtx, device = "auto", nGpuLayers = null }) {
   let last = 0;
   const t0 = performance.now();
   await engine.load(file, {
-    nCtx,
+    nCtx, device, nGpuLayers,
     onProgress: (loaded, total) => {
       const now = performance.now();
       if (now - last > 100 || loaded === total) {
@@ -36,7 +37,10 @@ async function load({ id, file, nCtx }) {
       }
     },
   });
-  self.postMessage({ type: "loaded", id, info: engine.modelInfo(), loadMs: performance.now() - t0 });
+  // device: what runs the model ({ device: "webgpu", adapter, precision, nGpuLayers, ... } or { device: "cpu",
+  // kernels, message }: message says why WebGPU is not used when it was asked for)
+  self.postMessage({ type: "loaded", id, info: engine.modelInfo(), device: engine.info(),
+    loadMs: performance.now() - t0 });
 }
 
 async function chat({ id, messages, options }) {
