@@ -96,7 +96,7 @@ def _env_default(p: argparse.ArgumentParser, action: argparse.Action, name: str,
         return
     try:
         value = action.type(raw) if callable(action.type) else raw
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
         p.error(f"{name}: invalid value {raw!r}")
     if action.choices is not None and value not in action.choices:
         p.error(f"{name}: must be one of {', '.join(map(str, action.choices))}")

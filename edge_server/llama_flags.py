@@ -22,7 +22,7 @@ LLAMA_ENV = {
     "chat_template": "LLAMA_ARG_CHAT_TEMPLATE", "chat_template_file": "LLAMA_ARG_CHAT_TEMPLATE_FILE",
     "n_predict": "LLAMA_ARG_N_PREDICT", "timeout": "LLAMA_ARG_TIMEOUT", "metrics": "LLAMA_ARG_ENDPOINT_METRICS",
     "n_gpu_layers": "LLAMA_ARG_N_GPU_LAYERS", "flash_attn": "LLAMA_ARG_FLASH_ATTN", "jinja": "LLAMA_ARG_JINJA",
-    "cont_batching": "LLAMA_ARG_CONT_BATCHING", "device": "LLAMA_ARG_DEVICE",
+    "cont_batching": "LLAMA_ARG_CONT_BATCHING",
 }
 
 

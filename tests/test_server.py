@@ -403,15 +403,21 @@ def test_llama_server_flags_and_environment(monkeypatch, tmp_path):
     cfg = config_from_args(args)
     assert cfg.n_batch == 256 and cfg.chat_template == template.read_text() and cfg.use_mmap is False
     assert cfg.alias == "gem" and cfg.webui is False
-    assert [n.split(":")[0] for n in notes(args)] == ["-ngl 99", "-fa on", "--jinja"]
+    assert cfg.n_gpu_layers == 99  # -ngl is real now (runtime/offload.py)
+    assert [n.split(":")[0] for n in notes(args)] == ["-fa on", "--jinja"]
     with pytest.raises(ValueError, match="chat-template-file"):
         config_from_args(parse("-m", str(model), "--chat-template-file", str(tmp_path / "missing.jinja")))
     monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "0")
     monkeypatch.setenv("LLAMA_ARG_N_PARALLEL", "3")
     monkeypatch.setenv("LLAMA_API_KEY", "from-llama")
     monkeypatch.setenv("EMBERLLM_ARG_PARALLEL", "2")  # EMBERLLM_ARG_* wins over LLAMA_ARG_*
+    monkeypatch.setenv("LLAMA_ARG_N_GPU_LAYERS", "all")
     cfg = config_from_args(parse("-m", str(model)))
     assert cfg.n_ctx == 0 and cfg.n_parallel == 2 and cfg.api_key == "from-llama"
+    assert cfg.n_gpu_layers >= 1 << 20
+    monkeypatch.setenv("LLAMA_ARG_N_GPU_LAYERS", "lots")
+    with pytest.raises(SystemExit):
+        parse("-m", str(model))
 
 
 def test_timeout_stops_a_generation(gemma_path):
