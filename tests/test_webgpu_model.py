@@ -17,6 +17,7 @@ from emberllm.backends.webgpu.device import GpuUnavailableError
 from emberllm.runtime.model import Model
 
 from .test_engine_reference import PROB_MAX_TOL, PROB_MEAN_TOL, first_close_step, greedy_with_probs
+from .test_model_families import families  # noqa: F401 - the fixture: tiny random models and transformers logits
 
 
 def open_device(f16: bool):
@@ -140,3 +141,30 @@ def test_server_on_webgpu_serves_parallel_greedy_requests(gemma_path, reference,
         assert "offloaded 18/18 layers to webgpu (" in srv.log_path.read_text()
     for p, k, ids in zip(prompts, ks, got, strict=True):
         assert ids == reference["prompts"][p]["generated_token_ids"][:k], p
+
+
+@pytest.mark.parametrize("precision", ["f16", "f32"])
+def test_every_family_on_webgpu_matches_transformers(families, precision):  # noqa: F811 - the imported fixture
+    """Each architecture (Llama 3 rope factors, Qwen2 biases, Qwen3 QK-norm, Phi-3 fused tensors and long-rope,
+    Gemma 3) with every layer on WebGPU: F32 logits within 1e-3 of transformers', Q8_0 with its arg-max."""
+    from emberllm.convert import hf as convert_hf
+
+    from .test_model_families import CASES, stand_in_vocab
+
+    for case in CASES:
+        hf_dir, ids, ref = families[case]
+        for outtype, check in (("f32", "close"), ("q8_0", "argmax")):
+            path = hf_dir / f"{outtype}.gguf"
+            if not path.exists():
+                convert_hf.convert(hf_dir, path, outtype, vocab=stand_in_vocab)
+            m = Model(path, n_ctx=64, n_threads=1, warmup=False, n_gpu_layers=99, gpu=open_device(precision == "f16"))
+            try:
+                assert m.gpu_backend is not None and m.decoder.ops is m.gpu_backend
+                m.eval_prompt(ids)
+                ours = np.array(m.last_logits(), dtype=np.float64)
+            finally:
+                m.close()
+            if check == "close":
+                assert np.abs(ours - ref).max() <= 1e-3, (case, precision)
+            else:
+                assert int(ours.argmax()) == int(ref.argmax()), (case, precision)

@@ -303,7 +303,9 @@ class WebGpuBackend:
         """``out[n, w.n_out] = x[n, w.n_in] @ w.T`` (tensors or rows)."""
         (xt, xo), (ot, oo) = _at(x), _at(out)
         tpr = 1 if self.device.is_software else _threads_per_row(w.n_in)
-        pipe = self._pipeline("matmul", _qname(w), self.f16, TPR=tpr)
+        # half-precision arithmetic for quantized and F16 weights; F32 and BF16 (whose range f16 lacks) stay f32
+        f16 = self.f16 and _qname(w) not in ("F32", "BF16")
+        pipe = self._pipeline("matmul", _qname(w), f16, TPR=tpr)
         tiles = math.ceil(n / 8)
         for part in w.parts:
             gx, gy, _ = _grid(math.ceil(part.n_rows * tpr / 64))
