@@ -6,8 +6,12 @@
 
 Engines (in the order they run within each round): ``llama.cpp`` (its ``llama-bench``, built once from the
 ``llama-cpp-python`` sdist into the cache), ``emberllm`` (``emberllm bench`` in a subprocess),
+``emberllm-webgpu`` (``emberllm bench -ngl 99``: every layer on WebGPU through wgpu-py),
 ``emberllm-pyodide-node`` and ``emberllm-pyodide-chromium`` (rows say "not built" until the Pyodide
-package and its runners exist) and ``wllama`` (npm ``@wllama/wllama`` in Debian's headless Chromium).
+package and its runners exist), ``emberllm-pyodide-chromium-webgpu`` (the same in Chromium with
+``--enable-unsafe-webgpu`` and every layer on WebGPU) and ``wllama`` (npm ``@wllama/wllama`` in Debian's headless
+Chromium).  Without a GPU the WebGPU rows run on a software adapter (lavapipe, SwiftShader): for information.
+bench/gpu/ measures them on a GPU box, beside llama.cpp's Vulkan backend.
 Rounds interleave the engines (A B C A B C …); every timed run holds ``/tmp/emberllm-bench.lock``.
 The table goes to stdout, progress to stderr, the raw results to ``bench/results/``. See bench/README.md.
 """
@@ -23,6 +27,8 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,9 +49,22 @@ NPM_PACKAGES = {"@wllama/wllama": "3.8.1", "playwright-core": "1.65.1", "pyodide
 NO_THREADS = "n/a: no threads in Pyodide"
 #: Where ``pyodide_pkg/build_wheel.py`` writes the Pyodide wheel by default (relative to the repository).
 PYODIDE_WHEEL_DIR = Path("build") / "pyodide"
-ENGINES = ("llama.cpp", "emberllm", "emberllm-pyodide-node", "emberllm-pyodide-chromium",
-           "emberllm-pyodide-chromium-simd128", "wllama")
+ENGINES = ("llama.cpp", "emberllm", "emberllm-webgpu", "emberllm-pyodide-node", "emberllm-pyodide-chromium",
+           "emberllm-pyodide-chromium-simd128", "emberllm-pyodide-chromium-webgpu", "wllama")
+#: Seconds one timed run may take before it is killed (read at call time: bench/gpu/run.py lowers it).
 RUN_TIMEOUT_S = 1200
+#: Seconds an apt-get or npm install may take (a box without network fails instead of hanging).
+INSTALL_TIMEOUT_S = 600
+#: ``-ngl`` of the WebGPU rows: llama.cpp's usual "every layer" (more than any model here has).
+WEBGPU_NGL = 99
+#: What a WebGPU row skipped on a software adapter says to do (bench/gpu/run.py has its own flag).
+SOFTWARE_HINT = "name the row with --only to run it"
+#: Chromium flags of the WebGPU browser row, besides the runner's usual ones (``$EMBERLLM_CHROMIUM_WEBGPU_FLAGS``,
+#: space-separated, replaces them): WebGPU on Linux over Vulkan, as Chrome's guide to testing WebGPU headless has it.
+CHROMIUM_WEBGPU_FLAGS = ("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-angle=vulkan",
+                         "--disable-vulkan-surface", "--ignore-gpu-blocklist")
+#: Tried by the runner when those flags give no adapter (no usable Vulkan GPU): SwiftShader, WebGPU on the CPU.
+CHROMIUM_WEBGPU_FALLBACK_FLAGS = ("--disable-gpu", "--enable-unsafe-webgpu")
 
 
 class Unavailable(Exception):
@@ -71,16 +90,20 @@ class Measured:
     stderr: str
     wall_s: float
     maxrss_bytes: int
+    timed_out: bool = False  # killed after its time-out
 
 
-def run_measured(cmd: list[str], timeout_s: float = RUN_TIMEOUT_S, cwd: Path | None = None,
+def run_measured(cmd: list[str], timeout_s: float | None = None, cwd: Path | None = None,
                  env: dict[str, str] | None = None) -> Measured:
-    """Run ``cmd`` to the end and return its output, wall time and peak RSS (``wait4``'s ru_maxrss)."""
+    """Run ``cmd`` to the end (killed after ``timeout_s``, default ``RUN_TIMEOUT_S``) and return its output, wall
+    time and peak RSS (``wait4``'s ru_maxrss)."""
+    timeout_s = RUN_TIMEOUT_S if timeout_s is None else timeout_s
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env,
                                 start_new_session=True)
-        timer = threading.Timer(timeout_s, lambda: _kill_group(proc.pid))
+        killed = threading.Event()
+        timer = threading.Timer(timeout_s, lambda: (killed.set(), _kill_group(proc.pid)))
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
@@ -91,7 +114,7 @@ def run_measured(cmd: list[str], timeout_s: float = RUN_TIMEOUT_S, cwd: Path | N
         out.seek(0)
         err.seek(0)
         return Measured(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                        wall, usage.ru_maxrss * 1024)
+                        wall, usage.ru_maxrss * 1024, killed.is_set())
 
 
 def _kill_group(pid: int) -> None:
@@ -208,14 +231,18 @@ class LlamaCpp(Engine):
         return rec
 
 
-def _run_bench_json(rec: harness.RunRecord, label: str, cmd: list[str], cwd: Path | None = None) -> list[dict] | None:
+def _run_bench_json(rec: harness.RunRecord, label: str, cmd: list[str], cwd: Path | None = None,
+                    env: dict[str, str] | None = None, keep_stderr: bool = False) -> list[dict] | None:
     """Run a llama-bench-style ``-o json`` command into ``rec`` (wall time, peak RSS, t/s); its rows, or None
-    with ``rec.error`` set when it failed."""
-    res = run_measured(cmd, cwd=cwd)
+    with ``rec.error`` set when it failed.  ``keep_stderr``: the end of its stderr in ``rec.raw["stderr_tail"]``."""
+    res = run_measured(cmd, cwd=cwd, env=env)
     rec.wall_s, rec.peak_rss_bytes = res.wall_s, res.maxrss_bytes
     if res.returncode != 0:
-        rec.error = f"{label} exit {res.returncode}: {tail(res.stderr)}"
+        how = f"timed out after {res.wall_s:.0f} s" if res.timed_out else f"exit {res.returncode}"
+        rec.error = f"{label} {how}: {tail(res.stderr)}"
         return None
+    if keep_stderr:
+        rec.raw["stderr_tail"] = tail(res.stderr, 1000)
     rows = harness.parse_bench_json(res.stdout)
     rec.ts = harness.bench_rows_to_ts(rows)
     return rows
@@ -252,18 +279,114 @@ class EmberNative(Engine):
         out = check_output([sys.executable, "-c", code]).split()
         return {"emberllm": out[0] if out else "", "emberllm kernels": out[1] if len(out) > 1 else ""}
 
+    #: Flags added to ``emberllm bench`` (the WebGPU row adds ``-ngl 99``).
+    extra_flags: tuple[str, ...] = ()
+
+    def run_env(self, threads: int | None) -> dict[str, str] | None:
+        """The environment of a run: this process's with ``EMBERLLM_DEVICE=cpu`` (the CPU row stays on the CPU)."""
+        return dict(os.environ, EMBERLLM_DEVICE="cpu")
+
     def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
         """``python -m emberllm.cli bench … -r 1 -o json``."""
         rec = harness.RunRecord(self.name, threads, rep)
         cmd = [sys.executable, "-m", "emberllm.cli", "bench", "-m", str(settings.model), "-t", str(threads),
-               "-r", "1", "-o", "json", *_llama_bench_test_flags(settings.tests)]
-        rows = _run_bench_json(rec, "emberllm bench", cmd, cwd=ROOT)
+               "-r", "1", "-o", "json", *self.extra_flags, *_llama_bench_test_flags(settings.tests)]
+        rows = _run_bench_json(rec, " ".join(["emberllm bench", *self.extra_flags]), cmd, cwd=ROOT,
+                               env=self.run_env(threads), keep_stderr=bool(self.extra_flags))
         if rows is None:
             return rec
         rec.load_ms = harness.median([r.get("load_ms") for r in rows])
-        rec.raw["emberllm_bench"] = [{k: r.get(k) for k in ("n_prompt", "n_gen", "avg_ns", "avg_ts", "kernels",
-                                                              "load_ms", "n_batch")} for r in rows]
+        rec.raw["emberllm_bench"] = [{k: r.get(k) for k in ("n_prompt", "n_gen", "avg_ns", "avg_ts", "backends",
+                                                              "kernels", "load_ms", "n_batch")} for r in rows]
+        self.check_rows(rec, rows)
         return rec
+
+    def check_rows(self, rec: harness.RunRecord, rows: list[dict]) -> None:
+        """Turn a run whose rows are not what this engine measures into an error (the CPU row takes them all)."""
+
+
+# -- emberllm on WebGPU, natively ------------------------------------------------------------------------
+#: Opens the WebGPU device as ``emberllm bench -ngl`` does and prints what it got (or why not) as one JSON line.
+WEBGPU_PROBE = """
+import json, os
+from emberllm.backends.webgpu.device import GpuUnavailableError
+from emberllm.runtime.offload import open_gpu_device
+try:
+    d = open_gpu_device(f16=os.environ.get("EMBERLLM_GPU_F16", "1") != "0")
+except GpuUnavailableError as exc:
+    print(json.dumps({"error": str(exc)}))
+else:
+    print(json.dumps({"adapter": d.adapter_name, "software": d.is_software, "f16": d.has_f16}))
+    d.close()
+"""
+
+
+class EmberWebGpu(EmberNative):
+    """``emberllm bench -ngl 99`` in a fresh process: every layer (and the output) on WebGPU through wgpu-py.
+
+    ``f16``: None leaves ``EMBERLLM_GPU_F16`` as it is (f16 kernels where the adapter has ``shader-f16``); True or
+    False sets it (bench/gpu/run.py runs both).  On a software adapter (lavapipe) ``LP_NUM_THREADS`` is set to the
+    run's thread count unless it is set already, so that the threads column bounds the adapter too.  A run that
+    fell back to the CPU (its rows do not say "WebGPU") is an error, never a CPU figure under this name.
+    """
+
+    extra_flags = ("-ngl", str(WEBGPU_NGL))
+
+    def __init__(self, name: str = "emberllm-webgpu", f16: bool | None = None, software_ok: bool = True) -> None:
+        self.name = name
+        self.f16 = f16
+        self.software_ok = software_ok  # False: a software adapter (lavapipe) makes the row "skipped"
+        self.adapter: dict[str, Any] = {}  # the probe's {adapter, software, f16}
+
+    def run_env(self, threads: int | None) -> dict[str, str]:
+        """``EMBERLLM_DEVICE=webgpu`` (a CPU override in the caller's environment must not turn the row into a CPU
+        one), ``EMBERLLM_GPU_F16`` when forced, ``LP_NUM_THREADS`` on a software adapter."""
+        env = dict(os.environ, EMBERLLM_DEVICE="webgpu")
+        if self.f16 is not None:
+            env["EMBERLLM_GPU_F16"] = "1" if self.f16 else "0"
+        if threads is not None and self.adapter.get("software") and "LP_NUM_THREADS" not in os.environ:
+            env["LP_NUM_THREADS"] = str(threads)
+        return env
+
+    def prepare(self, settings: Settings | None) -> None:
+        """emberllm imports, and a WebGPU adapter opens (with ``shader-f16`` when the row forces f16)."""
+        super().prepare(settings)
+        try:
+            res = subprocess.run([sys.executable, "-c", WEBGPU_PROBE], capture_output=True, text=True, timeout=180,
+                                 env=self.run_env(None), cwd=ROOT)
+        except subprocess.TimeoutExpired:
+            raise Unavailable("opening the WebGPU adapter timed out (180 s)") from None
+        try:
+            probe = harness.last_json_object(res.stdout)
+        except ValueError:
+            raise Unavailable(f"WebGPU probe exit {res.returncode}: {tail(res.stderr, 200)}") from None
+        if probe.get("error"):
+            raise Unavailable(str(probe["error"]))
+        if self.f16 and not probe.get("f16"):
+            raise Unavailable(f"n/a: {probe.get('adapter')} has no shader-f16")
+        if probe.get("software") and not self.software_ok:
+            raise Unavailable(f"skipped: software adapter ({probe.get('adapter')}); {SOFTWARE_HINT}")
+        self.adapter = probe
+        log(f"{self.name}: {probe.get('adapter')}"
+            + (" (a software adapter: figures for information)" if probe.get("software") else ""))
+
+    def check_rows(self, rec: harness.RunRecord, rows: list[dict]) -> None:
+        """Every row must say backends "WebGPU" (else the run fell back to the CPU: an error with the reason)."""
+        off = sorted({str(r.get("backends")) for r in rows if r.get("backends") != "WebGPU"})
+        if off:
+            why = next((line.strip() for line in str(rec.raw.get("stderr_tail", "")).splitlines()
+                        if "WebGPU" in line or "webgpu" in line), "")
+            rec.error = f"ran on {', '.join(off)}, not WebGPU" + (f": {why}" if why else "")
+            rec.ts = {}
+        elif rows:
+            rec.raw["device"] = rows[0].get("kernels")
+
+    def versions(self) -> dict[str, Any]:
+        """emberllm's version, wgpu's, and the adapter."""
+        out = super().versions()
+        out["wgpu"] = check_output([sys.executable, "-c", "import wgpu; print(wgpu.__version__)"])
+        out[f"{self.name} adapter"] = self.adapter
+        return out
 
 
 # -- browser and Node runners (wllama now, emberllm in Pyodide later) -------------------------------------
@@ -273,8 +396,13 @@ def apt_install(package: str) -> bool:
         return False
     print(f"installing {package} with apt-get ...", file=sys.stderr)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    update = subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-    install = subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True)
+    try:
+        update = subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True,
+                                timeout=INSTALL_TIMEOUT_S)
+        install = subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True,
+                                 timeout=INSTALL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return False
     return update.returncode == 0 and install.returncode == 0
 
 
@@ -306,8 +434,11 @@ def ensure_npm_packages() -> Path:
         {"private": True, "description": "emberllm bench runners' packages", "dependencies": NPM_PACKAGES},
         indent=2) + "\n")
     log(f"npm: installing {', '.join(f'{k}@{v}' for k, v in NPM_PACKAGES.items())} into {target}")
-    res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=target,
-                         capture_output=True, text=True)
+    try:
+        res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=target,
+                             capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"npm install timed out ({INSTALL_TIMEOUT_S} s): no network?") from None
     if res.returncode != 0:
         raise Unavailable(f"npm install failed: {tail(res.stderr, 200)}")
     return target
@@ -345,7 +476,8 @@ class RunnerEngine(Engine):
         rec = harness.RunRecord(self.name, threads, rep)
         spec = {
             "npm_dir": str(self.npm), "model": str(settings.model), "threads": threads, "n_ctx": settings.n_ctx,
-            "chromium": self.chromium, "warmup_prompt": "Hello", "timeout_s": RUN_TIMEOUT_S - 60,
+            "chromium": self.chromium, "warmup_prompt": "Hello",
+            "timeout_s": max(RUN_TIMEOUT_S - 60, 0.8 * RUN_TIMEOUT_S),  # the runner's own clock, before ours
             "tests": [{"n_prompt": t.n_prompt, "n_gen": t.n_gen, "prompt": settings.prompts.get(t.label, "")}
                       for t in settings.tests],
             "extra": self.extra,
@@ -353,7 +485,8 @@ class RunnerEngine(Engine):
         res = run_measured(["node", str(self.script), json.dumps(spec)], cwd=ROOT)
         rec.wall_s = res.wall_s
         if res.returncode != 0:
-            rec.error = f"{self.script.name} exit {res.returncode}: {tail(res.stderr)}"
+            how = f"timed out after {res.wall_s:.0f} s" if res.timed_out else f"exit {res.returncode}"
+            rec.error = f"{self.script.name} {how}: {tail(res.stderr)}"
             return rec
         try:
             rec.ts, rec.load_ms, rec.peak_rss_bytes, rec.notes, result = harness.parse_runner_output(res.stdout)
@@ -363,6 +496,12 @@ class RunnerEngine(Engine):
         rec.raw["runner"] = {k: result.get(k) for k in ("n_threads", "multithread", "cross_origin_isolated",
                                                          "libllama", "n_ctx", "fetch_ms", "boot_ms", "install_ms",
                                                          "kernels")}
+        rec.raw["runner"].update({k: result[k] for k in ("device", "gpu_stats", "chromium", "chromium_flags",
+                                                         "first_attempt") if k in result})
+        if result.get("unavailable"):  # the runner could not measure what the row is for (e.g. no WebGPU adapter)
+            rec.error = f"n/a: {result['unavailable']}"
+            rec.ts = {}
+            return rec
         rec.raw["tests"] = [{k: t.get(k) for k in ("n_prompt", "n_gen", "prompt_n", "prompt_ms", "predicted_n",
                                                    "predicted_ms", "predicted_per_second", "kernel_calls_per_token")}
                             for t in result.get("tests", [])]
@@ -423,13 +562,83 @@ class EmberPyodide(RunnerEngine):
         return {f"{self.name} wheel": Path(self.extra["wheel"]).name} if self.extra.get("wheel") else {}
 
 
-def make_engines(only: list[str]) -> list[Engine]:
-    """The engines to run, in the fixed interleaving order."""
+#: What the WebGPU browser row needs of the JS loader (pyodide_pkg/emberllm.mjs) and of the wheel.
+LOADER_WEBGPU_API = ("nGpuLayers", "info()")
+WHEEL_WEBGPU_FILE = "emberllm/backends/webgpu/browser.py"
+
+
+class EmberPyodideWebGpu(EmberPyodide):
+    """emberllm in Pyodide in headless Chromium with WebGPU: ``engine.load(model, { device: "webgpu", nGpuLayers: 99
+    })`` in a Web Worker, Chromium started with ``--enable-unsafe-webgpu`` (``CHROMIUM_WEBGPU_FLAGS``).
+
+    Runner: ``bench/gpu/run_chromium_webgpu.mjs`` (same contract as the other runners; ``extra`` adds
+    ``n_gpu_layers``, ``device``, ``gpu_f16``, ``chromium_flags``, ``fallback_flags`` (SwiftShader, tried when the
+    first flags give no adapter and ``software_ok``), ``software_ok`` and ``software_hint``).  Its rows say
+    "unavailable: …" when the loader has no ``nGpuLayers``/``info()`` or the wheel has no WebGPU backend, and
+    "n/a: …" (the page's or the loader's reason) when Chromium gives no usable WebGPU adapter, so the CPU never
+    answers under this name.  ``gpu_f16``: the loader's ``gpuF16`` (None: its default, f16 where the adapter has
+    ``shader-f16``).
+    """
+
+    def __init__(self, gpu_f16: bool | None = None, name: str = "emberllm-pyodide-chromium-webgpu",
+                 software_ok: bool = True) -> None:
+        super().__init__("chromium")
+        self.name = name
+        self.script = HERE / "gpu" / "run_chromium_webgpu.mjs"
+        self.gpu_f16 = gpu_f16
+        self.software_ok = software_ok  # False: the runner answers "skipped" on SwiftShader or lavapipe
+        self.skip: str | None = None  # once a run said WebGPU is not usable here, the later ones say so at once
+
+    def prepare(self, settings: Settings) -> None:
+        """The loader's WebGPU options, then the wheel and the runner (``EmberPyodide``), then the wheel's WebGPU
+        backend."""
+        loader = ROOT / "pyodide_pkg" / "emberllm.mjs"
+        text = loader.read_text(errors="replace") if loader.is_file() else ""
+        lacking = [name for name in LOADER_WEBGPU_API if name not in text]
+        if lacking:
+            raise Unavailable(f"unavailable: the Pyodide loader (pyodide_pkg/emberllm.mjs) has no {', '.join(lacking)}"
+                              " for WebGPU yet")
+        super().prepare(settings)
+        wheel = Path(self.extra["wheel"])
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                has_gpu = WHEEL_WEBGPU_FILE in zf.namelist()
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise Unavailable(f"unavailable: cannot read {wheel.name}: {exc}") from exc
+        if not has_gpu:
+            raise Unavailable(f"unavailable: {wheel.name} has no WebGPU backend (rebuild it: "
+                              "python pyodide_pkg/build_wheel.py)")
+        flags = os.environ.get("EMBERLLM_CHROMIUM_WEBGPU_FLAGS")
+        self.extra.update({"n_gpu_layers": WEBGPU_NGL, "device": "webgpu", "gpu_f16": self.gpu_f16,
+                           "software_ok": self.software_ok, "software_hint": SOFTWARE_HINT,
+                           "chromium_flags": flags.split() if flags else list(CHROMIUM_WEBGPU_FLAGS),
+                           # SwiftShader is a software adapter: no use trying it when the row would skip it
+                           "fallback_flags": list(CHROMIUM_WEBGPU_FALLBACK_FLAGS) if self.software_ok else []})
+
+    def run(self, settings: Settings, threads: int, rep: int) -> harness.RunRecord:
+        """One run of the runner; after a run that found no usable WebGPU, the same answer without starting one."""
+        if self.skip and threads == 1:
+            return harness.RunRecord(self.name, threads, rep, error=self.skip)
+        rec = super().run(settings, threads, rep)
+        if threads == 1 and rec.error and rec.error.startswith("n/a:"):
+            self.skip = rec.error
+        return rec
+
+
+def make_engines(only: list[str], software_ok: Sequence[str] = ()) -> list[Engine]:
+    """The engines to run, in the fixed interleaving order; the WebGPU ones in ``software_ok`` run on a software
+    adapter too (the others say it was skipped)."""
     factories = {"llama.cpp": LlamaCpp, "emberllm": EmberNative, "wllama": Wllama,
+                 "emberllm-webgpu": EmberWebGpu,
                  "emberllm-pyodide-node": lambda: EmberPyodide("node"),
                  "emberllm-pyodide-chromium": lambda: EmberPyodide("chromium"),
-                 "emberllm-pyodide-chromium-simd128": lambda: EmberPyodide("chromium", "simd128")}
-    return [factories[name]() for name in ENGINES if name in only]
+                 "emberllm-pyodide-chromium-simd128": lambda: EmberPyodide("chromium", "simd128"),
+                 "emberllm-pyodide-chromium-webgpu": EmberPyodideWebGpu}
+    engines = [factories[name]() for name in ENGINES if name in only]
+    for engine in engines:
+        if isinstance(engine, (EmberWebGpu, EmberPyodideWebGpu)):
+            engine.software_ok = engine.name in software_ok
+    return engines
 
 
 # -- the comparison --------------------------------------------------------------------------------------
@@ -462,8 +671,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="2 repetitions instead of 5")
     p.add_argument("-r", "--reps", type=int, default=None, help="repetitions (default: 5, or 2 with --quick)")
-    p.add_argument("--only", default=",".join(ENGINES),
-                   help=f"engines, comma-separated (default: all: {', '.join(ENGINES)})")
+    p.add_argument("--only", default=None,
+                   help=f"engines, comma-separated (default: all: {', '.join(ENGINES)}; the WebGPU rows then skip a "
+                        "software adapter, which runs them only when named here)")
     p.add_argument("-t", "--threads", default="1,2", help="thread counts (default: 1,2)")
     p.add_argument("-m", "--model", help="GGUF model (default: the Gemma 3 270M Q4_K_M package's model)")
     p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt test size (default: 512)")
@@ -472,7 +682,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results-dir", type=Path, default=HERE / "results", help="where the JSON goes")
     p.add_argument("--no-save", action="store_true", help="print the table only")
     args = p.parse_args(argv)
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.named = args.only is not None  # engines named with --only run on a software adapter too
+    args.only = [s.strip() for s in (args.only or ",".join(ENGINES)).split(",") if s.strip()]
     unknown = [s for s in args.only if s not in ENGINES]
     if unknown:
         p.error(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
@@ -509,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     settings = Settings(model=model, tests=tests, threads=args.threads, reps=args.reps,
                         prompts=build_prompts(model, tests))
-    engines = make_engines(args.only)
+    engines = make_engines(args.only, software_ok=args.only if args.named else ())
     unavailable: dict[str, str] = {}
     ready: list[Engine] = []
     for engine in engines:

@@ -295,3 +295,162 @@ def test_pyodide_rows_at_two_threads_say_no_threads(tmp_path, monkeypatch):
     assert rec.error == compare.NO_THREADS
     rows = harness.summarize([rec], ["emberllm-pyodide-node"], [2], harness.make_tests(8, 4, None))
     assert rows[0].status == "n/a: no threads in Pyodide" and rows[0].n_ok == 0
+
+
+# -- the WebGPU rows (compare.py) and bench/gpu/run.py: no GPU, no browser, nothing timed -------------------------
+class _Done:
+    """A finished ``subprocess.run`` with this stdout."""
+
+    def __init__(self, stdout: str = "", returncode: int = 0, stderr: str = "") -> None:
+        self.stdout, self.returncode, self.stderr = stdout, returncode, stderr
+
+
+def test_webgpu_rows_are_engines_and_skip_a_software_adapter_unless_named():
+    compare = _load("bench_compare", BENCH / "compare.py")
+    assert {"emberllm-webgpu", "emberllm-pyodide-chromium-webgpu"} <= set(compare.ENGINES)
+    args = compare.parse_args([])
+    assert not args.named and "emberllm-webgpu" in args.only
+    engines = {e.name: e for e in compare.make_engines(args.only)}
+    assert not engines["emberllm-webgpu"].software_ok
+    assert not engines["emberllm-pyodide-chromium-webgpu"].software_ok
+    args = compare.parse_args(["--only", "emberllm-webgpu"])
+    (engine,) = compare.make_engines(args.only, software_ok=args.only)
+    assert args.named and engine.software_ok and isinstance(engine, compare.EmberWebGpu)
+
+
+def _probe_with(compare, monkeypatch, probe: dict):
+    """``subprocess.run`` answering the import check, then the WebGPU probe with ``probe``."""
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        return _Done(json.dumps(probe) + "\n" if compare.WEBGPU_PROBE in cmd else "")
+
+    monkeypatch.setattr(compare.subprocess, "run", fake_run)
+    return calls
+
+
+def test_webgpu_native_prepare_says_why_not(tmp_path, monkeypatch):
+    compare = _load("bench_compare", BENCH / "compare.py")
+    settings = compare.Settings(model=tmp_path / "m.gguf", tests=harness.make_tests(8, 4, None), threads=[1], reps=1)
+    _probe_with(compare, monkeypatch, {"error": "no WebGPU adapter"})
+    with pytest.raises(compare.Unavailable, match="no WebGPU adapter"):
+        compare.EmberWebGpu().prepare(settings)
+    _probe_with(compare, monkeypatch, {"adapter": "llvmpipe (LLVM 15)", "software": True, "f16": True})
+    with pytest.raises(compare.Unavailable, match="skipped: software adapter"):
+        compare.EmberWebGpu(software_ok=False).prepare(settings)
+    compare.EmberWebGpu(software_ok=True).prepare(settings)  # named: runs on lavapipe, for information
+    _probe_with(compare, monkeypatch, {"adapter": "Some GPU", "software": False, "f16": False})
+    with pytest.raises(compare.Unavailable, match="no shader-f16"):
+        compare.EmberWebGpu("emberllm-webgpu-f16", f16=True).prepare(settings)
+    calls = _probe_with(compare, monkeypatch, {"adapter": "Some GPU", "software": False, "f16": False})
+    compare.EmberWebGpu("emberllm-webgpu-f32", f16=False).prepare(settings)
+    assert calls[-1][1]["env"]["EMBERLLM_GPU_F16"] == "0" and calls[-1][1]["env"]["EMBERLLM_DEVICE"] == "webgpu"
+
+
+def _bench_rows(backends: str, kernels: str) -> str:
+    return json.dumps([{"n_prompt": 8, "n_gen": 0, "avg_ts": 100.0, "backends": backends, "kernels": kernels,
+                        "load_ms": 12.0}, {"n_prompt": 0, "n_gen": 4, "avg_ts": 50.0, "backends": backends,
+                                           "kernels": kernels, "load_ms": 12.0}])
+
+
+def test_webgpu_native_run_passes_ngl_and_refuses_a_cpu_fallback(tmp_path, monkeypatch):
+    compare = _load("bench_compare", BENCH / "compare.py")
+    settings = compare.Settings(model=tmp_path / "m.gguf", tests=harness.make_tests(8, 4, None), threads=[2], reps=1)
+    engine = compare.EmberWebGpu(f16=True)
+    engine.adapter = {"adapter": "llvmpipe", "software": True, "f16": True}
+    seen = {}
+
+    def fake_measured(cmd, timeout_s=None, cwd=None, env=None):
+        seen.update(cmd=cmd, env=env)
+        return compare.Measured(0, _bench_rows("WebGPU", "NVIDIA H200, f16, ngl 18"), "offloaded 18/18", 1.0, 1 << 20)
+
+    monkeypatch.setattr(compare, "run_measured", fake_measured)
+    monkeypatch.delenv("LP_NUM_THREADS", raising=False)
+    rec = engine.run(settings, 2, 0)
+    assert rec.error is None and rec.ts == {"pp8": 100.0, "tg4": 50.0}
+    assert seen["cmd"][seen["cmd"].index("-ngl") + 1] == "99"
+    assert seen["env"]["EMBERLLM_GPU_F16"] == "1" and seen["env"]["LP_NUM_THREADS"] == "2"
+    assert rec.raw["device"] == "NVIDIA H200, f16, ngl 18"
+
+    fallback = "WebGPU is not available (no WebGPU adapter): running all layers on the CPU"
+    monkeypatch.setattr(compare, "run_measured", lambda *a, **k: compare.Measured(
+        0, _bench_rows("CPU", "avx2"), f"warning\n{fallback}\n", 1.0, 1 << 20))
+    rec = engine.run(settings, 2, 0)
+    assert rec.ts == {} and rec.error.startswith("ran on CPU, not WebGPU") and fallback in rec.error
+
+    monkeypatch.setattr(compare, "run_measured", lambda *a, **k: compare.Measured(-9, "", "offloaded", 4.0, 0, True))
+    assert "timed out after 4 s" in engine.run(settings, 2, 0).error
+    # the CPU row stays on the CPU whatever EMBERLLM_DEVICE says
+    monkeypatch.setenv("EMBERLLM_DEVICE", "webgpu")
+    assert compare.EmberNative().run_env(1)["EMBERLLM_DEVICE"] == "cpu"
+
+
+def test_webgpu_browser_row_needs_the_loader_option_and_a_wheel_with_the_backend(tmp_path, monkeypatch):
+    import zipfile
+
+    compare = _load("bench_compare", BENCH / "compare.py")
+    monkeypatch.setattr(compare, "ROOT", tmp_path)
+    monkeypatch.setattr(compare.RunnerEngine, "prepare", lambda self, settings: None)  # node, chromium, npm
+    settings = compare.Settings(model=tmp_path / "m.gguf", tests=harness.make_tests(8, 4, None), threads=[1], reps=1)
+    engine = compare.EmberPyodideWebGpu(software_ok=False)
+    assert engine.name == "emberllm-pyodide-chromium-webgpu" and engine.needs_chromium
+    assert engine.script == BENCH / "gpu" / "run_chromium_webgpu.mjs" and engine.script.is_file()
+    (tmp_path / "pyodide_pkg").mkdir()
+    (tmp_path / "pyodide_pkg" / "emberllm.mjs").write_text("async load(source, { nCtx = 2048 } = {}) {}")
+    with pytest.raises(compare.Unavailable, match="unavailable: the Pyodide loader .* has no nGpuLayers"):
+        engine.prepare(settings)
+    (tmp_path / "pyodide_pkg" / "emberllm.mjs").write_text("load(source, { device, nGpuLayers }) {}  info() {}")
+    wheel = tmp_path / "build" / "pyodide" / "emberllm-0.1.0-py3-none-pyemscripten_2026_0_wasm32.whl"
+    wheel.parent.mkdir(parents=True)
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("emberllm/__init__.py", "")
+    with pytest.raises(compare.Unavailable, match="has no WebGPU backend"):
+        engine.prepare(settings)
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(compare.WHEEL_WEBGPU_FILE, "")
+    engine.prepare(settings)
+    assert engine.extra["n_gpu_layers"] == 99 and engine.extra["device"] == "webgpu"
+    assert engine.extra["fallback_flags"] == []  # SwiftShader would be skipped anyway
+    assert "--enable-unsafe-webgpu" in engine.extra["chromium_flags"] and not engine.extra["software_ok"]
+
+
+def test_webgpu_browser_row_reports_the_runners_unavailable_once(tmp_path, monkeypatch):
+    compare = _load("bench_compare", BENCH / "compare.py")
+    settings = compare.Settings(model=tmp_path / "m.gguf", tests=harness.make_tests(8, 4, None), threads=[1], reps=1)
+    engine = compare.EmberPyodideWebGpu()
+    engine.npm, engine.extra = tmp_path, {"wheel": "w.whl"}
+    out = json.dumps({"tests": [], "no_adapter": True, "unavailable": "navigator.gpu gave no adapter"})
+    starts = []
+    monkeypatch.setattr(compare, "run_measured", lambda *a, **k: starts.append(1) or compare.Measured(
+        0, out + "\n", "", 3.0, 0))
+    rec = engine.run(settings, 1, 0)
+    assert rec.error == "n/a: navigator.gpu gave no adapter" and rec.ts == {}
+    assert engine.run(settings, 1, 1).error == rec.error and len(starts) == 1  # no second browser
+    rows = harness.summarize([rec], [engine.name], [1], settings.tests)
+    assert rows[0].status == "n/a: navigator.gpu gave no adapter"
+
+
+def test_gpu_run_script_imports_without_side_effects_and_formats_its_table():
+    run = _load("bench_gpu_run", BENCH / "gpu" / "run.py")
+    args = run.parse_args(["-r", "1", "--only", "emberllm-webgpu-f16,llama.cpp-vulkan"])
+    assert args.reps == 1 and args.only == ["emberllm-webgpu-f16", "llama.cpp-vulkan"]
+    engines = run.make_engines(args.only, args)
+    assert [e.name for e in engines] == ["llama.cpp-vulkan", "emberllm-webgpu-f16"]
+    assert engines[1].f16 is True and not engines[1].software_ok
+    with pytest.raises(SystemExit):
+        run.parse_args(["--only", "nope"])
+    assert run.is_software("llvmpipe (LLVM 15.0.6, 256 bits)") and not run.is_software("NVIDIA H200")
+    tests = harness.make_tests(512, 128, None)
+    rows = [harness.SummaryRow("llama.cpp-vulkan", 8, "ok", {"pp512": 1000.0, "tg128": 100.0},
+                               {"pp512": 1.0, "tg128": 1.0}, 1500.0, 2**30, 3, 3),
+            harness.SummaryRow("emberllm-webgpu-f16", 8, "ok", {"pp512": 500.0, "tg128": 50.0},
+                               {"pp512": 0.5, "tg128": 0.5}, 900.0, 2**29, 3, 3),
+            harness.SummaryRow("emberllm-pyodide-chromium-webgpu", 1, "not built", n_runs=0)]
+    table = run.format_table(rows, tests, {"emberllm-webgpu-f16": "NVIDIA H200, f16, ngl 18",
+                                           "llama.cpp-vulkan": "Vulkan: NVIDIA H200"})
+    lines = table.splitlines()
+    assert lines[0] == "| engine | device | threads | pp512 t/s | tg128 t/s | load s | peak MiB | runs |"
+    assert lines[2] == "| llama.cpp-vulkan | Vulkan: NVIDIA H200 | 8 | 1000.0 | 100.0 | 1.50 | 1024 | 3/3 |"
+    assert lines[3].startswith("| emberllm-webgpu-f16 | NVIDIA H200, f16, ngl 18 | 8 | 500.0 (0.50×) | 50.00 (0.50×)")
+    assert lines[4] == "| emberllm-pyodide-chromium-webgpu | – | 1 | not built | – | – | – | 0/0 |"
