@@ -419,7 +419,7 @@ class _EmberApi:
         if b is None:
             return "{}"
         d = b.device
-        return json.dumps({"plans": b.plans, "dispatches": b.dispatches, "bytesRead": b.bytes_read,
+        return json.dumps({"dispatches": b.calls, "bytesRead": b.bytes_read,
                            "jsCalls": getattr(d, "js_calls", 0), "runs": getattr(d, "runs", 0)})
 
     def free(self):

@@ -16,7 +16,7 @@ import pytest
 from emberllm.backends.webgpu.device import GpuUnavailableError
 from emberllm.runtime.model import Model
 
-from .test_engine_reference import PROB_MAX_TOL, PROB_MEAN_TOL, first_close_step, greedy_with_probs
+from .test_engine_reference import check_greedy_against_reference, first_close_step, greedy_with_probs
 from .test_model_families import families  # noqa: F401 - the fixture: tiny random models and transformers logits
 
 
@@ -45,14 +45,7 @@ def gpu_model(request, gemma_path):
 
 
 def test_greedy_ids_and_top5_match_llamacpp(gpu_model, reference):
-    for prompt, ref in reference["prompts"].items():
-        steps = ref["steps"]
-        k = first_close_step(steps)
-        ids, probs = greedy_with_probs(gpu_model, ref["prompt_token_ids"], min(len(steps), k + 1))
-        assert ids[:k] == ref["generated_token_ids"][:k], f"{prompt!r}: diverged before step {k}"
-        diffs = [abs(probs[i][e["id"]] - e["prob"]) for i in range(min(k, len(probs))) for e in steps[i]["top5"]]
-        assert max(diffs) < PROB_MAX_TOL, f"{prompt!r}: a top-5 probability is off by {max(diffs):.4f}"
-        assert np.mean(diffs) < PROB_MEAN_TOL, f"{prompt!r}: top-5 probabilities off by {np.mean(diffs):.4f}"
+    check_greedy_against_reference(gpu_model, reference)
 
 
 def test_greedy_generation_reads_back_only_the_argmax(gpu_model, reference):

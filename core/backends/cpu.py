@@ -174,6 +174,10 @@ class CpuBackend:
         if rc != 0:
             raise KernelError(f"attention failed in layer {layer} (code {rc})")
 
+    def argmax(self, row: Any, n: int) -> int:
+        """The index of the largest of ``n`` values of a row (a ``row()`` pointer; the first on ties)."""
+        return int(self.lib.emb_argmax(row, n))
+
     def log_softmax_at(self, row: Any, n: int, index: int) -> float:
         """``log softmax(row)[index]`` of a row of ``n`` logits (a ``row()`` pointer), in double precision."""
         return float(self.lib.emb_log_softmax_at(row, n, index))

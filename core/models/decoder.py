@@ -102,8 +102,11 @@ class Decoder:
         self.device = device if n_dev else None
         self.device_layers = range(hp.n_layer - n_dev, hp.n_layer)
         self.ops = device if n_dev == hp.n_layer else ops
+        # every backend holds weights (the host keeps its RoPE factors for the context shift); activations live
+        # where layers run: one backend, or both for a partial offload
         self._backends = [ops] + ([device] if n_dev else [])
-        self._bufs = {id(b): self._alloc_activations(b) for b in self._backends if b is self.ops or b is device}
+        running = self._backends if 0 < n_dev < hp.n_layer else [self.ops]
+        self._bufs = {id(b): self._alloc_activations(b) for b in running}
         self.buf = self._bufs[id(self.ops)]
         self.weights = WeightStore(gguf, ops.kernels)
         self._load_io(self.weights)
@@ -317,9 +320,9 @@ class Decoder:
     def logits_argmax(self, j: int) -> int:
         """The most likely token of row ``j`` (on a device: computed there, a few bytes read back)."""
         nv = self.hp.n_vocab
-        if self.ops is self.host_ops or j in self._host_rows:
-            return int(self.host_ops.kernels.lib.emb_argmax(self.logits_handle(j), nv))
-        return self.ops.argmax(self.ops.row(self.buf.logits, j, nv), nv)
+        if self.ops is not self.host_ops and j not in self._host_rows:
+            return self.ops.argmax(self.ops.row(self.buf.logits, j, nv), nv)
+        return self.host_ops.argmax(self.logits_handle(j), nv)
 
     def shift_cache(self, kv: KVCache, n_keep: int, n_discard: int) -> None:
         """Drop positions [n_keep, n_keep + n_discard) and renumber the later ones (llama.cpp's context shift)."""

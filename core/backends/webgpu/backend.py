@@ -36,14 +36,12 @@ class GpuTensor:
         self._host: Buffer | None = None
         if mirrored:
             self._host = backend.kernels.i32(n) if fmt == "i" else backend.kernels.f32(n)
-        self.dirty = False
 
     @property
     def view(self) -> memoryview:
         """The host mirror, to fill before the next plan (it is uploaded then)."""
         if self._host is None:
             raise TypeError(f"{self.gpu.label} has no host mirror")
-        self.dirty = True
         self.backend.dirty.add(self)
         return self._host.view
 
@@ -51,7 +49,6 @@ class GpuTensor:
         """Send the host mirror to the device."""
         if self._host is not None:
             self.backend.device.write(self.gpu, 0, self._host.view)
-        self.dirty = False
 
 
 @dataclass(frozen=True)
@@ -120,32 +117,29 @@ class WebGpuBackend:
         self.kernels = kernels
         self.f16 = device.has_f16 if f16 is None else (f16 and device.has_f16)
         self.plan: list[Dispatch] = []
+        #: tensors whose host mirror changed since the last plan
         self.dirty: set[GpuTensor] = set()
-        self.dispatches = 0
-        self.plans = 0
+        #: dispatches recorded so far (the cpu backend's ``calls``: kernel calls)
+        self.calls = 0
         self.bytes_read = 0
         self.bytes_uploaded = 0
         self._dummy = device.buffer(4, "dummy")
         self._argmax_out = device.buffer(8, "argmax")
         self._supported = set(quant_types())
+        self._shift_ctx: Any = None  # a host kernel context for the context shift, made on first use
 
     @property
     def precision(self) -> str:
         """``f16`` when dequantized weights are multiplied in half precision, else ``f32``."""
         return "f16" if self.f16 else "f32"
 
-    @property
-    def calls(self) -> int:
-        """Dispatches recorded so far."""
-        return self.dispatches
-
     def close(self) -> None:
         """Release the device (and the host context of the context shift)."""
         self.plan.clear()
         self.device.close()
-        if getattr(self, "_ctx", None) is not None:
-            self.kernels.lib.emb_ctx_free(self._ctx)
-            self._ctx = None
+        if self._shift_ctx is not None:
+            self.kernels.lib.emb_ctx_free(self._shift_ctx)
+            self._shift_ctx = None
 
     def supports(self, type_id: int) -> bool:
         """Whether a weight of this GGML type can live on the device."""
@@ -162,7 +156,7 @@ class WebGpuBackend:
     def _record(self, pipeline: str, buffers: tuple[GpuBuffer, ...], params: bytes,
                 groups: tuple[int, int, int]) -> None:
         self.plan.append(Dispatch(pipeline, buffers, params, groups))
-        self.dispatches += 1
+        self.calls += 1
 
     def flush(self, reads: list[Readback] | None = None) -> list[memoryview]:
         """Upload dirty host mirrors, run the recorded plan, and read ``reads`` back."""
@@ -170,8 +164,6 @@ class WebGpuBackend:
             t.upload()
         self.dirty.clear()
         plan, self.plan = self.plan, []
-        if plan:
-            self.plans += 1
         out = self.device.run(plan, reads or [])
         self.bytes_read += sum(len(m) for m in out)
         return out
@@ -365,7 +357,10 @@ class WebGpuBackend:
         kh, vh = self.kernels.u16(n_half), self.kernels.u16(n_half)
         kh.view.cast("B")[:] = k_data
         vh.view.cast("B")[:] = v_data
-        lib, ctx = self.kernels.lib, self._shift_ctx()
+        lib = self.kernels.lib
+        if self._shift_ctx is None:
+            self._shift_ctx = lib.emb_ctx_new(1, 0)
+        ctx = self._shift_ctx
         if freq_factors is None:
             lib.emb_kv_shift(ctx, kh.ptr, vh.ptr, kv.n_past, n_keep, n_discard, n_head_kv, head_dim, n_rot, base,
                              scale, mode)
@@ -375,11 +370,6 @@ class WebGpuBackend:
         self.device.write(cache.k, 0, kh.view)
         self.device.write(cache.v, 0, vh.view)
 
-    def _shift_ctx(self) -> Any:
-        ctx = getattr(self, "_ctx", None)
-        if ctx is None:
-            ctx = self._ctx = self.kernels.lib.emb_ctx_new(1, 0)
-        return ctx
 
 
 def _at(x: GpuTensor | GpuRow) -> tuple[GpuTensor, int]:

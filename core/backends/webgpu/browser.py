@@ -30,12 +30,14 @@ from array import array
 from typing import Any
 
 from emberllm.backends.webgpu.device import (
-    PARAM_SLOT,
     Dispatch,
     GpuBuffer,
     GpuLimits,
     GpuUnavailableError,
     Readback,
+    buffer_size,
+    pack_params,
+    padded,
 )
 
 #: Writes up to this size are queued and sent with the next plan (one JS call); larger ones (weights) go at once.
@@ -83,7 +85,7 @@ class BrowserDevice:
     # -- buffers -------------------------------------------------------------------------------------------
     def buffer(self, nbytes: int, label: str) -> GpuBuffer:
         """A zeroed storage buffer (rounded up to 4 bytes)."""
-        size = max(4, (nbytes + 3) // 4 * 4)
+        size = buffer_size(nbytes)
         self.js_calls += 1
         handle = int(self._driver.buffer(size, label))
         return GpuBuffer(handle, size, label, handle)
@@ -95,8 +97,7 @@ class BrowserDevice:
         if not len(mv):
             return
         if len(mv) <= SMALL_WRITE:
-            pad = -len(mv) % 4
-            self._queue.append((buf.handle, offset, bytes(mv) + bytes(pad) if pad else bytes(mv)))
+            self._queue.append((buf.handle, offset, bytes(padded(mv))))
             return
         self._send()
         self.js_calls += 1
@@ -155,7 +156,7 @@ class BrowserDevice:
             blob.append(data)
         self._queue.clear()
         pid, desc = self._plan_id(plan) if plan else (-1, None)
-        params = b"".join(d.params.ljust(PARAM_SLOT, b"\0") for d in plan) if plan else b""
+        params = pack_params(plan) if plan else b""
         rmeta = array("i")
         for r in reads or ():
             rmeta.extend((r.buffer.handle, r.offset, r.nbytes))

@@ -15,6 +15,22 @@ from typing import Any, Protocol
 PARAM_SLOT = 256
 
 
+def buffer_size(nbytes: int) -> int:
+    """The size of a storage buffer holding ``nbytes``: a multiple of 4 bytes, at least 4."""
+    return max(4, (nbytes + 3) // 4 * 4)
+
+
+def padded(data: memoryview) -> memoryview:
+    """``data`` with a ragged tail padded with zeros to a multiple of 4 bytes (what a buffer write takes)."""
+    pad = -len(data) % 4
+    return memoryview(bytes(data) + bytes(pad)) if pad else data
+
+
+def pack_params(plan: list[Dispatch]) -> bytes:
+    """The parameters of every dispatch of a plan, each in its own ``PARAM_SLOT``-byte slot, end to end."""
+    return b"".join(d.params.ljust(PARAM_SLOT, b"\0") for d in plan)
+
+
 class GpuUnavailableError(RuntimeError):
     """No usable GPU adapter (none, a missing feature or too-small limits): the caller falls back to the CPU."""
 

@@ -14,6 +14,9 @@ from emberllm.backends.webgpu.device import (
     GpuLimits,
     GpuUnavailableError,
     Readback,
+    buffer_size,
+    pack_params,
+    padded,
 )
 
 
@@ -69,7 +72,7 @@ class NativeDevice:
     # -- buffers -------------------------------------------------------------------------------------------
     def buffer(self, nbytes: int, label: str) -> GpuBuffer:
         """A zeroed storage buffer (rounded up to 4 bytes)."""
-        size = max(4, (nbytes + 3) // 4 * 4)
+        size = buffer_size(nbytes)
         usage = self._wgpu.BufferUsage
         handle = self._device.create_buffer(size=size, usage=usage.STORAGE | usage.COPY_SRC | usage.COPY_DST,
                                             label=label)
@@ -77,9 +80,7 @@ class NativeDevice:
 
     def write(self, buf: GpuBuffer, offset: int, data: Any) -> None:
         """Copy bytes-like ``data`` into ``buf`` at byte ``offset``; a ragged tail is padded to 4 bytes."""
-        mv = memoryview(data).cast("B")
-        if len(mv) % 4:
-            mv = memoryview(bytes(mv) + bytes(4 - len(mv) % 4))
+        mv = padded(memoryview(data).cast("B"))
         if len(mv):
             self._queue.write_buffer(buf.handle, offset, mv)
 
@@ -122,10 +123,7 @@ class NativeDevice:
         """Encode ``plan`` in one compute pass, submit it, and return the bytes of each readback."""
         if plan:
             params = self._params_buffer(len(plan))
-            blob = bytearray(len(plan) * PARAM_SLOT)
-            for i, d in enumerate(plan):
-                blob[i * PARAM_SLOT : i * PARAM_SLOT + len(d.params)] = d.params
-            self._queue.write_buffer(params, 0, blob)
+            self._queue.write_buffer(params, 0, pack_params(plan))
             encoder = self._device.create_command_encoder()
             cpass = encoder.begin_compute_pass()
             for i, d in enumerate(plan):

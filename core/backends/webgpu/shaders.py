@@ -1,7 +1,7 @@
 """The WGSL sources of the ``webgpu`` backend (``shaders/``), assembled per variant.
 
-A kernel file may say ``//!INCLUDE file.wgsl`` (a shared part) or ``//!INCLUDE quant`` (the ``load_chunk`` of one
-GGML type, ``shaders/quants/<TYPE>.wgsl``); lines starting ``//!NOT_INPLACE`` belong to the variant with a
+A kernel file (or an included part) may say ``//!INCLUDE file.wgsl`` (a shared part) or ``//!INCLUDE quant``
+(the ``load_chunk`` of one GGML type, ``shaders/quants/<TYPE>.wgsl``); lines starting ``//!NOT_INPLACE`` belong to the variant with a
 separate input ``X`` (the in-place variant reads ``OUT`` instead).  ``FT`` is the arithmetic type of dequantized
 weights: ``f16`` on adapters with ``shader-f16`` when asked for, ``f32`` otherwise.
 """
@@ -42,7 +42,8 @@ def shader(kernel: str, quant: str | None = None, f16: bool = False, inplace: bo
             return _source(f"quants/{quant}.wgsl")
         return _source(name)
 
-    text = re.sub(r"^//!INCLUDE (\S+)$", include, text, flags=re.M)
+    while "//!INCLUDE " in text:  # included parts may include others (a K-quant its shared scale helper)
+        text = re.sub(r"^//!INCLUDE (\S+)$", include, text, flags=re.M)
     if inplace:
         text = re.sub(r"^//!NOT_INPLACE .*$", "", text, flags=re.M).replace("X[", "OUT[")
     else:

@@ -1,23 +1,15 @@
 // Q4_K: super-blocks of 256 in 144 bytes: d, dmin (f16), 12 bytes of 6-bit scales/mins, 128 bytes of nibbles;
 // sub-block j of 32: x = d * sc_j * q - dmin * m_j (low nibbles for even j, high for odd, 32 bytes per pair).
+//!INCLUDE kquant.wgsl
 fn load_chunk(rb: u32, c: u32) -> array<FT, 32> {
     var v: array<FT, 32>;
     let b = rb + (c >> 3u) * 144u;
     let j = c & 7u;
     let d = wf16(b);
     let dmin = wf16(b + 2u);
-    let s = b + 4u;
-    var sc: u32;
-    var m: u32;
-    if (j < 4u) {
-        sc = wbyte(s + j) & 63u;
-        m = wbyte(s + j + 4u) & 63u;
-    } else {
-        sc = (wbyte(s + j + 4u) & 0xfu) | ((wbyte(s + j - 4u) >> 6u) << 4u);
-        m = (wbyte(s + j + 4u) >> 4u) | ((wbyte(s + j) >> 6u) << 4u);
-    }
-    let d1 = d * FT(sc);
-    let m1 = dmin * FT(m);
+    let sm = scale_min_k4(b + 4u, j);
+    let d1 = d * FT(sm.x);
+    let m1 = dmin * FT(sm.y);
     let q = b + 16u + (j >> 1u) * 32u;
     let shift = (j & 1u) * 4u;
     for (var l = 0u; l < 32u; l += 4u) {

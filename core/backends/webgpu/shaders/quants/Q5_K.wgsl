@@ -1,23 +1,15 @@
 // Q5_K: super-blocks of 256 in 176 bytes: d, dmin (f16), 12 bytes of 6-bit scales/mins (as Q4_K), qh (32), 128
 // bytes of nibbles; sub-block j of 32: x = d * sc_j * (nibble | bit j of qh << 4) - dmin * m_j.
+//!INCLUDE kquant.wgsl
 fn load_chunk(rb: u32, c: u32) -> array<FT, 32> {
     var v: array<FT, 32>;
     let b = rb + (c >> 3u) * 176u;
     let j = c & 7u;
     let d = wf16(b);
     let dmin = wf16(b + 2u);
-    let s = b + 4u;
-    var sc: u32;
-    var m: u32;
-    if (j < 4u) {
-        sc = wbyte(s + j) & 63u;
-        m = wbyte(s + j + 4u) & 63u;
-    } else {
-        sc = (wbyte(s + j + 4u) & 0xfu) | ((wbyte(s + j - 4u) >> 6u) << 4u);
-        m = (wbyte(s + j + 4u) >> 4u) | ((wbyte(s + j) >> 6u) << 4u);
-    }
-    let d1 = d * FT(sc);
-    let m1 = vec4<FT>(dmin * FT(m));
+    let sm = scale_min_k4(b + 4u, j);
+    let d1 = d * FT(sm.x);
+    let m1 = vec4<FT>(dmin * FT(sm.y));
     let q = (b + 48u + (j >> 1u) * 32u) >> 2u;  // blocks are word-aligned
     let qh = (b + 16u) >> 2u;
     let shift = vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>((j & 1u) * 4u);
