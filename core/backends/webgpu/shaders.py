@@ -2,8 +2,8 @@
 
 A kernel file (or an included part) may say ``//!INCLUDE file.wgsl`` (a shared part) or ``//!INCLUDE quant``
 (the ``load_chunk`` of one GGML type, ``shaders/quants/<TYPE>.wgsl``); lines starting ``//!NOT_INPLACE`` belong
-to the variant with a separate input ``X`` (the in-place variant reads ``OUT`` instead).  ``FT`` is the arithmetic type of dequantized
-weights: ``f16`` on adapters with ``shader-f16`` when asked for, ``f32`` otherwise.
+to the variant with a separate input ``X`` (the in-place variant reads ``OUT`` instead).  ``FT`` is the
+arithmetic type of dequantized weights: ``f16`` on adapters with ``shader-f16`` when asked for, ``f32`` otherwise.
 """
 
 from __future__ import annotations
