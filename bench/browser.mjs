@@ -1,6 +1,7 @@
 // What the browser runners share: a static file server with COOP/COEP headers and byte ranges, one headless
 // Chromium page (Debian's binary, driven by playwright-core) that runs `window.runBench`, and the renderer's
-// peak memory.  Each runner supplies its own page and a function mapping URL paths to files.
+// peak memory.  Each runner supplies its own page and a function mapping URL paths to files; a WebGPU run also
+// its Chromium flags and the ones to retry with when the page finds no adapter.
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -65,37 +66,67 @@ export function rendererPeakRss() {
   return peak;
 }
 
-/**
- * Serve files with `resolvePath`, open the page in headless Chromium, wait for `window.benchReady`, run
- * `window.runBench(params)` and print its result (plus peak memory and the browser version) as one JSON line.
- */
-export async function runInChromium({ chromium, executablePath, resolvePath, params, name, timeoutS }) {
-  const server = http.createServer(staticHandler(resolvePath));
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const url = `http://127.0.0.1:${server.address().port}/`;
+/** Every browser run's Chromium flags; `runInChromium` adds `--disable-gpu` or the caller's. */
+export const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** One Chromium with `flags` (a fresh profile) running the page at `url`: `window.runBench(params)`'s result. */
+async function runPage({ chromium, executablePath, url, flags, params, name }) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), `emberllm-bench-${name}-`));
   let context;
-  const killer = setTimeout(() => { console.error(`${name} run timed out`); process.exit(3); }, (timeoutS || 900) * 1000);
   try {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: executablePath || '/usr/bin/chromium',
-      headless: false, // the flag below picks new headless explicitly
-      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      headless: false, // --headless=new in BASE_FLAGS picks new headless explicitly
+      args: flags,
     });
+    console.error(`chromium started: ${flags.join(' ')}`);
     const page = context.pages()[0] || (await context.newPage());
     page.on('console', (msg) => console.error(`[page ${msg.type()}] ${msg.text()}`));
     page.on('pageerror', (err) => console.error(`[page error] ${err.message}`));
+    page.on('crash', () => console.error('[page crashed]'));
     await page.goto(url);
     await page.waitForFunction(() => window.benchReady === true, null, { timeout: 60000 });
     const result = await page.evaluate((p) => window.runBench(p), params);
     result.peak_rss_bytes = rendererPeakRss();
     result.chromium = context.browser()?.version() ?? null;
+    return result;
+  } finally {
+    if (context) await context.close().catch(() => {});
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Serve files with `resolvePath`, open the page in headless Chromium, wait for `window.benchReady`, run
+ * `window.runBench(params)` and print its result (plus peak memory and the browser version) as one JSON line.
+ * Chromium runs with `BASE_FLAGS` and `--disable-gpu`, or `BASE_FLAGS` and `gpuFlags` when given (the result then
+ * says which in `chromium_flags`); when that page answers `no_adapter` and `fallbackFlags` is not empty, a second
+ * Chromium with `BASE_FLAGS` and those runs it again (the result's `first_attempt` says why).  `timeoutS` bounds
+ * it all: the process exits 3 saying "`name` run timed out".
+ */
+export async function runInChromium({ chromium, executablePath, resolvePath, params, name, timeoutS, gpuFlags = null,
+  fallbackFlags = [] }) {
+  const server = http.createServer(staticHandler(resolvePath));
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  const killer = setTimeout(() => { console.error(`${name} run timed out`); process.exit(3); }, (timeoutS || 900) * 1000);
+  const run = async (flags) => {
+    const result = await runPage({ chromium, executablePath, url, flags: [...BASE_FLAGS, ...flags], params, name });
+    if (gpuFlags) result.chromium_flags = [...BASE_FLAGS, ...flags];
+    return result;
+  };
+  try {
+    let result = await run(gpuFlags || ['--disable-gpu']);
+    if (gpuFlags && result.no_adapter && fallbackFlags.length) {
+      console.error(`no WebGPU adapter with ${gpuFlags.join(' ')} (${result.unavailable}): trying ${fallbackFlags.join(' ')}`);
+      const first = { chromium_flags: result.chromium_flags, unavailable: result.unavailable };
+      result = await run(fallbackFlags);
+      result.first_attempt = first;
+    }
     process.stdout.write(JSON.stringify(result) + '\n');
   } finally {
     clearTimeout(killer);
-    if (context) await context.close().catch(() => {});
     server.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
   }
 }

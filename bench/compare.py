@@ -571,9 +571,9 @@ class EmberPyodideWebGpu(EmberPyodide):
     """emberllm in Pyodide in headless Chromium with WebGPU: ``engine.load(model, { device: "webgpu", nGpuLayers: 99
     })`` in a Web Worker, Chromium started with ``--enable-unsafe-webgpu`` (``CHROMIUM_WEBGPU_FLAGS``).
 
-    Runner: ``bench/gpu/run_chromium_webgpu.mjs`` (same contract as the other runners; ``extra`` adds
-    ``n_gpu_layers``, ``device``, ``gpu_f16``, ``chromium_flags``, ``fallback_flags`` (SwiftShader, tried when the
-    first flags give no adapter and ``software_ok``), ``software_ok`` and ``software_hint``).  Its rows say
+    Runner: the other Chromium rows' ``bench/pyodide/run_chromium.mjs``, ``extra`` adding ``device`` (which makes it
+    a WebGPU run), ``n_gpu_layers``, ``gpu_f16``, ``chromium_flags``, ``fallback_flags`` (SwiftShader, tried when the
+    first flags give no adapter and ``software_ok``), ``software_ok`` and ``software_hint``.  Its rows say
     "unavailable: …" when the loader has no ``nGpuLayers``/``info()`` or the wheel has no WebGPU backend, and
     "n/a: …" (the page's or the loader's reason) when Chromium gives no usable WebGPU adapter, so the CPU never
     answers under this name.  ``gpu_f16``: the loader's ``gpuF16`` (None: its default, f16 where the adapter has
@@ -583,8 +583,7 @@ class EmberPyodideWebGpu(EmberPyodide):
     def __init__(self, gpu_f16: bool | None = None, name: str = "emberllm-pyodide-chromium-webgpu",
                  software_ok: bool = True) -> None:
         super().__init__("chromium")
-        self.name = name
-        self.script = HERE / "gpu" / "run_chromium_webgpu.mjs"
+        self.name = name  # the runner is EmberPyodide's bench/pyodide/run_chromium.mjs
         self.gpu_f16 = gpu_f16
         self.software_ok = software_ok  # False: the runner answers "skipped" on SwiftShader or lavapipe
         self.skip: str | None = None  # once a run said WebGPU is not usable here, the later ones say so at once

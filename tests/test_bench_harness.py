@@ -395,7 +395,7 @@ def test_webgpu_browser_row_needs_the_loader_option_and_a_wheel_with_the_backend
     settings = compare.Settings(model=tmp_path / "m.gguf", tests=harness.make_tests(8, 4, None), threads=[1], reps=1)
     engine = compare.EmberPyodideWebGpu(software_ok=False)
     assert engine.name == "emberllm-pyodide-chromium-webgpu" and engine.needs_chromium
-    assert engine.script == BENCH / "gpu" / "run_chromium_webgpu.mjs" and engine.script.is_file()
+    assert engine.script == BENCH / "pyodide" / "run_chromium.mjs" and engine.script.is_file()
     (tmp_path / "pyodide_pkg").mkdir()
     (tmp_path / "pyodide_pkg" / "emberllm.mjs").write_text("async load(source, { nCtx = 2048 } = {}) {}")
     with pytest.raises(compare.Unavailable, match="unavailable: the Pyodide loader .* has no nGpuLayers"):

@@ -61,7 +61,7 @@ async function main() {
   const t0 = performance.now();
   await engine.load(args.model, { nCtx });
   const loadMs = performance.now() - t0;
-  const { kernels, tests: results } = runTests(engine, tests);
+  const { kernels, tests: results } = await runTests(engine, tests);
   const result = {
     load_ms: loadMs,
     boot_ms: engine.timings.bootMs,
