@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emberllm.runtime.model import Model
+from emberllm.runtime.model import Model, Step
 from emberllm.runtime.stop_strings import StopMatcher
 
 
@@ -123,3 +123,87 @@ def test_chat_completion_uses_the_gemma_template(small_ctx_model):
     assert prompt == "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
     reply = m.chat_completion([{"role": "user", "content": "Hi"}], n_predict=8, temperature=0)
     assert reply.finish_reason in ("stop", "length") and reply.tokens
+
+
+LONG_PROMPT = " ".join(f"Note {i}: the {w} crossed the river at dawn and counted {i * 7} stones."
+                       for i, w in enumerate(["fox", "heron", "miller", "child", "otter", "priest", "weaver"] * 5))
+
+
+@pytest.fixture(scope="module")
+def batch_256_model(gemma_path):
+    m = Model(gemma_path, n_ctx=1024, n_threads=2, n_batch=256)
+    yield m
+    m.close()
+
+
+def test_prompt_pieces_cut_each_micro_batch():
+    from emberllm.runtime.decoding import MIN_PROMPT_PIECE, prompt_pieces
+
+    assert prompt_pieces(1100, 512) == [512, 512, 76]
+    assert prompt_pieces(1100, 512, 128) == [128] * 8 + [76]
+    assert prompt_pieces(431, 256, 100) == [100, 156, 100, 75]  # 56 and 75 left: 56 joins the piece before it
+    assert prompt_pieces(30, 512, 8) == [30]  # never below MIN_PROMPT_PIECE unless the micro-batch is
+    assert prompt_pieces(300, 512, 1000) == [300]
+    for n in (1, 63, 64, 65, 200, 511, 512, 513, 1500):
+        for chunk in (None, 1, 64, 100, 128, 512, 4096):
+            pieces = prompt_pieces(n, 512, chunk)
+            assert sum(pieces) == n and max(pieces) <= 512
+            assert all(p >= MIN_PROMPT_PIECE for p in pieces[:-1])
+    with pytest.raises(ValueError, match="at least 1"):
+        prompt_pieces(10, 512, 0)
+
+
+def _read(m: Model, chunk: int | None, n_predict: int = 8) -> tuple[list[int], bytes, list[dict]]:
+    m.sequence.clear()
+    steps = list(m.generate(LONG_PROMPT, n_predict=n_predict, temperature=0, ignore_eos=True, prompt_chunk=chunk,
+                            prompt_progress=True))
+    logits = bytes(m.last_logits()) if n_predict == 1 else b""
+    return [s.token for s in steps if s.token >= 0], logits, [s.extra for s in steps if s.token < 0]
+
+
+def test_prompt_read_in_chunks_gives_the_same_logits_and_ids(batch_256_model):
+    m = batch_256_model
+    n = len(m.tokenize(LONG_PROMPT))
+    assert n > 300
+    whole_ids, _, progress = _read(m, None)
+    assert [p["prompt_done"] for p in progress] == [min(k, n) for k in range(256, n + 256, 256)]  # n_batch
+    _, whole_logits, _ = _read(m, None, n_predict=1)
+    for chunk in (64, 100, 128):
+        ids, _, progress = _read(m, chunk)
+        assert ids == whole_ids, chunk
+        done = [p["prompt_done"] for p in progress]
+        assert done == sorted(done) and done[-1] == n and len(done) >= n // 256 + 1
+        assert all(p["prompt_total"] == n for p in progress)
+        _, logits, _ = _read(m, chunk, n_predict=1)
+        assert logits == whole_logits, f"logits moved with prompt_chunk={chunk}"
+
+
+def test_prompt_progress_is_off_by_default_and_prompt_ms_covers_the_read(batch_256_model):
+    m = batch_256_model
+    m.sequence.clear()
+    steps = list(m.generate(LONG_PROMPT, n_predict=3, temperature=0, prompt_chunk=64))
+    assert all(s.token >= 0 for s in steps)
+    tm = m.timings
+    assert tm.prompt_tokens == len(m.tokenize(LONG_PROMPT)) and tm.prompt_ms > 0
+
+
+def test_cancel_during_the_prompt_read_keeps_the_evaluated_prefix(batch_256_model):
+    m = batch_256_model
+    tokens = m.tokenize(LONG_PROMPT)
+    full_ids, _, _ = _read(m, 64)
+    m.sequence.clear()
+    seen: list[Step] = []
+    steps = []
+    for step in m.generate(LONG_PROMPT, n_predict=8, temperature=0, ignore_eos=True, prompt_chunk=64,
+                           prompt_progress=True, cancel=lambda: bool(seen)):
+        steps.append(step)
+        if step.token < 0 and step.finish_reason is None:
+            seen.append(step)
+    assert [s.extra for s in steps[:-1]] == [{"prompt_done": 64, "prompt_total": len(tokens)}]
+    assert steps[-1].finish_reason == "cancelled" and steps[-1].token == -1
+    assert m.sequence.tokens == tokens[:64]
+    assert m.timings.prompt_tokens == 64
+    # the next request reuses what was read, and the rest is computed exactly as in one read
+    ids = [s.token for s in m.generate(LONG_PROMPT, n_predict=8, temperature=0, ignore_eos=True)]
+    assert m.timings.cached_tokens == 64 and m.timings.prompt_tokens == len(tokens) - 64
+    assert ids == full_ids

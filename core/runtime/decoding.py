@@ -66,6 +66,33 @@ def common_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     return n
 
 
+#: Prompt pieces of at least this many tokens take the same kernel paths as the whole micro-batch they come from:
+#: the CPU kernels switch to the int8 GEMM at 4 rows (``EMB_GEMM_MIN_TOKENS``) and, on x86, from the half-precision
+#: to the float attention at 64 (``EMB_ATTN_HALF_ROWS``); row by row within a path, results do not depend on the
+#: batch.  So a prompt read in pieces this long gives bit-identical logits (tests/test_generation.py checks it).
+MIN_PROMPT_PIECE = 64
+
+
+def prompt_pieces(n: int, n_batch: int, chunk: int | None = None) -> list[int]:
+    """The sizes in which to evaluate ``n`` prompt tokens: the decoder's micro-batches of ``n_batch``, each cut into
+    pieces of ``chunk`` (``None``: not cut); a remainder shorter than ``MIN_PROMPT_PIECE`` joins the piece before
+    it, so every token is computed exactly as in the whole micro-batch."""
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"prompt chunk must be at least 1 token, got {chunk}")
+    size = n_batch if chunk is None else min(max(chunk, MIN_PROMPT_PIECE), n_batch)
+    pieces: list[int] = []
+    for start in range(0, n, n_batch):
+        batch = min(n_batch, n - start)
+        whole, rest = divmod(batch, size)
+        cut = [size] * whole
+        if rest and cut and rest < MIN_PROMPT_PIECE:
+            cut[-1] += rest
+        elif rest:
+            cut.append(rest)
+        pieces += cut
+    return pieces
+
+
 def truncate_prompt(tokens: list[int], n_ctx: int, n_keep: int) -> list[int]:
     """llama-server's prompt truncation: keep the first ``n_keep`` tokens (``-1``: as many as possible) and
     drop whole blocks of half the remaining context after them until the prompt fits."""

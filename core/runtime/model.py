@@ -24,7 +24,7 @@ from emberllm.models.base import HParams, check_tensor_types
 from emberllm.models.decoder import Decoder
 from emberllm.runtime.batch import BatchEntry, BatchRunner, LogitRows
 from emberllm.runtime.context_size import MIN_CTX, resolve_context
-from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix, shift_amount
+from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix, prompt_pieces, shift_amount
 from emberllm.runtime.offload import place_layers
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
 from emberllm.tokenizers import load_tokenizer
@@ -288,15 +288,25 @@ class Model:
         n_keep: int = 0,
         context_shift: bool = True,
         cancel: Callable[[], bool] | None = None,
+        prompt_progress: bool = False,
+        prompt_chunk: int | None = None,
         **sampling: Any,
     ) -> Iterator[Step]:
         """Stream generated tokens for a prompt (text is tokenized with BOS and special tokens parsed).
 
         ``params`` (or keyword sampling settings such as ``temperature=0``, ``top_k``, ``seed``) choose the
         sampler chain; ``n_predict`` < 0 means until end of generation or context; ``stop`` strings end
-        generation and are not emitted (partial matches are held back while streaming); ``cancel`` is polled
-        before every token.  When the context fills, half of the tokens after ``n_keep`` are discarded and
-        generation continues, unless ``context_shift`` is False (then it ends with ``finish_reason="context"``).
+        generation and are not emitted (partial matches are held back while streaming).  When the context fills,
+        half of the tokens after ``n_keep`` are discarded and generation continues, unless ``context_shift`` is
+        False (then it ends with ``finish_reason="context"``).
+
+        The prompt's uncached tokens are read in pieces of ``prompt_chunk`` tokens (default ``n_batch``; see
+        ``prompt_pieces``: the logits do not depend on it).  ``cancel`` is polled between pieces and before every
+        token; a cancel during the read yields the usual ``cancelled`` step and leaves the cache holding exactly
+        the tokens read so far (the next request reuses them as a prefix).  With ``prompt_progress``, each piece
+        is followed by a step ``Step(-1, "", extra={"prompt_done": n, "prompt_total": m})``: ``n`` tokens of the
+        ``m``-token prompt are in the cache (reused ones included), the last such step has ``n == m``.
+        ``timings.prompt_ms`` is the time spent reading (not the time the caller holds a progress step).
         """
         if params is None:
             params = SamplingParams(**sampling)
@@ -309,10 +319,24 @@ class Model:
         tm.load_ms = self.timings.load_ms
         self.timings = tm
         seq = state.kv
-        t0 = time.perf_counter()
-        rows = self.decode([(seq, state.prefill_tokens())])
-        rows.sync()
-        tm.prompt_ms = (time.perf_counter() - t0) * 1000.0
+        todo = state.prefill_tokens()
+        pieces = prompt_pieces(len(todo), self.n_batch, prompt_chunk)
+        done = 0
+        for i, n in enumerate(pieces):
+            if i and cancel is not None and cancel():
+                tm.prompt_tokens = done
+                yield state.cancel()
+                return
+            last = i == len(pieces) - 1
+            t0 = time.perf_counter()
+            # only the last piece's last row is projected to logits; a progress step means the piece is computed
+            rows = self.decode([(seq, todo[done : done + n], None if last else ())])
+            if last or prompt_progress:
+                rows.sync()
+            tm.prompt_ms += (time.perf_counter() - t0) * 1000.0
+            done += n
+            if prompt_progress:
+                yield Step(-1, "", extra={"prompt_done": tm.cached_tokens + done, "prompt_total": len(tokens)})
         calls0 = self.kernel_calls
         while True:
             if cancel is not None and cancel():
