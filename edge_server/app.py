@@ -1,4 +1,5 @@
-"""The Starlette app: routes, API-key check, error bodies, model loading at start-up and the web UI."""
+"""The Starlette app: routes, API-key check, browser guard, error bodies, model loading at start-up and the web
+UI."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from emberllm.edge_server import native, openai_api
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
+from emberllm.edge_server.guard import BrowserGuardMiddleware
 from emberllm.edge_server.openapi import openapi_json
 from emberllm.edge_server.state import ServerState
 from emberllm.runtime.model import Model
@@ -88,6 +90,19 @@ class ApiKeyMiddleware:
         return path in self.api_paths or scope.get("method") != "GET"
 
 
+class GuardedStarlette(Starlette):
+    """Starlette with ``outer`` wrapped around its whole stack, error handling included, so that the browser
+    guard's headers are on every response, a 500 too."""
+
+    def __init__(self, outer: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outer = outer
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack inside ``outer``."""
+        return self.outer(super().build_middleware_stack())
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.message, exc.headers)
@@ -133,12 +148,18 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
     web_dir = config.web_dir or DEFAULT_WEB_DIR
     if config.webui and web_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=web_dir, html=True), name="webui"))
-    app = Starlette(
+    api_paths = frozenset(r.path for r in api_routes())
+
+    def guard(inner: ASGIApp) -> ASGIApp:
+        return BrowserGuardMiddleware(inner, cors=config.cors, api_key_set=config.api_key is not None,
+                                      api_paths=api_paths)
+
+    app = GuardedStarlette(
+        guard,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
     )
     app.state.server = state
-    api_paths = frozenset(r.path for r in api_routes())
     app.add_middleware(ApiKeyMiddleware, api_key=config.api_key, api_paths=api_paths)
     return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from emberllm.edge_server.security import CorsPolicy
 
 
 @dataclass
@@ -29,6 +31,7 @@ class ServerConfig:
     use_mmap: bool = True
     n_gpu_layers: int | None = None
     device: str | None = None
+    cors: CorsPolicy = field(default_factory=CorsPolicy)
 
     @property
     def model_name(self) -> str:

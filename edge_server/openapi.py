@@ -126,7 +126,9 @@ def openapi_schema() -> dict[str, Any]:
                         "content": {"application/json": {"schema": {"type": "object"}}}},
                 "400": {"description": "bad input; the message names the field", **error_ref},
                 "401": {"description": "missing or wrong API key", **error_ref},
+                "403": {"description": "a page of another origin (not allowed by --cors-origins)", **error_ref},
                 "413": {"description": "body larger than --max-body-bytes", **error_ref},
+                "415": {"description": "a browser sent the body as another type than application/json", **error_ref},
                 "503": {"description": "model loading or queue full (Retry-After)", **error_ref},
             },
         }}

@@ -8,10 +8,13 @@ from typing import Any
 from starlette.requests import Request
 
 from emberllm.edge_server.errors import ApiError
+from emberllm.edge_server.security import is_browser_request, is_json_content_type
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object; 413 past ``limit`` bytes, 400 for malformed JSON or a non-object."""
+    """The body as a JSON object; 415 when a browser sends it as another type, 413 past ``limit`` bytes, 400 for
+    malformed JSON or a non-object."""
+    check_json_content_type(request)
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -35,6 +38,16 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, f"request body must be a JSON object, got {type(data).__name__}")
     return data
+
+
+def check_json_content_type(request: Request) -> None:
+    """415 for a body a browser sends as anything but JSON (``text/plain`` and form types need no CORS preflight,
+    so a page must not be able to use them); other clients may send JSON under any type, as ``curl -d`` does."""
+    content_type = request.headers.get("content-type")
+    if is_browser_request(request.headers) and not is_json_content_type(content_type):
+        got = repr(content_type) if content_type else "none"
+        raise ApiError(415, f"unsupported Content-Type {got}: a request from a browser must send its JSON body "
+                            "as application/json")
 
 
 #: Generation fields of llama-server's and OpenAI's APIs that this server does not honour yet: a request that uses
