@@ -18,7 +18,15 @@ from pathlib import Path
 
 from emberllm.cli.common import MODEL_HELP, USER_ERRORS, fail, resolve_model_path
 from emberllm.edge_server.config import ServerConfig
-from emberllm.edge_server.llama_flags import LLAMA_ENV, add_llama_server_flags, chat_template, micro_batch, notes
+from emberllm.edge_server.llama_flags import (
+    LLAMA_ENV,
+    add_cors_flags,
+    add_llama_server_flags,
+    chat_template,
+    cors_policy,
+    micro_batch,
+    notes,
+)
 
 ENV_PREFIX = "EMBERLLM_ARG_"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
@@ -43,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="threads for the kernels (default: the cores, at most 8)")
     p.add_argument("--api-key", default=None,
                    help="require this key on the API (Authorization: Bearer KEY or X-Api-Key: KEY); /health, "
-                        "/openapi.json and the chat page stay open")
+                        "/openapi.json and the chat page stay open; with a key, pages of any origin may call the API "
+                        "(CORS preflights are answered for them; the key protects it)")
     p.add_argument("-a", "--alias", default=None, help="model name reported by the API (default: the file name)")
     p.add_argument("--chat-template", default=None,
                    help="chat template: a built-in's name, one of the model file's named templates, or Jinja text "
@@ -68,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="directory of the web UI (default: the chat page installed with emberllm)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level (default: info)")
+    add_cors_flags(p)
     add_llama_server_flags(p)
     apply_env_defaults(p)
     p.set_defaults(func=run)
@@ -88,7 +98,7 @@ def apply_env_defaults(p: argparse.ArgumentParser, environ: dict[str, str] | Non
 
 
 def _env_default(p: argparse.ArgumentParser, action: argparse.Action, name: str, raw: str) -> None:
-    if isinstance(action, argparse._StoreTrueAction):
+    if isinstance(action, argparse._StoreTrueAction | argparse.BooleanOptionalAction):
         word = raw.strip().lower()
         if word not in TRUE_WORDS | FALSE_WORDS:
             p.error(f"{name}: expected a boolean, got {raw!r}")
@@ -127,7 +137,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
-                        web_dir=Path(args.web_dir) if args.web_dir else None)
+                        web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(" ".join(str(exc).split()))
     for line in notes(args):
         print(f"note: {line}", file=sys.stderr)
+    if config.cors.any_origin and config.api_key is None:
+        print("warning: security: --cors-origins '*' without --api-key lets any web site you visit use this server",
+              file=sys.stderr)
     import uvicorn
 
     from emberllm.edge_server.app import build_app

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from emberllm.cli.common import add_gpu_flags
+from emberllm.edge_server.security import DEFAULT_CORS_HEADERS, DEFAULT_CORS_METHODS, CorsPolicy
 
 #: llama-server's environment variable for each ``serve`` option (by dest); ``EMBERLLM_ARG_*`` wins over these.
 LLAMA_ENV = {
@@ -22,7 +23,9 @@ LLAMA_ENV = {
     "chat_template": "LLAMA_ARG_CHAT_TEMPLATE", "chat_template_file": "LLAMA_ARG_CHAT_TEMPLATE_FILE",
     "n_predict": "LLAMA_ARG_N_PREDICT", "timeout": "LLAMA_ARG_TIMEOUT", "metrics": "LLAMA_ARG_ENDPOINT_METRICS",
     "n_gpu_layers": "LLAMA_ARG_N_GPU_LAYERS", "flash_attn": "LLAMA_ARG_FLASH_ATTN", "jinja": "LLAMA_ARG_JINJA",
-    "cont_batching": "LLAMA_ARG_CONT_BATCHING",
+    "cont_batching": "LLAMA_ARG_CONT_BATCHING", "cors_origins": "LLAMA_ARG_CORS_ORIGINS",
+    "cors_methods": "LLAMA_ARG_CORS_METHODS", "cors_headers": "LLAMA_ARG_CORS_HEADERS",
+    "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS",
 }
 
 
@@ -41,6 +44,29 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mlock", action="store_true", help="accepted; the model is not locked in RAM")
     g.add_argument("--jinja", action="store_true", help="accepted; chat templates always run as Jinja")
     g.add_argument("-cb", "--cont-batching", action="store_true", help="accepted; continuous batching is always on")
+
+
+def add_cors_flags(p: argparse.ArgumentParser) -> None:
+    """llama-server's ``--cors-*`` flags, with safer defaults (``security.py``, ``guard.py``)."""
+    g = p.add_argument_group("browsers (CORS; llama-server's flags, safer defaults)")
+    g.add_argument("--cors-origins", default="", metavar="ORIGINS",
+                   help="comma-separated origins (scheme://host[:port]) whose pages may call the API from a browser, "
+                        "'localhost' for any page on localhost/127.0.0.1/[::1], '*' for any site (default: none, "
+                        "only the server's own origin, i.e. the chat page; llama-server's default is '*'); a POST "
+                        "from another site's page is answered 403 unless --api-key is set")
+    g.add_argument("--cors-methods", default=DEFAULT_CORS_METHODS, metavar="METHODS",
+                   help=f"methods a preflight allows (default: {DEFAULT_CORS_METHODS})")
+    g.add_argument("--cors-headers", default=DEFAULT_CORS_HEADERS, metavar="HEADERS",
+                   help=f"request headers a preflight allows (default: {DEFAULT_CORS_HEADERS}; a lone '*', "
+                        "llama-server's default, does not cover Authorization)")
+    g.add_argument("--cors-credentials", action=argparse.BooleanOptionalAction, default=False,
+                   help="send Access-Control-Allow-Credentials: true to allowed origins (default: off; "
+                        "llama-server's default is on); the API key needs no credentials")
+
+
+def cors_policy(args: argparse.Namespace) -> CorsPolicy:
+    """The ``--cors-*`` flags as a ``CorsPolicy`` (``ValueError`` naming the flag)."""
+    return CorsPolicy.parse(args.cors_origins, args.cors_methods, args.cors_headers, args.cors_credentials)
 
 
 def notes(args: argparse.Namespace) -> list[str]:
