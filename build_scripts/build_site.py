@@ -3,20 +3,23 @@
 ``dist/site/`` gets everything the page needs, so that any static host serves it (GitHub Pages, nginx,
 ``python -m http.server``):
 
-* the page itself (``web/``: HTML, CSS, ES modules, the service worker ``sw.js`` stamped with a build id, the
-  web app manifest);
+* the page itself (``web/``: HTML, CSS, ES modules, the web app manifest, the service worker ``sw.js`` stamped
+  with the build id and the sha256 of ``site.json``);
 * ``emberllm.mjs`` (the Pyodide loader from ``pyodide_pkg/``) and ``webgpu.mjs`` (its WebGPU driver);
 * ``pyodide/``: Pyodide's core files from the npm package ``pyodide@314.0.7`` (installed into
   ``~/.cache/emberllm/npm-pyodide`` with npm when missing);
 * ``wheel/``: the emberllm wheel for Pyodide, assembled from the current sources (the WASM side module is
   rebuilt into ``build/site-wasm/`` when a kernel source is newer than it);
-* ``site.json``: where those are, the files the service worker pre-caches, and (``--with-model``) the bundled
-  model under ``models/`` that the page downloads into browser storage and loads with zero clicks.
+* ``site.json``: where those are, ``integrity`` (the SRI sha256 of every file the service worker may serve from its
+  cache: the page's files, Pyodide's, the wheel; it serves none that fails its hash), and (``--with-model``) the
+  bundled model under ``models/`` (not in the service worker's cache) that the page downloads into browser storage
+  and loads with zero clicks.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import importlib.util
 import json
@@ -35,6 +38,9 @@ NPM_CACHE = Path.home() / ".cache" / "emberllm" / "npm-pyodide"
 PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
 WASM_BUILD = ROOT / "build" / "site-wasm"
 BUILD_MARK = "__EMBERLLM_BUILD__"
+SITE_HASH_MARK = "__EMBERLLM_SITE_HASH__"
+NOT_SHELL = ("sw.js", "site.json")  # web/ files the service worker does not cache as such (see web/sw.js)
+SKIP = ("README.md",)  # web/ files the build does not copy
 
 
 def _module(name: str, path: Path) -> ModuleType:
@@ -88,13 +94,21 @@ def build_wheel(out_dir: Path, lib: Path | None = None, relaxed_lib: Path | None
     return Path(_wheel_builder().build_wheel(lib or side_module(), out_dir, relaxed))
 
 
-def _copy_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if path.is_dir() or rel.name in skip or rel.name.startswith("."):
-            continue
+def web_files(src: Path = WEB) -> list[str]:
+    """The files of ``src`` that the build copies (POSIX paths relative to it): all but dotfiles and ``SKIP``."""
+    return [path.relative_to(src).as_posix() for path in sorted(src.rglob("*"))
+            if path.is_file() and path.name not in SKIP and not path.name.startswith(".")]
+
+
+def shell_files(src: Path = WEB) -> list[str]:
+    """The app shell that the service worker caches: every copied file of ``src`` but ``NOT_SHELL``."""
+    return [name for name in web_files(src) if name not in NOT_SHELL]
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    for rel in web_files(src):
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, dst / rel)
+        shutil.copy2(src / rel, dst / rel)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -103,6 +117,11 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+def sri(data: bytes) -> str:
+    """The Subresource-Integrity form of ``data``'s sha256: ``sha256-<base64>``."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def _digest(files: list[Path]) -> str:
@@ -121,7 +140,7 @@ def build_site(out: Path, with_model: bool = False, model: Path | None = None, w
             raise SystemExit(f"{out} is not empty and holds no earlier site build: refusing to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    _copy_tree(WEB, out, skip=("README.md",))
+    _copy_tree(WEB, out)
     for module in ("emberllm.mjs", "webgpu.mjs"):  # the loader and the WebGPU driver it imports
         shutil.copy2(ROOT / "pyodide_pkg" / module, out / module)
     pkg = pyodide_dir(npm_cache)
@@ -133,14 +152,15 @@ def build_site(out: Path, with_model: bool = False, model: Path | None = None, w
         shutil.copy2(wheel, whl)
     else:
         whl = build_wheel(out / "wheel", lib)
-    precache = ["emberllm.mjs", "webgpu.mjs", *(f"pyodide/{n}" for n in PYODIDE_FILES), f"wheel/{whl.name}"]
+    cached = [*shell_files(), "emberllm.mjs", "webgpu.mjs", *(f"pyodide/{n}" for n in PYODIDE_FILES),
+              f"wheel/{whl.name}"]
     with zipfile.ZipFile(whl) as zf:
         relaxed = "emberllm/libemberllm_relaxed.wasm" in zf.namelist()
     site: dict[str, object] = {
         "engine": {"module": "emberllm.mjs", "indexURL": "pyodide/", "wheel": f"wheel/{whl.name}",
                    "relaxedSimd": relaxed},
         "model": None,
-        "precache": precache,
+        "integrity": {name: sri((out / name).read_bytes()) for name in cached},
     }
     if with_model or model is not None:
         src = model or _default_model()
@@ -148,9 +168,10 @@ def build_site(out: Path, with_model: bool = False, model: Path | None = None, w
         site["model"] = {"name": src.name, "url": f"models/{src.name}", "size": src.stat().st_size}
     build_id = _digest([p for p in out.rglob("*") if p.is_file() and "models" not in p.parts])
     site["build"] = build_id
-    (out / "site.json").write_text(json.dumps(site, indent=2) + "\n")
+    site_json = (json.dumps(site, indent=2) + "\n").encode()
+    (out / "site.json").write_bytes(site_json)
     sw = out / "sw.js"
-    sw.write_text(sw.read_text().replace(BUILD_MARK, build_id))
+    sw.write_text(sw.read_text().replace(BUILD_MARK, build_id).replace(SITE_HASH_MARK, sri(site_json)))
     (out / ".nojekyll").write_text("")
     return out
 
