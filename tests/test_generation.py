@@ -144,6 +144,7 @@ def test_prompt_pieces_cut_each_micro_batch():
     assert prompt_pieces(431, 256, 100) == [100, 156, 100, 75]  # 56 and 75 left: 56 joins the piece before it
     assert prompt_pieces(30, 512, 8) == [30]  # never below MIN_PROMPT_PIECE unless the micro-batch is
     assert prompt_pieces(300, 512, 1000) == [300]
+    assert prompt_pieces(100, 512, 32, min_piece=4) == [32, 32, 32, 4]  # WebAssembly kernels: the GEMM from 4 rows
     for n in (1, 63, 64, 65, 200, 511, 512, 513, 1500):
         for chunk in (None, 1, 64, 100, 128, 512, 4096):
             pieces = prompt_pieces(n, 512, chunk)
@@ -153,29 +154,32 @@ def test_prompt_pieces_cut_each_micro_batch():
         prompt_pieces(10, 512, 0)
 
 
-def _read(m: Model, chunk: int | None, n_predict: int = 8) -> tuple[list[int], bytes, list[dict]]:
+def _read(m: Model, chunk: int | None, n_predict: int = 8, **kw) -> tuple[list[int], bytes, list[dict]]:
     m.sequence.clear()
     steps = list(m.generate(LONG_PROMPT, n_predict=n_predict, temperature=0, ignore_eos=True, prompt_chunk=chunk,
-                            prompt_progress=True))
+                            prompt_progress=True, **kw))
     logits = bytes(m.last_logits()) if n_predict == 1 else b""
     return [s.token for s in steps if s.token >= 0], logits, [s.extra for s in steps if s.token < 0]
 
 
-def test_prompt_read_in_chunks_gives_the_same_logits_and_ids(batch_256_model):
+@pytest.mark.parametrize(("chunk", "chunk_ms"), [(64, None), (100, None), (128, None), (64, 30.0), (64, 1e6)])
+def test_prompt_read_in_pieces_gives_the_same_logits_and_ids(batch_256_model, chunk, chunk_ms):
     m = batch_256_model
     n = len(m.tokenize(LONG_PROMPT))
     assert n > 300
     whole_ids, _, progress = _read(m, None)
     assert [p["prompt_done"] for p in progress] == [min(k, n) for k in range(256, n + 256, 256)]  # n_batch
     _, whole_logits, _ = _read(m, None, n_predict=1)
-    for chunk in (64, 100, 128):
-        ids, _, progress = _read(m, chunk)
-        assert ids == whole_ids, chunk
-        done = [p["prompt_done"] for p in progress]
-        assert done == sorted(done) and done[-1] == n and len(done) >= n // 256 + 1
-        assert all(p["prompt_total"] == n for p in progress)
-        _, logits, _ = _read(m, chunk, n_predict=1)
-        assert logits == whole_logits, f"logits moved with prompt_chunk={chunk}"
+    ids, _, progress = _read(m, chunk, prompt_chunk_ms=chunk_ms)
+    assert ids == whole_ids
+    done = [p["prompt_done"] for p in progress]
+    assert done == sorted(done) and done[-1] == n and all(p["prompt_total"] == n for p in progress)
+    pieces = [b - a for a, b in zip([0, *done[:-1]], done, strict=True)]
+    assert pieces[0] == chunk and min(pieces) >= m._min_prompt_piece()  # 64 on x86: the half-precision attention
+    if chunk_ms == 1e6:  # sized from the first piece's speed: the rest of each micro-batch at once
+        assert pieces[1:] == [256 - chunk] + [min(256, n - k) for k in range(256, n, 256)]
+    _, logits, _ = _read(m, chunk, n_predict=1, prompt_chunk_ms=chunk_ms)
+    assert logits == whole_logits, f"logits moved with prompt_chunk={chunk}, prompt_chunk_ms={chunk_ms}"
 
 
 def test_prompt_progress_is_off_by_default_and_prompt_ms_covers_the_read(batch_256_model):

@@ -66,30 +66,33 @@ def common_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     return n
 
 
-#: Prompt pieces of at least this many tokens take the same kernel paths as the whole micro-batch they come from:
-#: the CPU kernels switch to the int8 GEMM at 4 rows (``EMB_GEMM_MIN_TOKENS``) and, on x86, from the half-precision
-#: to the float attention at 64 (``EMB_ATTN_HALF_ROWS``); row by row within a path, results do not depend on the
-#: batch.  So a prompt read in pieces this long gives bit-identical logits (tests/test_generation.py checks it).
+#: Prompt pieces of at least this many tokens take the same kernel paths as the whole micro-batch they come from,
+#: whatever the kernel level: the CPU kernels switch to the int8 GEMM at 4 rows (``EMB_GEMM_MIN_TOKENS``) and, on
+#: x86, from the half-precision to the float attention at 64 (``EMB_ATTN_HALF_ROWS``; 0 on WebAssembly and NEON);
+#: within a path a row's result does not depend on the batch, so a prompt read in such pieces gives bit-identical
+#: logits (tests/test_generation.py checks it).  ``Model`` passes its kernels' own, often lower, figure.
 MIN_PROMPT_PIECE = 64
 
 
-def prompt_pieces(n: int, n_batch: int, chunk: int | None = None) -> list[int]:
-    """The sizes in which to evaluate ``n`` prompt tokens: the decoder's micro-batches of ``n_batch``, each cut into
-    pieces of ``chunk`` (``None``: not cut); a remainder shorter than ``MIN_PROMPT_PIECE`` joins the piece before
-    it, so every token is computed exactly as in the whole micro-batch."""
+def next_piece(done: int, n: int, n_batch: int, want: int, min_piece: int = MIN_PROMPT_PIECE) -> int:
+    """The size of the prompt piece after ``done`` of ``n`` tokens: ``want`` tokens, at least ``min_piece``, within
+    the decoder's micro-batch of ``n_batch`` that holds token ``done``, and the rest of that micro-batch when less
+    than ``min_piece`` would be left; so every token is computed exactly as in the whole micro-batch."""
+    left = min(n_batch - done % n_batch, n - done)
+    size = min(max(want, min_piece, 1), left)
+    return left if left - size < min_piece else size
+
+
+def prompt_pieces(n: int, n_batch: int, chunk: int | None = None, min_piece: int = MIN_PROMPT_PIECE) -> list[int]:
+    """The sizes in which to evaluate ``n`` prompt tokens in pieces of ``chunk`` (``None``: the micro-batches of
+    ``n_batch``), cut as ``next_piece`` does."""
     if chunk is not None and chunk < 1:
         raise ValueError(f"prompt chunk must be at least 1 token, got {chunk}")
-    size = n_batch if chunk is None else min(max(chunk, MIN_PROMPT_PIECE), n_batch)
     pieces: list[int] = []
-    for start in range(0, n, n_batch):
-        batch = min(n_batch, n - start)
-        whole, rest = divmod(batch, size)
-        cut = [size] * whole
-        if rest and cut and rest < MIN_PROMPT_PIECE:
-            cut[-1] += rest
-        elif rest:
-            cut.append(rest)
-        pieces += cut
+    done = 0
+    while done < n:
+        pieces.append(next_piece(done, n, n_batch, n_batch if chunk is None else chunk, min_piece))
+        done += pieces[-1]
     return pieces
 
 

@@ -24,7 +24,7 @@ from emberllm.models.base import HParams, check_tensor_types
 from emberllm.models.decoder import Decoder
 from emberllm.runtime.batch import BatchEntry, BatchRunner, LogitRows
 from emberllm.runtime.context_size import MIN_CTX, resolve_context
-from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix, prompt_pieces, shift_amount
+from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix, next_piece, shift_amount
 from emberllm.runtime.offload import place_layers
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
 from emberllm.tokenizers import load_tokenizer
@@ -279,6 +279,16 @@ class Model:
                            n_predict=n_predict, stop=stop, n_keep=n_keep, context_shift=context_shift,
                            shift=self.shift_cache)
 
+    def _min_prompt_piece(self) -> int:
+        """The fewest tokens a prompt piece may hold and still take the CPU kernels' batch paths (the int8 GEMM, the
+        float attention), read from the kernel context (each setter returns the value it replaces)."""
+        lib, ctx = self.backend.lib, self.backend.ctx
+        gemm = lib.emb_ctx_set_gemm_min_tokens(ctx, 1)
+        lib.emb_ctx_set_gemm_min_tokens(ctx, gemm)
+        half = lib.emb_ctx_set_attn_half_rows(ctx, 0)
+        lib.emb_ctx_set_attn_half_rows(ctx, half)
+        return int(max(gemm, half))
+
     def generate(
         self,
         prompt: str | list[int],
@@ -290,6 +300,7 @@ class Model:
         cancel: Callable[[], bool] | None = None,
         prompt_progress: bool = False,
         prompt_chunk: int | None = None,
+        prompt_chunk_ms: float | None = None,
         **sampling: Any,
     ) -> Iterator[Step]:
         """Stream generated tokens for a prompt (text is tokenized with BOS and special tokens parsed).
@@ -300,14 +311,18 @@ class Model:
         half of the tokens after ``n_keep`` are discarded and generation continues, unless ``context_shift`` is
         False (then it ends with ``finish_reason="context"``).
 
-        The prompt's uncached tokens are read in pieces of ``prompt_chunk`` tokens (default ``n_batch``; see
-        ``prompt_pieces``: the logits do not depend on it).  ``cancel`` is polled between pieces and before every
-        token; a cancel during the read yields the usual ``cancelled`` step and leaves the cache holding exactly
-        the tokens read so far (the next request reuses them as a prefix).  With ``prompt_progress``, each piece
-        is followed by a step ``Step(-1, "", extra={"prompt_done": n, "prompt_total": m})``: ``n`` tokens of the
-        ``m``-token prompt are in the cache (reused ones included), the last such step has ``n == m``.
-        ``timings.prompt_ms`` is the time spent reading (not the time the caller holds a progress step).
+        The prompt's uncached tokens are read in pieces of ``prompt_chunk`` tokens (default ``n_batch``; with
+        ``prompt_chunk_ms``, the first piece, the next ones sized to take about that long at the speed of the one
+        before); the logits do not depend on the pieces (``next_piece``).  ``cancel`` is polled between pieces and
+        before every token; a cancel during the read yields the usual ``cancelled`` step and leaves the cache
+        holding exactly the tokens read so far (the next request reuses them as a prefix).  With
+        ``prompt_progress``, each piece is followed by a step ``Step(-1, "", extra={"prompt_done": n,
+        "prompt_total": m})``: ``n`` tokens of the ``m``-token prompt are in the cache (reused ones included); the
+        last such step has ``n == m``.  ``timings.prompt_ms`` is the time spent reading (not the time the caller
+        holds a progress step).
         """
+        if prompt_chunk is not None and prompt_chunk < 1:
+            raise ValueError(f"prompt chunk must be at least 1 token, got {prompt_chunk}")
         if params is None:
             params = SamplingParams(**sampling)
         elif sampling:
@@ -320,21 +335,26 @@ class Model:
         self.timings = tm
         seq = state.kv
         todo = state.prefill_tokens()
-        pieces = prompt_pieces(len(todo), self.n_batch, prompt_chunk)
+        want = self.n_batch if prompt_chunk is None else prompt_chunk
+        floor = self._min_prompt_piece()
         done = 0
-        for i, n in enumerate(pieces):
-            if i and cancel is not None and cancel():
+        while done < len(todo):
+            if done and cancel is not None and cancel():
                 tm.prompt_tokens = done
                 yield state.cancel()
                 return
-            last = i == len(pieces) - 1
+            n = next_piece(done, len(todo), self.n_batch, want, floor)
+            last = done + n == len(todo)
             t0 = time.perf_counter()
             # only the last piece's last row is projected to logits; a progress step means the piece is computed
             rows = self.decode([(seq, todo[done : done + n], None if last else ())])
-            if last or prompt_progress:
+            if last or prompt_progress or prompt_chunk_ms:
                 rows.sync()
-            tm.prompt_ms += (time.perf_counter() - t0) * 1000.0
+            ms = (time.perf_counter() - t0) * 1000.0
+            tm.prompt_ms += ms
             done += n
+            if prompt_chunk_ms:
+                want = max(1, round(n * prompt_chunk_ms / max(ms, 1e-3)))
             if prompt_progress:
                 yield Step(-1, "", extra={"prompt_done": tm.cached_tokens + done, "prompt_total": len(tokens)})
         calls0 = self.kernel_calls
