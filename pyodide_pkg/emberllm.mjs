@@ -7,7 +7,20 @@
 //   const engine = await EmberEngine.boot({ indexURL: ".../node_modules/pyodide/", wheelURL: ".../emberllm-*.whl" });
 //   await engine.load(source, { nCtx: 2048, onProgress: (loaded, total) => {} });  // URL | File/Blob | ArrayBuffer
 //   for await (const step of engine.complete("The capital of France is", { nPredict: 8, temperature: 0 })) ...
-//   engine.abort(); engine.tokenize("text"); engine.info(); engine.unload();
+//   for await (const step of engine.chat([{ role: "user", content: "Hi" }], { nPredict: 256 })) ...
+//   engine.abort(); engine.lastTimings(); engine.tokenize("text"); engine.info(); engine.unload();
+//
+// Steps: { token, text, finishReason } per generated token (finishReason on the last: "stop", "length",
+// "context" or "cancelled", the cancelled one with token -1), and while the prompt is read, after each piece (the
+// first of promptChunk tokens, the next ones of about promptChunkMs: PROMPT_CHUNK, PROMPT_CHUNK_MS below) a
+// progress step { token: -1, text: "", promptDone, promptTotal } (tokens of the prompt in the cache, reused ones
+// included; the last has promptDone === promptTotal).  The stream yields to the event loop after every step, so
+// abort() takes effect before the next piece or token; the prompt tokens read stay cached for the next request.
+// chat() first fits the conversation into the context (fitContext, default true; emberllm.chat.fit): it keeps
+// the system messages and the last user message, drops the oldest turns while the prompt plus a reply reserve
+// (min(nPredict, nCtx / 4)) does not fit, and throws "the last message and system prompt take N tokens ...; the
+// context holds M: shorten it or raise Context" when even those do not.  lastTimings(): { promptTokens (read),
+// cachedTokens (reused), promptTotal, promptMs, evalTokens, evalMs, loadMs, droppedMessages }.
 //
 // Device: load(source, { device, nGpuLayers }) with device "auto" (default: WebGPU with every layer when
 // navigator.gpu gives an adapter, else the CPU), "webgpu" (the CPU with a message when WebGPU is not usable) or
@@ -26,6 +39,14 @@ import { openWebGpu } from "./webgpu.mjs";
 const WASM32_LIMIT = 4 * 1024 ** 3;
 const HEADROOM = 384 * 1024 ** 2; // Python, the runtime and activation buffers
 const CHUNK = 8 * 1024 * 1024;
+// The prompt is read in synchronous pieces, and abort() and the worker's messages wait for the piece in progress:
+// the first piece holds PROMPT_CHUNK tokens, the next ones are sized to take about PROMPT_CHUNK_MS at the speed of
+// the one before.  Each piece costs a fixed extra (the weights' int8 unpacking, ~40 ms on a fast x86 core under
+// Node), so shorter pieces read slower: with Gemma 3 270M at ~1000 cached tokens under Node, pieces of 512 tokens
+// read 81 t/s and take 7 s, 64: 77 t/s and 1.4 s, 32: 74 t/s and 0.6 s.  The logits do not depend on the pieces
+// (emberllm.runtime.decoding.next_piece).
+export const PROMPT_CHUNK = 32;
+export const PROMPT_CHUNK_MS = 500;
 
 const isNode = typeof process !== "undefined" && process.versions != null && process.versions.node != null;
 
@@ -162,21 +183,33 @@ export class EmberEngine {
     }
   }
 
-  /** Stream a completion: yields ``{ token, text, finishReason }``.  Options as the Python engine's. */
-  async *complete(prompt, { nPredict = 128, stop = [], ...sampling } = {}) {
-    yield* this._stream(() => this.api.start_complete(prompt, nPredict, samplingJSON(sampling), stop));
+  /** Stream a completion: yields ``{ token, text, finishReason }`` steps and, while the prompt is read, progress
+   * steps ``{ token: -1, text: "", promptDone, promptTotal }`` after each piece of the prompt (the first of
+   * ``promptChunk`` tokens, the next ones of about ``promptChunkMs`` milliseconds; ``promptChunkMs: 0``: every
+   * piece of ``promptChunk`` tokens).  Sampling as chat()'s. */
+  async *complete(prompt, { nPredict = 128, stop = [], promptChunk = PROMPT_CHUNK, promptChunkMs = PROMPT_CHUNK_MS,
+    ...sampling } = {}) {
+    yield* this._stream(() => this.api.start_complete(prompt, nPredict, samplingJSON(sampling), stop,
+      promptChunk, promptChunkMs));
   }
 
   /**
    * Stream a chat reply to ``messages`` ([{role, content}]).  With jinja2 (extraPackages) the model's own
    * template renders the prompt; without it, the jinja-free built-in of the template's family
-   * (``emberllm.chat.plain``).  Sampling: temperature, topK, topP, minP, repeatPenalty, seed.
+   * (``emberllm.chat.plain``).  With ``fitContext`` (default) the oldest turns are left out while the prompt and
+   * a reply reserve (min(nPredict, nCtx / 4)) do not fit (lastTimings().droppedMessages says how many); it throws
+   * when the system prompt and the last message alone do not.  Steps as complete()'s.  Sampling: temperature,
+   * topK, topP, minP, repeatPenalty, seed.
    */
-  async *chat(messages, { nPredict = 256, ...sampling } = {}) {
-    yield* this._stream(() => this.api.start_chat(JSON.stringify(messages), nPredict, samplingJSON(sampling)));
+  async *chat(messages, { nPredict = 256, fitContext = true, promptChunk = PROMPT_CHUNK,
+    promptChunkMs = PROMPT_CHUNK_MS, ...sampling } = {}) {
+    yield* this._stream(() => this.api.start_chat(JSON.stringify(messages), nPredict, samplingJSON(sampling),
+      Boolean(fitContext), promptChunk, promptChunkMs));
   }
 
-  /** Timings of the last generation: ``{ promptTokens, promptMs, evalTokens, evalMs, cachedTokens, loadMs }``. */
+  /** Timings of the last generation: ``{ promptTokens, cachedTokens, promptTotal, promptMs, evalTokens, evalMs,
+   * loadMs, droppedMessages }`` (promptTokens: read this time; cachedTokens: reused from the previous request;
+   * promptTotal: the whole prompt; after a cancel during the read, promptTokens counts what was read). */
   lastTimings() {
     return JSON.parse(this.api.timings());
   }
@@ -224,7 +257,8 @@ export class EmberEngine {
     }
   }
 
-  /** Stop the generation in progress after the current token (it ends with finishReason "cancelled"). */
+  /** Stop the generation in progress after the current token or prompt piece (it ends with finishReason
+   * "cancelled"; the prompt tokens read so far stay cached for the next request). */
   abort() {
     this._aborted = true;
   }
@@ -371,6 +405,7 @@ async function* streamChunks(body) {
 // The Python side: one object holding the buffer, the model and the cancel flag.
 const BOOTSTRAP = `
 import json
+from emberllm.chat.fit import fit_messages, reply_reserve
 from emberllm.runtime.model import Model
 from emberllm.gguf.reader import GGUFFile
 
@@ -380,6 +415,8 @@ class _EmberApi:
         self.buf = None
         self.model = None
         self.cancelled = False
+        self.dropped = 0  # messages fit_messages left out of the last chat
+        self.prompt_total = 0  # tokens of the last prompt
 
     def alloc(self, size):
         self.free()
@@ -434,29 +471,56 @@ class _EmberApi:
     def _steps(self, steps):
         self.cancelled = False
         for s in steps:
-            yield {"token": s.token, "text": s.text, "finishReason": s.finish_reason}
+            if s.token < 0 and s.finish_reason is None:
+                yield {"token": -1, "text": "", "promptDone": s.extra["prompt_done"],
+                       "promptTotal": s.extra["prompt_total"]}
+            else:
+                yield {"token": s.token, "text": s.text, "finishReason": s.finish_reason}
 
-    def start_complete(self, prompt, n_predict, sampling, stop):
-        return self._steps(self.model.generate(prompt, n_predict=n_predict, stop=list(stop),
+    def _generate(self, tokens, n_predict, stop, sampling, chunk, chunk_ms):
+        self.prompt_total = len(tokens)
+        return self._steps(self.model.generate(tokens, n_predict=n_predict, stop=stop, prompt_progress=True,
+                                               prompt_chunk=chunk or None, prompt_chunk_ms=chunk_ms or None,
                                                cancel=lambda: self.cancelled, **json.loads(sampling)))
 
-    def start_chat(self, messages, n_predict, sampling):
-        msgs = json.loads(messages)
+    def start_complete(self, prompt, n_predict, sampling, stop, chunk, chunk_ms):
+        self.dropped = 0
+        tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        return self._generate(tokens, n_predict, list(stop), sampling, chunk, chunk_ms)
+
+    def _render(self, msgs):
+        """Prompt text and stop strings: the model's template with jinja2 (extraPackages), else the plain built-in
+        of its family (Pyodide's core has no jinja2)."""
         try:
             import jinja2  # noqa: F401
-        except ImportError:  # Pyodide's core has no jinja2: the plain built-in of the template's family
+        except ImportError:
             from emberllm.chat.plain import plain_prompt
 
-            prompt, stops = plain_prompt(self.model.gguf.metadata, msgs)
-            return self._steps(self.model.generate(prompt, n_predict=n_predict, stop=stops,
-                                                   cancel=lambda: self.cancelled, **json.loads(sampling)))
-        return self._steps(self.model.chat(msgs, n_predict=n_predict,
-                                           cancel=lambda: self.cancelled, **json.loads(sampling)))
+            return plain_prompt(self.model.gguf.metadata, msgs)
+        return self.model.apply_chat_template(msgs), [s for s in self.model.chat_template.stop_strings if s]
+
+    def start_chat(self, messages, n_predict, sampling, fit_context, chunk, chunk_ms):
+        m = self.model
+        msgs = json.loads(messages)
+        ids_of = {}  # the tokens of each candidate, by its length (each fit candidate has another)
+
+        def count(kept):
+            ids_of[len(kept)] = m.tokenize(self._render(kept)[0])
+            return len(ids_of[len(kept)])
+
+        self.dropped = 0
+        if fit_context:
+            fit = fit_messages(count, msgs, m.n_ctx, reply_reserve(n_predict, m.n_ctx))
+            msgs, self.dropped = fit.messages, fit.dropped
+        prompt, stops = self._render(msgs)
+        ids = ids_of.get(len(msgs)) or m.tokenize(prompt)
+        return self._generate(ids, n_predict, stops, sampling, chunk, chunk_ms)
 
     def timings(self):
         t = self.model.timings
         return json.dumps({"promptTokens": t.prompt_tokens, "promptMs": t.prompt_ms, "evalTokens": t.eval_tokens,
-                           "evalMs": t.eval_ms, "cachedTokens": t.cached_tokens, "loadMs": t.load_ms})
+                           "evalMs": t.eval_ms, "cachedTokens": t.cached_tokens, "loadMs": t.load_ms,
+                           "promptTotal": self.prompt_total, "droppedMessages": self.dropped})
 
     def info(self):
         from emberllm.chat.plain import plain_family

@@ -144,7 +144,9 @@ def test_prompt_pieces_cut_each_micro_batch():
     assert prompt_pieces(431, 256, 100) == [100, 156, 100, 75]  # 56 and 75 left: 56 joins the piece before it
     assert prompt_pieces(30, 512, 8) == [30]  # never below MIN_PROMPT_PIECE unless the micro-batch is
     assert prompt_pieces(300, 512, 1000) == [300]
-    assert prompt_pieces(100, 512, 32, min_piece=4) == [32, 32, 32, 4]  # WebAssembly kernels: the GEMM from 4 rows
+    assert prompt_pieces(100, 512, 32, min_piece=4) == [32, 32, 36]  # WebAssembly kernels: the GEMM from 4 rows
+    assert prompt_pieces(110, 512, 32, min_piece=4) == [32, 32, 46]  # no piece of 14 left: less than half of 32
+    assert prompt_pieces(120, 512, 32, min_piece=4) == [32, 32, 32, 24]
     for n in (1, 63, 64, 65, 200, 511, 512, 513, 1500):
         for chunk in (None, 1, 64, 100, 128, 512, 4096):
             pieces = prompt_pieces(n, 512, chunk)

@@ -77,10 +77,11 @@ MIN_PROMPT_PIECE = 64
 def next_piece(done: int, n: int, n_batch: int, want: int, min_piece: int = MIN_PROMPT_PIECE) -> int:
     """The size of the prompt piece after ``done`` of ``n`` tokens: ``want`` tokens, at least ``min_piece``, within
     the decoder's micro-batch of ``n_batch`` that holds token ``done``, and the rest of that micro-batch when less
-    than ``min_piece`` would be left; so every token is computed exactly as in the whole micro-batch."""
+    than ``min_piece`` (so every token is computed exactly as in the whole micro-batch) or half a piece would be
+    left (a short piece costs nearly as much as a long one)."""
     left = min(n_batch - done % n_batch, n - done)
     size = min(max(want, min_piece, 1), left)
-    return left if left - size < min_piece else size
+    return left if left - size < max(min_piece, size // 2) else size
 
 
 def prompt_pieces(n: int, n_batch: int, chunk: int | None = None, min_piece: int = MIN_PROMPT_PIECE) -> list[int]:
