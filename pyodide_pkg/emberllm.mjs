@@ -41,9 +41,11 @@ const HEADROOM = 384 * 1024 ** 2; // Python, the runtime and activation buffers
 const CHUNK = 8 * 1024 * 1024;
 // The prompt is read in synchronous pieces, and abort() and the worker's messages wait for the piece in progress:
 // the first piece holds PROMPT_CHUNK tokens, the next ones are sized to take about PROMPT_CHUNK_MS at the speed of
-// the one before.  Each piece costs a fixed extra (the weights' int8 unpacking, ~40 ms on a fast x86 core under
-// Node), so shorter pieces read slower: with Gemma 3 270M at ~1000 cached tokens under Node, pieces of 512 tokens
-// read 81 t/s and take 7 s, 64: 77 t/s and 1.4 s, 32: 74 t/s and 0.6 s.  The logits do not depend on the pieces
+// the one before (on any device: a Stop acts within about that long; on WebGPU pieces grow to whole 512-token
+// micro-batches).  Each piece costs a fixed extra (the weights' int8 unpacking: ~40 ms for Gemma 3 270M on one
+// x86 core under Node), so short pieces read slower: 1,024 tokens of Gemma 3 270M under Node read at 81 t/s in
+// pieces of 512 (7 s each), 78 t/s in pieces of 64 (1 s), 74 t/s in pieces of 32 and 71 t/s with these defaults
+// (0.5-0.7 s; tests/pyodide/prompt_chunk_bench.mjs).  The logits do not depend on the pieces
 // (emberllm.runtime.decoding.next_piece).
 export const PROMPT_CHUNK = 32;
 export const PROMPT_CHUNK_MS = 500;

@@ -13,7 +13,9 @@ self.onmessage = async (event) => {
     const engine = await EmberEngine.boot({ indexURL: `${origin}/pyodide/`, wheelURL: `${origin}${wheel}`, kernels });
     await engine.load(`${origin}${model}`, { nCtx: 64 });
     const ids = [];
-    for await (const step of engine.complete(prompt, { nPredict: 8, temperature: 0 })) ids.push(step.token);
+    for await (const step of engine.complete(prompt, { nPredict: 8, temperature: 0 })) {
+      if (!('promptDone' in step)) ids.push(step.token); // not the prompt's progress steps
+    }
     const tokens = engine.tokenize(prompt);
     const level = engine.py.runPython('_ember_api.model.kernel_level_name');
     engine.unload();

@@ -10,7 +10,9 @@ import { EmberEngine } from '/pkg/emberllm.mjs';
 
 async function greedy(engine, prompt, nPredict) {
   const ids = [];
-  for await (const step of engine.complete(prompt, { nPredict, temperature: 0 })) ids.push(step.token);
+  for await (const step of engine.complete(prompt, { nPredict, temperature: 0 })) {
+    if (!('promptDone' in step)) ids.push(step.token); // not the prompt's progress steps
+  }
   return ids;
 }
 

@@ -16,6 +16,7 @@ out.tokens = engine.tokenize(prompt);
 const ids = [];
 const stamps = [];
 for await (const step of engine.complete(prompt, { nPredict: 8, temperature: 0 })) {
+  if ("promptDone" in step) continue; // the prompt's progress
   ids.push(step.token);
   stamps.push(performance.now());
 }
@@ -23,6 +24,7 @@ out.ids = ids;
 out.tgTps = (stamps.length - 1) / ((stamps[stamps.length - 1] - stamps[0]) / 1000);
 const aborted = [];
 for await (const step of engine.complete(prompt, { nPredict: 50, temperature: 0 })) {
+  if ("promptDone" in step) continue;
   aborted.push(step);
   if (aborted.length === 2) engine.abort();
 }
