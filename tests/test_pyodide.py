@@ -175,6 +175,95 @@ def test_js_loader(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
     assert "no model loaded" in out["afterUnload"]
 
 
+NATIVE_CHAT_SCRIPT = """
+import json, sys
+from emberllm.runtime.model import Model
+m = Model(sys.argv[1], n_ctx=2048, n_threads=1)
+steps = list(m.chat([{"role": "user", "content": sys.argv[2]}], n_predict=8, temperature=0, n_probs=2))
+print(json.dumps([[s.token, s.extra["probs"][0][1] - s.extra["probs"][1][1]] for s in steps]))
+"""
+
+
+def test_js_chat_reads_long_conversations_in_pieces(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
+    """engine.chat under Node (tests/pyodide/chat_fit_check.mjs, one model load for (a)-(c) and a reload): (a) a
+    ~1,500-token conversation gives progress steps increasing to promptTotal, (b) abort() right after the first
+    one ends the stream as "cancelled" before another piece is read and the next request reuses that piece, (c) a
+    conversation longer than nCtx 512 is answered with its oldest turns dropped, and too long a last message is a
+    clear error; (d) short prompts give the native engine's greedy ids (complete and chat)."""
+    native_chat = json.loads(subprocess.run([sys.executable, "-c", NATIVE_CHAT_SCRIPT, str(gemma_path), PROMPT],
+                                            capture_output=True, text=True, timeout=300, check=True).stdout)
+    # up to the first near tie (top-2 gap below 0.05), where the x86 half-precision attention and WebAssembly's float
+    # one may part (as in test_greedy_ids_and_probabilities_match_llamacpp)
+    close = next((i for i, (_, gap) in enumerate(native_chat) if gap < 0.05), len(native_chat))
+    chat_ids = [t for t, _ in native_chat[:close]]
+    proc = subprocess.run(["node", str(ROOT / "tests" / "pyodide" / "chat_fit_check.mjs"), str(pyodide_dir),
+                           str(pyodide_wheel), str(gemma_path), PROMPT], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # (d)
+    assert out["completeIds"] == native_gemma["ids"]
+    assert len(chat_ids) >= 4 and out["chatIds"][: len(chat_ids)] == chat_ids
+    assert out["shortProgress"][-1][0] == out["shortProgress"][-1][1]
+    # (b): the stream ends at the next step, no further piece read; what was read stays cached
+    aborted, chunk = out["aborted"], out["promptChunk"]
+    assert aborted["finishReason"] == "cancelled" and aborted["tokens"] == 1
+    assert aborted["progress"][-1] <= aborted["progress"][0] + chunk
+    assert aborted["timings"]["promptTokens"] == chunk
+    first = aborted["progress"][0]
+    assert first == aborted["timings"]["cachedTokens"] + chunk
+    print(f"Stop during the prompt read: the stream ended {aborted['stopMs']:.1f} ms after abort()")
+    # (a)
+    full = out["full"]
+    done = [d for d, _ in full["progress"]]
+    total = aborted["total"]
+    assert total >= 1400 and all(t == total for _, t in full["progress"])
+    assert done == sorted(set(done)) and done[-1] == total and len(done) >= 3
+    assert full["timings"]["cachedTokens"] == first  # the piece read before the abort is reused
+    assert full["timings"]["promptTotal"] == total and full["timings"]["droppedMessages"] == 0
+    assert full["finishReason"] in ("stop", "length")
+    t = full["timings"]
+    print(f"read {t['promptTokens']} tokens in {len(done)} pieces: {t['promptTokens'] / t['promptMs'] * 1000:.1f} t/s, "
+          f"pieces of {min(full['gapsMs']):.0f}-{max(full['gapsMs']):.0f} ms")
+    # (c)
+    small = out["small"]
+    assert small["finishReason"] in ("stop", "length") and small["ids"]
+    assert small["timings"]["droppedMessages"] > 0
+    assert small["timings"]["promptTotal"] + 8 <= 512 and small["progress"][-1] == [small["timings"]["promptTotal"]] * 2
+    assert "ValueError: the last message and system prompt take" in out["tooLong"]
+    assert out["tooLong"].rstrip().endswith("the context holds 2048: shorten it or raise Context")
+    assert "does not fit in the context of 512" in out["unfitted"]
+
+
+def test_web_worker_and_engine_client_plumbing():
+    """web/worker.js against a fake engine and web/engine-client.js under Node (tests/pyodide/web_engine_check.mjs):
+    "prompt" messages at most every 100 ms and always the last, tokens, done with droppedMessages; errors as a kind
+    and their last line without the Python exception's class; onPrompt(done, total) and onToken(text)."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    proc = subprocess.run(["node", str(ROOT / "tests" / "pyodide" / "web_engine_check.mjs"), str(ROOT / "web")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    prompt = [(m["done"], m["total"]) for m in out["posted"] if m["type"] == "prompt"]
+    assert prompt == [(32, 330), (192, 330), (330, 330)]  # the first, the one after a slow piece, the last
+    assert [m["text"] for m in out["posted"] if m["type"] == "token"] == ["Hi", "!"]
+    done = out["posted"][-1]
+    assert done["type"] == "done" and done["finishReason"] == "stop"
+    assert done["timings"]["droppedMessages"] == 3 and done["timings"]["generatedTokens"] == 2
+    assert out["describe"] == [
+        {"kind": "context", "message": "the last message and system prompt take 2979 tokens (+8 kept for the reply); "
+                                       "the context holds 2048: shorten it or raise Context"},
+        {"kind": "context", "message": "prompt of 994 tokens does not fit in the context of 512"},
+        {"kind": "not-gguf", "message": "not a GGUF file (bad magic b'abcd')"},
+        {"kind": "engine", "message": "WebGPU: the device was lost"},
+        {"kind": "too-large", "message": "MemoryError"},
+    ]
+    client = out["client"]
+    assert client["sent"] == "chat"
+    assert client["calls"] == [["prompt", 32, 64], ["prompt", 64, 64], ["token", "Hello"]]
+    assert client["reply"]["timings"]["droppedMessages"] == 2
+
+
 def test_bench_node_runner_contract(pyodide_dir, pyodide_wheel, gemma_path):
     """bench/pyodide/run_node.mjs on tiny tests prints what bench/README.md's runner contract promises."""
     spec = {"npm_dir": str(pyodide_dir.parent.parent), "model": str(gemma_path), "threads": 1, "n_ctx": 32,

@@ -32,6 +32,7 @@ export class LocalEngine {
     if (!p) return;
     if (msg.type === "progress") p.onProgress?.(msg.loaded, msg.total);
     else if (msg.type === "token") p.onToken?.(msg.text);
+    else if (msg.type === "prompt") p.onPrompt?.(msg.done, msg.total);
     else {
       this.pending.delete(msg.id);
       if (msg.type === "error") p.reject(new EngineError(msg.kind, msg.message));
@@ -67,9 +68,17 @@ export class LocalEngine {
     return msg;
   }
 
-  /** Stream a reply: ``onToken(text)`` per piece; resolves to {finishReason, timings}. */
-  chat(messages, options, onToken) {
-    return this._call({ type: "chat", messages, options }, { onToken });
+  /**
+   * Stream a reply: ``onPrompt(done, total)`` while the prompt is read (tokens of the whole prompt in the cache;
+   * at most every 100 ms, and once with done === total unless stopped before), then ``onToken(text)`` per piece of
+   * text; resolves to {finishReason, timings} (timings: promptTokens, cachedTokens, promptTotal, promptMs,
+   * evalTokens, evalMs, loadMs, droppedMessages: the oldest messages left out to fit the context, generatedTokens);
+   * rejects with an EngineError (kind "context" when even the system prompt and the last message do not fit).
+   * ``options``: nPredict, fitContext (default true), promptChunk / promptChunkMs (EmberEngine's), and sampling
+   * (temperature, topK, topP, minP, repeatPenalty, seed).
+   */
+  chat(messages, options, onToken, onPrompt) {
+    return this._call({ type: "chat", messages, options }, { onToken, onPrompt });
   }
 
   abort() {
