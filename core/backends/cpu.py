@@ -174,6 +174,16 @@ class CpuBackend:
         if rc != 0:
             raise KernelError(f"attention failed in layer {layer} (code {rc})")
 
+    def batch_path_min_rows(self) -> int:
+        """The fewest rows a decode needs for the kernels' batch paths (the int8 GEMM, the float attention): a
+        prompt evaluated in pieces of at least this many rows gives the same logits as in one micro-batch.  Read
+        from the kernel context, whose setters return the value they replace."""
+        gemm = self.lib.emb_ctx_set_gemm_min_tokens(self.ctx, 1)
+        self.lib.emb_ctx_set_gemm_min_tokens(self.ctx, gemm)
+        half = self.lib.emb_ctx_set_attn_half_rows(self.ctx, 0)
+        self.lib.emb_ctx_set_attn_half_rows(self.ctx, half)
+        return int(max(gemm, half))
+
     def argmax(self, row: Any, n: int) -> int:
         """The index of the largest of ``n`` values of a row (a ``row()`` pointer; the first on ties)."""
         return int(self.lib.emb_argmax(row, n))

@@ -279,16 +279,6 @@ class Model:
                            n_predict=n_predict, stop=stop, n_keep=n_keep, context_shift=context_shift,
                            shift=self.shift_cache)
 
-    def _min_prompt_piece(self) -> int:
-        """The fewest tokens a prompt piece may hold and still take the CPU kernels' batch paths (the int8 GEMM, the
-        float attention), read from the kernel context (each setter returns the value it replaces)."""
-        lib, ctx = self.backend.lib, self.backend.ctx
-        gemm = lib.emb_ctx_set_gemm_min_tokens(ctx, 1)
-        lib.emb_ctx_set_gemm_min_tokens(ctx, gemm)
-        half = lib.emb_ctx_set_attn_half_rows(ctx, 0)
-        lib.emb_ctx_set_attn_half_rows(ctx, half)
-        return int(max(gemm, half))
-
     def generate(
         self,
         prompt: str | list[int],
@@ -336,7 +326,7 @@ class Model:
         seq = state.kv
         todo = state.prefill_tokens()
         want = self.n_batch if prompt_chunk is None else prompt_chunk
-        floor = self._min_prompt_piece()
+        floor = self.backend.batch_path_min_rows()
         done = 0
         while done < len(todo):
             if done and cancel is not None and cancel():
