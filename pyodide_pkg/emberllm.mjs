@@ -216,8 +216,9 @@ export class EmberEngine {
     return JSON.parse(this.api.timings());
   }
 
-  /** What the loaded model is: ``{ architecture, name, sizeBytes, nParams, chatFamily, kernels }`` (kernels: the
-   * level running it, "wasm-relaxed" or "wasm-simd128"). */
+  /** What the loaded model is: ``{ architecture, name, finetune, sizeBytes, nParams, chatFamily, hasChatTemplate,
+   * kernels }`` (hasChatTemplate: whether the GGUF carries one, a base model's usually does not; kernels: the level
+   * running it, "wasm-relaxed" or "wasm-simd128"). */
   modelInfo() {
     this._needModel();
     return JSON.parse(this.api.info());
@@ -530,7 +531,8 @@ class _EmberApi:
         md = self.model.gguf.metadata
         n_params = sum(t.n_elements for t in self.model.gguf.tensors.values())
         return json.dumps({"architecture": md.get("general.architecture"), "name": md.get("general.name"),
-                           "sizeBytes": len(self.buf), "nParams": n_params, "chatFamily": plain_family(md),
+                           "finetune": md.get("general.finetune"), "sizeBytes": len(self.buf), "nParams": n_params,
+                           "chatFamily": plain_family(md), "hasChatTemplate": bool(md.get("tokenizer.chat_template")),
                            "kernels": self.model.kernel_level_name})
 
     def cancel(self):

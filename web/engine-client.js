@@ -84,4 +84,12 @@ export class LocalEngine {
   abort() {
     this.worker?.postMessage({ type: "abort" });
   }
+
+  /** Free the loaded model in the worker (the engine stays booted). */
+  async unload() {
+    if (!this.worker) return;
+    await this._call({ type: "unload" });
+    this.model = null;
+    this.device = null;
+  }
 }
