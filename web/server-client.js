@@ -54,6 +54,11 @@ export class ServerEngine {
       if (err.name === "AbortError") return { finishReason: "cancelled", timings: null };
       throw new ServerError("network", `The server did not answer (${err.message}). Is emberllm serve still running?`);
     }
+    if (resp.ok && !/^text\/event-stream\b/i.test(resp.headers.get("content-type") || "")) {
+      const start = (await resp.text().catch(() => "")).replace(/\s+/g, " ").trim().slice(0, 80);
+      throw new ServerError("server-stream", `The reply is ${resp.headers.get("content-type") || "untyped"}, not an ` +
+        `event stream${start ? ` (it starts "${start}")` : ""}.`);
+    }
     if (!resp.ok) {
       let message = `HTTP ${resp.status}`;
       try { message = (await resp.json()).error.message; } catch { /* not JSON */ }
@@ -73,7 +78,12 @@ export class ServerEngine {
         for (const ev of events) {
           const data = ev.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
           if (!data || data === "[DONE]") continue;
-          const obj = JSON.parse(data);
+          let obj;
+          try {
+            obj = JSON.parse(data);
+          } catch {
+            throw new ServerError("server-stream", `An event of the reply is not JSON: ${data.slice(0, 80)}`);
+          }
           if (obj.error) throw new ServerError("server", obj.error.message);
           const choice = obj.choices?.[0];
           if (choice?.delta?.content) onToken(choice.delta.content);
