@@ -1,6 +1,7 @@
 // The chat page: conversations, settings, models, and the two engines (in-browser Web Worker or the server).
 import { LocalEngine } from "./engine-client.js";
-import { renderMarkdown } from "./markdown.js";
+import { CATALOGUE, looksLikeBaseModel } from "./catalogue.js";
+import { MarkdownStream, renderMarkdown } from "./markdown.js";
 import {
   ModelStore, UserError, blobChunks, formatBytes, isGguf, modelName, notGgufError, openDownload,
 } from "./models.js";
@@ -14,7 +15,8 @@ const DEVICES = ["auto", "webgpu", "cpu"]; // Settings' "Run the model on" (Embe
 const app = {
   store: null, models: null, settings: { ...DEFAULT_SETTINGS }, convs: [], current: null, site: null,
   local: null, localBoot: null, server: null, serverStatus: "none", mode: "local", busy: false, ready: false,
-  modelName: null, download: null, simd: hasWasmSimd(), timings: {},
+  modelName: null, download: null, simd: hasWasmSimd(), timings: {}, follow: true, toastTimer: null, stopAt: null,
+  reading: null,
 };
 window.ember = app; // for debugging and the Playwright tests
 
@@ -25,9 +27,11 @@ const ADVICE = {
     "example Gemma 3, Llama or Qwen in Q4_K_M or Q8_0)."],
   "too-large": ["Model too large for the browser", "WebAssembly gets at most 4 GiB of memory: choose a smaller model " +
     "or quantization, lower Context in Settings, or use server mode."],
-  context: ["The conversation is too long", "Start a new chat, or raise Context in Settings (it applies when the " +
-    "model next loads)."],
+  context: ["The conversation is too long", "Start a new chat, or raise Context in Settings (the model reloads " +
+    "with the new size)."],
   auth: ["The server needs an API key", "Enter the key the server was started with (--api-key) in Settings."],
+  "server-stream": ["The server's reply could not be read", "The server (or a proxy in front of it) sent something " +
+    "that is not an event stream of chat chunks; its log says more. Send again to retry."],
   network: ["Network error", ""],
   server: ["The server reported an error", ""],
   engine: ["The engine reported an error", "Reload the page; if it happens again, try another model."],
@@ -39,18 +43,44 @@ const ADVICE = {
     "or choose Auto or CPU under Settings."],
 };
 
+// The banner's button for the kinds that have one: [label, what it does]
+const ERROR_ACTIONS = {
+  auth: ["Open Settings", () => openSettings("set-api-key")],
+  context: ["Open Settings", () => openSettings("set-n-ctx")],
+  "no-model": ["Open a model…", () => openModels()],
+};
+
 function showError(err, kindOverride) {
   const kind = kindOverride || err.kind || "engine";
   const [title, advice] = err instanceof UserError ? [err.title, ""] : (ADVICE[kind] || ADVICE.engine);
   $("error-title").textContent = title;
   $("error-text").textContent = [err.message, advice].filter(Boolean).join(" ");
   $("error").dataset.kind = kind;
+  const action = ERROR_ACTIONS[kind];
+  $("error-action").hidden = !action;
+  $("error-action").textContent = action ? action[0] : "";
+  $("error-action").onclick = action ? () => { clearError(); action[1](); } : null;
   $("error").hidden = false;
   console.warn(`[emberllm] ${kind}: ${err.message}`);
 }
 
 function clearError() {
   $("error").hidden = true;
+}
+
+/** A short notice at the bottom with one action (e.g. Undo) that goes away by itself. */
+function toast(text, actionLabel, onAction, ms = 8000) {
+  clearTimeout(app.toastTimer);
+  $("toast-text").textContent = text;
+  $("toast-action").textContent = actionLabel;
+  $("toast-action").onclick = async () => { hideToast(); await onAction(); };
+  $("toast").hidden = false;
+  app.toastTimer = setTimeout(hideToast, ms);
+}
+
+function hideToast() {
+  clearTimeout(app.toastTimer);
+  $("toast").hidden = true;
 }
 
 // ------------------------------------------------------------------------------------------------ status
@@ -65,19 +95,28 @@ function setStatus(text, state) {
   $("empty").hidden = app.current?.messages.length > 0;
   $("empty").classList.toggle("is-ready", canChat);
   $("empty").classList.toggle("server-mode", app.mode === "server");
+  const auth = app.mode === "server" && app.serverStatus === "auth";
   $("empty-title").textContent = canChat ? "Ready when you are"
-    : app.mode === "server" ? "Chat with the emberllm server" : "Chat offline, in your browser";
+    : auth ? "This server needs an API key"
+      : app.mode === "server" ? "Chat with the emberllm server" : "Chat offline, in your browser";
+  $("auth-actions").hidden = !auth;
+  if (!canChat) $("base-note").hidden = true;
 }
 
 function modelReadyStatus() {
+  let base;
   if (app.mode === "server") {
     const p = app.server.props;
     setStatus(`Server · ${p?.model_alias || (p?.model_path || "model").split("/").pop()}`, "ready");
+    base = p && !p.chat_template;
   } else {
     const info = app.local?.model;
     setStatus(`${app.modelName} · ${info?.architecture ?? ""} · ${deviceLabel(app.local?.device, info)}`, "ready");
     $("status-text").title = app.local?.device?.message || "";
+    base = looksLikeBaseModel(info);
   }
+  $("base-note").hidden = !base;
+  $("base-note-models").hidden = app.mode === "server" || !hasLocalEngine();
 }
 
 /** Where the in-browser engine runs the model: "WebGPU · ADAPTER" (with the layer count when only some are
@@ -258,11 +297,8 @@ async function renderModelLists() {
       load.disabled = loaded || app.busy;
       li.append(load);
       if (list === $("model-list")) {
-        const del = button("Remove", `Remove ${m.name} from this browser`, async () => {
-          await app.models.remove(m.name);
-          if (app.settings.lastModel === m.name) await saveSettings({ lastModel: null });
-          await renderModelLists();
-        });
+        const del = button("Remove", `Remove ${m.name} from this browser`, () => removeModel(m.name));
+        del.disabled = loaded && app.busy;
         del.classList.add("btn-danger");
         li.append(del);
       }
@@ -272,11 +308,53 @@ async function renderModelLists() {
       list.append(Object.assign(document.createElement("li"), { className: "muted", textContent: "No models stored yet." }));
     }
   }
+  renderCatalogue(stored);
   $("storage-kind").textContent = app.models.kind;
   if (navigator.storage?.estimate) {
     const { usage, quota } = await navigator.storage.estimate();
     $("storage-usage").textContent = `Using ${formatBytes(usage)} of ${formatBytes(quota)} available to this site.`;
   }
+}
+
+/** The recommended models, each with a Download (or Load, once stored) button. */
+function renderCatalogue(stored) {
+  const list = $("catalogue");
+  list.replaceChildren();
+  for (const entry of CATALOGUE) {
+    const li = document.createElement("li");
+    const text = Object.assign(document.createElement("span"), { className: "model-name" });
+    text.append(entry.name, Object.assign(document.createElement("span"), { className: "model-licence",
+      textContent: ` · ${entry.licence}` }));
+    text.title = entry.url;
+    const size = Object.assign(document.createElement("span"), { className: "model-size",
+      textContent: formatBytes(entry.sizeBytes) });
+    const name = modelName(entry.url);
+    const have = stored.some((m) => m.name === name);
+    const go = button(have ? "Load" : "Download", `${have ? "Load" : "Download"} ${entry.name}`, async () => {
+      $("models-dialog").close();
+      if (have) await loadStored(name); else await openUrl(entry.url);
+    });
+    go.disabled = app.busy || name === app.modelName;
+    li.append(text, size, go);
+    list.append(li);
+  }
+}
+
+/** Remove a stored model; the loaded one is unloaded first, and the page then offers to open another. */
+async function removeModel(name) {
+  if (name === app.modelName) {
+    if (app.busy) return;
+    await app.local.unload();
+    app.modelName = null;
+    if (app.mode === "local") {
+      setStatus("No model loaded", "no-model");
+      showError(new UserError("no-model", "No model loaded",
+        `${name} was removed. Open or download a model to chat.`));
+    }
+  }
+  await app.models.remove(name);
+  if (app.settings.lastModel === name) await saveSettings({ lastModel: null });
+  await renderModelLists();
 }
 
 function button(text, label, onClick) {
@@ -341,45 +419,82 @@ async function send() {
   const conv = app.current;
   conv.messages.push({ role: "user", content: text });
   if (conv.title === "New chat") conv.title = text.replace(/\s+/g, " ").slice(0, 48);
-  const reply = { role: "assistant", content: "", meta: null };
-  const history = conv.messages.filter((m) => m.content && !m.error).map((m) => ({ role: m.role, content: m.content }));
-  if (app.settings.systemPrompt.trim()) history.unshift({ role: "system", content: app.settings.systemPrompt.trim() });
-  conv.messages.push(reply);
-  conv.updated = Date.now();
   $("prompt").value = "";
   autoGrow();
+  await respond(conv);
+}
+
+/** The messages the model sees: the system prompt (from Settings) and the conversation's good messages. */
+function chatHistory(messages) {
+  const history = messages.filter((m) => m.content && !m.error).map((m) => ({ role: m.role, content: m.content }));
+  if (app.settings.systemPrompt.trim()) history.unshift({ role: "system", content: app.settings.systemPrompt.trim() });
+  return history;
+}
+
+/** Generate the assistant's reply to the conversation as it stands, streaming it into a new message. */
+async function respond(conv) {
+  const reply = { role: "assistant", content: "", meta: null };
+  const history = chatHistory(conv.messages);
+  conv.messages.push(reply);
+  conv.updated = Date.now();
   renderMessages();
   renderConversations();
+  app.follow = true;
+  scrollToEnd();
   const el = $("messages").lastElementChild;
   const engine = app.mode === "server" ? app.server : app.local;
   setBusy(true);
   const t0 = performance.now();
   let first = null;
   let pending = false;
+  const stream = new MarkdownStream(el.querySelector(".content"));
   const paint = () => {
     pending = false;
-    renderMarkdown(reply.content, el.querySelector(".content"));
-    scrollToEnd();
+    stream.update(reply.content);
+    followScroll();
   };
+  app.reading = null; // the last prompt-reading progress: { done, total } tokens
+  const onPrompt = (done, total) => {
+    app.reading = { done, total };
+    showReading(el, done, total);
+    followScroll();
+  };
+  app.stopAt = null;
   try {
     const result = await engine.chat(history, samplingOptions(), (piece) => {
-      if (first === null) first = performance.now() - t0;
+      if (first === null) {
+        first = performance.now() - t0;
+        showReading(el, null);
+      }
       reply.content += piece;
       if (!pending) { pending = true; requestAnimationFrame(paint); }
-    });
+    }, onPrompt);
     reply.meta = { finishReason: result.finishReason, timings: result.timings, firstTokenMs: first,
-      totalMs: performance.now() - t0, mode: app.mode };
+      totalMs: performance.now() - t0, mode: app.mode, droppedMessages: result.timings?.droppedMessages || 0,
+      promptDone: app.reading?.done, promptTotal: app.reading?.total,
+      stopMs: app.stopAt === null ? undefined : performance.now() - app.stopAt };
   } catch (err) {
     reply.error = err.message;
     reply.meta = { finishReason: "error", mode: app.mode };
     showError(err);
   }
+  showReading(el, null);
   conv.updated = Date.now();
   await app.store.putConversation(conv);
   setBusy(false);
-  renderMessage(el, reply);
-  scrollToEnd();
+  renderMessages();
+  followScroll();
   if (app.mode === "server" || app.local?.model) modelReadyStatus();
+}
+
+/** The "reading the conversation" line of a reply whose prompt is being read (``done`` null: hide it). */
+function showReading(el, done, total) {
+  const box = el.querySelector(".reading");
+  if (done === null || !total) { box.hidden = true; return; }
+  box.hidden = false;
+  box.querySelector("progress").value = done / total;
+  box.querySelector("span").textContent =
+    `Reading the conversation… ${done.toLocaleString("en")} / ${total.toLocaleString("en")} tokens`;
 }
 
 function setBusy(busy) {
@@ -387,6 +502,7 @@ function setBusy(busy) {
   $("send").hidden = busy;
   $("stop").hidden = !busy;
   $("new-chat").disabled = busy;
+  document.body.classList.toggle("is-busy", busy);
   if (busy) {
     document.body.dataset.state = "busy";
     $("send").disabled = true;
@@ -395,6 +511,7 @@ function setBusy(busy) {
 
 function stop() {
   if (!app.busy) return;
+  app.stopAt = performance.now();
   (app.mode === "server" ? app.server : app.local).abort();
 }
 
@@ -409,7 +526,15 @@ function speedLine(meta) {
     if (generated !== undefined) parts.push(`generation ${generated} tok · ${rate(t.evalTokens, t.evalMs)} t/s`);
   }
   if (meta.firstTokenMs !== null && meta.firstTokenMs !== undefined) parts.push(`first token ${(meta.firstTokenMs / 1000).toFixed(2)} s`);
-  if (meta.finishReason === "cancelled") parts.push("stopped");
+  if (meta.droppedMessages) {
+    const n = meta.droppedMessages;
+    parts.push(`${n} earlier message${n === 1 ? "" : "s"} left out to fit the context`);
+  }
+  const readPart = meta.promptDone !== undefined && meta.promptDone < meta.promptTotal;
+  if (meta.finishReason === "cancelled" && readPart) {
+    parts.push(`stopped while reading the conversation (${meta.promptDone.toLocaleString("en")} of ` +
+      `${meta.promptTotal.toLocaleString("en")} tokens; the next message goes on from there)`);
+  } else if (meta.finishReason === "cancelled") parts.push("stopped");
   else if (meta.finishReason === "length") parts.push("max tokens reached");
   if (meta.mode === "server") parts.push("server");
   return parts.join(" · ");
@@ -434,23 +559,114 @@ function renderMessage(el, m) {
 function renderMessages() {
   const list = $("messages");
   list.replaceChildren();
-  for (const m of app.current?.messages ?? []) {
+  const messages = app.current?.messages ?? [];
+  const lastReply = messages.findLastIndex((m) => m.role === "assistant");
+  messages.forEach((m, index) => {
     const li = document.createElement("li");
     li.className = `msg ${m.role}`;
     const label = Object.assign(document.createElement("span"), { className: "sr-only",
       textContent: m.role === "user" ? "You said:" : "Assistant:" });
     const content = Object.assign(document.createElement("div"), { className: "content" });
     const meta = Object.assign(document.createElement("div"), { className: "meta" });
-    li.append(label, content, meta);
+    li.append(label, content);
+    if (m.role === "assistant" && !m.meta) li.append(readingLine());
+    li.append(meta);
     renderMessage(li, m);
+    if (m.meta || m.role === "user") li.append(messageActions(li, m, index, index === lastReply));
     list.append(li);
+  });
+  $("empty").hidden = messages.length > 0;
+}
+
+function readingLine() {
+  const box = Object.assign(document.createElement("div"), { className: "reading", hidden: true });
+  box.append(document.createElement("span"), Object.assign(document.createElement("progress"), { max: 1, value: 0 }));
+  box.querySelector("progress").setAttribute("aria-label", "Reading the conversation");
+  return box;
+}
+
+/** Copy for every message; Edit for the user's; Regenerate for the last reply. */
+function messageActions(li, m, index, isLastReply) {
+  const bar = Object.assign(document.createElement("div"), { className: "msg-actions" });
+  const copy = button("Copy", m.role === "user" ? "Copy your message" : "Copy the reply", async () => {
+    try {
+      await navigator.clipboard.writeText(m.content);
+      copy.textContent = "Copied";
+    } catch {
+      copy.textContent = "Copy failed";
+    }
+    setTimeout(() => { copy.textContent = "Copy"; }, 1500);
+  });
+  copy.classList.add("copy-message");
+  bar.append(copy);
+  if (m.role === "user") {
+    const edit = button("Edit", "Edit your message and send it again", () => startEdit(li, index));
+    edit.classList.add("edit-message");
+    bar.append(edit);
+  } else if (isLastReply) {
+    const again = button("Regenerate", "Generate this reply again", () => regenerate());
+    again.classList.add("regenerate");
+    bar.append(again);
   }
-  $("empty").hidden = (app.current?.messages.length ?? 0) > 0;
+  return bar;
+}
+
+/** Replace the last reply with a new one. */
+async function regenerate() {
+  const conv = app.current;
+  if (!conv || app.busy || !app.ready) return;
+  const last = conv.messages.findLastIndex((m) => m.role === "assistant");
+  if (last < 0) return;
+  clearError();
+  conv.messages.splice(last);
+  await respond(conv);
+}
+
+/** Edit a user message in place; sending it drops what followed and answers again. */
+function startEdit(li, index) {
+  if (app.busy) return;
+  const conv = app.current;
+  const content = li.querySelector(".content");
+  const area = Object.assign(document.createElement("textarea"), { className: "edit-box", value: conv.messages[index].content,
+    rows: Math.min(12, conv.messages[index].content.split("\n").length + 1) });
+  area.setAttribute("aria-label", "Edit your message");
+  const save = button("Send", "Send the edited message", async () => {
+    const text = area.value.trim();
+    if (!text || app.busy || !app.ready) return;
+    clearError();
+    conv.messages.splice(index);
+    conv.messages.push({ role: "user", content: text });
+    await respond(conv);
+  });
+  save.classList.add("btn-primary", "edit-send");
+  const cancel = button("Cancel", "Cancel the edit", () => renderMessages());
+  const row = Object.assign(document.createElement("div"), { className: "edit-actions" });
+  row.append(cancel, save);
+  content.replaceChildren(area, row);
+  li.querySelector(".msg-actions")?.remove();
+  area.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); save.click(); }
+    else if (e.key === "Escape") renderMessages();
+  });
+  area.focus();
 }
 
 function scrollToEnd() {
   const chat = $("chat");
   chat.scrollTop = chat.scrollHeight;
+  app.follow = true;
+}
+
+/** Keep the newest text in view only while the reader is at the bottom (scrolling up stops following). */
+function followScroll() {
+  if (app.follow) scrollToEnd();
+  $("to-bottom").hidden = app.follow;
+}
+
+function onChatScroll() {
+  const chat = $("chat");
+  app.follow = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 48;
+  $("to-bottom").hidden = app.follow || !app.busy;
 }
 
 // ------------------------------------------------------------------------------------------------ conversations
@@ -518,22 +734,49 @@ function startRename(li, conv) {
   input.addEventListener("blur", () => finish(true));
 }
 
+/** Delete a conversation at once, with Undo in a notice for a few seconds. */
 async function deleteConversation(conv) {
   if (app.busy && conv === app.current) return;
+  const index = app.convs.indexOf(conv);
+  const wasCurrent = conv === app.current;
   await app.store.deleteConversation(conv.id);
   app.convs = app.convs.filter((c) => c !== conv);
-  if (conv === app.current) {
+  if (wasCurrent) {
     app.current = null;
     await newChat();
   }
   renderConversations();
   renderMessages();
+  if (!conv.messages.length) return; // an empty chat: nothing to undo
+  toast(`Deleted “${conv.title}”`, "Undo", async () => {
+    await app.store.putConversation(conv);
+    app.convs.splice(Math.min(Math.max(index, 0), app.convs.length), 0, conv);
+    if (wasCurrent && !app.busy) {
+      if (app.current && !app.current.messages.length) app.convs = app.convs.filter((c) => c !== app.current);
+      app.current = conv;
+      renderMessages();
+      scrollToEnd();
+    }
+    renderConversations();
+  });
 }
 
 // ------------------------------------------------------------------------------------------------ settings
 const FIELDS = { systemPrompt: "set-system", temperature: "set-temperature", topK: "set-top-k", topP: "set-top-p",
   minP: "set-min-p", repeatPenalty: "set-repeat-penalty", maxTokens: "set-max-tokens", seed: "set-seed",
   nCtx: "set-n-ctx", apiKey: "set-api-key", device: "set-device" };
+
+/** Show Settings, with the field ``focusId`` focused. */
+function openSettings(focusId = null) {
+  fillSettings(app.settings);
+  $("settings-dialog").showModal();
+  if (focusId) $(focusId).focus();
+}
+
+async function openModels() {
+  await renderModelLists();
+  $("models-dialog").showModal();
+}
 
 function fillSettings(s) {
   for (const [key, id] of Object.entries(FIELDS)) $(id).value = s[key];
@@ -553,6 +796,7 @@ function readSettings() {
   for (const k of ["topK", "maxTokens", "seed", "nCtx"]) out[k] = Math.round(out[k]);
   out.temperature = Math.max(0, out.temperature);
   out.maxTokens = Math.max(1, out.maxTokens);
+  out.nCtx = Math.min(32768, Math.max(256, out.nCtx));
   return out;
 }
 
@@ -594,16 +838,20 @@ function wire() {
     $("models-dialog").close();
     openUrl(url);
   });
-  $("open-models").addEventListener("click", async () => { await renderModelLists(); $("models-dialog").showModal(); });
-  $("open-settings").addEventListener("click", () => { fillSettings(app.settings); $("settings-dialog").showModal(); });
+  $("open-models").addEventListener("click", openModels);
+  $("open-settings").addEventListener("click", () => openSettings());
+  $("auth-settings").addEventListener("click", () => openSettings("set-api-key"));
+  $("base-note-models").addEventListener("click", openModels);
+  $("chat").addEventListener("scroll", onChatScroll, { passive: true });
+  $("to-bottom").addEventListener("click", scrollToEnd);
   $("settings-reset").addEventListener("click", () => fillSettings({ ...DEFAULT_SETTINGS, apiKey: $("set-api-key").value }));
   $("settings-dialog").addEventListener("close", async () => {
     if ($("settings-dialog").returnValue !== "save") return;
     const keyChanged = readSettings().apiKey !== app.settings.apiKey;
-    const deviceChanged = readSettings().device !== app.settings.device;
+    const reloadChanged = readSettings().device !== app.settings.device || readSettings().nCtx !== app.settings.nCtx;
     await saveSettings(readSettings());
-    // the device applies at once: reload the in-browser model there (Context waits for the next load)
-    if (deviceChanged && app.mode === "local" && app.modelName && !app.busy) {
+    // the device and the context size apply at once: the in-browser model reloads with them
+    if (reloadChanged && app.mode === "local" && app.modelName && !app.busy) {
       clearError();
       await loadStored(app.modelName);
     }
@@ -660,6 +908,7 @@ async function main() {
   if (!app.current) await newChat();
   renderConversations();
   renderMessages();
+  scrollToEnd(); // a re-opened conversation shows its latest messages
   app.server = new ServerEngine(() => app.settings.apiKey);
   const [status, site] = await Promise.all([app.server.probe(), loadSite()]);
   app.serverStatus = status;
