@@ -128,13 +128,14 @@ def figures() -> Iterator[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _wait_state(page: Any, *states: str) -> str:
-    page.wait_for_function(f"{list(states)}.includes(document.body.dataset.state)")
+    page.wait_for_function(f"() => {list(states)}.includes(document.body.dataset.state)")
     return page.evaluate("document.body.dataset.state")
 
 
 def _wait_ready(page: Any) -> None:
     """Wait until the page can chat, failing early (with the banner's text) when an error shows instead."""
-    page.wait_for_function("document.body.dataset.state === 'ready' || !document.getElementById('error').hidden")
+    page.wait_for_function("() => document.body.dataset.state === 'ready' || "
+                           "!document.getElementById('error').hidden")
     assert page.is_hidden("#error"), page.text_content("#error")
     assert page.evaluate("document.body.dataset.state") == "ready"
 
@@ -168,7 +169,8 @@ def _ask(page: Any, text: str) -> dict[str, Any]:
     page.press("#prompt", "Enter")
     last = page.locator(".msg.assistant").nth(n)
     last.wait_for()
-    page.wait_for_function(f"document.querySelectorAll('.msg.assistant')[{n}].dataset.state !== 'streaming'")
+    page.wait_for_function(f"() => document.querySelectorAll('.msg.assistant')[{n}].dataset.state "
+                           "!== 'streaming'")
     msg = page.evaluate("window.ember.current.messages.at(-1)")
     msg["dom_state"] = last.get_attribute("data-state")
     msg["meta_text"] = last.locator(".meta").text_content()
@@ -319,21 +321,215 @@ def test_stop_ends_a_reply_early(page: Any) -> None:
     n = page.locator(".msg.assistant").count()
     page.fill("#prompt", "Tell me a long story about a dragon.")
     page.press("#prompt", "Enter")
-    page.wait_for_function(f"(window.ember.current.messages.at(-1).content || '').length > 10 && "
+    page.wait_for_function(f"() => (window.ember.current.messages.at(-1).content || '').length > 10 && "
                            f"document.querySelectorAll('.msg.assistant').length > {n}")
     page.click("#stop")
-    page.wait_for_function(f"document.querySelectorAll('.msg.assistant')[{n}].dataset.state === 'done'")
+    page.wait_for_function(f"() => document.querySelectorAll('.msg.assistant')[{n}].dataset.state === 'done'")
     meta = page.evaluate("window.ember.current.messages.at(-1).meta")
     assert meta["finishReason"] == "cancelled"
     assert meta["timings"]["evalTokens"] < 100
     meta_text = page.locator(".msg.assistant").nth(n).locator(".meta").text_content()
-    assert "stopped" in meta_text
+    assert "stopped" in meta_text and "while reading" not in meta_text
     # Stop takes effect before a sample, so the engine evaluated every token it generated: its evalTokens is the
     # reply's token count (an off-by-one showed one more)
     n_tokens = meta["timings"]["evalTokens"]
     assert meta["timings"]["generatedTokens"] == n_tokens > 0
     assert f"generation {n_tokens} tok" in meta_text, meta_text
     assert page.evaluate("document.body.dataset.state") == "ready"
+
+
+def _shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"web_{name}.png"))
+
+
+def _wait_reply_done(page: Any) -> dict[str, Any]:
+    """Wait until the page is idle and its last reply is finished; returns that stored reply."""
+    page.wait_for_function("() => !window.ember.busy && window.ember.current.messages.at(-1)?.meta != null")
+    return page.evaluate("window.ember.current.messages.at(-1)")
+
+
+def test_base_model_notice_and_recommended_models(page: Any, context: Any) -> None:
+    """Gemma 3 270M is a base model (its GGUF has no chat template): a new chat says so and points to the catalogue
+    of instruction-tuned GGUFs, whose Download fetches the listed URL (here answered 503: no network in CI)."""
+    page.click("#new-chat")
+    page.wait_for_selector("#base-note", state="visible")
+    _shot(page, "base_model_note")
+    page.click("#base-note-models")
+    page.wait_for_selector("#models-dialog", state="visible")
+    catalogue = page.evaluate("import('./catalogue.js').then((m) => m.CATALOGUE.map((e) => e.url))")
+    rows = page.locator("#catalogue li")
+    assert rows.count() == len(catalogue) >= 3
+    text = page.text_content("#catalogue")
+    assert "Apache-2.0" in text and "MB" in text and "Instruct" in text
+    _shot(page, "catalogue")
+    requested: list[str] = []
+
+    def refuse(route: Any) -> None:
+        requested.append(route.request.url)
+        route.fulfill(status=503, body="offline")
+
+    context.route("https://huggingface.co/**", refuse)
+    try:
+        rows.first.get_by_role("button").click()
+        kind, text = _error(page)
+    finally:
+        context.unroute("https://huggingface.co/**")
+    assert requested[:1] == catalogue[:1]
+    assert kind == "network" and catalogue[0] in text
+    _wait_state(page, "ready")  # the loaded model stays usable
+    page.click("#error-close")
+
+
+def test_message_controls_copy_edit_regenerate(page: Any, context: Any, static_url: str, native_reply: str) -> None:
+    """Edit a sent message (the chat restarts from it: the greedy reply is the native one), regenerate the last
+    reply (a new message object with the same greedy text), copy a reply to the clipboard."""
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=static_url.rstrip("/"))
+    page.click("#new-chat")
+    _greedy_settings(page)
+    _ask(page, "Hi there, how are you?")
+    user = page.locator(".msg.user").last
+    user.hover()
+    user.locator(".edit-message").click()
+    page.wait_for_selector(".edit-box")
+    _shot(page, "edit_message")
+    page.fill(".edit-box", PROMPT)
+    page.click(".edit-send")
+    reply = _wait_reply_done(page)
+    messages = page.evaluate("window.ember.current.messages.map((m) => [m.role, m.content])")
+    assert messages == [["user", PROMPT], ["assistant", native_reply]], messages
+    assert reply["meta"]["finishReason"] in ("length", "stop")
+    page.evaluate("window.ember.current.messages.at(-1).marker = 1")
+    last = page.locator(".msg.assistant").last
+    last.hover()
+    _shot(page, "message_actions")
+    last.locator(".regenerate").click()
+    reply = _wait_reply_done(page)
+    assert "marker" not in reply and reply["content"] == native_reply
+    assert page.evaluate("window.ember.current.messages.length") == 2
+    assert page.locator(".msg.user .edit-message").count() == 1 and page.locator(".regenerate").count() == 1
+    page.locator(".msg.assistant").last.locator(".copy-message").click()
+    page.wait_for_function("() => document.querySelector('.msg.assistant .copy-message').textContent "
+                           "=== 'Copied'")
+    assert page.evaluate("navigator.clipboard.readText()") == native_reply
+    stored = page.evaluate("window.ember.store.conversations().then((cs) => cs[0].messages.length)")
+    assert stored == 2
+    assert page.errors == []
+
+
+def _wait_growth(page: Any, n_chars: int) -> None:
+    """Wait until the streaming reply has grown by ``n_chars`` (or has ended)."""
+    size = page.evaluate("window.ember.current.messages.at(-1).content.length")
+    page.wait_for_function(f"() => window.ember.current.messages.at(-1).content.length > {size + n_chars} || "
+                           "!window.ember.busy")
+
+
+def test_streaming_follows_only_at_the_bottom(page: Any) -> None:
+    """While a reply streams, scrolling up stops the view from following (a button brings it back)."""
+    page.set_viewport_size({"width": 1100, "height": 420})
+    try:
+        page.click("#new-chat")
+        _greedy_settings(page, max_tokens=400)
+        page.fill("#prompt", "Tell me a long story about a dragon and a lighthouse keeper.")
+        page.press("#prompt", "Enter")
+        page.wait_for_function("() => { const c = document.getElementById('chat'); "
+                               "return c.scrollHeight > c.clientHeight + 150; }", timeout=180_000)
+        page.evaluate("document.getElementById('chat').scrollTop = 0")
+        page.wait_for_selector("#to-bottom", state="visible")
+        _wait_growth(page, 80)
+        assert page.evaluate("document.getElementById('chat').scrollTop") < 5  # not pulled down
+        _shot(page, "scrolled_up_while_streaming")
+        page.click("#to-bottom")
+        _wait_growth(page, 40)
+        page.wait_for_timeout(100)
+        at_bottom = page.evaluate("() => { const c = document.getElementById('chat'); "
+                                  "return c.scrollHeight - c.scrollTop - c.clientHeight; }")
+        assert at_bottom < 48, at_bottom
+        if page.evaluate("window.ember.busy"):
+            page.click("#stop")
+        _wait_reply_done(page)
+    finally:
+        page.set_viewport_size({"width": 1100, "height": 760})
+
+
+def _long_history(n_turns: int = 16) -> list[dict[str, str]]:
+    """About 1,500 tokens of varied conversation (no two messages alike)."""
+    subjects = ["the harbour", "a violin", "winter bread", "the old mill", "river stones", "a paper kite",
+                "the night train", "copper kettles", "orchard bees", "a lost glove", "salt marshes", "the clock tower",
+                "wild garlic", "a chess club", "tidal pools", "the north road"]
+    verbs = ["remembered", "painted", "argued about", "measured", "listened to", "repaired", "followed", "counted"]
+    messages = []
+    for i in range(n_turns):
+        s, v = subjects[i % len(subjects)], verbs[i % len(verbs)]
+        user = (f"Question {i + 1}: my neighbour {v} {s} for {i + 3} days. Why would someone spend so long on "
+                f"{s}, and what would you have done in the {['morning', 'evening', 'rain'][i % 3]}?")
+        reply = (f"Answer {i + 1}: people who {v} {s} often do it slowly on purpose. In the first days they notice "
+                 f"small details about {s}; later the work becomes a habit, and by day {i + 3} it is a story they "
+                 f"tell. I would have {v} {subjects[(i + 5) % len(subjects)]} instead, then compared notes.")
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply,
+                                                          "meta": {"finishReason": "stop", "mode": "local"}}]
+    return messages
+
+
+def test_long_conversation_progress_stop_fit_and_reload(page: Any) -> None:
+    """A ~1,500-token conversation re-opened after a reload: the scroll shows its end, the prompt read shows
+    progress and Stop ends it within one chunk; with Context 1000 the oldest turns are left out (no error); after
+    another reload the chat goes on without a raw Python error."""
+    history = _long_history()
+    page.evaluate("""(messages) => window.ember.store.putConversation({ id: 'clong', title: 'Long chat',
+        created: Date.now(), updated: Date.now() + 1e9, messages })""", history)
+    page.reload()
+    _wait_ready(page)
+    assert page.evaluate("window.ember.current.id") == "clong"
+    gap = page.evaluate("() => { const c = document.getElementById('chat'); "
+                        "return c.scrollHeight - c.scrollTop - c.clientHeight; }")
+    assert gap < 48, gap  # a re-opened conversation shows its latest messages
+    _greedy_settings(page, max_tokens=8)
+    page.fill("#prompt", "Which of these stories did you like best?")
+    page.press("#prompt", "Enter")
+    page.wait_for_selector(".msg.assistant:last-child .reading", state="visible")
+    assert "Reading the conversation" in page.text_content(".msg.assistant:last-child .reading")
+    _shot(page, "reading_progress")
+    page.click("#stop")
+    stopped = _wait_reply_done(page)
+    meta = stopped["meta"]
+    assert meta["finishReason"] == "cancelled", meta
+    assert meta["promptTotal"] >= 1400, meta
+    # Stop acts between pieces of the read (each sized to ~0.5 s), not after the whole prompt (19.5 s before)
+    assert meta["promptDone"] < meta["promptTotal"], meta
+    assert meta["stopMs"] < 3000, meta
+    assert "stopped while reading the conversation" in page.locator(".msg.assistant").last.text_content()
+    # the part read before Stop stays in the cache: the next request re-reads only the rest
+    msg = _ask(page, "Which of these stories did you like best?")
+    assert msg["dom_state"] == "done", msg
+    assert msg["meta"]["timings"]["cachedTokens"] >= meta["promptDone"], (msg["meta"], meta)
+    # a context too small for the conversation: old turns are left out, the system prompt and the question kept
+    page.click("#open-settings")
+    page.fill("#set-n-ctx", "1000")
+    page.fill("#set-temperature", "0.72")
+    assert page.evaluate("document.getElementById('settings-form').checkValidity()")
+    page.fill("#set-temperature", "0")
+    page.fill("#set-system", "You are a patient storyteller.")
+    page.click("#settings-save")
+    _wait_state(page, "loading")  # Context applies at once: the model reloads
+    _wait_ready(page)
+    msg = _ask(page, "Tell me about the harbour again.")
+    assert msg["dom_state"] == "done" and page.is_hidden("#error"), page.text_content("#error")
+    assert msg["meta"]["droppedMessages"] > 0, msg["meta"]
+    assert "left out to fit the context" in msg["meta_text"]
+    _shot(page, "context_fit")
+    page.reload()
+    _wait_ready(page)
+    msg = _ask(page, "And the violin?")
+    assert msg["dom_state"] == "done" and page.is_hidden("#error"), page.text_content("#error")
+    assert "Error" not in page.text_content("#messages")
+    page.click("#open-settings")
+    page.fill("#set-n-ctx", "2048")
+    page.fill("#set-system", "")
+    page.click("#settings-save")
+    _wait_state(page, "loading")
+    _wait_ready(page)
+    assert page.errors == []
 
 
 def test_markdown_rendering_is_safe(page: Any) -> None:
@@ -355,7 +551,7 @@ def test_markdown_rendering_is_safe(page: Any) -> None:
     assert page.evaluate("window.pwned === undefined")
 
 
-def test_offline_reload_chats_from_cached_model(page: Any, context: Any, native_reply: str,
+def test_offline_reload_chats_from_cached_model(page: Any, context: Any, static_url: str, native_reply: str,
                                                 figures: dict[str, Any]) -> None:
     assert page.evaluate("navigator.serviceWorker.ready.then(() => !!navigator.serviceWorker.controller)")
     aborted: list[str] = []
@@ -385,8 +581,9 @@ def test_offline_reload_chats_from_cached_model(page: Any, context: Any, native_
         short = _ask(page, "Hi!")
         figures["first_token_ms_short_prompt"] = short["meta"]["firstTokenMs"]
         figures["aborted_requests"] = aborted
-        # Nothing the page needs went to the network: only the server probe (there is no server here) may have.
-        assert all(url.endswith("/props") for url in aborted), aborted
+        # Nothing the page needs went to the network: only the server probe (there is no server here) and the
+        # service worker's network-first try of the page itself (then served from its verified cache) may have.
+        assert all(url.endswith("/props") or url == static_url for url in aborted), aborted
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "web_chat.png"))
         page.emulate_media(color_scheme="dark")
@@ -415,8 +612,45 @@ def test_conversations_rename_and_delete_persist(page: Any) -> None:
     first = page.locator("#conversations li").first
     first.hover()
     first.get_by_role("button", name="Delete").click()
-    page.wait_for_function(f"window.ember.store.conversations().then((cs) => cs.length === {n - 1})")
+    page.wait_for_function(f"() => window.ember.store.conversations().then((cs) => cs.length === {n - 1})")
     assert "Sea greetings" not in page.text_content("#conversations")
+
+
+def test_delete_with_undo(page: Any) -> None:
+    titles = page.evaluate("window.ember.store.conversations().then((cs) => cs.map((c) => c.title))")
+    row = page.locator("#conversations li", has_text=PROMPT).first  # a conversation with messages
+    title = row.locator(".conv-title").text_content()
+    row.hover()
+    row.get_by_role("button", name="Delete").click()
+    page.wait_for_selector("#toast", state="visible")
+    assert "Deleted" in page.text_content("#toast") and title in page.text_content("#toast")
+    page.wait_for_function("() => window.ember.store.conversations()"
+                           f".then((cs) => cs.length === {len(titles) - 1})")
+    _shot(page, "undo_delete")
+    page.click("#toast-action")
+    page.wait_for_function("() => window.ember.store.conversations()"
+                           f".then((cs) => cs.length === {len(titles)})")
+    assert page.is_hidden("#toast")
+    assert title in page.text_content("#conversations")
+
+
+def test_removing_the_loaded_model_unloads_it(page: Any, gemma_path: Path) -> None:
+    page.click("#open-models")
+    row = page.locator("#model-list li", has_text=gemma_path.name)
+    row.get_by_role("button", name="Remove").click()
+    page.wait_for_function("() => window.ember.models.list()"
+                           f".then((l) => !l.some((m) => m.name === '{gemma_path.name}'))")
+    page.click("#models-dialog .dialog-actions button")
+    kind, text = _error(page)
+    assert kind == "no-model" and gemma_path.name in text
+    assert page.evaluate("document.body.dataset.state") == "no-model"
+    assert page.is_disabled("#prompt") and gemma_path.name not in page.text_content("#status-text")
+    assert page.text_content("#error-action") == "Open a model…"
+    _shot(page, "model_removed")
+    page.click("#error-action")
+    page.wait_for_selector("#models-dialog", state="visible")
+    assert page.is_visible("#models-open-file")
+    page.click("#models-dialog .dialog-actions button")
 
 
 def test_server_mode_against_emberllm_serve(context: Any, site: Path, gemma_path: Path, native_reply: str,
@@ -428,8 +662,15 @@ def test_server_mode_against_emberllm_serve(context: Any, site: Path, gemma_path
             kind, _ = _error(pg)
             assert kind == "auth"  # the server wants its API key before the page may use it
             assert pg.is_checked("#mode-toggle")
-            _set_settings(pg, **{"set-api-key": API_KEY})
-            pg.wait_for_function("document.body.dataset.state === 'ready'", timeout=30_000)
+            assert pg.text_content("#empty-title") == "This server needs an API key"
+            assert pg.is_visible("#auth-settings") and pg.text_content("#error-action") == "Open Settings"
+            _shot(pg, "api_key_needed")
+            pg.click("#error-action")
+            pg.wait_for_selector("#settings-dialog", state="visible")
+            assert pg.evaluate("document.activeElement.id") == "set-api-key"
+            pg.fill("#set-api-key", API_KEY)
+            pg.click("#settings-save")
+            pg.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=30_000)
             assert pg.is_hidden("#error")
             assert "Server" in pg.text_content("#status-text")
             _greedy_settings(pg)
@@ -472,7 +713,8 @@ def test_server_mode_without_a_built_site(context: Any, gemma_path: Path, native
             pg.goto(server.url + "/")
             _wait_ready(pg)
             # the service worker installs (its pre-cache fetched site.json too; a 404 there made the install fail)
-            pg.wait_for_function("navigator.serviceWorker.getRegistration().then((r) => !!r?.active)", timeout=30_000)
+            pg.wait_for_function("() => navigator.serviceWorker.getRegistration().then((r) => !!r?.active)",
+                                 timeout=30_000)
             assert pg.text_content("#status-text") == f"Server · {gemma_path.name}"
             assert pg.text_content("#empty-title") == "Ready when you are"
             # only the server's engine here: no switch, nothing that opens or downloads a model into the browser
@@ -501,6 +743,15 @@ def test_server_mode_without_a_built_site(context: Any, gemma_path: Path, native
             assert n_tokens == N_PREDICT  # the reply equals the native one, which has N_PREDICT tokens
             assert msg["meta"]["timings"]["generatedTokens"] == n_tokens
             assert f"generation {n_tokens} tok" in msg["meta_text"], msg["meta_text"]
+            # a proxy answering with a login page instead of the event stream: said so, and the page stays usable
+            pg.route("**/v1/chat/completions", lambda route: route.fulfill(
+                status=200, content_type="text/html", body="<html><body>Please log in</body></html>"))
+            pg.fill("#prompt", "Hello?")
+            pg.press("#prompt", "Enter")
+            kind, text = _error(pg)
+            assert kind == "server-stream" and "not an event stream" in text and "another model" not in text, text
+            pg.unroute("**/v1/chat/completions")
+            pg.wait_for_function("() => document.body.dataset.state === 'ready'")
             # a choice of the in-browser engine saved in this browser does not apply where there is none
             pg.evaluate("window.ember.store.saveSettings({ ...window.ember.settings, mode: 'local' })")
             pg.reload()
