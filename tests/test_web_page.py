@@ -622,8 +622,8 @@ def test_delete_with_undo(page: Any) -> None:
     title = row.locator(".conv-title").text_content()
     row.hover()
     row.get_by_role("button", name="Delete").click()
-    page.wait_for_selector("#toast", state="visible")
-    assert "Deleted" in page.text_content("#toast") and title in page.text_content("#toast")
+    page.wait_for_function("(title) => !document.getElementById('toast').hidden && "
+                           "document.getElementById('toast-text').textContent === `Deleted “${title}”`", arg=title)
     page.wait_for_function("() => window.ember.store.conversations()"
                            f".then((cs) => cs.length === {len(titles) - 1})")
     _shot(page, "undo_delete")
