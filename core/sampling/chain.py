@@ -15,6 +15,7 @@ from .dry import Dry, dry_enabled, resolve_breakers
 from .edits import LogitBias, Penalties, merged_bias, penalties_enabled
 from .final import dist, mirostat_v1, mirostat_v2
 from .full import FullCands
+from .grammar_stage import GrammarSampler
 from .params import SamplingParams
 from .rng import mt19937, random_seed
 from .stage import Stage
@@ -69,6 +70,7 @@ class Sampler:
         self._buf = LogitsBuffer(self.kernels, self.n_vocab)
         self._bias = merged_bias(params, self.vocab)
         self._dry_breakers = resolve_breakers(params, self.vocab, dry_breakers)
+        self.grammar = GrammarSampler(params.grammar, self.vocab) if params.grammar else None
         self._start()
         self._stages = self._build_chain()
 
@@ -79,13 +81,16 @@ class Sampler:
         no probabilities to report): a device holding the logits can then pick the token itself."""
         p = self.params
         return (p.temperature <= 0.0 and p.dynatemp_range <= 0.0 and not p.mirostat and p.n_probs == 0
-                and not self._bias and len(self._stages) == 1 and isinstance(self._stages[0], TempExt))
+                and not self._bias and self.grammar is None and len(self._stages) == 1
+                and isinstance(self._stages[0], TempExt))
 
     def reset(self) -> None:
         """Back to the request's start: generators reseeded, Mirostat's mu = 2 * tau."""
         self._start()
         for stage in self._stages:
             stage.reset()
+        if self.grammar is not None:
+            self.grammar.reset()
 
     @property
     def stage_names(self) -> list[str]:
@@ -100,20 +105,31 @@ class Sampler:
         copied first).  A few logits are patched while the chain runs; they are restored before returning.
         ``prev_tokens``: the sequence so far, prompt included (llama-server feeds the prompt to the sampler
         too): penalties and DRY look at its last ``repeat_last_n`` / ``dry_penalty_last_n`` tokens.
+        With a grammar, a token it rejects is drawn again with the grammar applied first (llama.cpp's fast
+        path), and the grammar then advances by the chosen token.
         """
         buf = self._buf
         buf.bind(logits, ptr)
-        c: Candidates = FullCands(buf)
+        grammar = self.grammar
         try:
-            for stage in self._stages:
-                c = stage(c, prev_tokens)
-            token, after = self._finish(c)
+            token, after = self._run(FullCands(buf), prev_tokens)
+            if grammar is not None and not grammar.allows(token):
+                buf.restore()
+                buf.bind(logits, ptr)
+                token, after = self._run(grammar.stage(FullCands(buf), prev_tokens), prev_tokens)
         finally:
             buf.restore()
+        if grammar is not None:
+            grammar.accept(token)
         result = SampleResult(token)
         if self.params.n_probs > 0:
             self._report(result, after)
         return result
+
+    def _run(self, c: Candidates, prev_tokens: Sequence[int]) -> tuple[int, Pairs]:
+        for stage in self._stages:
+            c = stage(c, prev_tokens)
+        return self._finish(c)
 
     # -- construction -------------------------------------------------------------------------------------
     def _start(self) -> None:

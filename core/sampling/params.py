@@ -21,7 +21,8 @@ class SamplingParams:
     ``min_p``, XTC settings to [0, 1], ``temperature`` >= 0, ``mirostat`` to 0..2), ``dry_base`` < 1 falls
     back to 1.75, ``seed`` -1 or 0xFFFFFFFF means random (None); anything else invalid raises
     ``ValueError`` whose message starts with the field name.  ``repeat_last_n`` and ``dry_penalty_last_n``
-    of -1 mean the whole history passed to :meth:`Sampler.sample`.
+    of -1 mean the whole history passed to :meth:`Sampler.sample`.  ``grammar``: GBNF text the output must
+    match (empty: none); a malformed one raises :class:`~emberllm.grammar.GrammarError` (a ``ValueError``).
     """
 
     temperature: float = 0.8
@@ -53,6 +54,7 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
     samplers: list[str] = field(default_factory=lambda: list(DEFAULT_SAMPLERS))
+    grammar: str = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -104,6 +106,7 @@ class SamplingParams:
         self.seed = _check_seed(self.seed)
         self.logit_bias = check_logit_bias(self.logit_bias)
         self.samplers = parse_samplers(self.samplers)
+        self.grammar = _check_grammar(self.grammar)
         return self
 
     @classmethod
@@ -165,6 +168,19 @@ def _check_number(name: str, value: Any, kind: type, lo: float, hi: float, hard:
     if hard:
         raise ValueError(f"{name}: must be between {lo} and {hi}, got {value!r}")
     return min(max(value, lo), hi)
+
+
+def _check_grammar(value: Any) -> str:
+    """GBNF text, parsed once to report a malformed grammar here (empty: no grammar)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"grammar: expected a string, got {value!r}")
+    if value:
+        from emberllm.grammar import parse
+
+        parse(value)
+    return value
 
 
 def _check_breakers(value: Any) -> list[str]:

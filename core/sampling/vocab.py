@@ -17,12 +17,14 @@ class VocabInfo:
     ``token_text(id)`` is a token's text as ``llama_detokenize`` renders it (special tokens included);
     ``tokenize(text)`` encodes without BOS/EOS or special parsing.  Both serve DRY's sequence breakers
     only; the processed breakers are cached here per breaker list (the first use scans the vocabulary).
+    ``token_piece(id)`` is a token's bytes with control tokens empty (grammars match it).
     """
 
     n_vocab: int
     eog_ids: frozenset[int] = frozenset()
     token_text: Callable[[int], str] | None = None
     tokenize: Callable[[str], list[int]] | None = None
+    token_piece: Callable[[int], bytes] | None = None
     _texts: list[str] | None = field(default=None, init=False, repr=False, compare=False)
     _dry_cache: dict[tuple[str, ...], dict[int, list[tuple[int, ...]]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -36,6 +38,7 @@ class VocabInfo:
             eog_ids=frozenset(tokenizer.eog_ids),
             token_text=lambda t: tokenizer.decode([t], special=True),
             tokenize=lambda s: tokenizer.encode(s, add_special=False, parse_special=False),
+            token_piece=tokenizer.token_to_piece,
         )
 
     def texts(self) -> list[str]:
