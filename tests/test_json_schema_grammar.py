@@ -183,11 +183,14 @@ SCHEMAS: list[tuple[str, dict, list, list]] = [
         [{"name": "x", "color": "blue"}, {"name": "x", "color": "red", "tags": [1]}]),
 ]
 
-_FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
+# the formats the grammar enforces; others (email, uri...) are annotations it ignores unless strict
+_FORMATS = jsonschema.FormatChecker(formats=())
+_FORMATS.checkers = {k: v for k, v in jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers.items()
+                     if k in ("date", "time", "date-time", "uuid")}
 
 
 def _valid(schema: dict, doc) -> bool:
-    """jsonschema's verdict (formats checked)."""
+    """jsonschema's verdict (the enforced formats checked)."""
     return jsonschema.Draft202012Validator(schema, format_checker=_FORMATS).is_valid(doc)
 
 
@@ -340,3 +343,97 @@ def test_refs_with_reserved_and_conflicting_names():
     assert len(names) == len(set(names)) and names == sorted(names)
     m = _matcher(grammar)
     assert m.accepts('{"string": {"root": -3}}') and not m.accepts('{"string": {"root": 10}}')
+
+
+# patterns checked against Python's re (ASCII mode, search semantics as JSON schema's pattern, "$" only at the very
+# end as in ECMAScript) on random strings, each with some strings it matches
+PATTERNS = {
+    "^[a-c]+$": ["abc", "a"], "^a?b*c{2}$": ["cc", "abbcc"], "^(ab|c)+d?$": ["abcd", "c"], "^[^a]{1,3}$": ["b\"\\"],
+    r"^\d{2}-\w+$": ["12-a_B", "00-0"], r"^\s*x\s*$": [" x\t", "\nx"], r"^\D\W\S$": ["a-b", "a b"],
+    '^"[^"]*"$': ['""', '"a\\b"'], r"^a\\b$": ["a\\b"], r"^a\.b$": ["a.b"], "^.{2}$": ['"\\', "é/"],
+    "^(?:a|b)(c|d){0,2}$": ["a", "bcd"], "b+": ["xbx", "b"], "^a": ["a\n"], "c$": ["\"c"],
+    "^[a-c\\-]{2,}$": ["a-", "--c"], "^(a(b(c)?)?)+$": ["aababc"], r"^[\"\\]+$": ['"\\"'], "^é+$": ["éé"],
+    r"^\x41\u0062$": ["Ab"], "^[\\n\\t]a$": ["\na", "\ta"], "^(|a)b$": ["b", "ab"], "^[/x]\\/$": ["//", "x/"],
+}
+ALPHABET = ["a", "b", "c", "d", "A", "0", "7", "-", "_", ".", " ", '"', "\\", "\n", "\t", "é", "x", "/"]
+
+
+def _python_regex(pattern: str) -> re.Pattern:
+    """The pattern for Python's re with ECMAScript's meaning of a final "$"."""
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern, re.ASCII)
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_pattern_matches_like_python_re(pattern):
+    import random
+
+    rng = random.Random(pattern)
+    m = _matcher(schema_to_gbnf({"type": "string", "pattern": pattern}))
+    regex = _python_regex(pattern)
+    examples = PATTERNS[pattern]
+    assert all(regex.search(s) for s in examples)
+    strings = examples + [""] + ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 6))) for _ in range(400)]
+    wrong = [s for s in strings if m.accepts(json.dumps(s, ensure_ascii=False)) != bool(regex.search(s))]
+    assert wrong == []
+
+
+def _mutants(rng, doc, pool: list, n: int) -> list:
+    """Random edits of a JSON document: a leaf replaced, a key dropped or added, an item dropped or repeated."""
+    out = []
+    for _ in range(n):
+        out.append(_mutate(rng, json.loads(json.dumps(doc)), pool))
+    return out
+
+
+def _mutate(rng, doc, pool: list):
+    """One random edit somewhere in ``doc``."""
+    if isinstance(doc, dict) and doc and rng.random() < 0.7:
+        key = rng.choice(list(doc))
+        action = rng.random()
+        if action < 0.2:
+            del doc[key]
+        elif action < 0.35:
+            doc[rng.choice(["x", "zz", key + "x", key[:1]])] = rng.choice(pool)
+        else:
+            doc[key] = _mutate(rng, doc[key], pool)
+        return doc
+    if isinstance(doc, list) and doc and rng.random() < 0.7:
+        i = rng.randrange(len(doc))
+        action = rng.random()
+        if action < 0.2:
+            del doc[i]
+        elif action < 0.35:
+            doc.append(doc[i])
+        else:
+            doc[i] = _mutate(rng, doc[i], pool)
+        return doc
+    return rng.choice(pool)
+
+
+POOL = [None, True, False, 0, -1, 1, 7, 150, 151, 1000, 1e3, -2.5, 0.5, "", "a", "abcd", "red", "circle", UUID,
+        "12345", "2024-02-29", "08:00:00Z", "(555) 123-4567", [], ["a"], [1, 2], {}, {"a": 1}, {"x": 0, "y": 1}]
+
+
+@pytest.mark.parametrize(("name", "schema", "valid", "invalid"), SCHEMAS, ids=[s[0] for s in SCHEMAS])
+def test_grammar_never_accepts_an_invalid_document(name, schema, valid, invalid):
+    import random
+
+    rng = random.Random(name)
+    m = _matcher(schema_to_gbnf(schema))
+    docs = [d for v in valid for d in _mutants(rng, v, POOL + valid, 60)] + invalid + POOL
+    accepted_invalid = [d for d in docs if m.accepts(json.dumps(d, separators=(",", ":"), ensure_ascii=False))
+                        and not _valid(schema, d)]
+    assert accepted_invalid == []
+
+
+@pytest.mark.parametrize(("low", "high"), [
+    (0, None), (1, None), (9, None), (25, None), (105, None), (115, None), (1000, None), (-5, None), (-1000, None),
+    (None, 0), (None, 30), (None, 105), (None, -5), (None, -105), (-123, 42), (15, 300), (1005, 2003), (-2005, -1003),
+])
+def test_integer_bounds_exhaustively(low, high):
+    schema = {"type": "integer", **({"minimum": low} if low is not None else {}),
+              **({"maximum": high} if high is not None else {})}
+    m = _matcher(schema_to_gbnf(schema))
+    wrong = [x for x in range(-2100, 2100) if m.accepts(str(x)) != _valid(schema, x)]
+    assert wrong == []
+    assert not m.accepts("01") and not m.accepts("1.0") and not m.accepts("--1")

@@ -290,39 +290,43 @@ class _IntRangeWriter:
 
     def _write_min(self, low: int, decimals_left: int, top_level: bool) -> None:
         """Only a lower bound."""
-        less = max(decimals_left - 1, 1)
         if low < 0:
             self.out.append('"-" (')
             self.write(None, -low, decimals_left, False)
             self.out.append(") | [0] | [1-9] ")
             self._more_digits(0, decimals_left - 1)
-        elif low == 0:
+        else:
+            self._write_min_digits(str(low), decimals_left, top_level)
+
+    def _write_min_digits(self, low_s: str, decimals_left: int, top_level: bool) -> None:
+        """At least ``low_s``; below the top level it is the tail of a longer number and may start with zeros."""
+        less = max(decimals_left - 1, 1)
+        start = "1" if top_level else "0"
+        if low_s.strip("0") == "":
             if top_level:
                 self.out.append("[0] | [1-9] ")
                 self._more_digits(0, less)
             else:
-                self._more_digits(1, decimals_left)
-        elif low <= 9:
-            c, start = str(low), "1" if top_level else "0"
-            if c > start:
-                self._digit_range(start, chr(ord(c) - 1))
+                self._more_digits(len(low_s), decimals_left)
+        elif len(low_s) == 1:
+            if low_s > start:
+                self._digit_range(start, chr(ord(low_s) - 1))
                 self.out.append(" ")
                 self._more_digits(1, less)
                 self.out.append(" | ")
-            self._digit_range(c, "9")
+            self._digit_range(low_s, "9")
             self.out.append(" ")
             self._more_digits(0, less)
         else:
-            low_s = str(low)
             c = low_s[0]
-            if c > "1":
-                self._digit_range("1" if top_level else "0", chr(ord(c) - 1))
+            if c > start:
+                self._digit_range(start, chr(ord(c) - 1))
                 self.out.append(" ")
                 self._more_digits(len(low_s), less)
                 self.out.append(" | ")
             self._digit_range(c, c)
             self.out.append(" (")
-            self.write(int(low_s[1:]), None, less, False)
+            self._write_min_digits(low_s[1:], less, False)
             self.out.append(")")
             if c < "9":
                 self.out.append(" | ")

@@ -6,7 +6,8 @@ shorthands ``\\d \\w \\s`` (also ``\\D \\W \\S`` outside classes). Anything else
 (valid regex, no grammar equivalent) or ``InvalidPatternError`` (not a regex at all).
 
 Unlike llama.cpp, the pattern is matched against the *decoded* string: literal characters, ``.`` and classes
-produce JSON-escaped text where JSON needs it (``"``, ``\\``, tab, newline, return), so the output stays valid JSON.
+produce JSON-escaped text where JSON needs it (``"``, ``\\``, ``\\b \\f \\n \\r \\t``), so the output stays valid JSON;
+other control characters and DEL are left out of classes and ``.``.
 An unanchored side (no ``^`` / ``$``) accepts any JSON characters there, as JSON schema's ``pattern`` means.
 """
 
@@ -32,7 +33,7 @@ SIMPLE_ESCAPES = {"t": "\t", "r": "\r", "n": "\n", "f": "\f", "v": "\v", "\\": "
                   "-": "-"}
 HEX_LENGTHS = {"x": 2, "u": 4, "U": 8}
 # characters JSON writes escaped, and their escapes (other control characters and DEL are left out of classes)
-JSON_ESCAPED = {0x22: '\\"', 0x5C: "\\\\", 0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+JSON_ESCAPED = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
 NOT_RAW_IN_JSON = [(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C), (0x7F, 0x7F)]
 MAX_CODE_POINT = 0x10FFFF
 
@@ -350,7 +351,7 @@ def pattern_to_rule(pattern: str, name: str, add_rule: AddRule, *, dotall: bool 
         body = body[1:]
     else:
         head = add_rule("any-chars", ANY_CHARS) + " "
-    if body.endswith("$") and not body.endswith("\\$"):
+    if body.endswith("$") and (len(body) - len(body[:-1].rstrip("\\")) - 1) % 2 == 0:
         body = body[:-1]
     else:
         tail = " " + add_rule("any-chars", ANY_CHARS)
