@@ -288,9 +288,13 @@ def test_error_message_example():
         schema_to_gbnf({"type": "object", "properties": {"a": {"not": {}}}})
 
 
-def test_keywords_of_other_types_are_no_ops():
+def test_keywords_of_other_types_and_no_op_values_are_accepted():
     assert schema_to_gbnf({"type": "integer", "minLength": 3, "uniqueItems": True, "minProperties": 1}) == \
         schema_to_gbnf({"type": "integer"})
+    assert schema_to_gbnf({"type": "array", "items": {"type": "string"}, "uniqueItems": False}) == \
+        schema_to_gbnf({"type": "array", "items": {"type": "string"}})
+    with pytest.raises(UnsupportedSchemaError, match="'minProperties'"):
+        schema_to_gbnf({"type": "object", "minProperties": 1})
 
 
 def test_ignored_keywords_do_not_change_the_grammar():

@@ -36,6 +36,8 @@ _TYPE_KEYWORDS: dict[str, frozenset[str]] = {
     "string": frozenset({"minLength", "maxLength", "pattern", "format"}),
     "number": frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}),
 }
+# keyword values that constrain nothing (a keyword with any other value must be honoured or refused)
+_NO_OP_VALUES = {"uniqueItems": False, "minProperties": 0, "minContains": 1}
 _KEYWORD_OWNER = {kw: owner for owner, kws in _TYPE_KEYWORDS.items() for kw in kws}
 _JSON_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 
@@ -133,6 +135,12 @@ def _type_admits(type_name: str | None, value: Any) -> bool:
     """Whether a value is of the schema type (None: any type)."""
     actual = _json_type(value)
     return type_name is None or actual == type_name or (type_name == "number" and actual == "integer")
+
+
+def _is_no_op(key: str, value: Any) -> bool:
+    """Whether a keyword's value constrains nothing (``uniqueItems: false``...)."""
+    no_op = _NO_OP_VALUES.get(key)
+    return no_op is not None and type(value) is type(no_op) and value == no_op
 
 
 def _known_format(schema: dict) -> bool:
@@ -395,7 +403,7 @@ class _Converter:
     def _check(schema: dict, path: str, used: set[str], type_name: str | None) -> None:
         """Raise for the first keyword that constrains values of ``type_name`` but was not used."""
         for key in schema:
-            if key in used or key in IGNORED_KEYWORDS:
+            if key in used or key in IGNORED_KEYWORDS or _is_no_op(key, schema[key]):
                 continue
             owner = _KEYWORD_OWNER.get(key)
             if owner is not None and type_name is not None and owner != type_name:
