@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from emberllm.backends.binding import load_kernels
 from emberllm.grammar import Grammar, GrammarError, Matcher, parse
-from emberllm.grammar.tokens import TokenIndex, allowed_ranges, token_allowed
+from emberllm.grammar.tokens import TokenIndex, allowed_ranges, allowed_ranges_c, token_allowed
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
 
 CASES = json.loads((Path(__file__).parent / "grammar_cases.json").read_text(encoding="utf-8"))["cases"]
@@ -125,8 +126,11 @@ def test_walk_matches_testing_every_token(grammar):
             break
         sid = g.feed(sid, pieces[rng.choice(allowed)])
         states.append(sid)
+    kernels = load_kernels()
     for sid in states:
-        walked = set(index.ids(allowed_ranges(g, sid, index)))
+        ranges = allowed_ranges(g, sid, index)
+        assert allowed_ranges_c(g, sid, index, kernels) == ranges
+        walked = set(index.ids(ranges))
         every = {t for t in range(2, len(pieces)) if token_allowed(g, sid, index, t)}
         assert walked == every
         assert not token_allowed(g, sid, index, 1)  # no text: never
@@ -174,6 +178,9 @@ def test_sampler_big_allowed_set_masks_the_buffer():
     tok = s.sample(logits).token
     assert tok in allowed and tok != 0
     assert logits[bad[0]] == 50.0 and logits[1] == 0.0  # the caller's logits are left as they were
+    python_only = Sampler(SamplingParams(temperature=1.0, seed=3, grammar='root ::= [^"]{1,5} "\\""'), vocab)
+    python_only.grammar.kernels = None  # the walk and the masking in Python give the same draw
+    assert python_only.sample(logits).token == tok
 
 
 def test_params_grammar_field():

@@ -3,16 +3,21 @@
 :class:`TokenIndex` (built once per vocabulary) holds the distinct token byte strings sorted, with the length of
 the prefix each shares with the one before.  :func:`allowed_ranges` walks them in order against a grammar state,
 reusing the states of the shared prefix; when a prefix is rejected, every token starting with it is skipped with
-one binary search.  Tokens with no text (control tokens) are never allowed; end-of-generation tokens only when the
-grammar is complete.
+one binary search.  :func:`allowed_ranges_c` is the same walk in C (``wasm_kernels/grammar.c``), which asks
+back for transitions the grammar has not computed yet.  Tokens with no text (control tokens) are never allowed;
+end-of-generation tokens only when the grammar is complete.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from .matcher import DEAD, Grammar
+
+UNKNOWN = -2  # a transition the C walk's table does not hold yet
 
 
 class TokenIndex:
@@ -60,6 +65,15 @@ class TokenIndex:
         for a, b in ranges:
             out.extend(order[starts[a] : starts[b]])
         return out
+
+    def count(self, ranges: list[tuple[int, int]]) -> int:
+        """How many token ids the key ranges hold."""
+        starts = self.starts
+        return sum(starts[b] - starts[a] for a, b in ranges)
+
+    def rejected(self, ranges: list[tuple[int, int]]) -> list[int]:
+        """The ids outside the key ranges (textless tokens included, EOG ones not)."""
+        return self.ids(self.complement(ranges)) + self.textless
 
     def complement(self, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """The key ranges not in ``ranges`` (sorted, disjoint)."""
@@ -126,3 +140,99 @@ def token_allowed(grammar: Grammar, state: int, index: TokenIndex, token: int) -
         return grammar.complete[state]
     piece = index.pieces[token]
     return bool(piece) and grammar.feed(state, piece) != DEAD
+
+
+class _CTable:
+    """A grammar's transitions as the C walk reads them: ``state * 256 + byte`` -> state (-2: unknown)."""
+
+    def __init__(self, kernels: Any) -> None:
+        self.kernels = kernels
+        self.cap = 0
+        self.buf: Any = None
+        self.ensure(64)
+
+    def ensure(self, n_states: int) -> None:
+        """Room for states below ``n_states`` (unknown transitions for the new ones)."""
+        if n_states <= self.cap:
+            return
+        cap = max(n_states, 2 * self.cap)
+        buf = self.kernels.i32(cap * 256)
+        view = buf.view
+        view[:] = array("i", [UNKNOWN]) * (cap * 256)
+        if self.buf is not None:
+            view[: self.cap * 256] = self.buf.view[: self.cap * 256]
+        self.buf, self.cap = buf, cap
+
+
+class _CWalk:
+    """The C walk's copy of a :class:`TokenIndex` (keys, offsets, prefix lengths) and its scratch buffers."""
+
+    def __init__(self, kernels: Any, index: TokenIndex) -> None:
+        n = len(index.keys)
+        self.blob = b"".join(index.keys) or b"\0"
+        self.keys = kernels.bytes_ref(self.blob)
+        offsets = array("i", [0])
+        for key in index.keys:
+            offsets.append(offsets[-1] + len(key))
+        self.off = _i32(kernels, offsets)
+        self.lcp = _i32(kernels, array("i", index.lcp))
+        self.order = _i32(kernels, array("i", index.order + index.textless))
+        self.n_textless = len(index.textless)
+        self.states = kernels.i32(index.max_len + 1)
+        self.resume = kernels.i32(8)
+        self.ranges = kernels.i32(2 * (n + 1))
+
+
+def _i32(kernels: Any, values: array) -> Any:
+    buf = kernels.i32(len(values))
+    if len(values):
+        buf.view[: len(values)] = values
+    return buf
+
+
+def _cwalk(index: TokenIndex, kernels: Any) -> _CWalk:
+    walk: _CWalk | None = getattr(index, "_cwalk", None)
+    if walk is None:
+        walk = _CWalk(kernels, index)
+        index._cwalk = walk  # type: ignore[attr-defined]
+    return walk
+
+
+def mask_rejected_c(ranges: list[tuple[int, int]], index: TokenIndex, kernels: Any, logits_ptr: Any) -> int:
+    """Set the logits of the ids outside the key ranges (textless ones included) to -inf in C; how many changed."""
+    walk = _cwalk(index, kernels)
+    starts = index.starts
+    flat = array("i")
+    for a, b in index.complement(ranges):
+        flat.extend((starts[a], starts[b]))
+    flat.extend((starts[-1], starts[-1] + walk.n_textless))
+    pos = _i32(kernels, flat)
+    return int(kernels.lib.emb_grammar_mask(logits_ptr, walk.order.ptr, pos.ptr, len(flat) // 2))
+
+
+def allowed_ranges_c(grammar: Grammar, state: int, index: TokenIndex, kernels: Any) -> list[tuple[int, int]]:
+    """:func:`allowed_ranges` with the walk in C (``emb_grammar_walk``); transitions it lacks are computed here."""
+    walk = _cwalk(index, kernels)
+    table: _CTable | None = getattr(grammar, "_ctable", None)
+    if table is None:
+        table = _CTable(kernels)
+        grammar._ctable = table  # type: ignore[attr-defined]
+    resume = walk.resume.view
+    resume[0:7] = array("i", [0, 0, -1, 0, 0, 0, 0])
+    walk.states.view[0] = state
+    table.ensure(state + 1)
+    fn = kernels.lib.emb_grammar_walk
+    n = len(index.keys)
+    while True:
+        got = fn(walk.keys.ptr, walk.off.ptr, walk.lcp.ptr, n, table.buf.ptr, table.cap, walk.states.ptr,
+                 walk.resume.ptr, walk.ranges.ptr)
+        if got >= 0:
+            break
+        sid, byte = resume[4], resume[5]
+        nxt = grammar.trans.get(sid * 256 + byte)
+        if nxt is None:
+            nxt = grammar.step(sid, byte)
+        table.ensure(max(sid, nxt) + 1)
+        table.buf.view[sid * 256 + byte] = nxt
+    flat = walk.ranges.view[: 2 * got].tolist()
+    return list(zip(flat[0::2], flat[1::2], strict=True))

@@ -70,7 +70,7 @@ class Sampler:
         self._buf = LogitsBuffer(self.kernels, self.n_vocab)
         self._bias = merged_bias(params, self.vocab)
         self._dry_breakers = resolve_breakers(params, self.vocab, dry_breakers)
-        self.grammar = GrammarSampler(params.grammar, self.vocab) if params.grammar else None
+        self.grammar = GrammarSampler(params.grammar, self.vocab, self.kernels) if params.grammar else None
         self._start()
         self._stages = self._build_chain()
 

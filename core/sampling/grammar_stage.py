@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from emberllm.grammar.matcher import DEAD, Grammar
-from emberllm.grammar.tokens import TokenIndex, allowed_ranges, token_allowed
+from emberllm.grammar.tokens import TokenIndex, allowed_ranges, allowed_ranges_c, mask_rejected_c, token_allowed
 
 from .candidates import Candidates, ListCands
 from .floats import INF
@@ -51,9 +51,12 @@ def compiled_grammar(vocab: VocabInfo, text: str) -> Grammar:
 
 
 class GrammarSampler:
-    """One request's grammar: the allowed-token check, the masking stage and the advance after a token."""
+    """One request's grammar: the allowed-token check, the masking stage and the advance after a token.
 
-    def __init__(self, text: str, vocab: VocabInfo) -> None:
+    With ``kernels`` the vocabulary walk runs in C; without, in Python (same result)."""
+
+    def __init__(self, text: str, vocab: VocabInfo, kernels: Any = None) -> None:
+        self.kernels = kernels
         self.grammar = compiled_grammar(vocab, text)
         self.index = token_index(vocab)
         self.state = self.grammar.start
@@ -67,19 +70,18 @@ class GrammarSampler:
         """Whether ``token`` may come next."""
         return token_allowed(self.grammar, self.state, self.index, token)
 
+    def ranges(self) -> list[tuple[int, int]]:
+        """The index's key ranges of the tokens with text that may come next."""
+        if self.kernels is not None:
+            return allowed_ranges_c(self.grammar, self.state, self.index, self.kernels)
+        return allowed_ranges(self.grammar, self.state, self.index)
+
     def allowed(self) -> list[int]:
         """Every token that may come next (ids in text order; EOG ones when the grammar is complete)."""
-        return self.partition()[0]
-
-    def partition(self) -> tuple[list[int], list[int]]:
-        """The tokens that may come next and those that may not."""
-        index = self.index
-        ranges = allowed_ranges(self.grammar, self.state, index)
-        allowed = index.ids(ranges)
-        rejected = index.ids(index.complement(ranges))
-        rejected.extend(index.textless)
-        (allowed if self.grammar.complete[self.state] else rejected).extend(index.eog_ids)
-        return allowed, rejected
+        ids = self.index.ids(self.ranges())
+        if self.grammar.complete[self.state]:
+            ids.extend(self.index.eog_ids)
+        return ids
 
     def accept(self, token: int) -> None:
         """Advance by the chosen token (llama.cpp's ``accept``); a token the grammar rejects is an error."""
@@ -102,31 +104,35 @@ class GrammarStage(Stage):
         self.owner = owner
 
     def __call__(self, c: Candidates, prev: Sequence[int]) -> Candidates:
-        allowed, rejected = self.owner.partition()
-        if not allowed:
+        owner = self.owner
+        index = owner.index
+        ranges = owner.ranges()
+        eog = list(index.eog_ids) if owner.grammar.complete[owner.state] else []
+        n_allowed = index.count(ranges) + len(eog)
+        if not n_allowed:
             raise RuntimeError("grammar: no token of the vocabulary can continue the grammar here")
-        if isinstance(c, FullCands):
-            return _restrict_full(c, allowed, rejected)
-        if isinstance(c, ListCands):
-            keep = set(allowed)
-            c._subset([i for i, tok in enumerate(c.ids) if tok in keep])
-            return c
-        raise TypeError(f"grammar: unexpected candidates {type(c).__name__}")
-
-
-def _restrict_full(c: FullCands, allowed: list[int], rejected: list[int]) -> Candidates:
-    """Keep only ``allowed`` of the whole vocabulary: a list when few, else the rest masked in the buffer."""
-    buf = c.buf
-    view: Any = buf.view
-    if len(allowed) <= LIST_LIMIT:
-        ids = sorted(tok for tok in allowed if view[tok] != -INF)
-        return ListCands(ids, [view[tok] * c.scale for tok in ids], False)
-    buf.to_work()
-    view = buf.view
-    masked = 0
-    for tok in rejected:
-        if view[tok] != -INF:
-            view[tok] = -INF
-            masked += 1
-    c.masked += masked
-    return c
+        if isinstance(c, ListCands) or n_allowed <= LIST_LIMIT:
+            keep = index.ids(ranges) + eog
+            if isinstance(c, ListCands):
+                allowed = set(keep)
+                c._subset([i for i, tok in enumerate(c.ids) if tok in allowed])
+                return c
+            if isinstance(c, FullCands):
+                view: Any = c.buf.view
+                ids = sorted(tok for tok in keep if view[tok] != -INF)
+                return ListCands(ids, [view[tok] * c.scale for tok in ids], False)
+        if not isinstance(c, FullCands):
+            raise TypeError(f"grammar: unexpected candidates {type(c).__name__}")
+        buf = c.buf
+        buf.to_work()
+        if owner.kernels is not None:
+            c.masked += mask_rejected_c(ranges, index, owner.kernels, buf.ptr)
+            rejected = [] if eog else list(index.eog_ids)
+        else:
+            rejected = index.rejected(ranges) + ([] if eog else list(index.eog_ids))
+        view = buf.view
+        for tok in rejected:
+            if view[tok] != -INF:
+                view[tok] = -INF
+                c.masked += 1
+        return c

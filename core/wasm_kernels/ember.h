@@ -119,6 +119,9 @@ int64_t emb_mask_outside(float *x, int64_t n, float lo, float hi);
 int emb_logit_stats(const float *x, int64_t n, float *out);
 int64_t emb_sample_softmax(const float *x, int64_t n, float scale, double u);
 int64_t emb_dry_repeats(const int32_t *tokens, int64_t n, int64_t rep_limit, int64_t min_len, int32_t *out_tokens, int32_t *out_lens);
+/* ---- grammar: the vocabulary walk (grammar.c) ---- */
+int64_t emb_grammar_walk(const void *keys, const int32_t *key_off, const int32_t *lcp, int64_t n_keys, const int32_t *trans, int64_t n_states, int32_t *states, int32_t *resume, int32_t *ranges);
+int64_t emb_grammar_mask(float *x, const int32_t *order, const int32_t *pos_ranges, int64_t n_ranges);
 /* EMB_API_END */
 #pragma GCC visibility pop
 
