@@ -101,7 +101,7 @@ def _vocab(seed: int, n: int) -> list[bytes]:
     rng = random.Random(seed)
     alphabet = b'ab{}[]":, 019xyz\n\\' + "é🔵".encode()
     pieces = [b"", b""] + [bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(n)]
-    return pieces + [b"\xc3", b"\xa9", b"\xf0\x9f", b"\x94\xb5", b"\xff", b"\xff\xff"]
+    return pieces + [b"\xc3", b"\xa9", b"\xf0\x9f", b"\x94\xb5", b"\xff", b"\xff\xff", b"\x00", b"\x00a"]
 
 
 GRAMMARS = [
@@ -134,6 +134,7 @@ def test_walk_matches_testing_every_token(grammar):
         every = {t for t in range(2, len(pieces)) if token_allowed(g, sid, index, t)}
         assert walked == every
         assert not token_allowed(g, sid, index, 1)  # no text: never
+        assert not token_allowed(g, sid, index, len(pieces) - 1)  # starting with NUL: never
         assert token_allowed(g, sid, index, 0) == g.complete[sid]  # EOG: when complete
 
 

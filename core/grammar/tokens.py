@@ -4,8 +4,8 @@
 the prefix each shares with the one before.  :func:`allowed_ranges` walks them in order against a grammar state,
 reusing the states of the shared prefix; when a prefix is rejected, every token starting with it is skipped with
 one binary search.  :func:`allowed_ranges_c` is the same walk in C (``wasm_kernels/grammar.c``), which asks
-back for transitions the grammar has not computed yet.  Tokens with no text (control tokens) are never allowed;
-end-of-generation tokens only when the grammar is complete.
+back for transitions the grammar has not computed yet.  Tokens with no text (control tokens) or starting with NUL
+are never allowed; end-of-generation tokens only when the grammar is complete.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class TokenIndex:
         for tok, piece in enumerate(pieces):
             if tok in self.eog_ids:
                 continue
-            if piece:
+            if piece and piece[0] != 0:  # llama.cpp never allows a piece starting with NUL either
                 by_piece.setdefault(piece, []).append(tok)
             else:
                 textless.append(tok)
@@ -139,7 +139,7 @@ def token_allowed(grammar: Grammar, state: int, index: TokenIndex, token: int) -
     if token in index.eog_ids:
         return grammar.complete[state]
     piece = index.pieces[token]
-    return bool(piece) and grammar.feed(state, piece) != DEAD
+    return bool(piece) and piece[0] != 0 and grammar.feed(state, piece) != DEAD
 
 
 class _CTable:

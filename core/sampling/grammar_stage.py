@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from emberllm.grammar.matcher import DEAD, Grammar
+from emberllm.grammar.matcher import Grammar
 from emberllm.grammar.tokens import TokenIndex, allowed_ranges, allowed_ranges_c, mask_rejected_c, token_allowed
 
 from .candidates import Candidates, ListCands
@@ -89,10 +89,9 @@ class GrammarSampler:
             if not self.grammar.complete[self.state]:
                 raise RuntimeError("grammar: end of generation before the grammar is complete")
             return
-        nxt = self.grammar.feed(self.state, self.index.pieces[token])
-        if nxt == DEAD or not self.index.pieces[token]:
+        if not token_allowed(self.grammar, self.state, self.index, token):
             raise RuntimeError(f"grammar: token {token} does not match the grammar")
-        self.state = nxt
+        self.state = self.grammar.feed(self.state, self.index.pieces[token])
 
 
 class GrammarStage(Stage):
