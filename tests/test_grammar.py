@@ -12,6 +12,7 @@ from emberllm.backends.binding import load_kernels
 from emberllm.grammar import Grammar, GrammarError, Matcher, parse
 from emberllm.grammar.tokens import TokenIndex, allowed_ranges, allowed_ranges_c, token_allowed
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
+from tests.test_pyodide import pyodide_dir, pyodide_wheel, run_in_pyodide, wasm_lib  # noqa: F401 - fixtures
 
 CASES = json.loads((Path(__file__).parent / "grammar_cases.json").read_text(encoding="utf-8"))["cases"]
 
@@ -228,3 +229,12 @@ def test_gemma_greedy_with_grammar(model):
     steps = list(model.generate("What colour is the sky?", n_predict=20, temperature=0.0, grammar=grammar))
     text = "".join(s.text for s in steps)
     assert text in ("The sky is green.", "The sky is purple.") and steps[-1].finish_reason == "stop"
+
+
+def test_pyodide_grammar_generation(pyodide_dir, pyodide_wheel, gemma_path):  # noqa: F811
+    """In Pyodide (the C walk in WASM through ctypes): sampled outputs match; ms/token with and without a grammar."""
+    script = Path(__file__).parent / "pyodide" / "grammar_check.py"
+    out = run_in_pyodide(pyodide_dir, pyodide_wheel, script, model=gemma_path)
+    matches = [line for line in out.splitlines() if line.startswith("MATCH")]
+    assert len(matches) == 4 and all(line.startswith("MATCH True") for line in matches), out
+    print(*[line for line in out.splitlines() if line.startswith("TIMING")], sep="\n")
