@@ -64,6 +64,7 @@ def test_missing_root_and_undefined_reference():
     ('root ::= "\\x4"', 1, 13, "expected 2 hex digits"),
     ('root ::= "\\u12G4"', 1, 13, "expected 4 hex digits"),
     ('root ::= x\n# comment\nx ::= "a" y', 3, 11, "undefined rule 'y'"),
+    ('root ::= <[10]> "a"', 1, 10, "token references"),
 ])
 def test_parser_errors_name_the_position(text, line, column, words):
     with pytest.raises(GrammarError) as err:

@@ -201,6 +201,8 @@ class _Parser:
                 if self.at(pos) != ")":
                     raise self.error(f"expected ')' to close the group opened at column {self._col(open_at)}", pos)
                 pos = self.space(pos + 1, nested)
+            elif c in "<!":
+                raise self.error("token references (<[id]>, <token>, !<...>) are not supported", pos)
             elif c == ".":
                 last, n_prev = len(rule), 1
                 rule.append((CHAR_ANY, 0))
