@@ -10,6 +10,7 @@ are never allowed; end-of-generation tokens only when the grammar is complete.
 
 from __future__ import annotations
 
+import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
@@ -165,9 +166,11 @@ class _CTable:
 
 
 class _CWalk:
-    """The C walk's copy of a :class:`TokenIndex` (keys, offsets, prefix lengths) and its scratch buffers."""
+    """The C walk's copy of a :class:`TokenIndex` (keys, offsets, prefix lengths) and its scratch buffers
+    (``lock``: one walk at a time, as the C calls release the GIL)."""
 
     def __init__(self, kernels: Any, index: TokenIndex) -> None:
+        self.lock = threading.Lock()
         n = len(index.keys)
         self.blob = b"".join(index.keys) or b"\0"
         self.keys = kernels.bytes_ref(self.blob)
@@ -207,12 +210,18 @@ def mask_rejected_c(ranges: list[tuple[int, int]], index: TokenIndex, kernels: A
         flat.extend((starts[a], starts[b]))
     flat.extend((starts[-1], starts[-1] + walk.n_textless))
     pos = _i32(kernels, flat)
-    return int(kernels.lib.emb_grammar_mask(logits_ptr, walk.order.ptr, pos.ptr, len(flat) // 2))
+    with walk.lock:
+        return int(kernels.lib.emb_grammar_mask(logits_ptr, walk.order.ptr, pos.ptr, len(flat) // 2))
 
 
 def allowed_ranges_c(grammar: Grammar, state: int, index: TokenIndex, kernels: Any) -> list[tuple[int, int]]:
     """:func:`allowed_ranges` with the walk in C (``emb_grammar_walk``); transitions it lacks are computed here."""
     walk = _cwalk(index, kernels)
+    with walk.lock:
+        return _walk_locked(grammar, state, index, kernels, walk)
+
+
+def _walk_locked(grammar: Grammar, state: int, index: TokenIndex, kernels: Any, walk: _CWalk) -> list[tuple[int, int]]:
     table: _CTable | None = getattr(grammar, "_ctable", None)
     if table is None:
         table = _CTable(kernels)
