@@ -16,7 +16,6 @@ import contextlib
 import functools
 import hashlib
 import http.server
-import importlib.util
 import json
 import re
 import shutil
@@ -29,24 +28,17 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from emberllm.edge_server.security import CONTENT_SECURITY_POLICY
+
+from .browser import CHROMIUM, FLAGS, build_site_module
+
 ROOT = Path(__file__).resolve().parent.parent
-CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self' https:; "
-       "img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'")
-HOST_HEADERS = {"Content-Security-Policy": CSP + "; frame-ancestors 'none'", "X-Content-Type-Options": "nosniff",
+# the page's <meta> policy: emberllm serve's header (one constant) less frame-ancestors, which a <meta> cannot carry
+CSP = CONTENT_SECURITY_POLICY.replace("; frame-ancestors 'none'", "")
+HOST_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
                 "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}  # as web/README.md and emberllm serve
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed")
-
-
-def _build_site_module() -> Any:
-    spec = importlib.util.spec_from_file_location("_emb_build_site_deploy", ROOT / "build_scripts" / "build_site.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # eval from a task of the page's own (DevTools' evaluations themselves are exempt from the CSP)
@@ -94,7 +86,7 @@ def _serve(directory: Path, port: int = 0, headers: dict[str, str] | None = None
 
 @pytest.fixture(scope="module")
 def build() -> Any:
-    return _build_site_module()
+    return build_site_module()
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from .browser import CHROMIUM, FLAGS
+
 WEB = Path(__file__).resolve().parent.parent / "web"
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 TAGS = {"div", "span", "button", "pre", "code", "p", "br", "h3", "h4", "h5", "h6", "hr", "blockquote", "ul", "ol",

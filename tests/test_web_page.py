@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -24,11 +23,9 @@ from typing import Any
 
 import pytest
 
+from .browser import CHROMIUM, FLAGS, build_site_module
 from .server_fixtures import API_KEY, run_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PROMPT = "Say hello."  # every greedy step of the 12 has a top-2 gap >= 0.07 natively (no near-ties)
@@ -37,14 +34,6 @@ N_PREDICT = 12
 SAMPLING = {"temperature": 0.0, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0}
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed")
-
-
-def _build_site_module() -> Any:
-    spec = importlib.util.spec_from_file_location("_emb_build_site", ROOT / "build_scripts" / "build_site.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -61,7 +50,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("npm") is None and not (Path.home() / ".cache/emberllm/npm-pyodide/node_modules/pyodide").is_dir():
         pytest.skip("npm is not installed (needed to fetch pyodide)")
     try:
-        return _build_site_module().build_site(tmp_path_factory.mktemp("web") / "site")
+        return build_site_module().build_site(tmp_path_factory.mktemp("web") / "site")
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:  # no WASM toolchain, npm failed
         pytest.skip(f"cannot build the site: {exc}")
 
