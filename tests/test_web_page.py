@@ -460,7 +460,7 @@ def _long_history(n_turns: int = 16) -> list[dict[str, str]]:
     return messages
 
 
-def test_long_conversation_progress_stop_fit_and_reload(page: Any) -> None:
+def test_long_conversation_progress_stop_fit_and_reload(page: Any, figures: dict[str, Any]) -> None:
     """A ~1,500-token conversation re-opened after a reload: the scroll shows its end, the prompt read shows
     progress and Stop ends it within one chunk; with Context 1000 the oldest turns are left out (no error); after
     another reload the chat goes on without a raw Python error."""
@@ -487,11 +487,15 @@ def test_long_conversation_progress_stop_fit_and_reload(page: Any) -> None:
     # Stop acts between pieces of the read (each sized to ~0.5 s), not after the whole prompt (19.5 s before)
     assert meta["promptDone"] < meta["promptTotal"], meta
     assert meta["stopMs"] < 3000, meta
+    figures["stop_during_prompt_read_ms"] = meta["stopMs"]
     assert "stopped while reading the conversation" in page.locator(".msg.assistant").last.text_content()
     # the part read before Stop stays in the cache: the next request re-reads only the rest
     msg = _ask(page, "Which of these stories did you like best?")
     assert msg["dom_state"] == "done", msg
     assert msg["meta"]["timings"]["cachedTokens"] >= meta["promptDone"], (msg["meta"], meta)
+    timings = msg["meta"]["timings"]
+    figures["long_chat_prompt_read"] = {"tokens": timings["promptTokens"], "cached": timings["cachedTokens"],
+                                        "ms": timings["promptMs"], "first_token_ms": msg["meta"]["firstTokenMs"]}
     # a context too small for the conversation: old turns are left out, the system prompt and the question kept
     page.click("#open-settings")
     page.fill("#set-n-ctx", "1000")
