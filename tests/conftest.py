@@ -1,4 +1,4 @@
-"""Shared fixtures: the real Gemma model and llama.cpp's reference outputs."""
+"""Shared fixtures: the real Gemma model, llama.cpp's reference outputs, and the Pyodide build (built once per run)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .llamacpp import PPL_TEXT, REFERENCE_JSON, ROOT, SHARED, reference_file
+from .pyodide_fixtures import pyodide_dir, pyodide_wheel, wasm_lib  # noqa: F401 - fixtures for every module
 
 __all__ = ["PPL_TEXT", "REFERENCE_JSON", "ROOT", "SHARED"]
 

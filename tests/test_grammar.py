@@ -12,7 +12,7 @@ from emberllm.backends.binding import load_kernels
 from emberllm.grammar import Grammar, GrammarError, Matcher, parse
 from emberllm.grammar.tokens import TokenIndex, allowed_ranges, allowed_ranges_c, token_allowed
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
-from tests.test_pyodide import pyodide_dir, pyodide_wheel, run_in_pyodide, wasm_lib  # noqa: F401 - fixtures
+from tests.pyodide_fixtures import run_in_pyodide
 
 CASES = json.loads((Path(__file__).parent / "grammar_cases.json").read_text(encoding="utf-8"))["cases"]
 

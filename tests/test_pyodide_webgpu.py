@@ -18,9 +18,6 @@ from .test_pyodide import (  # noqa: F401 - the session fixtures of the Pyodide 
     ROOT,
     chromium_worker,
     native_gemma,
-    pyodide_dir,
-    pyodide_wheel,
-    wasm_lib,
 )
 
 WORKER = ROOT / "tests" / "pyodide" / "chromium_webgpu_worker.mjs"
