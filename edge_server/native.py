@@ -33,6 +33,7 @@ from emberllm.edge_server.requests import (
 )
 from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ready_model, server_of
+from emberllm.edge_server.structured import with_grammar
 from emberllm.edge_server.worker import GenRequest, GenResult, Job
 from emberllm.runtime.model import Model, Step
 from emberllm.sampling import SamplingParams
@@ -168,7 +169,7 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
     """The generation behind ``/completion`` and ``/infill``."""
     server = server_of(request)
     refuse_unsupported(data)
-    params = sampling_from(data, model)
+    params = sampling_from(with_grammar(data), model)
     req = GenRequest(prompt=prompt, params=params, n_predict=get_int(data, "n_predict", -1, -1, 2**31 - 1),
                      stop=get_stop(data), n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),
                      cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s,

@@ -1,8 +1,9 @@
 """OpenAI's endpoints: ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions``.
 
 Bodies take OpenAI's fields (``max_tokens``, ``stop``, ``seed``, ``temperature``, ``top_p``, penalties,
-``logprobs``/``top_logprobs``, ``stream``, ``stream_options.include_usage``; ``n`` must be 1) plus llama.cpp's
-extra sampling fields (``top_k``, ``min_p``, ...), which go through ``SamplingParams.from_dict``.
+``logprobs``/``top_logprobs``, ``stream``, ``stream_options.include_usage``, ``response_format``; ``n`` must be 1)
+plus llama.cpp's extra sampling fields (``top_k``, ``min_p``, ...), which go through ``SamplingParams.from_dict``,
+and its ``grammar`` / ``json_schema`` (``structured.grammar_from``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from emberllm.edge_server.requests import (
 )
 from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ServerState, ready_model, server_of
+from emberllm.edge_server.structured import with_grammar
 from emberllm.edge_server.worker import GenRequest, GenResult
 from emberllm.runtime.model import Model, Step
 
@@ -105,7 +107,7 @@ def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt
         if data.get(key) is not None:
             n_predict = get_int(data, key, -1, -1, 2**31 - 1)
             break
-    fields = dict(data)
+    fields = with_grammar(data)
     if n_top is not None:
         fields["n_probs"] = max(n_top, 1)
     fields.pop("logprobs", None)

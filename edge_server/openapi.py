@@ -135,9 +135,9 @@ def openapi_schema() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "emberllm edge server", "version": "0.1.0",
-                 "description": "llama-server's and OpenAI's JSON endpoints (the main fields; grammar, json_schema, "
-                                "structured response_format and tools are answered 400 until supported; other "
-                                "unknown fields are ignored)."},
+                 "description": "llama-server's and OpenAI's JSON endpoints (the main fields; grammar, json_schema "
+                                "and response_format constrain the output; tools are answered 400 until "
+                                "supported; other unknown fields are ignored)."},
         "components": {
             "schemas": {"Error": ERROR},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

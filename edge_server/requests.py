@@ -51,11 +51,9 @@ def check_json_content_type(request: Request) -> None:
 
 
 #: Generation fields of llama-server's and OpenAI's APIs that this server does not honour yet: a request that uses
-#: one is answered 400 naming it rather than served as if the field were absent.
+#: one is answered 400 naming it rather than served as if the field were absent.  (``grammar``, ``json_schema``
+#: and ``response_format`` are honoured: ``structured.grammar_from``.)
 NOT_SUPPORTED = {
-    "grammar": "grammar-constrained sampling (GBNF) is not supported yet",
-    "json_schema": "JSON-schema-constrained sampling is not supported yet",
-    "response_format": "structured output (json_object / json_schema) is not supported yet; only \"text\" is",
     "tools": "tool calling is not supported yet",
     "tool_choice": "tool calling is not supported yet; only \"none\" is",
     "functions": "function calling is not supported",
@@ -65,9 +63,9 @@ NOT_SUPPORTED = {
 
 def refuse_unsupported(data: dict[str, Any]) -> None:
     """400 naming the first generation field the request really uses that this server cannot honour (empty or
-    neutral values such as ``"grammar": ""``, ``"tools": []``, ``"response_format": {"type": "text"}`` and
-    ``"tool_choice": "none"`` are accepted: they ask for nothing).  Tools offered with ``"tool_choice": "none"``
-    are honoured too: the model must not call them, and it never does here."""
+    neutral values such as ``"tools": []`` and ``"tool_choice": "none"`` are accepted: they ask for nothing).
+    Tools offered with ``"tool_choice": "none"`` are honoured too: the model must not call them, and it never
+    does here."""
     for name, why in NOT_SUPPORTED.items():
         if _uses(name, data.get(name), data):
             raise ApiError(400, f"{name}: {why}")
@@ -80,8 +78,6 @@ _CHOICE_OF = {"tools": "tool_choice", "functions": "function_call"}
 def _uses(name: str, value: Any, data: dict[str, Any]) -> bool:
     if value is None or value == "" or value == [] or value == {}:
         return False
-    if name == "response_format":
-        return not (isinstance(value, dict) and value.get("type", "text") == "text")
     if name in _CHOICE_OF.values():
         return value != "none"
     if name in _CHOICE_OF:
