@@ -50,3 +50,26 @@ def test_run_with_a_seed_is_reproducible_across_processes(gemma_path):
     first, second = run_cli(*args), run_cli(*args)
     assert first.returncode == 0 and second.returncode == 0
     assert first.stdout == second.stdout
+
+
+def test_run_with_a_grammar_or_json_schema_is_constrained(gemma_path, tmp_path):
+    """``--grammar`` gives exactly one of its strings; ``-jf`` a JSON value of the schema; bad GBNF is a one-line
+    error naming the flag."""
+    import json
+
+    base = ("run", "-m", str(gemma_path), "--no-display-prompt", "-n", "64", "-s", "7", "-t", "2")
+    proc = run_cli(*base, "-p", "Is the sky blue? Answer: ", "--grammar", 'root ::= "yes" | "no"')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in ("yes", "no")
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
+              "required": ["n"], "additionalProperties": False}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    proc = run_cli(*base, "-p", "A digit as JSON: ", "-jf", str(tmp_path / "schema.json"))
+    assert proc.returncode == 0, proc.stderr
+    value = json.loads(proc.stdout)
+    assert set(value) == {"n"} and 0 <= value["n"] <= 9
+    proc = run_cli(*base, "-p", "x", "--grammar", 'root ::= ("a"')
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: --grammar: grammar error at line 1")
+    proc = run_cli(*base, "-p", "x", "-j", '{"not": {}}')
+    assert proc.returncode != 0 and "'not'" in proc.stderr and proc.stderr.startswith("error: --json-schema:")

@@ -1,8 +1,10 @@
-"""llama.cpp's sampling flags, shared by ``run`` (and later ``serve``), and the chain summary it prints."""
+"""llama.cpp's sampling flags (grammar and JSON schema ones included), shared by ``run`` (and later ``serve``),
+and the chain summary it prints."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from emberllm.sampling import SamplingParams
@@ -47,6 +49,54 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ignore-eos", action="store_true", help="keep generating after end-of-generation tokens")
     g.add_argument("-l", "--logit-bias", action="append", default=[], metavar="TOKEN_ID(+/-)BIAS",
                    help="e.g. '15043+1' or '15043-inf'")
+    c = g.add_mutually_exclusive_group()
+    c.add_argument("--grammar", default=None, metavar="GRAMMAR", help="GBNF grammar to constrain generations")
+    c.add_argument("--grammar-file", default=None, metavar="FNAME", help="file to read the GBNF grammar from")
+    c.add_argument("-j", "--json-schema", default=None, metavar="SCHEMA",
+                   help="JSON schema to constrain generations, e.g. '{\"type\": \"object\"}' for any JSON object")
+    c.add_argument("-jf", "--json-schema-file", default=None, metavar="FILE",
+                   help="file containing a JSON schema to constrain generations")
+
+
+def grammar_from_args(args: argparse.Namespace) -> str:
+    """The GBNF text of ``--grammar``/``--grammar-file``/``-j``/``-jf`` (empty: none); ``ValueError`` naming the
+    flag for an unreadable file, malformed JSON, a schema keyword the grammar cannot express or bad GBNF."""
+    from emberllm.grammar import GrammarError, parse
+    from emberllm.grammar.json_schema import schema_to_gbnf
+
+    text, flag = args.grammar, "--grammar"
+    if args.grammar_file is not None:
+        text, flag = _read(args.grammar_file, "--grammar-file"), "--grammar-file"
+    schema_text, schema_flag = args.json_schema, "--json-schema"
+    if args.json_schema_file is not None:
+        schema_text = _read(args.json_schema_file, "--json-schema-file")
+        schema_flag = "--json-schema-file"
+    if schema_text is not None:
+        try:
+            schema = json.loads(schema_text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{schema_flag}: invalid JSON: {exc}") from exc
+        if not isinstance(schema, dict):
+            raise ValueError(f"{schema_flag}: expected a JSON schema object, got {type(schema).__name__}")
+        try:
+            return schema_to_gbnf(schema or {"type": "object"})
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ValueError(f"{schema_flag}: {exc}") from exc
+    if not text:
+        return ""
+    try:
+        parse(text)
+    except GrammarError as exc:
+        raise ValueError(f"{flag}: {exc}") from exc
+    return text
+
+
+def _read(path: str, flag: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{flag}: cannot read {path}: {exc}") from exc
 
 
 def _parse_logit_bias(items: list[str]) -> dict[int, float]:
@@ -85,7 +135,7 @@ def params_from_args(args: argparse.Namespace) -> SamplingParams:
         dynatemp_range=args.dynatemp_range, dynatemp_exponent=args.dynatemp_exp, mirostat=args.mirostat,
         mirostat_eta=args.mirostat_lr, mirostat_tau=args.mirostat_ent, min_keep=args.min_keep,
         seed=None if args.seed < 0 else args.seed, ignore_eos=args.ignore_eos,
-        logit_bias=_parse_logit_bias(args.logit_bias), samplers=samplers,
+        logit_bias=_parse_logit_bias(args.logit_bias), samplers=samplers, grammar=grammar_from_args(args),
     )
 
 
