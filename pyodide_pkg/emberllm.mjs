@@ -10,6 +10,11 @@
 //   for await (const step of engine.chat([{ role: "user", content: "Hi" }], { nPredict: 256 })) ...
 //   engine.abort(); engine.lastTimings(); engine.tokenize("text"); engine.info(); engine.unload();
 //
+// Structured output: complete() and chat() take grammar (GBNF text, llama.cpp's dialect) or jsonSchema (a JSON
+// schema object, converted to GBNF in Python by emberllm.grammar.json_schema; {} means any object), not both:
+//   engine.chat(messages, { jsonSchema: { type: "object", properties: { city: { type: "string" } } } })
+// A malformed grammar or a schema keyword the grammar cannot express throws naming it.
+//
 // Steps: { token, text, finishReason } per generated token (finishReason on the last: "stop", "length",
 // "context" or "cancelled", the cancelled one with token -1), and while the prompt is read, after each piece (the
 // first of promptChunk tokens, the next ones of about promptChunkMs: PROMPT_CHUNK, PROMPT_CHUNK_MS below) a
@@ -201,7 +206,7 @@ export class EmberEngine {
    * (``emberllm.chat.plain``).  With ``fitContext`` (default) the oldest turns are left out while the prompt and
    * a reply reserve (min(nPredict, nCtx / 4)) do not fit (lastTimings().droppedMessages says how many); it throws
    * when the system prompt and the last message alone do not.  Steps as complete()'s.  Sampling: temperature,
-   * topK, topP, minP, repeatPenalty, seed.
+   * topK, topP, minP, repeatPenalty, seed, grammar (GBNF text), jsonSchema (a JSON schema object).
    */
   async *chat(messages, { nPredict = 256, fitContext = true, promptChunk = PROMPT_CHUNK,
     promptChunkMs = PROMPT_CHUNK_MS, ...sampling } = {}) {
@@ -333,7 +338,7 @@ p if os.path.exists(p) else ""
 const DEVICES = ["auto", "webgpu", "cpu"];
 
 const SAMPLING_KEYS = { temperature: "temperature", topK: "top_k", topP: "top_p", minP: "min_p",
-  repeatPenalty: "repeat_penalty", seed: "seed" };
+  repeatPenalty: "repeat_penalty", seed: "seed", grammar: "grammar", jsonSchema: "json_schema" };
 
 /** Sampling options (camelCase, undefined ones left out) as the Python engine's keyword JSON. */
 function samplingJSON({ temperature = 0.8, ...rest } = {}) {
@@ -482,9 +487,16 @@ class _EmberApi:
 
     def _generate(self, tokens, n_predict, stop, sampling, chunk, chunk_ms):
         self.prompt_total = len(tokens)
+        kw = json.loads(sampling)
+        if "json_schema" in kw:
+            from emberllm.grammar.json_schema import schema_to_gbnf
+
+            if kw.get("grammar"):
+                raise ValueError("grammar, jsonSchema: give one of them, not both")
+            kw["grammar"] = schema_to_gbnf(kw.pop("json_schema") or {"type": "object"})
         return self._steps(self.model.generate(tokens, n_predict=n_predict, stop=stop, prompt_progress=True,
                                                prompt_chunk=chunk or None, prompt_chunk_ms=chunk_ms or None,
-                                               cancel=lambda: self.cancelled, **json.loads(sampling)))
+                                               cancel=lambda: self.cancelled, **kw))
 
     def start_complete(self, prompt, n_predict, sampling, stop, chunk, chunk_ms):
         self.dropped = 0
