@@ -50,6 +50,8 @@ def engine_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, ValueError | ContextFullError):
         return ApiError(400, str(exc))
+    if isinstance(exc, RuntimeError) and str(exc).startswith("grammar:"):  # the request's grammar hit a dead end
+        return ApiError(400, str(exc))
     return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}")
 
 

@@ -73,6 +73,17 @@ SAMPLING: dict[str, Any] = {
     "stop": STOP,
 }
 
+#: Structured output (``structured.py``), read by every generating endpoint.
+STRUCTURED: dict[str, Any] = {
+    "grammar": {**STR, "description": "GBNF grammar (llama.cpp's dialect) the output must match"},
+    "json_schema": {"type": "object", "description": "JSON schema the output must match ({}: any object)"},
+    "response_format": {"type": "object", "required": ["type"], "properties": {
+        "type": {"oneOf": [{"const": "text"}, {"const": "json_object"}, {"const": "json_schema"}]},
+        "schema": {"type": "object"},
+        "json_schema": {"type": "object", "properties": {"name": STR, "schema": {"type": "object"},
+                                                         "strict": BOOL}}}},
+}
+
 OPENAI: dict[str, Any] = {
     "model": STR,
     "max_tokens": {**N_PREDICT, "type": ["integer", "null"]},
@@ -90,7 +101,7 @@ def _body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
 REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "/completion": ("llama-server completion (``content`` is accepted in place of ``prompt``)", _body(["prompt"], {
         "prompt": PROMPT, "n_predict": N_PREDICT, "n_keep": {**INT, "minimum": -1}, "n_probs": {**INT, "minimum": 0},
-        "id_slot": {**INT, "minimum": -1}, **SAMPLING})),
+        "id_slot": {**INT, "minimum": -1}, **SAMPLING, **STRUCTURED})),
     "/tokenize": ("text to token ids", _body([], {
         "content": STR, "add_special": BOOL, "parse_special": BOOL, "with_pieces": BOOL})),
     "/detokenize": ("token ids to text", _body([], {"tokens": TOKENS})),
@@ -99,10 +110,10 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
     "/v1/completions": ("OpenAI text completion (``echo`` is not supported)", _body(["prompt"], {
         "prompt": PROMPT, **OPENAI,
         "logprobs": {"oneOf": [{**INT, "minimum": 0, "maximum": 20}, {"const": False}, {"type": "null"}]},
-        "echo": {"const": False}, **SAMPLING})),
+        "echo": {"const": False}, **SAMPLING, **STRUCTURED})),
     "/v1/chat/completions": ("OpenAI chat completion", _body(["messages"], {
         "messages": MESSAGES, **OPENAI, "logprobs": BOOL, "top_logprobs": {**INT, "minimum": 0, "maximum": 20},
-        **SAMPLING})),
+        **SAMPLING, **STRUCTURED})),
 }
 
 ERROR: dict[str, Any] = {

@@ -247,6 +247,13 @@ def test_bad_grammars_and_schemas_are_400s_naming_the_field(client, path, body, 
     _healthy(client)
 
 
+def test_a_grammar_no_token_can_follow_is_a_400(client):
+    """No token may start with NUL (llama.cpp's rule), so this grammar cannot even start: a 400, not a 500."""
+    r = client.post("/completion", json={"prompt": "x", "n_predict": 4, "grammar": 'root ::= "\\x00"'})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("grammar:"), r.text
+    _healthy(client)
+
+
 def test_unsupported_schema_through_the_client_is_a_bad_request(oai, client):
     openai = pytest.importorskip("openai")
     fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {"type": "null"}}}}
