@@ -161,6 +161,23 @@ def test_parse_with_a_pydantic_model_fills_parsed(oai):
     assert isinstance(msg.parsed, City) and msg.parsed == City.model_validate_json(msg.content)
 
 
+def test_client_stream_helper_with_a_pydantic_model_fills_parsed(oai):
+    pydantic = pytest.importorskip("pydantic")
+
+    class Pet(pydantic.BaseModel):
+        name: str = pydantic.Field(max_length=12)
+        legs: int = pydantic.Field(ge=0, le=8)
+
+    chat = oai.chat if hasattr(oai.chat.completions, "stream") else oai.beta.chat
+    with chat.completions.stream(model="gemma-test", messages=[{"role": "user", "content": "A pet as JSON."}],
+                                 response_format=Pet, max_tokens=MAX_TOKENS, seed=6) as stream:
+        deltas = [ev.delta for ev in stream if ev.type == "content.delta"]
+        final = stream.get_final_completion()
+    msg = final.choices[0].message
+    assert final.choices[0].finish_reason == "stop" and len(deltas) > 1
+    assert isinstance(msg.parsed, Pet) and "".join(deltas) == msg.content
+
+
 def test_streamed_chat_and_completion_follow_the_schema(server):
     schema = SCHEMAS[0]
     fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}
