@@ -48,9 +48,7 @@ def engine_error(exc: BaseException) -> ApiError:
     """An exception from the engine thread as an HTTP error."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, ValueError | ContextFullError):
-        return ApiError(400, str(exc))
-    if isinstance(exc, RuntimeError) and str(exc).startswith("grammar:"):  # the request's grammar hit a dead end
+    if isinstance(exc, ValueError | ContextFullError):  # incl. a request's grammar that hits a dead end
         return ApiError(400, str(exc))
     return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}")
 

@@ -7,7 +7,7 @@ vocabulary's tokens the grammar allows next without testing every token.
 
 from __future__ import annotations
 
-from .gbnf import GrammarError, ParsedGrammar, parse
+from .gbnf import GrammarDeadEndError, GrammarError, ParsedGrammar, parse
 from .matcher import Grammar, Matcher
 
-__all__ = ["Grammar", "GrammarError", "Matcher", "ParsedGrammar", "parse"]
+__all__ = ["Grammar", "GrammarDeadEndError", "GrammarError", "Matcher", "ParsedGrammar", "parse"]

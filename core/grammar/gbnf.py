@@ -18,6 +18,10 @@ Element = tuple[int, int]
 Rule = list[Element]
 
 
+class GrammarDeadEndError(ValueError):
+    """A grammar that no token of the vocabulary can continue at some point of a generation."""
+
+
 class GrammarError(ValueError):
     """A malformed grammar; ``line`` and ``column`` (1-based) say where."""
 

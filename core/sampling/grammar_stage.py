@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from emberllm.grammar.gbnf import GrammarDeadEndError
 from emberllm.grammar.matcher import Grammar
 from emberllm.grammar.tokens import TokenIndex, allowed_ranges, allowed_ranges_c, mask_rejected_c, token_allowed
 
@@ -109,7 +110,7 @@ class GrammarStage(Stage):
         eog = list(index.eog_ids) if owner.grammar.complete[owner.state] else []
         n_allowed = index.count(ranges) + len(eog)
         if not n_allowed:
-            raise RuntimeError("grammar: no token of the vocabulary can continue the grammar here")
+            raise GrammarDeadEndError("grammar: no token of the vocabulary can continue the grammar here")
         if isinstance(c, ListCands) or n_allowed <= LIST_LIMIT:
             keep = index.ids(ranges) + eog
             if isinstance(c, ListCands):
