@@ -1,0 +1,167 @@
+"""Unit tests of ``emberllm.chat.tool_calls``: format detection, the parsers on hand-written outputs of each family,
+history rewriting and the grammars that force a call (checked with the GBNF engine)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emberllm.chat.template import BUILTIN_TEMPLATES
+from emberllm.chat.tool_calls import (
+    call_schema,
+    detect_format,
+    new_call_id,
+    parse_tool_calls,
+    prepare_messages,
+    tool_call_grammar,
+)
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                                    "unit": {"enum": ["c", "f"]}},
+                   "required": ["city"], "additionalProperties": False}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+
+HERMES_TEMPLATE = ("{%- for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                   "{%- for c in m.tool_calls or [] %}<tool_call>\n{{ c.function | tojson }}\n</tool_call>"
+                   "{%- endfor %}<|im_end|>\n{%- endfor %}")
+
+
+def test_detect_format():
+    assert detect_format(HERMES_TEMPLATE) == "hermes"
+    assert detect_format("{{ '[TOOL_CALLS]' + calls|tojson }}[INST]") == "mistral"
+    assert detect_format("<|start_header_id|>ipython<|end_header_id|>{% if tools %}{% endif %}") == "llama3"
+    assert detect_format(BUILTIN_TEMPLATES["llama3"]) == "generic"  # the built-in knows no tools
+    assert detect_format(BUILTIN_TEMPLATES["gemma"]) == "generic"
+    assert detect_format(None) == "generic"
+
+
+def test_parse_hermes():
+    text = ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
+            '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>')
+    content, calls = parse_tool_calls(text, "hermes")
+    assert content.strip() == "Let me check."
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"}),
+                                                                  ("get_time", {})]
+    # arguments given as a JSON string (some Qwen outputs), and a missing closing tag
+    content, calls = parse_tool_calls('<tool_call>{"name": "f", "arguments": "{\\"a\\": 1}"}', "hermes")
+    assert content == "" and calls[0].arguments == '{"a": 1}'
+    # not a call: all content
+    assert parse_tool_calls("<tool_call>oops</tool_call>", "hermes") == ("<tool_call>oops</tool_call>", [])
+    assert parse_tool_calls("plain answer", "hermes") == ("plain answer", [])
+
+
+def test_parse_llama3():
+    content, calls = parse_tool_calls('{"name": "get_weather", "parameters": {"city": "Oslo", "unit": "c"}}',
+                                      "llama3")
+    assert content == "" and calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments) == {"city": "Oslo", "unit": "c"}
+    _, calls = parse_tool_calls('<|python_tag|>{"name": "a", "arguments": {"x": 1}}; {"name": "b", "parameters": {}}',
+                                "llama3")
+    assert [c.name for c in calls] == ["a", "b"]
+    assert parse_tool_calls("The weather is fine.", "llama3") == ("The weather is fine.", [])
+    assert parse_tool_calls('{"answer": 42}', "llama3") == ('{"answer": 42}', [])
+
+
+def test_parse_mistral():
+    text = 'Sure. [TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Rome"}, "id": "abcDEF123"}]'
+    content, calls = parse_tool_calls(text, "mistral")
+    assert content == "Sure." and calls[0].id == "abcDEF123" and json.loads(calls[0].arguments) == {"city": "Rome"}
+    content, calls = parse_tool_calls('[TOOL_CALLS]get_time[ARGS]{}[TOOL_CALLS]get_weather[ARGS]{"city": "X"}',
+                                      "mistral")
+    assert [c.name for c in calls] == ["get_time", "get_weather"] and content == ""
+    assert parse_tool_calls("no calls", "mistral") == ("no calls", [])
+
+
+def test_parse_generic():
+    _, calls = parse_tool_calls('{"tool_call": {"name": "get_weather", "arguments": {"city": "Lima"}}}', "generic")
+    assert calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Lima"}
+    _, calls = parse_tool_calls('{"tool_calls": [{"name": "a", "arguments": {}}, {"name": "b", "arguments": {}}]}',
+                                "generic")
+    assert [c.name for c in calls] == ["a", "b"]
+    assert parse_tool_calls('{"response": "Hello there"}', "generic") == ("Hello there", [])
+    assert parse_tool_calls("free text", "generic") == ("free text", [])
+    assert parse_tool_calls('{"tool_call": {"oops": 1}}', "generic") == ('{"tool_call": {"oops": 1}}', [])
+    with pytest.raises(ValueError, match="unknown tool-call format"):
+        parse_tool_calls("", "nope")
+
+
+def test_call_ids_and_openai_shape():
+    ids = {new_call_id() for _ in range(50)}
+    assert len(ids) == 50 and all(i.startswith("call_") and len(i) == 29 for i in ids)
+    _, calls = parse_tool_calls('{"tool_call": {"name": "f", "arguments": {"a": [1, "é"]}}}', "generic")
+    entry = calls[0].to_openai()
+    assert entry["type"] == "function" and entry["function"] == {"name": "f", "arguments": '{"a": [1, "é"]}'}
+
+
+def test_prepare_messages_generic_and_native():
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
+    ]
+    generic = prepare_messages(history, "generic", [WEATHER], "auto")
+    assert generic[0]["role"] == "system" and "get_weather" in generic[0]["content"]
+    assert json.loads(generic[2]["content"]) == {"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"},
+                                                               "id": "call_1"}}
+    assert generic[3]["role"] == "user"
+    assert json.loads(generic[3]["content"]) == {"tool_response": {"tool": "get_weather", "content": "18 C, sunny",
+                                                                   "tool_call_id": "call_1"}}
+    native = prepare_messages(history, "hermes", [WEATHER], "auto")
+    assert native[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
+    assert native[2] == history[2] and len(native) == 3
+    assert history[1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'  # input untouched
+
+
+CALL_TEXTS = {
+    "generic": ('{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}',
+                '{"response": "hi"}'),
+    "hermes": ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+               'Paris is sunny.'),
+    "llama3": ('{"name": "get_weather", "parameters": {"city": "Paris"}}', 'Paris is sunny.'),
+    "mistral": ('[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}]', 'Paris is sunny.'),
+}
+
+
+@pytest.mark.parametrize("fmt", ["generic", "hermes", "llama3", "mistral"])
+def test_required_grammar_accepts_calls_only(fmt):
+    """A forced call's grammar takes a valid call in the format, which parses back, and refuses free text, an
+    unknown function, and arguments that break the schema."""
+    from emberllm.grammar.matcher import Matcher
+
+    m = Matcher(tool_call_grammar([WEATHER, TIME], fmt, required=True, parallel=False))
+    call, other = CALL_TEXTS[fmt]
+    assert m.accepts(call)
+    assert not m.accepts(other)
+    assert not m.accepts(call.replace("get_weather", "get_wether"))
+    assert not m.accepts(call.replace('"Paris"', "12"))
+    _, calls = parse_tool_calls(call, fmt)
+    assert calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
+    time_only = Matcher(tool_call_grammar([TIME], fmt, required=True, parallel=False))
+    assert not time_only.accepts(call)
+
+
+def test_parallel_grammars():
+    from emberllm.grammar.matcher import Matcher
+
+    block = '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
+    assert Matcher(tool_call_grammar([TIME], "hermes", True, True)).accepts(block + "\n" + block)
+    assert not Matcher(tool_call_grammar([TIME], "hermes", True, False)).accepts(block + "\n" + block)
+    two = '{"tool_calls": [{"name": "get_time", "arguments": {}}, {"name": "get_time", "arguments": {}}]}'
+    assert Matcher(tool_call_grammar([TIME], "generic", True, True)).accepts(two)
+    assert len(parse_tool_calls(two, "generic")[1]) == 2
+
+
+def test_auto_grammar():
+    assert tool_call_grammar([WEATHER], "hermes", required=False, parallel=False) == ""
+    assert tool_call_grammar([WEATHER], "generic", required=False, parallel=False)
+    schema = call_schema([WEATHER], "generic", required=False, parallel=False)
+    assert "anyOf" in schema
+    from emberllm.grammar.matcher import Matcher
+
+    m = Matcher(tool_call_grammar([WEATHER], "generic", required=False, parallel=False))
+    assert m.accepts(CALL_TEXTS["generic"][0]) and m.accepts(CALL_TEXTS["generic"][1]) and not m.accepts("hi")
