@@ -3,7 +3,9 @@
 Bodies take OpenAI's fields (``max_tokens``, ``stop``, ``seed``, ``temperature``, ``top_p``, penalties,
 ``logprobs``/``top_logprobs``, ``stream``, ``stream_options.include_usage``, ``response_format``; ``n`` must be 1)
 plus llama.cpp's extra sampling fields (``top_k``, ``min_p``, ...), which go through ``SamplingParams.from_dict``,
-and its ``grammar`` / ``json_schema`` (``structured.grammar_from``).
+and its ``grammar`` / ``json_schema`` (``structured.grammar_from``).  The chat endpoint does tool calling
+(``tools``, ``tool_choice``, ``parallel_tool_calls``: ``edge_server.tools``): calls come back as
+``message.tool_calls`` (streamed as ``delta.tool_calls`` chunks) with ``finish_reason: "tool_calls"``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from emberllm.chat.tool_calls import detect_format, parse_tool_calls
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.generation import (
     Outcome,
@@ -42,8 +45,10 @@ from emberllm.edge_server.requests import (
 )
 from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ServerState, ready_model, server_of
-from emberllm.edge_server.structured import with_grammar
+from emberllm.edge_server.structured import grammar_from, with_grammar
+from emberllm.edge_server.tools import ToolRequest, check_history, tool_request
 from emberllm.edge_server.worker import GenRequest, GenResult
+from emberllm.grammar.json_schema import UnsupportedSchemaError
 from emberllm.runtime.model import Model, Step
 
 
@@ -97,9 +102,10 @@ def _usage(n_prompt: int, n_predicted: int) -> dict[str, int]:
 
 
 def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt: str | list[int],
-                 n_top: int | None, extra_stop: list[str]) -> GenRequest:
-    """Shared OpenAI field handling; ``n_top`` is the number of top log-probabilities asked for (None: off)."""
-    refuse_unsupported(data)
+                 n_top: int | None, extra_stop: list[str], chat: bool = False, grammar: str = "") -> GenRequest:
+    """Shared OpenAI field handling; ``n_top`` is the number of top log-probabilities asked for (None: off);
+    ``grammar``: a tool call's grammar, used instead of the body's (which must then ask for none)."""
+    refuse_unsupported(data, chat=chat)
     if get_int(data, "n", 1) != 1:
         raise ApiError(400, "n: only n=1 is supported")
     n_predict = -1
@@ -108,6 +114,8 @@ def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt
             n_predict = get_int(data, key, -1, -1, 2**31 - 1)
             break
     fields = with_grammar(data)
+    if grammar:
+        fields["grammar"] = grammar
     if n_top is not None:
         fields["n_probs"] = max(n_top, 1)
     fields.pop("logprobs", None)
@@ -176,6 +184,43 @@ class ChatStream(_OpenAIStream):
 
 
 @dataclass
+class ToolChatStream(ChatStream):
+    """``/v1/chat/completions``' chunks when tools are offered: the reply is held until it ends, then parsed;
+    its content (if any) comes as one delta, each call as a ``delta.tool_calls`` chunk with its index, id, type,
+    name and empty arguments, then argument fragments, then the finish chunk (``tool_calls`` when there are calls)."""
+
+    fmt: str = "generic"
+    fragment: int = 16  # characters of arguments per chunk
+    parts: list[str] = field(default_factory=list, init=False)
+
+    def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
+        """Nothing yet: the text is kept until the reply is complete."""
+        self.parts.append(step.text)
+        return None
+
+    def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
+        """Content, calls, then the finish chunk, usage and ``[DONE]``."""
+        content, calls = parse_tool_calls("".join(self.parts), self.fmt)
+        out: list[Any] = []
+        if content:
+            out.append(self.envelope({"index": 0, "delta": {"content": content}, "finish_reason": None,
+                                      "logprobs": None}))
+        for i, call in enumerate(calls):
+            entry = call.to_openai()
+            entry["function"]["arguments"] = ""
+            out.append(self.envelope({"index": 0, "delta": {"tool_calls": [{"index": i, **entry}]},
+                                      "finish_reason": None, "logprobs": None}))
+            for at in range(0, len(call.arguments), self.fragment):
+                piece = call.arguments[at:at + self.fragment]
+                out.append(self.envelope({"index": 0, "delta": {"tool_calls": [
+                    {"index": i, "function": {"arguments": piece}}]}, "finish_reason": None, "logprobs": None}))
+        rest = super().tail(last, result, n_predicted)
+        if calls:
+            rest[0]["choices"][0]["finish_reason"] = "tool_calls"
+        return out + rest
+
+
+@dataclass
 class TextStream(_OpenAIStream):
     """``/v1/completions``' chunks: one text piece per step with text."""
 
@@ -214,11 +259,17 @@ async def chat_completions(request: Request) -> Response:
     n_top = get_int(data, "top_logprobs", 0, 0, 20) if want_lp else None
     stream = get_bool(data, "stream", False)
     include_usage = _include_usage(data) if stream else False
+    tools = tool_request(data)
+    check_history(messages)
+    fmt_name = detect_format(model.chat_template.template)
+    grammar = _tool_grammar(tools, fmt_name, data)
     try:
-        prompt = await asyncio.to_thread(model.apply_chat_template, messages)
-    except ValueError as exc:
+        prompt = await asyncio.to_thread(model.chat_template.render_prompt, tools.messages(messages, fmt_name),
+                                         tools=tools.offered if tools.active else None)
+    except (ValueError, TypeError) as exc:
         raise ApiError(400, f"messages: {exc}") from exc
-    req = _gen_request(server, model, data, prompt, n_top, [s for s in model.chat_template.stop_strings if s])
+    req = _gen_request(server, model, data, prompt, n_top, [s for s in model.chat_template.stop_strings if s],
+                       chat=True, grammar=grammar)
     truncate = get_bool(data, "truncate", server.config.truncate_prompts)
     n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
     name = server.config.model_name
@@ -227,8 +278,15 @@ async def chat_completions(request: Request) -> Response:
     job, events = await start(server.worker, req)
     if not stream:
         out: Outcome = await collect(events)
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": out.text},
-                                  "finish_reason": openai_finish_reason(out.last), "logprobs": None}
+        message: dict[str, Any] = {"role": "assistant", "content": out.text}
+        finish = openai_finish_reason(out.last)
+        if tools.active:
+            content, calls = parse_tool_calls(out.text, fmt_name)
+            message["content"] = content or (None if calls else "")
+            if calls:
+                message["tool_calls"] = [c.to_openai() for c in calls]
+                finish = "tool_calls"
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         if n_top is not None:
             choice["logprobs"] = _chat_logprobs(model, out.steps, n_top)
         return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": name,
@@ -236,8 +294,21 @@ async def chat_completions(request: Request) -> Response:
                              "usage": _usage(n_prompt, out.n_predicted),
                              "timings": timings_dict(out.result, out.n_predicted)})
 
-    fmt = ChatStream(model, cid, created, name, n_prompt, n_top, include_usage)
+    fmt = (ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage, fmt=fmt_name) if tools.active
+           else ChatStream(model, cid, created, name, n_prompt, n_top, include_usage))
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)
+
+
+def _tool_grammar(tools: ToolRequest, fmt_name: str, data: dict[str, Any]) -> str:
+    """The grammar tool calling needs (empty: none); 400 when the body also asks for structured output."""
+    if not tools.active:
+        return ""
+    if grammar_from(data):
+        raise ApiError(400, "tools: tool calling cannot be combined with grammar, json_schema or response_format")
+    try:
+        return tools.grammar(fmt_name)
+    except (UnsupportedSchemaError, ValueError, TypeError, RecursionError) as exc:
+        raise ApiError(400, f"tools: {exc}") from exc
 
 
 async def completions(request: Request) -> Response:

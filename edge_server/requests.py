@@ -50,23 +50,31 @@ def check_json_content_type(request: Request) -> None:
                             "as application/json")
 
 
-#: Generation fields of llama-server's and OpenAI's APIs that this server does not honour yet: a request that uses
-#: one is answered 400 naming it rather than served as if the field were absent.  (``grammar``, ``json_schema``
-#: and ``response_format`` are honoured: ``structured.grammar_from``.)
+#: Generation fields of llama-server's and OpenAI's APIs that this server does not honour: a request that uses one is
+#: answered 400 naming it rather than served as if the field were absent.  (``grammar``, ``json_schema`` and
+#: ``response_format`` are honoured: ``structured.grammar_from``; ``tools``, ``tool_choice`` and
+#: ``parallel_tool_calls`` too: ``tools.tool_request``.)  The deprecated ``functions`` / ``function_call`` are not:
+#: send ``tools`` / ``tool_choice``.
 NOT_SUPPORTED = {
-    "tools": "tool calling is not supported yet",
-    "tool_choice": "tool calling is not supported yet; only \"none\" is",
-    "functions": "function calling is not supported",
-    "function_call": "function calling is not supported; only \"none\" is",
+    "functions": "the deprecated function calling is not supported; send \"tools\" instead",
+    "function_call": "the deprecated function calling is not supported; send \"tool_choice\" instead "
+                     "(only \"none\" is accepted here)",
 }
 
 
-def refuse_unsupported(data: dict[str, Any]) -> None:
+#: Fields only ``/v1/chat/completions`` honours: elsewhere they are 400s too.
+CHAT_ONLY = {
+    "tools": "tool calling is only supported on /v1/chat/completions",
+    "tool_choice": "tool calling is only supported on /v1/chat/completions; only \"none\" is accepted here",
+}
+
+
+def refuse_unsupported(data: dict[str, Any], chat: bool = False) -> None:
     """400 naming the first generation field the request really uses that this server cannot honour (empty or
-    neutral values such as ``"tools": []`` and ``"tool_choice": "none"`` are accepted: they ask for nothing).
-    Tools offered with ``"tool_choice": "none"`` are honoured too: the model must not call them, and it never
-    does here."""
-    for name, why in NOT_SUPPORTED.items():
+    neutral values such as ``"functions": []`` and ``"function_call": "none"`` are accepted: they ask for
+    nothing)."""
+    refused = NOT_SUPPORTED if chat else {**NOT_SUPPORTED, **CHAT_ONLY}
+    for name, why in refused.items():
         if _uses(name, data.get(name), data):
             raise ApiError(400, f"{name}: {why}")
 

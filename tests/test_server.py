@@ -175,12 +175,13 @@ TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"
 
 
 @pytest.mark.parametrize("field, extra", [
-    ("tools", {"tools": [TOOL]}),
+    ("functions", {"functions": [TOOL["function"]]}),
+    ("function_call", {"function_call": {"name": "get_weather"}}),
     ("tool_choice", {"tool_choice": "required"}),
 ])
-def test_tools_are_refused_not_ignored(oai, field, extra):
-    """Until tool calls exist, a request that asks for them gets a 400 naming the field (never free text with a
-    200), through the official client.  (Structured output: test_server_structured.py.)"""
+def test_unhonoured_tool_fields_are_refused_not_ignored(oai, field, extra):
+    """The deprecated ``functions`` / ``function_call``, and a call required with no tools, get a 400 naming the
+    field (never free text with a 200), through the official client.  (Tool calling: test_tool_calling.py.)"""
     openai = pytest.importorskip("openai")
     with pytest.raises(openai.BadRequestError) as info:
         oai.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "x"}], max_tokens=2,
