@@ -36,6 +36,32 @@ MESSAGES: dict[str, Any] = {
     },
 }
 
+#: ``/v1/chat/completions``' messages: the above plus assistant ``tool_calls`` and a tool message's ``tool_call_id``.
+CHAT_MESSAGES: dict[str, Any] = {**MESSAGES, "items": {**MESSAGES["items"], "properties": {
+    **MESSAGES["items"]["properties"],
+    "tool_call_id": STR,
+    "tool_calls": {"type": "array", "items": {"type": "object", "required": ["function"], "properties": {
+        "id": STR, "type": {"const": "function"},
+        "function": {"type": "object", "required": ["name"], "properties": {"name": STR, "arguments": STR}}}}},
+}}}
+
+#: Tool calling (``tools.py``), read by ``/v1/chat/completions`` only (elsewhere ``tools`` / ``tool_choice`` are
+#: 400s).
+TOOL_NAME: dict[str, Any] = {**STR, "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+TOOLS: dict[str, Any] = {
+    "tools": {"type": "array", "items": {"type": "object", "required": ["type", "function"], "properties": {
+        "type": {"const": "function"},
+        "function": {"type": "object", "required": ["name"], "properties": {
+            "name": TOOL_NAME, "description": STR, "strict": BOOL,
+            "parameters": {"type": "object", "description": "JSON schema of the arguments"}}}}}},
+    "tool_choice": {"oneOf": [{"const": "auto"}, {"const": "none"}, {"const": "required"},
+                              {"type": "object", "required": ["type", "function"], "properties": {
+                                  "type": {"const": "function"},
+                                  "function": {"type": "object", "required": ["name"],
+                                               "properties": {"name": TOOL_NAME}}}}]},
+    "parallel_tool_calls": BOOL,
+}
+
 #: llama.cpp's sampling fields (``SamplingParams``), read by every generating endpoint.  Numbers must be finite;
 #: a value outside a ``minimum``/``maximum`` is a 400, while the fields described as clamped accept any number.
 SAMPLING: dict[str, Any] = {
@@ -111,9 +137,9 @@ REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
         "prompt": PROMPT, **OPENAI,
         "logprobs": {"oneOf": [{**INT, "minimum": 0, "maximum": 20}, {"const": False}, {"type": "null"}]},
         "echo": {"const": False}, **SAMPLING, **STRUCTURED})),
-    "/v1/chat/completions": ("OpenAI chat completion", _body(["messages"], {
-        "messages": MESSAGES, **OPENAI, "logprobs": BOOL, "top_logprobs": {**INT, "minimum": 0, "maximum": 20},
-        **SAMPLING, **STRUCTURED})),
+    "/v1/chat/completions": ("OpenAI chat completion, with tool calling", _body(["messages"], {
+        "messages": CHAT_MESSAGES, **OPENAI, "logprobs": BOOL, "top_logprobs": {**INT, "minimum": 0, "maximum": 20},
+        **SAMPLING, **STRUCTURED, **TOOLS})),
 }
 
 ERROR: dict[str, Any] = {
@@ -147,8 +173,10 @@ def openapi_schema() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "emberllm edge server", "version": "0.1.0",
                  "description": "llama-server's and OpenAI's JSON endpoints (the main fields; grammar, json_schema "
-                                "and response_format constrain the output; tools are answered 400 until "
-                                "supported; other unknown fields are ignored)."},
+                                "and response_format constrain the output; tools, tool_choice and "
+                                "parallel_tool_calls do tool calling on /v1/chat/completions; the deprecated "
+                                "functions and function_call are answered 400; other unknown fields are "
+                                "ignored)."},
         "components": {
             "schemas": {"Error": ERROR},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

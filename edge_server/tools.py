@@ -131,7 +131,7 @@ def _tools(value: Any) -> list[dict[str, Any]]:
                 schema_to_gbnf(dict(params) or {"type": "object"}, strict=bool(strict))
             except UnsupportedSchemaError as exc:
                 raise ApiError(400, f"{where}.function.parameters: {exc}") from exc
-            except (ValueError, TypeError, RecursionError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any schema the converter chokes on is the client's error
                 raise ApiError(400, f"{where}.function.parameters: invalid JSON schema: {exc}") from exc
         clean = {"name": name, **({"description": desc} if desc is not None else {}),
                  "parameters": dict(params) if params else {"type": "object", "properties": {}}}

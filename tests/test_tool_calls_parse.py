@@ -165,3 +165,31 @@ def test_auto_grammar():
 
     m = Matcher(tool_call_grammar([WEATHER], "generic", required=False, parallel=False))
     assert m.accepts(CALL_TEXTS["generic"][0]) and m.accepts(CALL_TEXTS["generic"][1]) and not m.accepts("hi")
+
+
+def test_history_and_tools_render_through_a_native_template():
+    """Tools reach the template as ``tools``; an assistant call renders with its arguments as a value (not a
+    JSON string in a string) and the tool result keeps its place."""
+    from emberllm.chat.template import ChatTemplate
+
+    template = ("{%- for t in tools or [] %}[TOOL {{ t.function.name }}]{% endfor %}"
+                "{%- for m in messages %}<{{ m.role }}>{{ m.content or '' }}"
+                "{%- for c in m.tool_calls or [] %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}"
+                "{%- if m.tool_call_id %}({{ m.tool_call_id }}){% endif %}{% endfor %}")
+    history = [{"role": "user", "content": "Weather?"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    fmt = detect_format(template)
+    assert fmt == "hermes"
+    text = ChatTemplate(template).render(prepare_messages(history, fmt, [WEATHER]), tools=[WEATHER],
+                                         add_generation_prompt=False)
+    assert text == ('[TOOL get_weather]<user>Weather?<assistant><tool_call>{"name": "get_weather", "arguments": '
+                    '{"city": "Paris"}}</tool_call><tool>sunny(call_1)')
+    # the generic format through Gemma's built-in template: the calls and results become JSON turns
+    gemma = ChatTemplate.builtin("gemma")
+    text = gemma.render(prepare_messages(history, "generic", [WEATHER]), tools=[WEATHER])
+    assert '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_1"}}' in text
+    assert '"tool_response": {"tool": "get_weather", "content": "sunny"' in text
+    assert "get_weather" in text.split("<start_of_turn>user\n", 1)[1]  # the tool list, in the first user turn

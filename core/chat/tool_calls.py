@@ -150,6 +150,8 @@ def prepare_messages(messages: Sequence[Mapping[str, Any]], fmt: str,
                 plain = _plain_calls(calls)
                 body: dict[str, Any] = ({"tool_call": plain[0]} if len(plain) == 1 else {"tool_calls": plain})
                 text = msg.get("content") or ""
+                if isinstance(text, list):
+                    text = "\n".join(str(p.get("text", "")) for p in text if isinstance(p, Mapping))
                 msg.pop("tool_calls", None)
                 msg["content"] = (text + "\n" if isinstance(text, str) and text else "") + json.dumps(body)
             else:
