@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from emberllm.chat.tool_calls import detect_format, parse_tool_calls
+from emberllm.chat.tool_calls import content_prefix_len, detect_format, parse_tool_calls
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.generation import (
     Outcome,
@@ -185,22 +185,35 @@ class ChatStream(_OpenAIStream):
 
 @dataclass
 class ToolChatStream(ChatStream):
-    """``/v1/chat/completions``' chunks when tools are offered: the reply is held until it ends, then parsed;
-    its content (if any) comes as one delta, each call as a ``delta.tool_calls`` chunk with its index, id, type,
-    name and empty arguments, then argument fragments, then the finish chunk (``tool_calls`` when there are calls)."""
+    """``/v1/chat/completions``' chunks when tools are offered.  Text that surely is content (before any call
+    marker of a native format: ``content_prefix_len``) streams as it comes; the rest is held until the reply ends,
+    then parsed: the remaining content as one delta, each call as a ``delta.tool_calls`` chunk with its index, id,
+    type, name and empty arguments, then argument fragments, then the finish chunk (``tool_calls`` when there are
+    calls).  With the generic format the reply is JSON, so all of it is held."""
 
     fmt: str = "generic"
     fragment: int = 16  # characters of arguments per chunk
     parts: list[str] = field(default_factory=list, init=False)
+    sent: int = field(default=0, init=False)  # characters of the reply already sent as content
 
     def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
-        """Nothing yet: the text is kept until the reply is complete."""
+        """A content delta of the text now known to be content, if any."""
+        if not step.text:
+            return None
         self.parts.append(step.text)
-        return None
+        text = "".join(self.parts)
+        safe = content_prefix_len(text, self.fmt)
+        if safe <= self.sent:
+            return None
+        piece, self.sent = text[self.sent:safe], safe
+        return self.envelope({"index": 0, "delta": {"content": piece}, "finish_reason": None, "logprobs": None})
 
     def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
         """Content, calls, then the finish chunk, usage and ``[DONE]``."""
-        content, calls = parse_tool_calls("".join(self.parts), self.fmt)
+        text = "".join(self.parts)
+        content, calls = parse_tool_calls(text, self.fmt)
+        sent = text[:self.sent]
+        content = content[len(sent):] if content.startswith(sent) else ""
         out: list[Any] = []
         if content:
             out.append(self.envelope({"index": 0, "delta": {"content": content}, "finish_reason": None,

@@ -193,3 +193,63 @@ def test_history_and_tools_render_through_a_native_template():
     assert '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_1"}}' in text
     assert '"tool_response": {"tool": "get_weather", "content": "sunny"' in text
     assert "get_weather" in text.split("<start_of_turn>user\n", 1)[1]  # the tool list, in the first user turn
+
+
+def test_content_prefix_len():
+    from emberllm.chat.tool_calls import content_prefix_len
+
+    assert content_prefix_len("Hello <tool", "hermes") == len("Hello ")
+    assert content_prefix_len("Hello <tool_call>{", "hermes") == len("Hello ")
+    assert content_prefix_len("a < b", "hermes") == len("a < b")
+    assert content_prefix_len("ok [TOOL_", "mistral") == 3
+    assert content_prefix_len("  ", "llama3") == 0
+    assert content_prefix_len(" {", "llama3") == 0
+    assert content_prefix_len("<|py", "llama3") == 0
+    assert content_prefix_len("<b>", "llama3") == 3
+    assert content_prefix_len("The answer", "llama3") == len("The answer")
+    assert content_prefix_len('{"response": "x"}', "generic") == 0
+    text = 'I will check. <tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
+    lengths = [content_prefix_len(text[:i], "hermes") for i in range(len(text) + 1)]
+    assert lengths == sorted(lengths) and lengths[-1] == len("I will check. ")
+
+
+@pytest.mark.parametrize(("fmt", "reply", "content", "names"), [
+    ("hermes", 'Let me look. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+     "Let me look. ", ["get_weather"]),
+    ("hermes", "No tools needed <here>.", "No tools needed <here>.", []),
+    ("llama3", '{"name": "get_time", "parameters": {}}', "", ["get_time"]),
+    ("generic", '{"response": "It is sunny."}', "It is sunny.", []),
+    ("generic", '{"tool_calls": [{"name": "get_time", "arguments": {}}, {"name": "get_weather", "arguments": '
+                '{"city": "Rome, Italy and around"}}]}', "", ["get_time", "get_weather"]),
+])
+def test_tool_stream_chunks(fmt, reply, content, names):
+    """The streamed chunks of a reply, fed a few characters at a time: the content deltas join to the content
+    (sent early for native formats), each call opens with index, id, type and name, its fragments join to its
+    arguments, and the finish reason says tool_calls when there are calls."""
+    from emberllm.edge_server.openai_api import ToolChatStream
+    from emberllm.runtime.model import Step
+
+    stream = ToolChatStream(None, "chatcmpl-x", 0, "m", 10, None, False, fmt=fmt)
+    chunks = []
+    for i in range(0, len(reply), 3):
+        chunk = stream.step(Step(1, reply[i:i + 3]), 1)
+        if chunk is not None:
+            chunks.append(chunk)
+    early = len(chunks)
+    chunks += [c for c in stream.tail(Step(1, "", "stop"), None, 5) if c != "[DONE]"]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert "".join(d.get("content") or "" for d in deltas) == content
+    if fmt == "hermes" and content:
+        assert early > 0  # content streamed before the reply ended
+    calls: dict[int, dict] = {}
+    for d in deltas:
+        for tc in d.get("tool_calls", []):
+            if "id" in tc:
+                assert tc["index"] not in calls and tc["type"] == "function" and tc["id"].startswith("call_")
+                calls[tc["index"]] = {"name": tc["function"]["name"], "arguments": tc["function"]["arguments"]}
+            else:
+                calls[tc["index"]]["arguments"] += tc["function"]["arguments"]
+    assert [calls[i]["name"] for i in sorted(calls)] == names
+    for call in calls.values():
+        json.loads(call["arguments"])
+    assert chunks[-1]["choices"][0]["finish_reason"] == ("tool_calls" if names else "stop")

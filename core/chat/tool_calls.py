@@ -33,6 +33,7 @@ __all__ = [
     "FORMATS",
     "ToolCall",
     "call_schema",
+    "content_prefix_len",
     "detect_format",
     "new_call_id",
     "parse_tool_calls",
@@ -341,7 +342,7 @@ def _parse_mistral(text: str) -> tuple[str, list[ToolCall]]:
         calls = [c for c in (_to_call(o) for o in decoded[0]) if c is not None]
         if len(calls) != len(decoded[0]):
             return text, []
-        return (text[:start] + text[decoded[1]:]).strip(), calls
+        return (text[:start] + text[decoded[1]:]).rstrip(), calls
     # the newer spelling: [TOOL_CALLS]name[ARGS]{...}, repeated
     pattern = re.compile(r"\[TOOL_CALLS\]\s*([A-Za-z0-9_.-]+)\s*\[ARGS\]")
     pos, content = 0, []
@@ -355,7 +356,7 @@ def _parse_mistral(text: str) -> tuple[str, list[ToolCall]]:
     if not calls:
         return text, []
     content.append(text[pos:])
-    return "".join(content).strip(), calls
+    return "".join(content).rstrip(), calls
 
 
 def _parse_generic(text: str) -> tuple[str, list[ToolCall]]:
@@ -386,3 +387,29 @@ def parse_tool_calls(text: str, fmt: str) -> tuple[str, list[ToolCall]]:
     if fmt not in _PARSERS:
         raise ValueError(f"unknown tool-call format {fmt!r}; formats: {', '.join(FORMATS)}")
     return _PARSERS[fmt](text)
+
+
+_MARKERS = {"hermes": "<tool_call>", "mistral": "[TOOL_CALLS]"}
+_PYTHON_TAG = "<|python_tag|>"
+
+
+def content_prefix_len(text: str, fmt: str) -> int:
+    """How many leading characters of a reply being generated are surely content, whatever follows (for streaming
+    content before the reply is complete): up to a call marker or a tail that may begin one (``hermes``,
+    ``mistral``); all of it once the reply does not open with a call (``llama3``); nothing for ``generic`` (the
+    reply is JSON).  Never decreases as ``text`` grows."""
+    marker = _MARKERS.get(fmt)
+    if marker is not None:
+        at = text.find(marker)
+        if at >= 0:
+            return at
+        for k in range(min(len(marker) - 1, len(text)), 0, -1):
+            if text.endswith(marker[:k]):
+                return len(text) - k
+        return len(text)
+    if fmt == "llama3":
+        body = text.lstrip()
+        if not body or body.startswith("{") or body.startswith(_PYTHON_TAG) or _PYTHON_TAG.startswith(body):
+            return 0
+        return len(text)
+    return 0
