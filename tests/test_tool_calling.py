@@ -1,10 +1,11 @@
 """Tool calling through ``emberllm serve`` with the Gemma model and the official ``openai`` client.
 
 The Gemma file carries no chat template: its built-in one knows no tools, so the server uses llama.cpp's generic
-JSON format.  A second server runs the same model under a small Hermes-style template (``--chat-template-file``)
-to exercise a native format (``<tool_call>`` blocks).  ``tool_choice="required"`` and a named function constrain
-the reply with a grammar built from the function schemas: the arguments must validate with ``jsonschema``,
-streamed (the client's own accumulation) and not, at temperature 0.8 over several seeds."""
+JSON format.  More servers run the same model under small Hermes-, Llama 3- and Mistral-style templates
+(``--chat-template-file``) to exercise the native formats (``<tool_call>`` blocks, bare JSON, ``[TOOL_CALLS]``).
+``tool_choice="required"`` and a named function constrain the reply with a grammar built from the function
+schemas: the arguments must validate with ``jsonschema``, streamed (the client's own accumulation) and not, at
+temperature 0.8 over several seeds."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 from .server_fixtures import API_KEY, AUTH, run_server
 
 N_CTX = 2048
+FRESH = {"cache_prompt": False}  # the same numbers streamed and not: no prompt-cache reuse
 SEEDS = (1, 2, 3)
 MAX_TOKENS = 160
 
@@ -74,6 +76,44 @@ For each call, answer <tool_call>
 {% endif %}"""
 
 
+LLAMA3_TEMPLATE = """\
+{{- bos_token }}{%- if tools %}<|start_header_id|>system<|end_header_id|>
+
+Environment: ipython
+You have access to the following functions. To call one, respond with JSON for a function call with its proper
+arguments that best answers the given prompt, in the format {"name": function name, "parameters": dictionary of
+argument name and its value}.
+{% for t in tools %}{{ t | tojson }}
+{% endfor %}<|eot_id|>{%- endif %}
+{%- for message in messages %}
+{%- if message.role == 'assistant' and message.tool_calls %}<|start_header_id|>assistant<|end_header_id|>
+
+{% for call in message.tool_calls %}{"name": "{{ call.function.name }}", "parameters": \
+{{ call.function.arguments | tojson }}}{% endfor %}<|eot_id|>
+{%- elif message.role == 'tool' %}<|start_header_id|>ipython<|end_header_id|>
+
+{{ message.content }}<|eot_id|>
+{%- else %}<|start_header_id|>{{ message.role }}<|end_header_id|>
+
+{{ message.content }}<|eot_id|>
+{%- endif %}{%- endfor %}
+{%- if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>
+
+{% endif %}"""
+
+MISTRAL_TEMPLATE = """\
+{{- bos_token }}{%- if tools %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}
+{%- for message in messages %}
+{%- if message.role == 'user' or message.role == 'system' %}[INST]{{ message.content }}[/INST]
+{%- elif message.role == 'assistant' and message.tool_calls %}[TOOL_CALLS][
+{%- for call in message.tool_calls %}{"name": "{{ call.function.name }}", "arguments": \
+{{ call.function.arguments | tojson }}, "id": "{{ call.id }}"}{% if not loop.last %}, {% endif %}{% endfor %}]</s>
+{%- elif message.role == 'tool' %}[TOOL_RESULTS]{{ message.content }}[/TOOL_RESULTS]
+{%- else %}{{ message.content }}</s>{%- endif %}{%- endfor %}"""
+
+NATIVE_TEMPLATES = {"hermes": HERMES_TEMPLATE, "llama3": LLAMA3_TEMPLATE, "mistral": MISTRAL_TEMPLATE}
+
+
 @pytest.fixture(scope="module")
 def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with run_server(gemma_path, tmp_path_factory.mktemp("server"), "-c", str(N_CTX), "-t", "1",
@@ -81,11 +121,13 @@ def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield srv.url
 
 
-@pytest.fixture(scope="module")
-def hermes_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_dir = tmp_path_factory.mktemp("hermes")
-    template = log_dir / "hermes.jinja"
-    template.write_text(HERMES_TEMPLATE)
+@pytest.fixture(scope="module", params=sorted(NATIVE_TEMPLATES))
+def native_server(request: pytest.FixtureRequest, gemma_path: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same model under a chat template with a native tool-call format (hermes, llama3, mistral)."""
+    log_dir = tmp_path_factory.mktemp(request.param)
+    template = log_dir / f"{request.param}.jinja"
+    template.write_text(NATIVE_TEMPLATES[request.param])
     with run_server(gemma_path, log_dir, "-c", str(N_CTX), "-t", "1", "--alias", "gemma-test",
                     "--chat-template-file", str(template)) as srv:
         yield srv.url
@@ -102,8 +144,8 @@ def oai(server: str):
 
 
 @pytest.fixture(scope="module")
-def oai_hermes(hermes_server: str):
-    return _client(hermes_server)
+def oai_native(native_server: str):
+    return _client(native_server)
 
 
 def _check_calls(message, finish: str, names: set[str]) -> None:
@@ -240,31 +282,47 @@ def test_tools_elsewhere_are_400s(server):
     _healthy(server)
 
 
-def test_hermes_template_required_streamed_and_not(oai_hermes, hermes_server):
+def test_native_template_required_streamed_and_not(oai_native, native_server):
+    """A forced call in the template's own format (the grammar wraps the JSON in <tool_call> / [TOOL_CALLS] where
+    the format does), parsed back into tool_calls, streamed and not."""
     for seed in SEEDS[:2]:
-        res = oai_hermes.chat.completions.create(model="gemma-test", messages=ASK, tools=TOOLS,
+        res = oai_native.chat.completions.create(model="gemma-test", messages=ASK, tools=TOOLS,
                                                  tool_choice="required", temperature=0.8, seed=seed,
                                                  max_tokens=MAX_TOKENS)
         choice = res.choices[0]
         _check_calls(choice.message, choice.finish_reason, set(SCHEMAS))
-        with oai_hermes.chat.completions.stream(model="gemma-test", messages=ASK, tools=TOOLS,
-                                                tool_choice="required", temperature=0.8, seed=seed,
-                                                max_tokens=MAX_TOKENS) as stream:
+        with oai_native.chat.completions.stream(model="gemma-test", messages=ASK, tools=TOOLS,
+                                                tool_choice={"type": "function", "function": {"name": "add_event"}},
+                                                temperature=0.8, seed=seed, max_tokens=MAX_TOKENS) as stream:
             final = stream.get_final_completion()
-        _check_calls(final.choices[0].message, final.choices[0].finish_reason, set(SCHEMAS))
-    _healthy(hermes_server)
+        _check_calls(final.choices[0].message, final.choices[0].finish_reason, {"add_event"})
+    _healthy(native_server)
 
 
-def test_hermes_round_trip_and_auto(oai_hermes, hermes_server):
+def test_native_round_trip_and_auto(oai_native, native_server):
+    """A history with a call and its result renders through the native template; ``auto`` (unconstrained, parsed
+    afterwards) answers content or well-formed calls, streamed and not."""
     history = [*ASK,
                {"role": "assistant", "content": None, "tool_calls": [
                    {"id": "call_abc123", "type": "function",
                     "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}}]},
                {"role": "tool", "tool_call_id": "call_abc123", "content": '{"temperature": 18}'}]
-    res = oai_hermes.chat.completions.create(model="gemma-test", messages=history, tools=TOOLS, temperature=0.8,
-                                             seed=3, max_tokens=60)
-    choice = res.choices[0]
-    assert choice.message.content is not None or choice.message.tool_calls
-    if choice.message.tool_calls:
-        assert choice.finish_reason == "tool_calls"
-    _healthy(hermes_server)
+    for messages in (history, ASK):
+        res = oai_native.chat.completions.create(model="gemma-test", messages=messages, tools=TOOLS,
+                                                 temperature=0.8, seed=3, max_tokens=60, extra_body=FRESH)
+        choice = res.choices[0]
+        assert choice.message.content is not None or choice.message.tool_calls
+        if choice.message.tool_calls:
+            assert choice.finish_reason == "tool_calls"
+        content, names, finish = "", [], None
+        for chunk in oai_native.chat.completions.create(model="gemma-test", messages=messages, tools=TOOLS,
+                                                        temperature=0.8, seed=3, max_tokens=60, stream=True,
+                                                        extra_body=FRESH):
+            delta = chunk.choices[0].delta
+            content += delta.content or ""
+            names += [tc.function.name for tc in delta.tool_calls or [] if tc.function and tc.function.name]
+            finish = chunk.choices[0].finish_reason or finish
+        assert content == (choice.message.content or "")
+        assert names == [c.function.name for c in choice.message.tool_calls or []]
+        assert finish == choice.finish_reason
+    _healthy(native_server)
