@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from emberllm.chat.tool_calls import content_prefix_len, detect_format, parse_tool_calls
+from emberllm.chat.tool_calls import detect_format, parse_tool_calls, streamable_content
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.generation import (
     Outcome,
@@ -185,35 +185,32 @@ class ChatStream(_OpenAIStream):
 
 @dataclass
 class ToolChatStream(ChatStream):
-    """``/v1/chat/completions``' chunks when tools are offered.  Text that surely is content (before any call
-    marker of a native format: ``content_prefix_len``) streams as it comes; the rest is held until the reply ends,
-    then parsed: the remaining content as one delta, each call as a ``delta.tool_calls`` chunk with its index, id,
-    type, name and empty arguments, then argument fragments, then the finish chunk (``tool_calls`` when there are
-    calls).  With the generic format the reply is JSON, so all of it is held."""
+    """``/v1/chat/completions``' chunks when tools are offered.  What surely is content streams as it comes (text
+    before any call marker of a native format, the decoded ``response`` string of the generic format:
+    ``streamable_content``); the rest is held until the reply ends, then parsed: the remaining content as one
+    delta, each call as a ``delta.tool_calls`` chunk with its index, id, type, name and empty arguments, then
+    argument fragments, then the finish chunk (``tool_calls`` when there are calls)."""
 
     fmt: str = "generic"
     fragment: int = 16  # characters of arguments per chunk
     parts: list[str] = field(default_factory=list, init=False)
-    sent: int = field(default=0, init=False)  # characters of the reply already sent as content
+    sent: str = field(default="", init=False)  # the content already sent
 
     def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
         """A content delta of the text now known to be content, if any."""
         if not step.text:
             return None
         self.parts.append(step.text)
-        text = "".join(self.parts)
-        safe = content_prefix_len(text, self.fmt)
-        if safe <= self.sent:
+        known = streamable_content("".join(self.parts), self.fmt)
+        if len(known) <= len(self.sent) or not known.startswith(self.sent):
             return None
-        piece, self.sent = text[self.sent:safe], safe
+        piece, self.sent = known[len(self.sent):], known
         return self.envelope({"index": 0, "delta": {"content": piece}, "finish_reason": None, "logprobs": None})
 
     def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
         """Content, calls, then the finish chunk, usage and ``[DONE]``."""
-        text = "".join(self.parts)
-        content, calls = parse_tool_calls(text, self.fmt)
-        sent = text[:self.sent]
-        content = content[len(sent):] if content.startswith(sent) else ""
+        content, calls = parse_tool_calls("".join(self.parts), self.fmt)
+        content = content[len(self.sent):] if content.startswith(self.sent) else ""
         out: list[Any] = []
         if content:
             out.append(self.envelope({"index": 0, "delta": {"content": content}, "finish_reason": None,

@@ -208,15 +208,41 @@ def test_named_function(oai):
         _check_calls(choice.message, choice.finish_reason, {"add_event"})
 
 
+def _stream_collect(oai, **kwargs) -> tuple[str, list[str], str | None, int]:
+    """Content, call names, finish reason and the number of content chunks of a raw streamed reply."""
+    content, names, finish, n_content = "", [], None, 0
+    for chunk in oai.chat.completions.create(stream=True, **kwargs):
+        delta = chunk.choices[0].delta
+        if delta.content:
+            content += delta.content
+            n_content += 1
+        names += [tc.function.name for tc in delta.tool_calls or [] if tc.function and tc.function.name]
+        finish = chunk.choices[0].finish_reason or finish
+    return content, names, finish, n_content
+
+
 def test_auto_generic_answers_a_call_or_content(oai):
-    res = oai.chat.completions.create(model="gemma-test", messages=ASK, tools=TOOLS, temperature=0.8, seed=1,
-                                      max_tokens=MAX_TOKENS)
-    choice = res.choices[0]
-    if choice.message.tool_calls:
-        _check_calls(choice.message, choice.finish_reason, set(SCHEMAS))
-    else:
-        assert isinstance(choice.message.content, str)
-        assert not choice.message.content.lstrip().startswith('{"response"')
+    """``auto`` with the generic format: a call or a ``response`` (unwrapped into content), streamed alike (the
+    response text as it comes, in several chunks)."""
+    kinds = set()
+    for seed in SEEDS:
+        kwargs = {"model": "gemma-test", "messages": [{"role": "user", "content": "Say hello to Bo."}],
+                  "tools": TOOLS, "temperature": 0.8, "seed": seed, "max_tokens": MAX_TOKENS, "extra_body": FRESH}
+        choice = oai.chat.completions.create(**kwargs).choices[0]
+        if choice.message.tool_calls:
+            kinds.add("call")
+            _check_calls(choice.message, choice.finish_reason, set(SCHEMAS))
+        else:
+            kinds.add("content")
+            assert isinstance(choice.message.content, str)
+            assert not choice.message.content.lstrip().startswith('{"response"')
+        content, names, finish, n_content = _stream_collect(oai, **kwargs)
+        assert content == (choice.message.content or "")
+        assert names == [c.function.name for c in choice.message.tool_calls or []]
+        assert finish == choice.finish_reason
+        if len(content) > 8:
+            assert n_content > 1
+    print("auto replies:", kinds)
 
 
 def test_round_trip_with_a_tool_message(oai, server):
@@ -314,14 +340,8 @@ def test_native_round_trip_and_auto(oai_native, native_server):
         assert choice.message.content is not None or choice.message.tool_calls
         if choice.message.tool_calls:
             assert choice.finish_reason == "tool_calls"
-        content, names, finish = "", [], None
-        for chunk in oai_native.chat.completions.create(model="gemma-test", messages=messages, tools=TOOLS,
-                                                        temperature=0.8, seed=3, max_tokens=60, stream=True,
-                                                        extra_body=FRESH):
-            delta = chunk.choices[0].delta
-            content += delta.content or ""
-            names += [tc.function.name for tc in delta.tool_calls or [] if tc.function and tc.function.name]
-            finish = chunk.choices[0].finish_reason or finish
+        content, names, finish, _ = _stream_collect(oai_native, model="gemma-test", messages=messages, tools=TOOLS,
+                                                    temperature=0.8, seed=3, max_tokens=60, extra_body=FRESH)
         assert content == (choice.message.content or "")
         assert names == [c.function.name for c in choice.message.tool_calls or []]
         assert finish == choice.finish_reason

@@ -218,7 +218,7 @@ def test_content_prefix_len():
      "Let me look. ", ["get_weather"]),
     ("hermes", "No tools needed <here>.", "No tools needed <here>.", []),
     ("llama3", '{"name": "get_time", "parameters": {}}', "", ["get_time"]),
-    ("generic", '{"response": "It is sunny."}', "It is sunny.", []),
+    ("generic", '{"response": "It is \\"sunny\\"."}', 'It is "sunny".', []),
     ("generic", '{"tool_calls": [{"name": "get_time", "arguments": {}}, {"name": "get_weather", "arguments": '
                 '{"city": "Rome, Italy and around"}}]}', "", ["get_time", "get_weather"]),
 ])
@@ -239,7 +239,7 @@ def test_tool_stream_chunks(fmt, reply, content, names):
     chunks += [c for c in stream.tail(Step(1, "", "stop"), None, 5) if c != "[DONE]"]
     deltas = [c["choices"][0]["delta"] for c in chunks]
     assert "".join(d.get("content") or "" for d in deltas) == content
-    if fmt == "hermes" and content:
+    if content:
         assert early > 0  # content streamed before the reply ended
     calls: dict[int, dict] = {}
     for d in deltas:
@@ -253,3 +253,18 @@ def test_tool_stream_chunks(fmt, reply, content, names):
     for call in calls.values():
         json.loads(call["arguments"])
     assert chunks[-1]["choices"][0]["finish_reason"] == ("tool_calls" if names else "stop")
+
+
+def test_streamable_content_generic_decodes_the_response_so_far():
+    from emberllm.chat.tool_calls import streamable_content
+
+    reply = '{"response": "Caf\\u00e9 \\"ok\\" \\ud83d\\ude00 done\\n"}'
+    seen = [streamable_content(reply[:i], "generic") for i in range(len(reply) + 1)]
+    assert all(b.startswith(a) for a, b in zip(seen, seen[1:], strict=False))
+    assert seen[-1] == json.loads(reply)["response"]
+    assert streamable_content('{"response": "Caf\\u00', "generic") == "Caf"
+    assert streamable_content('{"response": "a\\ud83d', "generic") == "a"  # waits for the low surrogate
+    assert streamable_content('{"tool_call": {"name": "x"', "generic") == ""
+    assert streamable_content("Hello <tool_c", "hermes") == "Hello "
+    # a response cut short parses to the part there is, as streamed
+    assert parse_tool_calls('{"response": "It is sun', "generic") == ("It is sun", [])

@@ -34,6 +34,7 @@ __all__ = [
     "ToolCall",
     "call_schema",
     "content_prefix_len",
+    "streamable_content",
     "detect_format",
     "new_call_id",
     "parse_tool_calls",
@@ -361,7 +362,10 @@ def _parse_mistral(text: str) -> tuple[str, list[ToolCall]]:
 
 def _parse_generic(text: str) -> tuple[str, list[ToolCall]]:
     decoded = _decode_at(text, 0)
-    if decoded is None or text[decoded[1]:].strip() or not isinstance(decoded[0], Mapping):
+    if decoded is None:
+        m = _RESPONSE_OPEN.match(text)  # a response cut short (length): the part of its text so far
+        return (_partial_json_string(text[m.end():]), []) if m else (text, [])
+    if text[decoded[1]:].strip() or not isinstance(decoded[0], Mapping):
         return text, []
     obj = decoded[0]
     if "tool_call" in obj:
@@ -383,7 +387,8 @@ _PARSERS = {"hermes": _parse_hermes, "llama3": _parse_llama3, "mistral": _parse_
 
 def parse_tool_calls(text: str, fmt: str) -> tuple[str, list[ToolCall]]:
     """``(content, calls)`` of a generated reply in ``fmt``: the calls it makes, and the text outside them (for
-    ``generic``, the ``response``).  Text that holds no well-formed call is all content."""
+    ``generic``, the ``response``, or the part of it there is when the reply was cut short).  Text that holds no
+    well-formed call is all content."""
     if fmt not in _PARSERS:
         raise ValueError(f"unknown tool-call format {fmt!r}; formats: {', '.join(FORMATS)}")
     return _PARSERS[fmt](text)
@@ -397,7 +402,7 @@ def content_prefix_len(text: str, fmt: str) -> int:
     """How many leading characters of a reply being generated are surely content, whatever follows (for streaming
     content before the reply is complete): up to a call marker or a tail that may begin one (``hermes``,
     ``mistral``); all of it once the reply does not open with a call (``llama3``); nothing for ``generic`` (the
-    reply is JSON).  Never decreases as ``text`` grows."""
+    reply is JSON: see :func:`streamable_content`).  Never decreases as ``text`` grows."""
     marker = _MARKERS.get(fmt)
     if marker is not None:
         at = text.find(marker)
@@ -413,3 +418,49 @@ def content_prefix_len(text: str, fmt: str) -> int:
             return 0
         return len(text)
     return 0
+
+
+_RESPONSE_OPEN = re.compile(r'\s*\{\s*"response"\s*:\s*"')
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _partial_json_string(body: str) -> str:
+    """The decoded text of a JSON string's body that is complete so far (stops before an unfinished escape, a lone
+    high surrogate escape, or the closing quote)."""
+    i, n = 0, len(body)
+    while i < n:
+        c = body[i]
+        if c == '"':
+            break
+        if c != "\\":
+            i += 1
+            continue
+        if i + 1 >= n:
+            break
+        if body[i + 1] != "u":
+            i += 2
+            continue
+        code = body[i + 2:i + 6]
+        if len(code) < 4 or not set(code) <= _HEX:
+            break
+        if 0xD800 <= int(code, 16) <= 0xDBFF:  # needs its low half
+            low = body[i + 6:i + 12]
+            if len(low) < 6 or low[:2] != "\\u" or not set(low[2:]) <= _HEX:
+                break
+            i += 12
+            continue
+        i += 6
+    try:
+        return json.loads('"' + body[:i] + '"')
+    except json.JSONDecodeError:
+        return ""
+
+
+def streamable_content(text: str, fmt: str) -> str:
+    """The content a reply being generated surely starts with, whatever follows: the text before any call marker
+    for native formats (:func:`content_prefix_len`), and for ``generic`` the decoded part of a ``{"response":
+    "..."}`` string so far.  Each value extends the previous one as ``text`` grows."""
+    if fmt != "generic":
+        return text[:content_prefix_len(text, fmt)]
+    m = _RESPONSE_OPEN.match(text)
+    return _partial_json_string(text[m.end():]) if m else ""
