@@ -2,7 +2,7 @@
 ``SamplingParams.grammar``, with llama-server's field handling and 400s naming the field.
 
 - ``grammar``: GBNF text (a malformed one: 400 with the parser's message and position).
-- ``json_schema``: a JSON schema (``{}``: any object), converted with ``schema_to_gbnf``; a keyword the grammar
+- ``json_schema``: a JSON schema (``{}``: any object), converted with ``requested_schema_gbnf``; a keyword the grammar
   cannot express: 400 naming the keyword and its path.  ``grammar`` and ``json_schema`` together: 400.
 - ``response_format``: ``{"type": "text"}`` asks for nothing; ``{"type": "json_object"}`` any JSON object (or, as
   llama-server accepts, its ``schema`` key's schema, else a top-level ``json_schema``);
@@ -17,7 +17,7 @@ from typing import Any
 
 from emberllm.edge_server.errors import ApiError
 from emberllm.grammar import GrammarError, parse
-from emberllm.grammar.json_schema import UnsupportedSchemaError, json_object_grammar, schema_to_gbnf
+from emberllm.grammar.json_schema import UnsupportedSchemaError, json_object_grammar, requested_schema_gbnf
 
 RESPONSE_TYPES = ("text", "json_object", "json_schema")
 
@@ -86,10 +86,8 @@ def _convert(schema: Any, field: str, strict: bool) -> str:
     """``schema`` as GBNF (``{}``: any object, as llama-server); 400 naming ``field`` when it cannot be."""
     if not isinstance(schema, dict):
         raise ApiError(400, f"{field}: expected a JSON schema object, got {type(schema).__name__}")
-    if not schema:
-        schema = {"type": "object"}
     try:
-        return schema_to_gbnf(schema, strict=strict)
+        return requested_schema_gbnf(schema, strict=strict)
     except UnsupportedSchemaError as exc:
         raise ApiError(400, f"{field}: {exc}") from exc
     except (ValueError, TypeError, RecursionError) as exc:

@@ -489,11 +489,11 @@ class _EmberApi:
         self.prompt_total = len(tokens)
         kw = json.loads(sampling)
         if "json_schema" in kw:
-            from emberllm.grammar.json_schema import schema_to_gbnf
+            from emberllm.grammar.json_schema import requested_schema_gbnf
 
             if kw.get("grammar"):
                 raise ValueError("grammar, jsonSchema: give one of them, not both")
-            kw["grammar"] = schema_to_gbnf(kw.pop("json_schema") or {"type": "object"})
+            kw["grammar"] = requested_schema_gbnf(kw.pop("json_schema"))
         return self._steps(self.model.generate(tokens, n_predict=n_predict, stop=stop, prompt_progress=True,
                                                prompt_chunk=chunk or None, prompt_chunk_ms=chunk_ms or None,
                                                cancel=lambda: self.cancelled, **kw))

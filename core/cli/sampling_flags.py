@@ -62,7 +62,7 @@ def grammar_from_args(args: argparse.Namespace) -> str:
     """The GBNF text of ``--grammar``/``--grammar-file``/``-j``/``-jf`` (empty: none); ``ValueError`` naming the
     flag for an unreadable file, malformed JSON, a schema keyword the grammar cannot express or bad GBNF."""
     from emberllm.grammar import GrammarError, parse
-    from emberllm.grammar.json_schema import schema_to_gbnf
+    from emberllm.grammar.json_schema import requested_schema_gbnf
 
     text, flag = args.grammar, "--grammar"
     if args.grammar_file is not None:
@@ -79,7 +79,7 @@ def grammar_from_args(args: argparse.Namespace) -> str:
         if not isinstance(schema, dict):
             raise ValueError(f"{schema_flag}: expected a JSON schema object, got {type(schema).__name__}")
         try:
-            return schema_to_gbnf(schema or {"type": "object"})
+            return requested_schema_gbnf(schema)
         except (ValueError, TypeError, RecursionError) as exc:
             raise ValueError(f"{schema_flag}: {exc}") from exc
     if not text:

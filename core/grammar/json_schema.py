@@ -797,3 +797,9 @@ def schema_to_gbnf(schema: dict, *, strict: bool = False) -> str:
 def json_object_grammar() -> str:
     """The grammar for any JSON object (OpenAI's ``response_format: {"type": "json_object"}``)."""
     return schema_to_gbnf({"type": "object"})
+
+
+def requested_schema_gbnf(schema: dict | None, *, strict: bool = False) -> str:
+    """The grammar for a schema a request or a flag asks for, where an empty (or no) schema asks for any JSON
+    object, as llama-server reads ``"json_schema": {}``."""
+    return schema_to_gbnf(schema, strict=strict) if schema else json_object_grammar()
