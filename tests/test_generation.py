@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from emberllm.runtime.decoding import next_piece
 from emberllm.runtime.model import Model, Step
 from emberllm.runtime.stop_strings import StopMatcher
 
@@ -136,9 +137,18 @@ def batch_256_model(gemma_path):
     m.close()
 
 
-def test_prompt_pieces_cut_each_micro_batch():
-    from emberllm.runtime.decoding import MIN_PROMPT_PIECE, prompt_pieces
+MIN_PROMPT_PIECE = 64  # the x86 kernels' batch-path floor (the float attention from 64 rows)
 
+
+def prompt_pieces(n: int, n_batch: int, chunk: int | None = None, min_piece: int = MIN_PROMPT_PIECE) -> list[int]:
+    """The pieces ``Model.generate`` reads ``n`` prompt tokens in with a fixed ``prompt_chunk`` (``next_piece``)."""
+    pieces: list[int] = []
+    while sum(pieces) < n:
+        pieces.append(next_piece(sum(pieces), n, n_batch, n_batch if chunk is None else chunk, min_piece))
+    return pieces
+
+
+def test_prompt_pieces_cut_each_micro_batch(batch_256_model):
     assert prompt_pieces(1100, 512) == [512, 512, 76]
     assert prompt_pieces(1100, 512, 128) == [128] * 8 + [76]
     assert prompt_pieces(431, 256, 100) == [100, 156, 100, 75]  # 56 and 75 left: 56 joins the piece before it
@@ -153,7 +163,7 @@ def test_prompt_pieces_cut_each_micro_batch():
             assert sum(pieces) == n and max(pieces) <= 512
             assert all(p >= MIN_PROMPT_PIECE for p in pieces[:-1])
     with pytest.raises(ValueError, match="at least 1"):
-        prompt_pieces(10, 512, 0)
+        next(batch_256_model.generate("Hello", n_predict=1, prompt_chunk=0))
 
 
 def _read(m: Model, chunk: int | None, n_predict: int = 8, **kw) -> tuple[list[int], bytes, list[dict]]:

@@ -66,35 +66,16 @@ def common_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     return n
 
 
-#: Prompt pieces of at least this many tokens take the same kernel paths as the whole micro-batch they come from,
-#: whatever the kernel level: the CPU kernels switch to the int8 GEMM at 4 rows (``EMB_GEMM_MIN_TOKENS``) and, on
-#: x86, from the half-precision to the float attention at 64 (``EMB_ATTN_HALF_ROWS``; 0 on WebAssembly and NEON);
-#: within a path a row's result does not depend on the batch, so a prompt read in such pieces gives bit-identical
-#: logits (tests/test_generation.py checks it).  ``Model`` passes its kernels' own, often lower, figure.
-MIN_PROMPT_PIECE = 64
-
-
-def next_piece(done: int, n: int, n_batch: int, want: int, min_piece: int = MIN_PROMPT_PIECE) -> int:
+def next_piece(done: int, n: int, n_batch: int, want: int, min_piece: int) -> int:
     """The size of the prompt piece after ``done`` of ``n`` tokens: ``want`` tokens, at least ``min_piece``, within
     the decoder's micro-batch of ``n_batch`` that holds token ``done``, and the rest of that micro-batch when less
     than ``min_piece`` (so every token is computed exactly as in the whole micro-batch) or half a piece would be
-    left (a short piece costs nearly as much as a long one)."""
+    left (a short piece costs nearly as much as a long one).  ``min_piece``: the kernels' batch-path floor
+    (``CpuBackend.batch_path_min_rows``: the int8 GEMM from 4 rows, on x86 the float attention from 64; within a
+    path a row's result does not depend on the batch, so a prompt read in such pieces gives bit-identical logits)."""
     left = min(n_batch - done % n_batch, n - done)
     size = min(max(want, min_piece, 1), left)
     return left if left - size < max(min_piece, size // 2) else size
-
-
-def prompt_pieces(n: int, n_batch: int, chunk: int | None = None, min_piece: int = MIN_PROMPT_PIECE) -> list[int]:
-    """The sizes in which to evaluate ``n`` prompt tokens in pieces of ``chunk`` (``None``: the micro-batches of
-    ``n_batch``), cut as ``next_piece`` does."""
-    if chunk is not None and chunk < 1:
-        raise ValueError(f"prompt chunk must be at least 1 token, got {chunk}")
-    pieces: list[int] = []
-    done = 0
-    while done < n:
-        pieces.append(next_piece(done, n, n_batch, n_batch if chunk is None else chunk, min_piece))
-        done += pieces[-1]
-    return pieces
 
 
 def truncate_prompt(tokens: list[int], n_ctx: int, n_keep: int) -> list[int]:
