@@ -232,6 +232,31 @@ def test_gemma_greedy_with_grammar(model):
     assert text in ("The sky is green.", "The sky is purple.") and steps[-1].finish_reason == "stop"
 
 
+def test_gemma_json_schema_option(model):
+    """Model.generate/complete/chat take json_schema as llama-server's field: sampled outputs validate; it and
+    grammar exclude each other; an inexpressible keyword raises naming it."""
+    import jsonschema
+
+    from emberllm.grammar.json_schema import UnsupportedSchemaError
+
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16},
+                                               "days": {"type": "integer", "minimum": 1, "maximum": 9}},
+              "required": ["city", "days"], "additionalProperties": False}
+    for seed in (4, 5):
+        done = model.complete("Plan a trip: ", n_predict=60, temperature=0.8, seed=seed, json_schema=schema)
+        assert done.finish_reason == "stop", done.text
+        jsonschema.validate(json.loads(done.text), schema)
+    flag = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    steps = list(model.chat([{"role": "user", "content": "Is it raining?"}], n_predict=40, temperature=0.0,
+                            json_schema=flag))
+    assert steps[-1].finish_reason == "stop"
+    jsonschema.validate(json.loads("".join(s.text for s in steps)), flag)
+    with pytest.raises(ValueError, match="grammar, json_schema"):
+        model.complete("x", json_schema=schema, grammar='root ::= "a"')
+    with pytest.raises(UnsupportedSchemaError, match="uniqueItems"):
+        model.complete("x", json_schema={"type": "array", "uniqueItems": True})
+
+
 def test_pyodide_grammar_generation(pyodide_dir, pyodide_wheel, gemma_path):  # noqa: F811
     """In Pyodide (the C walk in WASM through ctypes): sampled outputs match; ms/token with and without a grammar."""
     script = Path(__file__).parent / "pyodide" / "grammar_check.py"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -291,6 +291,7 @@ class Model:
         prompt_progress: bool = False,
         prompt_chunk: int | None = None,
         prompt_chunk_ms: float | None = None,
+        json_schema: Mapping[str, Any] | None = None,
         **sampling: Any,
     ) -> Iterator[Step]:
         """Stream generated tokens for a prompt (text is tokenized with BOS and special tokens parsed).
@@ -299,7 +300,10 @@ class Model:
         sampler chain; ``n_predict`` < 0 means until end of generation or context; ``stop`` strings end
         generation and are not emitted (partial matches are held back while streaming).  When the context fills,
         half of the tokens after ``n_keep`` are discarded and generation continues, unless ``context_shift`` is
-        False (then it ends with ``finish_reason="context"``).
+        False (then it ends with ``finish_reason="context"``).  ``json_schema`` (a JSON schema; ``{}``: any JSON
+        object) constrains the output through a grammar built from it, as llama-server's ``json_schema`` does; it
+        and ``grammar`` exclude each other, and a keyword the grammar cannot express raises
+        :class:`~emberllm.grammar.json_schema.UnsupportedSchemaError` naming it.
 
         The prompt's uncached tokens are read in pieces of ``prompt_chunk`` tokens (default ``n_batch``; with
         ``prompt_chunk_ms``, the first piece, the next ones sized to take about that long at the speed of the one
@@ -313,6 +317,12 @@ class Model:
         """
         if prompt_chunk is not None and prompt_chunk < 1:
             raise ValueError(f"prompt chunk must be at least 1 token, got {prompt_chunk}")
+        if json_schema is not None:
+            if sampling.get("grammar") or (params is not None and params.grammar):
+                raise ValueError("grammar, json_schema: give one of them, not both")
+            from emberllm.grammar.json_schema import requested_schema_gbnf
+
+            sampling["grammar"] = requested_schema_gbnf(dict(json_schema))
         if params is None:
             params = SamplingParams(**sampling)
         elif sampling:
