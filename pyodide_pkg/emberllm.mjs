@@ -488,12 +488,8 @@ class _EmberApi:
     def _generate(self, tokens, n_predict, stop, sampling, chunk, chunk_ms):
         self.prompt_total = len(tokens)
         kw = json.loads(sampling)
-        if "json_schema" in kw:
-            from emberllm.grammar.json_schema import requested_schema_gbnf
-
-            if kw.get("grammar"):
-                raise ValueError("grammar, jsonSchema: give one of them, not both")
-            kw["grammar"] = requested_schema_gbnf(kw.pop("json_schema"))
+        if "json_schema" in kw and kw.get("grammar"):
+            raise ValueError("grammar, jsonSchema: give one of them, not both")
         return self._steps(self.model.generate(tokens, n_predict=n_predict, stop=stop, prompt_progress=True,
                                                prompt_chunk=chunk or None, prompt_chunk_ms=chunk_ms or None,
                                                cancel=lambda: self.cancelled, **kw))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from .llamacpp import REFERENCE_JSON, reference_file
@@ -89,7 +90,8 @@ def test_greedy_ids_and_probabilities_match_llamacpp(pyodide_dir, pyodide_wheel,
 
 def test_js_loader(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
     """pyodide_pkg/emberllm.mjs under Node: greedy ids and tokens as native (and llama.cpp when its reference
-    outputs are there), progress, abort, the wasm32 size check, unload."""
+    outputs are there), progress, abort, jsonSchema (sampled texts validate; errors name the keyword), the wasm32
+    size check, unload."""
     proc = subprocess.run(["node", str(ROOT / "tests" / "pyodide" / "loader_check.mjs"), str(pyodide_dir),
                            str(pyodide_wheel), str(gemma_path), PROMPT], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -102,6 +104,11 @@ def test_js_loader(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
         assert out["tokens"] == ref["ids"]
     assert out["progressCalls"] >= 2
     assert out["abortReason"] == "cancelled" and out["abortSteps"] < 50
+    for text, reason in out["schemaTexts"]:
+        assert reason == "stop", text
+        jsonschema.validate(json.loads(text), out["schema"])
+    assert "uniqueItems" in out["schemaErrors"][0]
+    assert "grammar, jsonSchema" in out["schemaErrors"][1]
     assert "does not fit in wasm32" in out["tooLarge"]
     assert "no model loaded" in out["afterUnload"]
 

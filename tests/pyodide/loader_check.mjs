@@ -1,5 +1,5 @@
 // Drives pyodide_pkg/emberllm.mjs under Node: boot + wheel, load a GGUF with progress, tokenize, greedy
-// completion, abort, the size check, unload.  Prints one JSON object.
+// completion, abort, JSON-schema-constrained sampling, the size check, unload.  Prints one JSON object.
 // Usage: node loader_check.mjs <pyodide-dir> <wheel> <model.gguf> <prompt>
 import { EmberEngine, EmberModelTooLargeError } from "../../pyodide_pkg/emberllm.mjs";
 
@@ -30,6 +30,31 @@ for await (const step of engine.complete(prompt, { nPredict: 50, temperature: 0 
 }
 out.abortSteps = aborted.length;
 out.abortReason = aborted[aborted.length - 1].finishReason;
+// structured output: a JSON schema constrains sampled text; a keyword it cannot express, and a grammar beside it,
+// throw naming them
+out.schema = { type: "object", properties: { city: { type: "string", maxLength: 12 },
+  nights: { type: "integer", minimum: 1, maximum: 30 } }, required: ["city", "nights"], additionalProperties: false };
+out.schemaTexts = [];
+for (const seed of [1, 2]) {
+  let text = "";
+  let reason = null;
+  for await (const step of engine.complete("A trip: ", { nPredict: 60, temperature: 0.8, seed, jsonSchema: out.schema })) {
+    if ("promptDone" in step) continue;
+    text += step.text;
+    reason = step.finishReason ?? reason;
+  }
+  out.schemaTexts.push([text, reason]);
+}
+out.schemaErrors = [];
+for (const opts of [{ jsonSchema: { type: "array", uniqueItems: true } },
+  { jsonSchema: out.schema, grammar: 'root ::= "a"' }]) {
+  try {
+    for await (const step of engine.complete("x", { nPredict: 2, ...opts })) void step;
+    out.schemaErrors.push("not refused");
+  } catch (err) {
+    out.schemaErrors.push(String(err.message));
+  }
+}
 try {
   engine._checkFits(5 * 1024 ** 3, null, 128);
   out.tooLarge = "not refused";
