@@ -327,6 +327,34 @@ def test_stop_ends_a_reply_early(page: Any) -> None:
     assert page.evaluate("document.body.dataset.state") == "ready"
 
 
+def test_json_output_setting_constrains_replies(page: Any) -> None:
+    """Settings' "JSON output": the reply is a JSON object (complete when it stopped, a viable prefix when cut at
+    Max tokens), and the choice persists; off again, the same question gets free text."""
+    from emberllm.grammar import Matcher
+    from emberllm.grammar.json_schema import json_object_grammar
+
+    _greedy_settings(page, max_tokens=48)
+    page.click("#open-settings")
+    page.check("#set-json-output")
+    page.click("#settings-save")
+    page.wait_for_selector("#settings-dialog", state="hidden")
+    assert page.evaluate("window.ember.store.settings().then((s) => s.jsonOutput)") is True
+    msg = _ask(page, "Describe a cat.")
+    assert msg["dom_state"] == "done", msg
+    matcher = Matcher(json_object_grammar())
+    if msg["meta"]["finishReason"] == "stop":
+        assert matcher.accepts(msg["content"]) and isinstance(json.loads(msg["content"]), dict), msg["content"]
+    else:
+        assert msg["meta"]["finishReason"] == "length" and matcher.accept_bytes(msg["content"].encode()), msg
+    page.click("#open-settings")
+    page.uncheck("#set-json-output")
+    page.click("#settings-save")
+    page.wait_for_selector("#settings-dialog", state="hidden")
+    free = _ask(page, "Describe a cat.")
+    assert not Matcher(json_object_grammar()).accept_bytes(free["content"].encode()), free["content"]
+    assert page.errors == []
+
+
 def _shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"web_{name}.png"))

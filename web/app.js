@@ -408,6 +408,7 @@ function samplingOptions() {
   const o = { nPredict: s.maxTokens, temperature: s.temperature, topK: s.topK, topP: s.topP, minP: s.minP,
     repeatPenalty: s.repeatPenalty };
   if (s.seed >= 0) o.seed = s.seed;
+  if (s.jsonOutput) o.jsonSchema = {}; // {}: any JSON object, as llama-server reads an empty json_schema
   return o;
 }
 
@@ -764,7 +765,7 @@ async function deleteConversation(conv) {
 // ------------------------------------------------------------------------------------------------ settings
 const FIELDS = { systemPrompt: "set-system", temperature: "set-temperature", topK: "set-top-k", topP: "set-top-p",
   minP: "set-min-p", repeatPenalty: "set-repeat-penalty", maxTokens: "set-max-tokens", seed: "set-seed",
-  nCtx: "set-n-ctx", apiKey: "set-api-key", device: "set-device" };
+  nCtx: "set-n-ctx", jsonOutput: "set-json-output", apiKey: "set-api-key", device: "set-device" };
 
 /** Show Settings, with the field ``focusId`` focused. */
 function openSettings(focusId = null) {
@@ -779,14 +780,19 @@ async function openModels() {
 }
 
 function fillSettings(s) {
-  for (const [key, id] of Object.entries(FIELDS)) $(id).value = s[key];
+  for (const [key, id] of Object.entries(FIELDS)) {
+    if ($(id).type === "checkbox") $(id).checked = Boolean(s[key]);
+    else $(id).value = s[key];
+  }
 }
 
 function readSettings() {
   const out = {};
   for (const [key, id] of Object.entries(FIELDS)) {
     const el = $(id);
-    if (el.type === "number") {
+    if (el.type === "checkbox") {
+      out[key] = el.checked;
+    } else if (el.type === "number") {
       const v = Number(el.value);
       out[key] = el.value === "" || !Number.isFinite(v) ? DEFAULT_SETTINGS[key] : v;
     } else {

@@ -75,7 +75,7 @@ export class LocalEngine {
    * evalTokens, evalMs, loadMs, droppedMessages: the oldest messages left out to fit the context, generatedTokens);
    * rejects with an EngineError (kind "context" when even the system prompt and the last message do not fit).
    * ``options``: nPredict, fitContext (default true), promptChunk / promptChunkMs (EmberEngine's), and sampling
-   * (temperature, topK, topP, minP, repeatPenalty, seed).
+   * (temperature, topK, topP, minP, repeatPenalty, seed, jsonSchema: a JSON schema, {} for any JSON object).
    */
   chat(messages, options, onToken, onPrompt) {
     return this._call({ type: "chat", messages, options }, { onToken, onPrompt });

@@ -44,6 +44,10 @@ export class ServerEngine {
       temperature: o.temperature, top_k: o.topK, top_p: o.topP, min_p: o.minP, repeat_penalty: o.repeatPenalty,
     };
     if (o.seed !== undefined) body.seed = o.seed;
+    if (o.jsonSchema) {
+      body.response_format = Object.keys(o.jsonSchema).length ? { type: "json_schema", json_schema: {
+        name: "reply", schema: o.jsonSchema } } : { type: "json_object" };
+    }
     let resp;
     try {
       resp = await fetch(new URL("v1/chat/completions", this.base), {
