@@ -1,6 +1,10 @@
 """JSON-schema-constrained decoding overhead for three schema sizes at 1 thread on the Gemma model (not in CI).
 
-    python bench/grammar_schema_sizes.py
+    python bench/grammar_schema_sizes.py                         # native (the cffi kernels)
+    python bench/grammar_schema_sizes.py --pyodide DIR WHEEL     # the same script in Pyodide under Node
+
+(``DIR``: npm ``pyodide``'s directory, e.g. ``$EMBERLLM_CACHE/npm-pyodide/node_modules/pyodide``; ``WHEEL``: the
+emberllm wheel of ``pyodide_pkg/build_wheel.py``.)
 
 For no grammar and the grammars of a small (2 properties), a medium (6, with bounds, an enum and an array) and a
 large schema (10 properties, refs, formats, a pattern, nested arrays of objects) it generates 48 tokens at
@@ -11,6 +15,9 @@ alone: the grammar's cost is the difference in the sampling part.
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from emberllm.grammar.json_schema import schema_to_gbnf
@@ -41,9 +48,9 @@ PROMPT = "Write a JSON record for a person:\n"
 SCHEMAS: dict[str, dict[str, Any]] = {"small": SMALL, "medium": MEDIUM, "large": LARGE}
 
 
-def main() -> None:
-    """Print ms/token and sampling ms/token per schema size."""
-    model = Model(default_model_path(), n_ctx=512, n_threads=1)
+def measure(model_source: Any) -> None:
+    """Print ms/token and sampling ms/token per schema size (``model_source``: a path, or the bytes in Pyodide)."""
+    model = Model(model_source, n_ctx=512, n_threads=1)
     cases = [("none", "")] + [(name, schema_to_gbnf(schema)) for name, schema in SCHEMAS.items()]
     for name, grammar in cases:
         list(model.generate(PROMPT, n_predict=8, temperature=0.8, seed=99, grammar=grammar))  # warm-up
@@ -57,5 +64,18 @@ def main() -> None:
               f"sampling ms/token {statistics.median(sampling):5.3f}")
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Measure natively, or in Pyodide with ``--pyodide DIR WHEEL`` (tests/pyodide/run_in_pyodide.mjs)."""
+    if sys.argv[1:2] == ["--pyodide"]:
+        root = Path(__file__).resolve().parent.parent
+        harness = root / "tests" / "pyodide" / "run_in_pyodide.mjs"
+        subprocess.run(["node", str(harness), sys.argv[2], str(root / "core"), sys.argv[3], __file__,
+                        str(default_model_path())], check=True)
+    else:
+        measure(default_model_path())
+
+
+if "MODEL" in globals():  # inside Pyodide: run_in_pyodide.mjs put the model's bytes there
+    measure(MODEL)  # noqa: F821
+elif __name__ == "__main__":
     main()
