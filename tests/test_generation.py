@@ -60,7 +60,9 @@ def test_without_context_shift_generation_stops_at_the_context(small_ctx_model):
     steps = list(m.generate("Once upon a time", n_predict=-1, temperature=0.8, seed=1, ignore_eos=True,
                             context_shift=False))
     assert steps[-1].finish_reason == "context"
-    assert m.sequence.n_past == m.n_ctx
+    # as llama.cpp: the prompt and the generated tokens fill the context; the last one is never evaluated
+    assert len(m.tokenize("Once upon a time")) + len(steps) == m.n_ctx
+    assert m.sequence.n_past == m.n_ctx - 1
 
 
 def test_stop_string_ends_generation_without_emitting_it(small_ctx_model):

@@ -93,8 +93,10 @@ def truncate_prompt(tokens: list[int], n_ctx: int, n_keep: int) -> list[int]:
 class DecodeState:
     """The generation of one sequence into ``kv``.
 
-    ``shift`` is called with ``(kv, n_keep)`` when the cache is full and context shifting is allowed; it must
-    discard tokens from the cache (``Model.shift_cache``).
+    ``shift`` is called with ``(kv, n_keep, n_discard)`` when the cache is full and context shifting is allowed
+    (``n_keep`` < 0 resolved to the prompt's length); it must discard tokens from the cache (``Model.shift_cache``).
+    As in llama.cpp, "full" means the next token would take the context's last row; ``shifted`` tells whether it
+    happened (llama-server's ``truncated``).
     """
 
     def __init__(
@@ -107,7 +109,8 @@ class DecodeState:
         stop: Sequence[str] = (),
         n_keep: int = 0,
         context_shift: bool = True,
-        shift: Callable[[KVCache, int], Any] | None = None,
+        shift: Callable[[KVCache, int, int], Any] | None = None,
+        n_discard: int = 0,
     ) -> None:
         if not tokens:
             raise ValueError("empty prompt")
@@ -119,7 +122,9 @@ class DecodeState:
         self.kv = kv
         self.prompt = tokens
         self.n_predict = n_predict
-        self.n_keep = n_keep
+        self.n_keep = len(tokens) if n_keep < 0 else n_keep
+        self.n_discard = n_discard
+        self.shifted = False
         self.context_shift = context_shift and shift is not None
         self._shift = shift
         self.history = list(tokens)
@@ -177,11 +182,12 @@ class DecodeState:
         if 0 <= self.n_predict <= self.produced:
             return self._end(Step(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length",
                                   extra=extra))
-        if self.kv.n_past >= self.kv.n_ctx:
+        if self.kv.n_past + 1 >= self.kv.n_ctx:
             if not self.context_shift:
                 return self._end(Step(token, text + stops.flush(), "context", extra=extra))
             assert self._shift is not None
-            self._shift(self.kv, self.n_keep)
+            self._shift(self.kv, self.n_keep, self.n_discard)
+            self.shifted = True
         self.history.append(token)
         self.next_token = token
         return Step(token, text, extra=extra)
@@ -196,12 +202,13 @@ class DecodeState:
         return step
 
 
-def shift_amount(kv: KVCache, n_keep: int, add_bos: bool) -> tuple[int, int]:
-    """llama.cpp's context shift for a full cache: ``(keep, n_discard)``, keeping ``n_keep`` tokens (plus BOS)
-    and dropping half of the rest."""
+def shift_amount(kv: KVCache, n_keep: int, add_bos: bool, n_discard: int = 0) -> tuple[int, int]:
+    """llama-server's context shift for a full cache: ``(keep, n_discard)``, keeping ``n_keep`` tokens (plus BOS,
+    at most ``n_ctx - 4``) and dropping ``n_discard`` of the rest (0: half of them; never all of them)."""
     n_past = kv.n_past
-    keep = min(max(n_keep, 0) + (1 if add_bos else 0), n_past - 1)
-    n_discard = (n_past - keep) // 2
+    keep = min(kv.n_ctx - 4, max(n_keep, 0) + (1 if add_bos else 0), n_past - 1)
+    n_left = n_past - keep
+    n_discard = min(max(n_discard or n_left // 2, 0), max(0, n_left - 1))
     if n_discard <= 0:
         raise ContextFullError("the context is full and nothing can be discarded")
     return keep, n_discard

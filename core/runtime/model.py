@@ -263,21 +263,21 @@ class Model:
             self._vocab = VocabInfo.from_tokenizer(self.tokenizer)
         return self._vocab
 
-    def shift_cache(self, kv: KVCache, n_keep: int) -> int:
-        """llama.cpp's context shift on a full sequence: keep ``n_keep`` tokens (plus BOS), drop half of the rest;
-        returns the number of tokens dropped."""
-        keep, n_discard = shift_amount(kv, n_keep, self.tokenizer.add_bos)
+    def shift_cache(self, kv: KVCache, n_keep: int, n_discard: int = 0) -> int:
+        """llama.cpp's context shift on a full sequence: keep ``n_keep`` tokens (plus BOS), drop ``n_discard`` of
+        the rest (0: half); returns the number of tokens dropped."""
+        keep, n_discard = shift_amount(kv, n_keep, self.tokenizer.add_bos, n_discard)
         self.decoder.shift_cache(kv, keep, n_discard)
         return n_discard
 
     def decode_state(self, tokens: list[int], params: SamplingParams, kv: KVCache | None = None,
                      n_predict: int = 128, stop: Sequence[str] = (), n_keep: int = 0,
-                     context_shift: bool = True) -> DecodeState:
+                     context_shift: bool = True, n_discard: int = 0) -> DecodeState:
         """A generation of ``tokens`` into ``kv`` (default: the model's own cache), for a caller that schedules
         the forward passes itself."""
         return DecodeState(self.tokenizer, self.sampler(params), self.sequence if kv is None else kv, tokens,
                            n_predict=n_predict, stop=stop, n_keep=n_keep, context_shift=context_shift,
-                           shift=self.shift_cache)
+                           shift=self.shift_cache, n_discard=n_discard)
 
     def generate(
         self,
@@ -287,6 +287,7 @@ class Model:
         stop: Sequence[str] = (),
         n_keep: int = 0,
         context_shift: bool = True,
+        n_discard: int = 0,
         cancel: Callable[[], bool] | None = None,
         prompt_progress: bool = False,
         prompt_chunk: int | None = None,
@@ -299,7 +300,8 @@ class Model:
         ``params`` (or keyword sampling settings such as ``temperature=0``, ``top_k``, ``seed``) choose the
         sampler chain; ``n_predict`` < 0 means until end of generation or context; ``stop`` strings end
         generation and are not emitted (partial matches are held back while streaming).  When the context fills,
-        half of the tokens after ``n_keep`` are discarded and generation continues, unless ``context_shift`` is
+        half of the tokens after ``n_keep`` (``-1``: the prompt; BOS is kept too) are discarded (``n_discard`` of
+        them when not 0) and generation continues, unless ``context_shift`` is
         False (then it ends with ``finish_reason="context"``).  ``json_schema`` (a JSON schema; ``{}``: any JSON
         object) constrains the output through a grammar built from it, as llama-server's ``json_schema`` does; it
         and ``grammar`` exclude each other, and a keyword the grammar cannot express raises
@@ -329,7 +331,7 @@ class Model:
             params = replace(params, **sampling)
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
         state = self.decode_state(tokens, params, n_predict=n_predict, stop=stop, n_keep=n_keep,
-                                  context_shift=context_shift)
+                                  context_shift=context_shift, n_discard=n_discard)
         tm = state.timings
         tm.load_ms = self.timings.load_ms
         self.timings = tm
