@@ -105,7 +105,7 @@ class GuardedStarlette(Starlette):
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message, exc.headers)
+    return error_response(exc.status, exc.message, exc.headers, exc.error_type, exc.fields)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -73,6 +73,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--truncate-prompts", action="store_true",
                    help="cut prompts that do not fit in a slot's context the way llama-server does instead of "
                         "answering 400 (a request can also send \"truncate\": true|false)")
+    p.add_argument("--context-shift", action=argparse.BooleanOptionalAction, default=False,
+                   help="as llama-server's: when a slot's context fills while generating, keep n_keep tokens (and "
+                        "BOS), drop half of the rest (or the request's n_discard) and go on; /v1/chat/completions "
+                        "also leaves out a conversation's oldest turns when it does not fit (header X-Messages-Dropped)"
+                        ". Off (default): generation stops at the context's end (finish_reason \"length\", "
+                        "truncated) and a prompt that does not fit is a 400 exceed_context_size_error")
     p.add_argument("--web-dir", default=None,
                    help="directory of the web UI (default: the chat page installed with emberllm)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -137,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
+                        context_shift=args.context_shift,
                         web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args))
 
 

@@ -27,6 +27,7 @@ class ServerConfig:
     max_queue: int = 64
     n_predict_max: int = -1
     truncate_prompts: bool = False
+    context_shift: bool = False
     web_dir: Path | None = None
     use_mmap: bool = True
     n_gpu_layers: int | None = None

@@ -21,6 +21,8 @@ class GenResult:
     n_prompt: int
     timings: Timings
     id_slot: int = 0
+    #: the context was shifted while generating (llama-server's ``truncated``)
+    shifted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

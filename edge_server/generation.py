@@ -4,11 +4,12 @@ streamed as SSE through a per-endpoint ``StreamFormat``), token probabilities.""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emberllm.edge_server.errors import ApiError
+from emberllm.chat.fit import fit_messages, reply_reserve
+from emberllm.edge_server.errors import ApiError, context_exceeded
 from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
 from emberllm.edge_server.sse import sse
 from emberllm.edge_server.worker import EngineWorker, GenRequest, Job, QueueFullError
@@ -36,12 +37,27 @@ def prepare_prompt(model: Model, req: GenRequest, truncate: bool) -> int:
         raise ApiError(400, "the prompt is empty")
     if len(tokens) >= model.n_ctx:
         if not truncate:
-            raise ApiError(400, f"the prompt of {len(tokens)} tokens is longer than the context size ({model.n_ctx}); "
-                                "shorten it or send \"truncate\": true")
+            raise context_exceeded(len(tokens), model.n_ctx)
         tokens = truncate_prompt(tokens, model.n_ctx, req.n_keep)
         req.truncated = True
     req.tokens = tokens
     return len(tokens)
+
+
+def fit_chat(model: Model, render: Callable[[list[Any]], str], messages: list[Any], n_predict: int) -> tuple[str, int]:
+    """The prompt of ``messages`` with their oldest turns left out until it leaves room for the reply in a slot's
+    context (``chat.fit``; system messages and the latest user message stay), and how many messages went.  When
+    even those do not fit, the whole conversation's prompt (``prepare_prompt`` then refuses it)."""
+    def count(kept: list[Any]) -> int:
+        return len(model.tokenize(render(kept)))
+
+    for reserve in (reply_reserve(n_predict, model.n_ctx), 1):
+        try:
+            fit = fit_messages(count, messages, model.n_ctx, reserve)
+        except ValueError:
+            continue
+        return render(list(fit.messages)), fit.dropped
+    return render(messages), 0
 
 
 def engine_error(exc: BaseException) -> ApiError:

@@ -25,7 +25,7 @@ LLAMA_ENV = {
     "n_gpu_layers": "LLAMA_ARG_N_GPU_LAYERS", "flash_attn": "LLAMA_ARG_FLASH_ATTN", "jinja": "LLAMA_ARG_JINJA",
     "cont_batching": "LLAMA_ARG_CONT_BATCHING", "cors_origins": "LLAMA_ARG_CORS_ORIGINS",
     "cors_methods": "LLAMA_ARG_CORS_METHODS", "cors_headers": "LLAMA_ARG_CORS_HEADERS",
-    "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS",
+    "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS", "context_shift": "LLAMA_ARG_CONTEXT_SHIFT",
 }
 
 

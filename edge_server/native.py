@@ -69,7 +69,8 @@ def _final_fields(model: Model, name: str, params: SamplingParams, req: GenReque
         "tokens_evaluated": n_prompt,
         "generation_settings": settings,
         "prompt": req.prompt if isinstance(req.prompt, str) else model.detokenize(req.prompt, special=True),
-        "truncated": req.truncated,
+        # llama-server's: the prompt was cut, the context was shifted, or generation stopped at the context's end
+        "truncated": req.truncated or last.finish_reason == "context" or bool(result and result.shifted),
         "stop_type": _stop_type(last),
         "stopping_word": last.stop_word or "",
         "tokens_cached": result.timings.cached_tokens if result else 0,
@@ -172,6 +173,7 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
     params = sampling_from(with_grammar(data), model)
     req = GenRequest(prompt=prompt, params=params, n_predict=get_int(data, "n_predict", -1, -1, 2**31 - 1),
                      stop=get_stop(data), n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),
+                     n_discard=get_int(data, "n_discard", 0, 0, 2**31 - 1),
                      cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s,
                      id_slot=get_int(data, "id_slot", -1, -1, server.config.n_parallel - 1))
     stream = get_bool(data, "stream", False)

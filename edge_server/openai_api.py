@@ -26,6 +26,7 @@ from emberllm.edge_server.generation import (
     Outcome,
     StreamFormat,
     collect,
+    fit_chat,
     openai_finish_reason,
     prepare_prompt,
     sampling_from,
@@ -122,7 +123,8 @@ def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt
     params = sampling_from(fields, model)
     return GenRequest(prompt=prompt, params=params, n_predict=n_predict, stop=get_stop(data) + extra_stop,
                       cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s,
-                      n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1))
+                      n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),
+                      n_discard=get_int(data, "n_discard", 0, 0, 2**31 - 1))
 
 
 @dataclass
@@ -280,6 +282,15 @@ async def chat_completions(request: Request) -> Response:
         raise ApiError(400, f"messages: {exc}") from exc
     req = _gen_request(server, model, data, prompt, n_top, [s for s in model.chat_template.stop_strings if s],
                        chat=True, grammar=grammar)
+    headers: dict[str, str] = {}
+    if server.config.context_shift:
+        def render(kept: list[Any]) -> str:
+            return model.chat_template.render_prompt(tools.messages(kept, fmt_name),
+                                                     tools=tools.offered if tools.active else None)
+
+        req.prompt, dropped = await asyncio.to_thread(fit_chat, model, render, messages, req.n_predict)
+        if dropped:
+            headers["X-Messages-Dropped"] = str(dropped)
     truncate = get_bool(data, "truncate", server.config.truncate_prompts)
     n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
     name = server.config.model_name
@@ -302,11 +313,11 @@ async def chat_completions(request: Request) -> Response:
         return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": name,
                              "system_fingerprint": "emberllm", "choices": [choice],
                              "usage": _usage(n_prompt, out.n_predicted),
-                             "timings": timings_dict(out.result, out.n_predicted)})
+                             "timings": timings_dict(out.result, out.n_predicted)}, headers=headers)
 
     fmt = (ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage, fmt=fmt_name) if tools.active
            else ChatStream(model, cid, created, name, n_prompt, n_top, include_usage))
-    return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)
+    return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set, headers=headers)
 
 
 def _tool_grammar(tools: ToolRequest, fmt_name: str, data: dict[str, Any]) -> str:

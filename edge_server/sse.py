@@ -19,9 +19,10 @@ def sse(data: Any) -> str:
 class SSEResponse(StreamingResponse):
     """A ``text/event-stream`` response that calls ``on_close`` however it ends (done, error, client gone)."""
 
-    def __init__(self, body: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+    def __init__(self, body: AsyncIterator[str], on_close: Callable[[], None],
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(body, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
         self._on_close = on_close
         self._body = body
 

@@ -26,7 +26,7 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self.worker = EngineWorker(max_queue=self.config.max_queue, n_predict_max=self.config.n_predict_max,
-                                   n_slots=self.config.n_parallel)
+                                   n_slots=self.config.n_parallel, context_shift=self.config.context_shift)
 
 
 def server_of(request: Request) -> ServerState:

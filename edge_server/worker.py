@@ -36,6 +36,7 @@ class GenRequest:
     n_predict: int = -1
     stop: list[str] = field(default_factory=list)
     n_keep: int = 0
+    n_discard: int = 0
     cache_prompt: bool = True
     timeout_s: float = 600.0
     id_slot: int = -1
@@ -78,8 +79,10 @@ class Job:
 class EngineWorker:
     """Owns the model, its slots and the engine thread."""
 
-    def __init__(self, max_queue: int = 64, n_predict_max: int = -1, n_slots: int = 1) -> None:
+    def __init__(self, max_queue: int = 64, n_predict_max: int = -1, n_slots: int = 1,
+                 context_shift: bool = False) -> None:
         self.max_queue = max_queue
+        self.context_shift = context_shift  # llama-server's --context-shift: shift a full slot, or stop there
         self.n_predict_max = n_predict_max  # -n: no request generates more tokens (-1: no cap)
         self.n_slots = max(1, n_slots)
         self.model: Model | None = None
@@ -126,7 +129,7 @@ class EngineWorker:
 
         def make_state(kv: KVCache) -> DecodeState:
             return model.decode_state(tokens, req.params, kv=kv, n_predict=req.n_predict, stop=req.stop,
-                                      n_keep=req.n_keep, context_shift=False)
+                                      n_keep=req.n_keep, context_shift=self.context_shift, n_discard=req.n_discard)
 
         def cancelled() -> bool:
             return job.cancel.is_set() or time.monotonic() > deadline
@@ -135,7 +138,7 @@ class EngineWorker:
             job.slot_id = slot.id
 
         def on_done(slot: Slot, state: DecodeState) -> None:
-            job.post(DoneEvent(GenResult(len(tokens), state.timings, slot.id)))
+            job.post(DoneEvent(GenResult(len(tokens), state.timings, slot.id, state.shifted)))
 
         task = Task(tokens=tokens, make_state=make_state, post=job.post, cancelled=cancelled,
                     cache_prompt=req.cache_prompt, id_slot=req.id_slot, on_start=on_start, on_done=on_done)

@@ -174,7 +174,10 @@ def test_id_slot_and_prompt_reuse(client):
 def test_long_prompt_is_400_unless_truncation_is_requested(client):
     words = " ".join(f"word{i}" for i in range(SLOT_CTX))
     r = client.post("/completion", json={"prompt": words, "n_predict": 2})
-    assert r.status_code == 400 and "context" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    err = r.json()["error"]  # llama-server's shape for it
+    assert err["type"] == "exceed_context_size_error" and err["n_ctx"] == SLOT_CTX and err["n_prompt_tokens"] > SLOT_CTX
+    assert "exceeds the available context size" in err["message"]
     ok = client.post("/completion", json={"prompt": words, "n_predict": 2, "truncate": True, "n_keep": 8})
     assert ok.status_code == 200, ok.text
     body = ok.json()
@@ -183,3 +186,19 @@ def test_long_prompt_is_400_unless_truncation_is_requested(client):
     chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": words}],
                                                      "max_tokens": 2, "truncate": True})
     assert chat.status_code == 200 and chat.json()["usage"]["prompt_tokens"] < SLOT_CTX
+
+
+def test_without_context_shift_generation_stops_at_the_slot_context(client, engine):
+    """No --context-shift (llama-server's default): the prompt and the reply fill the slot's context, then the reply
+    ends as llama-server's does (truncated, stop_type "limit"; finish_reason "length" in OpenAI's API)."""
+    prompt = "Hi how are you"
+    n_prompt = len(engine.tokenize(prompt))
+    body = client.post("/completion", json={"prompt": prompt, "n_predict": -1, "ignore_eos": True,
+                                            "temperature": 0.8, "seed": 1}).json()
+    assert body["tokens_predicted"] == SLOT_CTX - n_prompt
+    assert body["truncated"] is True and body["stop_type"] == "limit"
+    short = client.post("/completion", json={"prompt": prompt, "n_predict": 16, "ignore_eos": True}).json()
+    assert short["tokens_predicted"] == 16 and short["truncated"] is False
+    chat = client.post("/v1/completions", json={"prompt": prompt, "max_tokens": 4 * SLOT_CTX, "ignore_eos": True})
+    assert chat.json()["choices"][0]["finish_reason"] == "length"
+    assert chat.json()["usage"]["completion_tokens"] == SLOT_CTX - n_prompt
