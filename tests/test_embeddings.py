@@ -153,6 +153,19 @@ def test_embedding_errors_are_clear(model):
     assert model.pooling == "none"  # Gemma's GGUF states no pooling_type: llama.cpp's default then
 
 
+def test_default_pooling_is_the_ggufs():
+    """``<arch>.pooling_type`` as llama.cpp's converter writes it (sentence-transformers' pooling: mean 1, cls 2,
+    last 3, e.g. Qwen3-Embedding's last), else none."""
+    from emberllm.runtime.embedding import check_pooling, model_pooling
+
+    assert model_pooling({"general.architecture": "qwen3", "qwen3.pooling_type": 3}) == "last"
+    assert model_pooling({"general.architecture": "llama", "llama.pooling_type": 1}) == "mean"
+    assert model_pooling({"general.architecture": "llama", "llama.pooling_type": -1}) == "none"
+    assert model_pooling({"general.architecture": "llama"}) == "none"
+    with pytest.raises(ValueError, match="rerankers"):
+        check_pooling(model_pooling({"general.architecture": "qwen3", "qwen3.pooling_type": 4}))
+
+
 def test_generation_is_unchanged_around_embeddings(model):
     """Embedding between generations leaves the generations' greedy tokens as they were."""
     before = [s.token for s in model.generate("The capital of France is", n_predict=6, temperature=0)]
