@@ -152,7 +152,10 @@ async def compute(server: ServerState, inputs: list[list[int]], pooling: str, no
                     return
                 yield
         except Exception as exc:  # noqa: BLE001 - handed to the request
-            report(None, engine_error(exc))
+            err = engine_error(exc)
+            if err.status == 500:
+                err = ApiError(500, f"embedding failed: {type(exc).__name__}: {exc}")
+            report(None, err)
             finished = True
         finally:
             if not finished:
