@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emberllm.edge_server import native, openai_api
+from emberllm.edge_server import embeddings, native, openai_api
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.guard import BrowserGuardMiddleware
@@ -55,6 +55,9 @@ def api_routes() -> list[Route]:
         Route("/v1/completions", openai_api.completions, methods=["POST"]),
         Route("/chat/completions", openai_api.chat_completions, methods=["POST"]),
         Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
+        Route("/embedding", embeddings.native_embedding, methods=["POST"]),
+        Route("/embeddings", embeddings.native_embedding, methods=["POST"]),
+        Route("/v1/embeddings", embeddings.openai_embeddings, methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from emberllm.cli.common import MODEL_HELP, USER_ERRORS, fail, resolve_model_path
 from emberllm.edge_server.config import ServerConfig
+from emberllm.edge_server.embeddings import add_embedding_flags, check_embedding_flags
 from emberllm.edge_server.llama_flags import (
     LLAMA_ENV,
     add_cors_flags,
@@ -85,6 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="uvicorn's log level (default: info)")
     add_cors_flags(p)
     add_llama_server_flags(p)
+    add_embedding_flags(p)
     apply_env_defaults(p)
     p.set_defaults(func=run)
     return p
@@ -136,6 +138,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     for bad, message in checks:
         if bad:
             raise ValueError(message)
+    check_embedding_flags(args)
     path = resolve_model_path(args.model)
     return ServerConfig(model_path=path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
                         n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
@@ -144,7 +147,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
                         context_shift=args.context_shift,
-                        web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args))
+                        web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args),
+                        embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,9 @@ class ServerConfig:
     n_gpu_layers: int | None = None
     device: str | None = None
     cors: CorsPolicy = field(default_factory=CorsPolicy)
+    embeddings: bool = False
+    pooling: str | None = None
+    embd_normalize: int = 2
 
     @property
     def model_name(self) -> str:

@@ -26,6 +26,7 @@ LLAMA_ENV = {
     "cont_batching": "LLAMA_ARG_CONT_BATCHING", "cors_origins": "LLAMA_ARG_CORS_ORIGINS",
     "cors_methods": "LLAMA_ARG_CORS_METHODS", "cors_headers": "LLAMA_ARG_CORS_HEADERS",
     "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS", "context_shift": "LLAMA_ARG_CONTEXT_SHIFT",
+    "embedding": "LLAMA_ARG_EMBEDDINGS", "pooling": "LLAMA_ARG_POOLING",
 }
 
 

@@ -9,7 +9,8 @@ its last sequence for prompt-prefix reuse.  One iteration of the loop:
 3. at most one micro-batch (``n_batch`` tokens) of one waiting prompt is evaluated, so a long new prompt stalls
    the running streams for one micro-batch at a time, never for its whole length;
 4. every generating slot's next token goes through **one** batched forward pass (``Model.decode``), and each
-   slot samples its next token from its own logits.
+   slot samples its next token from its own logits;
+5. one step (one forward pass) of the oldest other work queued with ``submit_work`` (embeddings).
 
 Prompts are evaluated in the same micro-batches as ``Model.generate`` and a decode step gives every sequence
 exactly its single-sequence logits, so a request's output does not depend on what else is running.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,7 @@ class Scheduler:
         caches = [model.new_sequence() for _ in range(n_slots)]
         self.slots = [Slot(i, kv) for i, kv in enumerate(caches)]
         self._queue: deque[Task] = deque()
+        self._work: deque[Iterator[Any]] = deque()  # other engine work (embeddings), one step per loop turn
         self._cv = threading.Condition()
         self._closing = False
 
@@ -100,6 +102,17 @@ class Scheduler:
                 raise QueueFullError(f"the server is busy: {len(self._queue)} requests are waiting")
             self._queue.append(task)
             self.stats.deferred = len(self._queue)
+            self._cv.notify()
+
+    def submit_work(self, work: Iterator[Any]) -> None:
+        """Queue engine work that is not a generation (embeddings): each loop turn advances the oldest one step
+        (``next(work)``: one forward pass, between the generations' steps) until it is exhausted; the work reports
+        its own results and errors, and is closed (``work.close()``) if the server stops first.  ``QueueFullError``
+        as ``submit``."""
+        with self._cv:
+            if len(self._queue) + len(self._work) >= self.max_queue:
+                raise QueueFullError(f"the server is busy: {len(self._queue) + len(self._work)} requests are waiting")
+            self._work.append(work)
             self._cv.notify()
 
     def close(self) -> None:
@@ -117,7 +130,7 @@ class Scheduler:
         """Serve until ``close()``."""
         while True:
             with self._cv:
-                while not self._closing and not self._queue and not self.n_busy:
+                while not self._closing and not self._queue and not self.n_busy and not self._work:
                     self._cv.wait()
                 if self._closing:
                     break
@@ -125,6 +138,7 @@ class Scheduler:
             self._end_cancelled()
             self._prefill()
             self._decode()
+            self._step_work()
         self._shutdown()
 
     def _assign(self) -> None:
@@ -233,6 +247,22 @@ class Scheduler:
             if slot.busy and slot.state is not None and slot.state.finished:
                 self._finish(slot)
 
+    def _step_work(self) -> None:
+        """One step of the oldest queued work (``submit_work``)."""
+        with self._cv:
+            if not self._work:
+                return
+            work = self._work[0]
+        try:
+            next(work)
+            return
+        except StopIteration:
+            pass
+        except Exception:  # noqa: BLE001 - the work reports its own errors; the engine keeps serving
+            pass
+        with self._cv:
+            self._work.popleft()
+
     def _sample(self, slot: Slot, rows: LogitRows, i: int) -> None:
         """Sample the slot's next token from row ``i`` of the step's logits and post the step."""
         state = slot.state
@@ -270,3 +300,10 @@ class Scheduler:
             self.stats.deferred = 0
         for task in queued:
             task.post(ErrorEvent(RuntimeError("the server is shutting down")))
+        with self._cv:
+            works = list(self._work)
+            self._work.clear()
+        for work in works:
+            close = getattr(work, "close", None)
+            if close is not None:
+                close()

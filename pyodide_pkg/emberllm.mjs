@@ -9,6 +9,7 @@
 //   for await (const step of engine.complete("The capital of France is", { nPredict: 8, temperature: 0 })) ...
 //   for await (const step of engine.chat([{ role: "user", content: "Hi" }], { nPredict: 256 })) ...
 //   engine.abort(); engine.lastTimings(); engine.tokenize("text"); engine.info(); engine.unload();
+//   const vectors = await engine.embed(["a text", "another"], { pooling: "mean" });  // Model.embed
 //
 // Structured output: complete() and chat() take grammar (GBNF text, llama.cpp's dialect) or jsonSchema (a JSON
 // schema object, converted to GBNF in Python by emberllm.grammar.json_schema; {} means any object), not both:
@@ -212,6 +213,28 @@ export class EmberEngine {
     promptChunkMs = PROMPT_CHUNK_MS, ...sampling } = {}) {
     yield* this._stream(() => this.api.start_chat(JSON.stringify(messages), nPredict, samplingJSON(sampling),
       Boolean(fitContext), promptChunk, promptChunkMs));
+  }
+
+  /**
+   * Embeddings as ``Model.embed`` (llama-embedding's): ``texts`` is a string, an array of token ids, or an array of
+   * those; one vector per text (a string gives its one vector, an array an array), or with ``pooling: "none"`` one
+   * vector per token.  ``pooling``: "none", "mean", "cls" or "last" (default: the model's, else "none");
+   * ``normalize`` as ``--embd-normalize`` (default 2: L2; -1: none).  Computed a micro-batch per step, yielding to
+   * the event loop between steps.
+   */
+  async embed(texts, { pooling = null, normalize = 2 } = {}) {
+    this._needModel();
+    const gen = this.api.start_embed(JSON.stringify(texts), pooling || "", normalize);
+    try {
+      while (true) {
+        const out = this._onGpu ? await this.api.next_step.callPromising(gen) : this.api.next_step(gen);
+        if (typeof out === "string") return JSON.parse(out);
+        if (out === undefined || out === null) throw new Error("embed: the engine stopped without a result");
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    } finally {
+      gen.destroy();
+    }
   }
 
   /** Timings of the last generation: ``{ promptTokens, cachedTokens, promptTotal, promptMs, evalTokens, evalMs,
@@ -526,6 +549,19 @@ class _EmberApi:
         prompt, stops = self._render(msgs)
         ids = ids_of.get(len(msgs)) or m.tokenize(prompt)
         return self._generate(ids, n_predict, stops, sampling, chunk, chunk_ms)
+
+    def start_embed(self, texts, pooling, normalize):
+        from emberllm.runtime.embedding import split_inputs
+
+        items, single = split_inputs(json.loads(texts))
+        inputs = [self.model.tokenize(t) if isinstance(t, str) else t for t in items]
+        steps = self.model.embed_steps(inputs, pooling or None, normalize)
+        while True:
+            try:
+                yield next(steps)
+            except StopIteration as stop:
+                yield json.dumps(stop.value[0] if single else stop.value)
+                return
 
     def timings(self):
         t = self.model.timings

@@ -113,6 +113,40 @@ def test_js_loader(pyodide_dir, pyodide_wheel, gemma_path, native_gemma):
     assert "no model loaded" in out["afterUnload"]
 
 
+def test_js_embed_matches_native_and_llamacpp(pyodide_dir, pyodide_wheel, gemma_path):
+    """engine.embed under Node (tests/pyodide/embed_check.mjs): mean and last pooling of the recorded texts as the
+    native Model.embed gives them and llama-embedding's, both within test_embeddings' bar (WebAssembly's kernels
+    round differently: to native, cosines 0.9973-0.9999, the scale of llama.cpp's own spread); a lone string gives
+    one vector, pooling "none" one per token, an unknown pooling an error naming it."""
+    from emberllm.runtime.model import Model
+
+    from .test_embeddings import MIN_COSINE, REFERENCES, cosine
+
+    recorded = json.loads(REFERENCES.read_text(encoding="utf-8"))
+    texts = [t["text"] for t in recorded["texts"]]
+    proc = subprocess.run(["node", str(ROOT / "tests" / "pyodide" / "embed_check.mjs"), str(pyodide_dir),
+                           str(pyodide_wheel), str(gemma_path), json.dumps(texts)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"engine.embed of {len(texts)} texts (mean): {out['embedMs']:.0f} ms")
+    with Model(gemma_path, n_ctx=256, n_threads=1) as native:
+        for pooling in ("mean", "last"):
+            want = native.embed(texts, pooling=pooling)
+            ref = recorded["embeddings"][f"{pooling}/fa-auto"]
+            to_native = [cosine(got, exp) for got, exp in zip(out[pooling], want, strict=True)]
+            to_llama = [cosine(got, lc) for got, lc in zip(out[pooling], ref, strict=True)]
+            print(pooling, "to native", " ".join(f"{c:.5f}" for c in to_native), "to llama.cpp",
+                  " ".join(f"{c:.5f}" for c in to_llama))
+            for text, cn, cl in zip(texts, to_native, to_llama, strict=True):
+                assert cn >= MIN_COSINE, f"{pooling} {text!r}: {cn:.6f} to native"
+                assert cl >= MIN_COSINE, f"{pooling} {text!r}: {cl:.5f} to llama.cpp"
+        assert len(out["single"]) == native.hp.n_embd
+        assert len(out["none"]) == len(native.tokenize(texts[0]))
+        assert cosine(out["none"][-1], out["lastAlone"]) > 0.99999
+    assert "rank" in out["badPooling"]
+
+
 NATIVE_CHAT_SCRIPT = """
 import json, sys
 from emberllm.runtime.model import Model

@@ -58,6 +58,24 @@ def test_greedy_generation_reads_back_only_the_argmax(gpu_model, reference):
     assert backend.bytes_read - read0 == 8 * k  # index and value of the arg-max per step, no logits
 
 
+def test_embeddings_on_webgpu_match_llamacpp(gpu_model):
+    """Model.embed with every layer on the device (its hidden rows read back together) within test_embeddings' bar
+    of the recorded llama-embedding outputs, and reading back no logits."""
+    import json
+
+    from .test_embeddings import MIN_COSINE, REFERENCES, cosine
+
+    recorded = json.loads(REFERENCES.read_text(encoding="utf-8"))
+    texts = [t["text"] for t in recorded["texts"]][:3]
+    backend = gpu_model.gpu_backend
+    for pooling in ("mean", "last"):
+        read0 = backend.bytes_read
+        ours = gpu_model.embed(texts, pooling=pooling)
+        assert backend.bytes_read - read0 < 4 * gpu_model.hp.n_vocab  # the vectors' rows, not a logits row
+        for got, ref in zip(ours, recorded["embeddings"][f"{pooling}/fa-auto"][:3], strict=True):
+            assert cosine(got, ref) >= MIN_COSINE, pooling
+
+
 def test_partial_offload_matches_the_cpu(gemma_path, reference):
     ids = reference["prompts"]["Once upon a time, there was a little"]["prompt_token_ids"]
     steps = reference["prompts"]["Once upon a time, there was a little"]["steps"]

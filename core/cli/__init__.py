@@ -13,6 +13,7 @@ COMMANDS = {
     "info": "emberllm.cli.info",
     "run": "emberllm.cli.run",
     "perplexity": "emberllm.cli.perplexity",
+    "embed": "emberllm.cli.embed",
     "bench": "emberllm.cli.bench",
     "convert": "emberllm.cli.convert",
     "quantize": "emberllm.cli.quantize",

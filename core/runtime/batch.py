@@ -5,7 +5,8 @@
 of the rows the entries asked for, read *after* the call.  A single sequence may bring any number of tokens (they
 run in micro-batches of ``n_batch``); several sequences must fit in one micro-batch together.  When every entry
 brings one token (a decode step), every matrix product stays on the row-by-row kernels, so each sequence gets
-exactly the logits it would get decoded alone, whatever else is in the batch.
+exactly the logits it would get decoded alone, whatever else is in the batch.  ``decode_hidden`` runs the same pass
+and stops at the final norm: ``HiddenRows``, the asked rows' hidden states (llama.cpp's embeddings), never projected.
 """
 
 from __future__ import annotations
@@ -92,6 +93,37 @@ class LogitRows:
         self._group = group
 
 
+class HiddenRows:
+    """The final-norm hidden states of the rows one decode asked for, in batch order (llama.cpp's embeddings,
+    ``t_embd``: the output norm's result before the output projection).
+
+    ``rows[i]`` is a float32 memoryview of ``n_embd`` values, valid until the model's next decode (reading
+    afterwards raises ``RuntimeError``); on a device the rows are read back together on first access.
+    """
+
+    def __init__(self, decoder: Decoder, hidden: Buffer, n: int, epoch: list[int]) -> None:
+        self._decoder = decoder
+        self._hidden = hidden
+        self._n = n
+        self._epoch_ref = epoch
+        self._epoch = epoch[0]
+        self._dim = decoder.hp.n_embd
+        self._host: memoryview | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> memoryview:
+        if self._epoch != self._epoch_ref[0]:
+            raise RuntimeError("these hidden states were overwritten by a later decode")
+        if not -self._n <= i < self._n:
+            raise IndexError(f"hidden row {i} out of range ({self._n} rows)")
+        if self._host is None:
+            self._host = self._decoder.ops.read(self._hidden, self._n * self._dim)
+        i %= self._n
+        return self._host[i * self._dim : (i + 1) * self._dim]
+
+
 class BatchRunner:
     """Runs ``decode_batch`` for one decoder: validation, micro-batches, the kept output rows."""
 
@@ -103,6 +135,18 @@ class BatchRunner:
 
     def decode_batch(self, batch: Sequence[BatchEntry | tuple[Any, ...]]) -> LogitRows:
         """Append every entry's tokens to its sequence; the logits of the asked rows (see the module doc)."""
+        entries, groups = self._run(batch)
+        # a step of several sequences keeps its logits on the row-by-row kernels too (see the module doc)
+        step = len(entries) > 1 and all(len(e.tokens) == 1 for e in entries)
+        return LogitRows(self.decoder, self._hidden, groups, self._epoch, row_by_row=step)
+
+    def decode_hidden(self, batch: Sequence[BatchEntry | tuple[Any, ...]]) -> HiddenRows:
+        """``decode_batch`` that stops at the final norm: the asked rows' hidden states, never projected."""
+        _entries, groups = self._run(batch)
+        return HiddenRows(self.decoder, self._hidden, sum(n for _first, n in groups), self._epoch)
+
+    def _run(self, batch: Sequence[BatchEntry | tuple[Any, ...]]) -> tuple[list[BatchEntry], list[tuple[int, int]]]:
+        """The forward pass of ``batch`` with the asked rows through the final norm into ``_hidden``."""
         entries = [BatchEntry(*e) for e in batch]
         if not entries:
             raise ValueError("empty batch")
@@ -110,12 +154,8 @@ class BatchRunner:
         self._epoch[0] += 1
         self._reserve(sum(len(w) for w in wanted))
         if len(entries) == 1:
-            groups = self._decode_one(entries[0], wanted[0])
-        else:
-            groups = self._decode_many(entries, wanted)
-        # a step of several sequences keeps its logits on the row-by-row kernels too (see the module doc)
-        step = len(entries) > 1 and all(len(e.tokens) == 1 for e in entries)
-        return LogitRows(self.decoder, self._hidden, groups, self._epoch, row_by_row=step)
+            return entries, self._decode_one(entries[0], wanted[0])
+        return entries, self._decode_many(entries, wanted)
 
     def _check(self, e: BatchEntry) -> list[int]:
         tokens, kv, n_vocab = e.tokens, e.sequence, self.decoder.hp.n_vocab

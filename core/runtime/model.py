@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,16 @@ from emberllm.gguf.reader import GGUFFile
 from emberllm.models import arch_spec
 from emberllm.models.base import HParams, check_tensor_types
 from emberllm.models.decoder import Decoder
-from emberllm.runtime.batch import BatchEntry, BatchRunner, LogitRows
+from emberllm.runtime import embedding
+from emberllm.runtime.batch import BatchEntry, BatchRunner, HiddenRows, LogitRows
 from emberllm.runtime.context_size import MIN_CTX, resolve_context
 from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix, next_piece, shift_amount
 from emberllm.runtime.offload import place_layers
 from emberllm.sampling import Sampler, SamplingParams, VocabInfo
 from emberllm.tokenizers import load_tokenizer
 
-__all__ = ["BatchEntry", "Completion", "DecodeState", "LogitRows", "Model", "Step", "Timings", "check_model_file",
-           "default_threads"]
+__all__ = ["BatchEntry", "Completion", "DecodeState", "HiddenRows", "LogitRows", "Model", "Step", "Timings",
+           "check_model_file", "default_threads"]
 
 
 @dataclass
@@ -170,6 +171,32 @@ class Model:
         the last token by default) and return the logits asked for; see ``emberllm.runtime.batch``."""
         self._last = self._runner.decode_batch(batch)
         return self._last
+
+    def decode_hidden(self, batch: Sequence[BatchEntry | tuple[Any, ...]]) -> HiddenRows:
+        """``decode`` that stops at the final norm: the asked rows' hidden states (llama.cpp's token embeddings)."""
+        return self._runner.decode_hidden(batch)
+
+    # -- embeddings ----------------------------------------------------------------------------------
+    @property
+    def pooling(self) -> str:
+        """The model's embedding pooling: its GGUF ``<arch>.pooling_type``, else ``none`` (llama.cpp's default)."""
+        return embedding.model_pooling(self.gguf.metadata)
+
+    def embed(self, texts: str | Sequence[Any], pooling: str | None = None, normalize: int = 2) -> Any:
+        """Embeddings of ``texts`` (a string, a list of token ids, or a list of those) as llama-embedding computes
+        them: one vector per text (per token with ``pooling="none"``), normalised like ``--embd-normalize``
+        (-1 none, 0 int16 max, 1 taxicab, 2 L2, more: p-norm); a single text gives its one result, a list a list.
+        ``pooling`` is ``none``, ``mean``, ``cls`` or ``last`` (default: ``self.pooling``)."""
+        items, single = embedding.split_inputs(texts)
+        inputs = [self.tokenize(t) if isinstance(t, str) else t for t in items]
+        out = embedding.finish(self.embed_steps(inputs, pooling, normalize))
+        return out[0] if single else out
+
+    def embed_steps(self, inputs: Sequence[Sequence[int]], pooling: str | None = None,
+                    normalize: int = 2) -> Generator[int, None, list[Any]]:
+        """``embed`` of token lists one micro-batch per step, for a caller that schedules the forward passes (each
+        step yields the tokens it evaluated; the generator returns the list of results)."""
+        return embedding.embedding_steps(self, inputs, pooling or self.pooling, normalize)
 
     @property
     def n_batch(self) -> int:
