@@ -633,3 +633,17 @@ def test_typed_only_template_gets_parts() -> None:
     t = ChatTemplate("{% for m in messages %}{% for p in m.content %}[{{ p.text }}]{% endfor %}{% endfor %}")
     assert t.render([{"role": "user", "content": "hello"}]) == "[hello]"
     assert t.render([{"role": "user", "content": [{"type": "text", "text": "a"}]}]) == "[a]"
+
+
+def test_llamacpp_date_variables_default_to_today_and_can_be_overridden():
+    """llama.cpp's extra context: ``date_string`` ("%d %b %Y", Llama 3.x) and ``datetime`` ("%b %d %Y",
+    FireFunction) are today's date unless the caller passes its own."""
+    import datetime as dt
+
+    tmpl = ChatTemplate("{{ date_string }}|{{ datetime }}")
+    messages = [{"role": "user", "content": "What is today?"}]
+    before = dt.date.today()
+    text = tmpl.render(messages)
+    after = dt.date.today()
+    assert text in {f"{d.strftime('%d %b %Y')}|{d.strftime('%b %d %Y')}" for d in (before, after)}
+    assert tmpl.render(messages, date_string="26 Jul 2024").startswith("26 Jul 2024|")

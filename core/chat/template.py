@@ -592,13 +592,16 @@ class ChatTemplate:
         ``{"type": "text", "text": ...}``; for templates that only read string content the text parts are
         joined with newlines, as llama.cpp does). ``tools``: JSON schemas of functions. Extra keywords
         (``enable_thinking=False``, ``documents=...``, ``date_string=...``) become template variables and may
-        override the special tokens. Errors, including the template's own ``raise_exception``, raise
-        :class:`ChatTemplateError`.
+        override the special tokens and llama.cpp's ``date_string``/``datetime`` (today). Errors, including the
+        template's own ``raise_exception``, raise :class:`ChatTemplateError`.
         """
         if tools is not None and any(not isinstance(t, Mapping) for t in tools):
             raise TypeError("tools must be JSON schemas (dicts)")
         mode = self._content_mode or self._probe_content_mode()
         variables: dict[str, Any] = dict(self.special_tokens)
+        # llama.cpp's extra context: today's date as Llama 3.x ("26 Jul 2024") and FireFunction ("Jul 26 2024") read it
+        now = datetime.now()
+        variables.update(date_string=now.strftime("%d %b %Y"), datetime=now.strftime("%b %d %Y"))
         variables.update(_plain(kwargs))
         variables.setdefault("documents", None)
         variables["messages"] = _prepare_messages(messages, mode)
