@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from emberllm.edge_server.chat_prompt import chat_prompt
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.generation import (
     StreamFormat,
@@ -232,10 +233,7 @@ async def apply_template(request: Request) -> Response:
     model = ready_model(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
     messages = get_messages(data)
-    try:
-        prompt = model.apply_chat_template(messages)
-    except ValueError as exc:
-        raise ApiError(400, f"messages: {exc}") from exc
+    prompt = chat_prompt(model, data, messages).render(model, messages)
     return JSONResponse({"prompt": prompt})
 
 

@@ -20,7 +20,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from emberllm.chat.tool_calls import detect_format, parse_tool_calls, streamable_content
+from emberllm.chat.tool_calls import parse_tool_calls, streamable_content
+from emberllm.edge_server.chat_prompt import chat_prompt
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.generation import (
     Outcome,
@@ -47,7 +48,7 @@ from emberllm.edge_server.requests import (
 from emberllm.edge_server.sse import SSEResponse
 from emberllm.edge_server.state import ServerState, ready_model, server_of
 from emberllm.edge_server.structured import grammar_from, with_grammar
-from emberllm.edge_server.tools import ToolRequest, check_history, tool_request
+from emberllm.edge_server.tools import ToolRequest
 from emberllm.edge_server.worker import GenRequest, GenResult
 from emberllm.grammar.json_schema import UnsupportedSchemaError
 from emberllm.runtime.model import Model, Step
@@ -271,24 +272,16 @@ async def chat_completions(request: Request) -> Response:
     n_top = get_int(data, "top_logprobs", 0, 0, 20) if want_lp else None
     stream = get_bool(data, "stream", False)
     include_usage = _include_usage(data) if stream else False
-    tools = tool_request(data)
-    check_history(messages)
-    fmt_name = detect_format(model.chat_template.template)
+    how = chat_prompt(model, data, messages)
+    tools, fmt_name = how.tools, how.fmt_name
     grammar = _tool_grammar(tools, fmt_name, data)
-    try:
-        prompt = await asyncio.to_thread(model.chat_template.render_prompt, tools.messages(messages, fmt_name),
-                                         tools=tools.offered if tools.active else None)
-    except (ValueError, TypeError) as exc:
-        raise ApiError(400, f"messages: {exc}") from exc
+    prompt = await asyncio.to_thread(how.render, model, messages)
     req = _gen_request(server, model, data, prompt, n_top, [s for s in model.chat_template.stop_strings if s],
                        chat=True, grammar=grammar)
     headers: dict[str, str] = {}
     if server.config.context_shift:
-        def render(kept: list[Any]) -> str:
-            return model.chat_template.render_prompt(tools.messages(kept, fmt_name),
-                                                     tools=tools.offered if tools.active else None)
-
-        req.prompt, dropped = await asyncio.to_thread(fit_chat, model, render, messages, req.n_predict)
+        req.prompt, dropped = await asyncio.to_thread(fit_chat, model, lambda kept: how.render(model, kept), messages,
+                                                      req.n_predict)
         if dropped:
             headers["X-Messages-Dropped"] = str(dropped)
     truncate = get_bool(data, "truncate", server.config.truncate_prompts)

@@ -120,6 +120,25 @@ def test_apply_template_props_slots_metrics(client, engine):
     messages = [{"role": "user", "content": "Hi"}]
     assert client.post("/apply-template", json={"messages": messages}).json()["prompt"] == \
         engine.apply_chat_template(messages)
+    # llama-server's prefill rules: add_generation_prompt honoured; a final assistant message is continued from
+    # inside it (the prompt ends with its content); two of them, or a continuation with a generation prompt, are 400s
+    no_gen = client.post("/apply-template", json={"messages": messages, "add_generation_prompt": False})
+    assert no_gen.json()["prompt"] == engine.apply_chat_template(messages, add_generation_prompt=False)
+    assert no_gen.json()["prompt"] != engine.apply_chat_template(messages)
+    prefill = [*messages, {"role": "assistant", "content": "The answer is"}]
+    assert client.post("/apply-template", json={"messages": prefill}).json()["prompt"].endswith("The answer is")
+    for body, word in (({"messages": [*prefill, {"role": "assistant", "content": "x"}]}, "2 or more assistant"),
+                       ({"messages": prefill, "continue_final_message": True}, "Cannot set both"),
+                       ({"messages": messages, "continue_final_message": "bogus"}, "continue_final_message")):
+        r = client.post("/apply-template", json=body)
+        assert r.status_code == 400 and word in r.json()["error"]["message"], r.text
+        r = client.post("/v1/chat/completions", json={**body, "max_tokens": 1})
+        assert r.status_code == 400 and word in r.json()["error"]["message"], r.text
+    continued = client.post("/v1/chat/completions", json={"messages": prefill, "max_tokens": 6, "temperature": 0})
+    engine.sequence.clear()
+    text = engine.chat_template.render_prompt(prefill, add_generation_prompt=False, continue_final_message=True)
+    want = "".join(s.text for s in engine.generate(text, n_predict=6, temperature=0))
+    assert continued.json()["choices"][0]["message"]["content"] == want
     props = client.get("/props").json()
     assert props["default_generation_settings"]["n_ctx"] == N_CTX and props["total_slots"] == 1
     assert client.get("/slots").json()[0]["id"] == 0

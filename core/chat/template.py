@@ -298,6 +298,21 @@ def name_of(template: str) -> str | None:
 # --------------------------------------------------------------------------------------------------------
 
 
+def _cut_after_final(text: str, final: Mapping[str, Any]) -> str:
+    """``text`` up to the end of the final message's content (transformers' ``continue_final_message``: the content's
+    last occurrence, or its stripped text's when the template trimmed it)."""
+    content = final.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+    if not isinstance(content, str) or not content.strip():
+        raise ValueError("continue_final_message: the final message has no text content to continue")
+    for probe in (content, content.strip()):
+        at = text.rfind(probe)
+        if at >= 0:
+            return text[: at + len(probe)]
+    raise ValueError("continue_final_message: the chat template does not render the final message's content verbatim")
+
+
 def _raise_exception(message: str) -> None:
     raise ChatTemplateError(f"chat template error: {message}")
 
@@ -585,7 +600,8 @@ class ChatTemplate:
 
     # -- rendering ---------------------------------------------------------------------------------------
     def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
-               tools: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> str:
+               tools: Sequence[Mapping[str, Any]] | None = None, *, continue_final_message: bool = False,
+               **kwargs: Any) -> str:
         """Render a conversation to prompt text: the same string transformers' ``apply_chat_template`` makes.
 
         ``messages``: dicts with ``role`` and ``content`` (a string, or a list of parts like
@@ -594,7 +610,13 @@ class ChatTemplate:
         (``enable_thinking=False``, ``documents=...``, ``date_string=...``) become template variables and may
         override the special tokens and llama.cpp's ``date_string``/``datetime`` (today). Errors, including the
         template's own ``raise_exception``, raise :class:`ChatTemplateError`.
+
+        ``continue_final_message``: the text ends inside the last (assistant) message, right after its content, so
+        that generation continues it (transformers' and llama-server's assistant prefill); it excludes
+        ``add_generation_prompt``.
         """
+        if continue_final_message and add_generation_prompt:
+            raise ValueError("add_generation_prompt and continue_final_message cannot both be true")
         if tools is not None and any(not isinstance(t, Mapping) for t in tools):
             raise TypeError("tools must be JSON schemas (dicts)")
         mode = self._content_mode or self._probe_content_mode()
@@ -607,17 +629,21 @@ class ChatTemplate:
         variables["messages"] = _prepare_messages(messages, mode)
         variables["tools"] = _plain(list(tools)) if tools is not None else None
         variables["add_generation_prompt"] = bool(add_generation_prompt)
-        return self._render(variables)
+        text = self._render(variables)
+        return _cut_after_final(text, messages[-1]) if continue_final_message and messages else text
 
     def render_prompt(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
                       tools: Sequence[Mapping[str, Any]] | None = None, *, add_bos: bool | None = None,
-                      add_eos: bool | None = None, **kwargs: Any) -> str:
+                      add_eos: bool | None = None, continue_final_message: bool = False, **kwargs: Any) -> str:
         """:meth:`render`, less a leading BOS text when the tokenizer adds BOS itself (and a trailing EOS text when
         it adds EOS), as llama.cpp does: the text to tokenize with the vocabulary's usual special-token rules.
 
         ``add_bos``/``add_eos`` default to the file's ``tokenizer.ggml.add_bos_token``/``add_eos_token``.
         """
-        text = self.render(messages, add_generation_prompt=add_generation_prompt, tools=tools, **kwargs)
+        text = self.render(messages, add_generation_prompt=add_generation_prompt, tools=tools,
+                           continue_final_message=continue_final_message, **kwargs)
+        if continue_final_message:  # the text ends inside the message: no end-of-sequence text to take off
+            add_eos = False
         add_bos = self.add_bos if add_bos is None else add_bos
         add_eos = self.add_eos if add_eos is None else add_eos
         bos, eos = self.bos_token, self.eos_token
