@@ -74,6 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--truncate-prompts", action="store_true",
                    help="cut prompts that do not fit in a slot's context the way llama-server does instead of "
                         "answering 400 (a request can also send \"truncate\": true|false)")
+    p.add_argument("-v", "--verbose", "--log-verbose", action="store_true",
+                   help="as llama-server's: non-streamed OpenAI responses carry __verbose (the native result, with "
+                        "the prompt as tokenized); a request can also send \"verbose\": true")
     p.add_argument("--context-shift", action=argparse.BooleanOptionalAction, default=False,
                    help="as llama-server's: when a slot's context fills while generating, keep n_keep tokens (and "
                         "BOS), drop half of the rest (or the request's n_discard) and go on; /v1/chat/completions "
@@ -146,7 +149,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
-                        context_shift=args.context_shift,
+                        context_shift=args.context_shift, verbose=args.verbose,
                         web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args),
                         embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize)
 

@@ -28,6 +28,7 @@ class ServerConfig:
     n_predict_max: int = -1
     truncate_prompts: bool = False
     context_shift: bool = False
+    verbose: bool = False
     web_dir: Path | None = None
     use_mmap: bool = True
     n_gpu_layers: int | None = None

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from emberllm.edge_server.chat_prompt import chat_prompt
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.generation import (
+    Outcome,
     StreamFormat,
     collect,
     native_probs,
@@ -77,6 +78,15 @@ def _final_fields(model: Model, name: str, params: SamplingParams, req: GenReque
         "tokens_cached": result.timings.cached_tokens if result else 0,
         "timings": timings_dict(result, n_predicted),
     }
+
+
+def verbose_result(model: Model, name: str, req: GenRequest, out: Outcome, n_prompt: int) -> dict[str, Any]:
+    """llama-server's ``__verbose`` of an OpenAI response: the request's native ``/completion`` result, its
+    ``prompt`` the detokenized prompt tokens (BOS included)."""
+    body: dict[str, Any] = {"index": 0, "content": out.text}
+    body.update(_final_fields(model, name, req.params, req, out.last, out.result, out.n_predicted, n_prompt))
+    body["prompt"] = model.detokenize(req.tokens or [], special=True)
+    return body
 
 
 @dataclass
@@ -285,5 +295,6 @@ async def metrics(request: Request) -> Response:
     lines = []
     for name, kind, help_text, value in rows:
         lines += [f"# HELP llamacpp:{name} {help_text}", f"# TYPE llamacpp:{name} {kind}", f"llamacpp:{name} {value}"]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4",
+                             headers={"Process-Start-Time-Unix": str(server.started)})
 

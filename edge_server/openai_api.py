@@ -36,6 +36,7 @@ from emberllm.edge_server.generation import (
     timings_dict,
     token_piece,
 )
+from emberllm.edge_server.native import verbose_result
 from emberllm.edge_server.requests import (
     get_bool,
     get_int,
@@ -271,6 +272,7 @@ async def chat_completions(request: Request) -> Response:
     want_lp = get_bool(data, "logprobs", False)
     n_top = get_int(data, "top_logprobs", 0, 0, 20) if want_lp else None
     stream = get_bool(data, "stream", False)
+    verbose = _verbose(data, stream, server_of(request).config.verbose)
     include_usage = _include_usage(data) if stream else False
     how = chat_prompt(model, data, messages)
     tools, fmt_name = how.tools, how.fmt_name
@@ -303,14 +305,23 @@ async def chat_completions(request: Request) -> Response:
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         if n_top is not None:
             choice["logprobs"] = _chat_logprobs(model, out.steps, n_top)
-        return JSONResponse({"id": cid, "object": "chat.completion", "created": created, "model": name,
-                             "system_fingerprint": "emberllm", "choices": [choice],
-                             "usage": _usage(n_prompt, out.n_predicted),
-                             "timings": timings_dict(out.result, out.n_predicted)}, headers=headers)
+        body = {"id": cid, "object": "chat.completion", "created": created, "model": name,
+                "system_fingerprint": "emberllm", "choices": [choice], "usage": _usage(n_prompt, out.n_predicted),
+                "timings": timings_dict(out.result, out.n_predicted)}
+        if verbose:
+            body["__verbose"] = verbose_result(model, name, req, out, n_prompt)
+        return JSONResponse(body, headers=headers)
 
     fmt = (ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage, fmt=fmt_name) if tools.active
            else ChatStream(model, cid, created, name, n_prompt, n_top, include_usage))
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set, headers=headers)
+
+
+def _verbose(data: dict[str, Any], stream: bool, default: bool) -> bool:
+    """llama-server's ``verbose`` (or ``serve -v``): a non-streamed response carries ``__verbose``."""
+    if stream and data.get("verbose") is True:
+        raise ApiError(400, "verbose: only non-streamed responses carry __verbose here")
+    return get_bool(data, "verbose", default) and not stream
 
 
 def _tool_grammar(tools: ToolRequest, fmt_name: str, data: dict[str, Any]) -> str:
@@ -334,6 +345,7 @@ async def completions(request: Request) -> Response:
     lp = data.get("logprobs")
     n_top = None if lp is None or lp is False else get_int(data, "logprobs", 0, 0, 20)
     stream = get_bool(data, "stream", False)
+    verbose = _verbose(data, stream, server_of(request).config.verbose)
     include_usage = _include_usage(data) if stream else False
     if get_bool(data, "echo", False):
         raise ApiError(400, "echo: not supported")
@@ -348,10 +360,12 @@ async def completions(request: Request) -> Response:
         out = await collect(events)
         choice: dict[str, Any] = {"text": out.text, "index": 0, "finish_reason": openai_finish_reason(out.last),
                                   "logprobs": _text_logprobs(model, out.steps, n_top) if n_top is not None else None}
-        return JSONResponse({"id": cid, "object": "text_completion", "created": created, "model": name,
-                             "system_fingerprint": "emberllm", "choices": [choice],
-                             "usage": _usage(n_prompt, out.n_predicted),
-                             "timings": timings_dict(out.result, out.n_predicted)})
+        body = {"id": cid, "object": "text_completion", "created": created, "model": name,
+                "system_fingerprint": "emberllm", "choices": [choice], "usage": _usage(n_prompt, out.n_predicted),
+                "timings": timings_dict(out.result, out.n_predicted)}
+        if verbose:
+            body["__verbose"] = verbose_result(model, name, req, out, n_prompt)
+        return JSONResponse(body)
 
     fmt = TextStream(model, cid, created, name, n_prompt, n_top, include_usage)
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)

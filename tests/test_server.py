@@ -142,7 +142,9 @@ def test_apply_template_props_slots_metrics(client, engine):
     props = client.get("/props").json()
     assert props["default_generation_settings"]["n_ctx"] == N_CTX and props["total_slots"] == 1
     assert client.get("/slots").json()[0]["id"] == 0
-    text = client.get("/metrics").text
+    metrics = client.get("/metrics")
+    assert 0 < time.time() - int(metrics.headers["Process-Start-Time-Unix"]) < 3600  # llama-server's header
+    text = metrics.text
     assert "llamacpp:tokens_predicted_total" in text and "# TYPE llamacpp:prompt_tokens_total counter" in text
 
 
@@ -449,3 +451,19 @@ def test_timeout_stops_a_generation(gemma_path):
             time.sleep(0.05)
         body = tc.post("/completion", json={"prompt": "Hi", "n_predict": 3000, "ignore_eos": True}).json()
         assert body["stop_type"] == "none" and 0 < body["tokens_predicted"] < 3000
+
+
+def test_verbose_responses_carry_the_native_result(client, engine):
+    """llama-server's ``verbose``: ``__verbose`` is the native result, its prompt the tokenized prompt with BOS."""
+    messages = [{"role": "system", "content": "Book"}, {"role": "user", "content": "What is the best book"}]
+    for path, body in (("/v1/chat/completions", {"messages": messages}), ("/v1/completions", {"prompt": "Hi"})):
+        plain = client.post(path, json={**body, "max_tokens": 2})
+        assert "__verbose" not in plain.json()
+        r = client.post(path, json={**body, "max_tokens": 2, "verbose": True}).json()
+        verbose = r["__verbose"]
+        want = engine.apply_chat_template(messages) if path.endswith("chat/completions") else "Hi"
+        assert verbose["prompt"] == engine.detokenize(engine.tokenize(want), special=True)
+        assert verbose["prompt"].startswith("<bos>") and verbose["tokens_predicted"] == 2
+        assert verbose["content"] == (r["choices"][0].get("message") or {}).get("content", r["choices"][0].get("text"))
+        bad = client.post(path, json={**body, "max_tokens": 2, "verbose": True, "stream": True})
+        assert bad.status_code == 400 and "verbose" in bad.json()["error"]["message"]
