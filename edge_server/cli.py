@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from emberllm.cli.common import MODEL_HELP, USER_ERRORS, fail, resolve_model_path
+from emberllm.cli.sampling_flags import add_sampling_flags, params_from_args
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.embeddings import add_embedding_flags, check_embedding_flags
 from emberllm.edge_server.llama_flags import (
@@ -89,6 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="uvicorn's log level (default: info)")
     add_cors_flags(p)
     add_llama_server_flags(p)
+    add_sampling_flags(p)
     add_embedding_flags(p)
     apply_env_defaults(p)
     p.set_defaults(func=run)
@@ -149,7 +151,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
-                        context_shift=args.context_shift, verbose=args.verbose,
+                        context_shift=args.context_shift, verbose=args.verbose, sampling=params_from_args(args),
                         web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args),
                         embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize)
 

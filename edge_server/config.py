@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emberllm.edge_server.security import CorsPolicy
+from emberllm.sampling import SamplingParams
 
 
 @dataclass
@@ -29,6 +30,8 @@ class ServerConfig:
     truncate_prompts: bool = False
     context_shift: bool = False
     verbose: bool = False
+    #: the command line's sampling settings (``--temp``, ``--top-k``, ``-s``...): defaults of every request
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     web_dir: Path | None = None
     use_mmap: bool = True
     n_gpu_layers: int | None = None

@@ -19,10 +19,11 @@ from emberllm.runtime.model import Model, Step
 from emberllm.sampling import SamplingParams
 
 
-def sampling_from(data: dict[str, Any], model: Model) -> SamplingParams:
-    """llama-server's sampling fields of a body (``SamplingParams.from_dict``), as 400s on bad values."""
+def sampling_from(data: dict[str, Any], model: Model, defaults: SamplingParams | None = None) -> SamplingParams:
+    """llama-server's sampling fields of a body (``SamplingParams.from_dict``; ``defaults``: the server command
+    line's, for the fields the body does not set), as 400s on bad values."""
     try:
-        return SamplingParams.from_dict(data, n_vocab=model.hp.n_vocab,
+        return SamplingParams.from_dict(data, n_vocab=model.hp.n_vocab, defaults=defaults,
                                         tokenize=lambda s: model.tokenize(s, add_special=False))
     except (ValueError, TypeError) as exc:
         raise ApiError(400, str(exc)) from exc

@@ -181,7 +181,7 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
     """The generation behind ``/completion`` and ``/infill``."""
     server = server_of(request)
     refuse_unsupported(data)
-    params = sampling_from(with_grammar(data), model)
+    params = sampling_from(with_grammar(data), model, server.config.sampling)
     req = GenRequest(prompt=prompt, params=params, n_predict=get_int(data, "n_predict", -1, -1, 2**31 - 1),
                      stop=get_stop(data), n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),
                      n_discard=get_int(data, "n_discard", 0, 0, 2**31 - 1),
@@ -251,7 +251,7 @@ async def props(request: Request) -> Response:
     """``GET /props``: default generation settings, slots, model and template."""
     server = server_of(request)
     model = ready_model(request)
-    params = SamplingParams().to_dict()
+    params = server.config.sampling.to_dict()
     params.update(n_predict=-1, stop=[])
     return JSONResponse({
         "default_generation_settings": {"id": 0, "n_ctx": model.n_ctx, "params": params,

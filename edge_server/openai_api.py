@@ -122,7 +122,7 @@ def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt
     if n_top is not None:
         fields["n_probs"] = max(n_top, 1)
     fields.pop("logprobs", None)
-    params = sampling_from(fields, model)
+    params = sampling_from(fields, model, server.config.sampling)
     return GenRequest(prompt=prompt, params=params, n_predict=n_predict, stop=get_stop(data) + extra_stop,
                       cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s,
                       n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),

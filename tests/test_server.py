@@ -423,6 +423,11 @@ def test_llama_server_flags_and_environment(monkeypatch, tmp_path):
     assert cfg.alias == "gem" and cfg.webui is False
     assert cfg.n_gpu_layers == 99  # -ngl is real now (runtime/offload.py)
     assert [n.split(":")[0] for n in notes(args)] == ["-fa on", "--jinja"]
+    # sampling flags on the server command line are every request's defaults (llama-server's), --context-shift, -v
+    cfg = config_from_args(parse("-m", str(model), "--temp", "0.3", "--top-k", "7", "-s", "42", "--context-shift",
+                                 "-v", "--repeat-penalty", "1.1"))
+    assert (cfg.sampling.temperature, cfg.sampling.top_k, cfg.sampling.seed) == (0.3, 7, 42)
+    assert cfg.sampling.repeat_penalty == 1.1 and cfg.context_shift and cfg.verbose
     with pytest.raises(ValueError, match="chat-template-file"):
         config_from_args(parse("-m", str(model), "--chat-template-file", str(tmp_path / "missing.jinja")))
     monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "0")

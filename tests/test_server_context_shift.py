@@ -1,4 +1,5 @@
-"""llama-server's ``--context-shift`` in the real server (``-c 512 -np 2``: 256 positions a slot), over HTTP.
+"""llama-server's ``--context-shift`` in the real server (``-c 512 -np 2``: 256 positions a slot), over HTTP; and
+sampling flags on its command line (``--top-k 1``) as the defaults of requests.
 
 With it, a slot whose context fills while generating keeps ``n_keep`` tokens (and BOS), drops half of the rest (or
 ``n_discard``) and goes on, exactly as ``Model.generate`` does alone; a conversation longer than the context loses
@@ -28,7 +29,7 @@ LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmo
 @pytest.fixture(scope="module")
 def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with run_server(gemma_path, tmp_path_factory.mktemp("server_shift"), "-c", str(N_CTX), "-np", str(N_SLOTS),
-                    "-t", "2", "--context-shift") as srv:
+                    "-t", "2", "--context-shift", "--top-k", "1") as srv:
         yield srv.url
 
 
@@ -112,3 +113,15 @@ def test_a_last_message_longer_than_the_context_is_still_refused(client: httpx.C
     assert err["type"] == "exceed_context_size_error" and err["n_ctx"] == SLOT_CTX and err["n_prompt_tokens"] > 0
     assert "exceeds the available context size" in err["message"]
     assert client.get("/health").status_code == 200
+
+
+def test_command_line_sampling_flags_are_request_defaults(client: httpx.Client) -> None:
+    """--top-k 1 on the command line: requests that do not set top_k are greedy whatever their seed; /props says so;
+    a request's own top_k still wins."""
+    assert client.get("/props").json()["default_generation_settings"]["params"]["top_k"] == 1
+    body = {"prompt": "Once upon a time", "n_predict": 12, "temperature": 1.5}
+    texts = {client.post("/completion", json={**body, "seed": seed}).json()["content"] for seed in (1, 2, 3)}
+    greedy = client.post("/completion", json={**body, "temperature": 0}).json()["content"]
+    assert texts == {greedy}
+    free = {client.post("/completion", json={**body, "seed": seed, "top_k": 0}).json()["content"] for seed in (1, 2, 3)}
+    assert len(free) > 1
