@@ -152,6 +152,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
                         context_shift=args.context_shift, verbose=args.verbose, sampling=params_from_args(args),
+                        slots_endpoint=args.slots,
                         web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args),
                         embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize)
 

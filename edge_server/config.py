@@ -30,6 +30,7 @@ class ServerConfig:
     truncate_prompts: bool = False
     context_shift: bool = False
     verbose: bool = False
+    slots_endpoint: bool = True
     #: the command line's sampling settings (``--temp``, ``--top-k``, ``-s``...): defaults of every request
     sampling: SamplingParams = field(default_factory=SamplingParams)
     web_dir: Path | None = None

@@ -26,7 +26,8 @@ LLAMA_ENV = {
     "cont_batching": "LLAMA_ARG_CONT_BATCHING", "cors_origins": "LLAMA_ARG_CORS_ORIGINS",
     "cors_methods": "LLAMA_ARG_CORS_METHODS", "cors_headers": "LLAMA_ARG_CORS_HEADERS",
     "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS", "context_shift": "LLAMA_ARG_CONTEXT_SHIFT",
-    "embedding": "LLAMA_ARG_EMBEDDINGS", "pooling": "LLAMA_ARG_POOLING",
+    "embedding": "LLAMA_ARG_EMBEDDINGS", "pooling": "LLAMA_ARG_POOLING", "slots": "LLAMA_ARG_ENDPOINT_SLOTS",
+    "cache_ram": "LLAMA_ARG_CACHE_RAM", "cache_idle_slots": "LLAMA_ARG_CACHE_IDLE_SLOTS",
 }
 
 
@@ -45,6 +46,12 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mlock", action="store_true", help="accepted; the model is not locked in RAM")
     g.add_argument("--jinja", action="store_true", help="accepted; chat templates always run as Jinja")
     g.add_argument("-cb", "--cont-batching", action="store_true", help="accepted; continuous batching is always on")
+    g.add_argument("--slots", action=argparse.BooleanOptionalAction, default=True,
+                   help="expose GET /slots (default: on; --no-slots answers 501 there, as llama-server)")
+    g.add_argument("-cram", "--cache-ram", type=int, default=None, metavar="MIB",
+                   help="accepted; each slot keeps its own prompt cache in its KV cache, no host-RAM prompt cache")
+    g.add_argument("--cache-idle-slots", action=argparse.BooleanOptionalAction, default=None,
+                   help="accepted; idle slots keep their KV cache (there is no host-RAM prompt cache to save to)")
 
 
 def add_cors_flags(p: argparse.ArgumentParser) -> None:
@@ -83,6 +90,10 @@ def notes(args: argparse.Namespace) -> list[str]:
         out.append("--jinja: chat templates always run as Jinja")
     if args.cont_batching:
         out.append("--cont-batching: continuous batching is always on")
+    if args.cache_ram is not None:
+        out.append(f"--cache-ram {args.cache_ram}: no host-RAM prompt cache; each slot reuses its own KV cache")
+    if args.cache_idle_slots is not None:
+        out.append("--(no-)cache-idle-slots: idle slots keep their KV cache; there is no host-RAM prompt cache")
     return out
 
 

@@ -268,10 +268,20 @@ async def props(request: Request) -> Response:
 async def slots(request: Request) -> Response:
     """``GET /slots``: one entry per slot: its context, whether it is generating, how many tokens it caches."""
     server = server_of(request)
+    if not server.config.slots_endpoint:
+        raise ApiError(501, "This server does not support slots endpoint. Start it with `--slots`")
     ready_model(request)
     return JSONResponse([{"id": s.id, "n_ctx": s.kv.n_ctx, "is_processing": s.busy, "n_past": s.kv.n_past,
-                          "next_token": [{"n_decoded": s.state.produced if s.state else 0}]}
-                         for s in server.worker.slots])
+                          "next_token": [_next_token(s)]} for s in server.worker.slots])
+
+
+def _next_token(slot: Any) -> dict[str, Any]:
+    """llama-server's ``next_token`` of a slot: tokens decoded and left to predict (-1: no limit)."""
+    state = slot.state
+    produced = state.produced if state else 0
+    limit = state.n_predict if state else -1
+    return {"has_next_token": bool(state and not state.finished), "n_remain": -1 if limit < 0 else limit - produced,
+            "n_decoded": produced}
 
 
 async def metrics(request: Request) -> Response:

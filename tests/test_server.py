@@ -428,6 +428,9 @@ def test_llama_server_flags_and_environment(monkeypatch, tmp_path):
                                  "-v", "--repeat-penalty", "1.1"))
     assert (cfg.sampling.temperature, cfg.sampling.top_k, cfg.sampling.seed) == (0.3, 7, 42)
     assert cfg.sampling.repeat_penalty == 1.1 and cfg.context_shift and cfg.verbose
+    args = parse("-m", str(model), "--no-slots", "--cache-ram", "100", "--no-cache-idle-slots")
+    assert config_from_args(args).slots_endpoint is False
+    assert [n.split(":")[0] for n in notes(args)] == ["--cache-ram 100", "--(no-)cache-idle-slots"]
     with pytest.raises(ValueError, match="chat-template-file"):
         config_from_args(parse("-m", str(model), "--chat-template-file", str(tmp_path / "missing.jinja")))
     monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "0")

@@ -29,7 +29,7 @@ LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmo
 @pytest.fixture(scope="module")
 def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with run_server(gemma_path, tmp_path_factory.mktemp("server_shift"), "-c", str(N_CTX), "-np", str(N_SLOTS),
-                    "-t", "2", "--context-shift", "--top-k", "1") as srv:
+                    "-t", "2", "--context-shift", "--top-k", "1", "--no-slots") as srv:
         yield srv.url
 
 
@@ -119,6 +119,8 @@ def test_command_line_sampling_flags_are_request_defaults(client: httpx.Client) 
     """--top-k 1 on the command line: requests that do not set top_k are greedy whatever their seed; /props says so;
     a request's own top_k still wins."""
     assert client.get("/props").json()["default_generation_settings"]["params"]["top_k"] == 1
+    no_slots = client.get("/slots")  # --no-slots, as llama-server
+    assert no_slots.status_code == 501 and "--slots" in no_slots.json()["error"]["message"]
     body = {"prompt": "Once upon a time", "n_predict": 12, "temperature": 1.5}
     texts = {client.post("/completion", json={**body, "seed": seed}).json()["content"] for seed in (1, 2, 3)}
     greedy = client.post("/completion", json={**body, "temperature": 0}).json()["content"]

@@ -78,6 +78,7 @@ def _run_concurrently(fn, n: int) -> list:
 def test_slots_split_the_context(client):
     slots = client.get("/slots").json()
     assert [s["id"] for s in slots] == list(range(N_SLOTS))
+    assert all(s["next_token"][0] == {"has_next_token": False, "n_remain": -1, "n_decoded": 0} for s in slots), slots
     assert all(s["n_ctx"] == SLOT_CTX and not s["is_processing"] for s in slots)
     assert client.get("/props").json()["total_slots"] == N_SLOTS
 
