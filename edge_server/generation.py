@@ -3,10 +3,13 @@ streamed as SSE through a per-endpoint ``StreamFormat``), token probabilities.""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from starlette.requests import Request
 
 from emberllm.chat.fit import fit_messages, reply_reserve
 from emberllm.edge_server.errors import ApiError, context_exceeded
@@ -122,18 +125,31 @@ async def start(worker: EngineWorker, req: GenRequest) -> tuple[Job, AsyncIterat
     return job, chained()
 
 
-async def collect(events: AsyncIterator[Event]) -> Outcome:
-    """All events of a non-streamed generation."""
+async def collect(events: AsyncIterator[Event], request: Request | None = None, job: Job | None = None) -> Outcome:
+    """All events of a non-streamed generation; with ``request`` and ``job``, a client that disconnects cancels
+    the job (as llama-server stops a slot whose client is gone), instead of generating for nobody."""
     out = Outcome()
-    async for event in events:
-        match event:
-            case StepEvent(step=step):
-                out.steps.append(step)
-            case DoneEvent(result=result):
-                out.result = result
-            case ErrorEvent(error=error):
-                raise engine_error(error)
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, job)) if request and job else None
+    try:
+        async for event in events:
+            match event:
+                case StepEvent(step=step):
+                    out.steps.append(step)
+                case DoneEvent(result=result):
+                    out.result = result
+                case ErrorEvent(error=error):
+                    raise engine_error(error)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     return out
+
+
+async def _cancel_on_disconnect(request: Request, job: Job) -> None:
+    """Wait for the client's disconnect (the body is already read, so ``receive`` has nothing else to say)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    job.cancel.set()
 
 
 class StreamFormat:

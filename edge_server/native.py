@@ -194,7 +194,7 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
     job, events = await start(server.worker, req)
     post = params.post_sampling_probs
     if not stream:
-        out = await collect(events)
+        out = await collect(events, request, job)
         tokens = [s.token for s in out.steps if s.token >= 0 and not model.tokenizer.is_eog(s.token)]
         body: dict[str, Any] = {"index": 0, "content": out.text, "tokens": tokens}
         body.update(_final_fields(model, name, params, req, out.last, out.result, out.n_predicted, n_prompt))

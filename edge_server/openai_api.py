@@ -293,7 +293,7 @@ async def chat_completions(request: Request) -> Response:
     created = int(time.time())
     job, events = await start(server.worker, req)
     if not stream:
-        out: Outcome = await collect(events)
+        out: Outcome = await collect(events, request, job)
         message: dict[str, Any] = {"role": "assistant", "content": out.text}
         finish = openai_finish_reason(out.last)
         if tools.active:
@@ -357,7 +357,7 @@ async def completions(request: Request) -> Response:
     created = int(time.time())
     job, events = await start(server.worker, req)
     if not stream:
-        out = await collect(events)
+        out = await collect(events, request, job)
         choice: dict[str, Any] = {"text": out.text, "index": 0, "finish_reason": openai_finish_reason(out.last),
                                   "logprobs": _text_logprobs(model, out.steps, n_top) if n_top is not None else None}
         body = {"id": cid, "object": "text_completion", "created": created, "model": name,

@@ -345,6 +345,21 @@ def test_client_disconnect_cancels_generation(client):
     _healthy(client)
 
 
+def test_client_disconnect_cancels_a_non_streamed_generation(server, client):
+    """A non-streamed request whose client gives up is cancelled too (llama-server's behaviour): the slot is free
+    long before the ~250 tokens it asked for would take, and the next request is served."""
+    for path, body in (("/completion", {"prompt": "Once upon a time", "n_predict": 250}),
+                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell a story"}],
+                                                 "max_tokens": 250})):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server}{path}", json={**body, "ignore_eos": True}, headers=AUTH, timeout=0.5)
+        deadline = time.monotonic() + 1.5
+        while client.get("/slots").json()[0]["is_processing"]:
+            assert time.monotonic() < deadline, f"{path}: still generating after the client left"
+            time.sleep(0.05)
+        assert client.post("/completion", json={"prompt": "Hi", "n_predict": 2}).json()["tokens_predicted"] == 2
+
+
 # -- in-process pieces -------------------------------------------------------------------------------------
 
 
