@@ -99,9 +99,11 @@ class CompletionStream(StreamFormat):
     req: GenRequest
     job: Job
     n_prompt: int
+    has_new_line: bool = False
 
     def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
         """A token's chunk (the last step of a stop without text sends none)."""
+        self.has_new_line = self.has_new_line or "\n" in step.text
         if not (step.text or (step.token >= 0 and step.finish_reason is None)):
             return None
         chunk: dict[str, Any] = {"index": 0, "content": step.text, "tokens": [step.token], "stop": False,
@@ -116,6 +118,7 @@ class CompletionStream(StreamFormat):
         final: dict[str, Any] = {"index": 0, "content": "", "tokens": []}
         final.update(_final_fields(self.model, self.name, self.params, self.req, last, result, n_predicted,
                                    self.n_prompt))
+        final["has_new_line"] = self.has_new_line or "\n" in last.text
         return [final]
 
 
@@ -198,6 +201,7 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
         tokens = [s.token for s in out.steps if s.token >= 0 and not model.tokenizer.is_eog(s.token)]
         body: dict[str, Any] = {"index": 0, "content": out.text, "tokens": tokens}
         body.update(_final_fields(model, name, params, req, out.last, out.result, out.n_predicted, n_prompt))
+        body["has_new_line"] = "\n" in out.text  # llama-server's: the reply holds a line break
         if params.n_probs > 0:
             body["completion_probabilities"] = [p for s in out.steps if (p := native_probs(model, s, post))]
         return JSONResponse(body)

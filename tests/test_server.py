@@ -490,3 +490,14 @@ def test_verbose_responses_carry_the_native_result(client, engine):
         assert verbose["content"] == (r["choices"][0].get("message") or {}).get("content", r["choices"][0].get("text"))
         bad = client.post(path, json={**body, "max_tokens": 2, "verbose": True, "stream": True})
         assert bad.status_code == 400 and "verbose" in bad.json()["error"]["message"]
+
+
+def test_completion_says_whether_the_reply_has_a_line_break(client):
+    """llama-server's ``has_new_line`` in /completion's final result, streamed and not."""
+    for prompt in ("def fibonacci(n):\n", "The capital of France is"):
+        body = {"prompt": prompt, "n_predict": 12, "temperature": 0}
+        whole = client.post("/completion", json=body).json()
+        assert whole["has_new_line"] is ("\n" in whole["content"])
+        with client.stream("POST", "/completion", json={**body, "stream": True}) as r:
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+        assert chunks[-1]["stop"] is True and chunks[-1]["has_new_line"] is ("\n" in whole["content"])
