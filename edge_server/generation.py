@@ -32,11 +32,22 @@ def sampling_from(data: dict[str, Any], model: Model, defaults: SamplingParams |
         raise ApiError(400, str(exc)) from exc
 
 
+def prompt_tokens(model: Model, prompt: str | list[Any]) -> list[int]:
+    """llama-server's mixed tokenization: text with BOS, or a sequence of token ids and text pieces (special tokens
+    parsed; BOS only before a leading text piece)."""
+    if isinstance(prompt, str):
+        return model.tokenize(prompt)
+    tokens: list[int] = []
+    for i, piece in enumerate(prompt):
+        tokens += model.tokenize(piece, add_special=i == 0) if isinstance(piece, str) else [piece]
+    return tokens
+
+
 def prepare_prompt(model: Model, req: GenRequest, truncate: bool) -> int:
     """Tokenize ``req.prompt`` into ``req.tokens`` (the only place a request's prompt is tokenized); a prompt
     that does not fit in a slot's context is a 400, or with ``truncate`` is cut the way llama-server does
     (``req.truncated``).  Returns the prompt's token count."""
-    tokens = model.tokenize(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
+    tokens = prompt_tokens(model, req.prompt)
     if not tokens:
         raise ApiError(400, "the prompt is empty")
     if len(tokens) >= model.n_ctx:

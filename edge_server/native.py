@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from emberllm.edge_server.chat_prompt import chat_prompt
 from emberllm.edge_server.errors import ApiError, error_response
+from emberllm.edge_server.events import Event
 from emberllm.edge_server.generation import (
     Outcome,
     StreamFormat,
@@ -24,10 +26,11 @@ from emberllm.edge_server.generation import (
     timings_dict,
 )
 from emberllm.edge_server.requests import (
+    Prompt,
     get_bool,
     get_int,
     get_messages,
-    get_prompt,
+    get_prompts,
     get_stop,
     get_token_ids,
     read_json,
@@ -70,7 +73,7 @@ def _final_fields(model: Model, name: str, params: SamplingParams, req: GenReque
         "tokens_predicted": n_predicted,
         "tokens_evaluated": n_prompt,
         "generation_settings": settings,
-        "prompt": req.prompt if isinstance(req.prompt, str) else model.detokenize(req.prompt, special=True),
+        "prompt": req.prompt if isinstance(req.prompt, str) else model.detokenize(req.tokens or [], special=True),
         # llama-server's: the prompt was cut, the context was shifted, or generation stopped at the context's end
         "truncated": req.truncated or last.finish_reason == "context" or bool(result and result.shifted),
         "stop_type": _stop_type(last),
@@ -126,8 +129,15 @@ async def completion(request: Request) -> Response:
     """``POST /completion``: llama-server's completion, whole or streamed as SSE."""
     model = ready_model(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
-    prompt = get_prompt(data, model.hp.n_vocab, "prompt" if "prompt" in data else "content")
-    return await _complete(request, model, data, prompt)
+    prompts = get_prompts(data, model.hp.n_vocab, "prompt" if "prompt" in data else "content")
+    if len(prompts) == 1:
+        return await _complete(request, model, data, prompts[0])
+    if get_bool(data, "stream", False):
+        raise ApiError(400, "stream: a batch of prompts is answered whole here; send stream: false or one prompt")
+    # llama-server's batch: one result per prompt, in order, generated side by side in the slots
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(_completion_body(request, model, data, p, i)) for i, p in enumerate(prompts)]
+    return JSONResponse([t.result() for t in tasks])
 
 
 #: FIM token ids in GGUF metadata (current and older key names), and vocabulary spellings to fall back on.
@@ -180,8 +190,9 @@ async def infill(request: Request) -> Response:
     return await _complete(request, model, data, tokens)
 
 
-async def _complete(request: Request, model: Model, data: dict[str, Any], prompt: str | list[int]) -> Response:
-    """The generation behind ``/completion`` and ``/infill``."""
+async def _start_completion(request: Request, model: Model, data: dict[str, Any],
+                            prompt: Prompt) -> tuple[GenRequest, int, Job, AsyncIterator[Event]]:
+    """Check a ``/completion`` body, tokenize its prompt and start the generation."""
     server = server_of(request)
     refuse_unsupported(data)
     params = sampling_from(with_grammar(data), model, server.config.sampling)
@@ -190,24 +201,36 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
                      n_discard=get_int(data, "n_discard", 0, 0, 2**31 - 1),
                      cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s,
                      id_slot=get_int(data, "id_slot", -1, -1, server.config.n_parallel - 1))
-    stream = get_bool(data, "stream", False)
     truncate = get_bool(data, "truncate", server.config.truncate_prompts)
     n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
-    name = server.config.model_name
     job, events = await start(server.worker, req)
-    post = params.post_sampling_probs
-    if not stream:
-        out = await collect(events, request, job)
-        tokens = [s.token for s in out.steps if s.token >= 0 and not model.tokenizer.is_eog(s.token)]
-        body: dict[str, Any] = {"index": 0, "content": out.text, "tokens": tokens}
-        body.update(_final_fields(model, name, params, req, out.last, out.result, out.n_predicted, n_prompt))
-        body["has_new_line"] = "\n" in out.text  # llama-server's: the reply holds a line break
-        if params.n_probs > 0:
-            body["completion_probabilities"] = [p for s in out.steps if (p := native_probs(model, s, post))]
-        return JSONResponse(body)
+    return req, n_prompt, job, events
 
-    fmt = CompletionStream(model, name, params, req, job, n_prompt)
+
+async def _complete(request: Request, model: Model, data: dict[str, Any], prompt: Prompt) -> Response:
+    """The generation behind ``/completion`` and ``/infill``, whole or streamed."""
+    if not get_bool(data, "stream", False):
+        return JSONResponse(await _completion_body(request, model, data, prompt))
+    req, n_prompt, job, events = await _start_completion(request, model, data, prompt)
+    fmt = CompletionStream(model, server_of(request).config.model_name, req.params, req, job, n_prompt)
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)
+
+
+async def _completion_body(request: Request, model: Model, data: dict[str, Any], prompt: Prompt,
+                           index: int = 0) -> dict[str, Any]:
+    """A non-streamed ``/completion`` result (``index``: its place in a batch)."""
+    req, n_prompt, job, events = await _start_completion(request, model, data, prompt)
+    params = req.params
+    out = await collect(events, request, job)
+    tokens = [s.token for s in out.steps if s.token >= 0 and not model.tokenizer.is_eog(s.token)]
+    body: dict[str, Any] = {"index": index, "content": out.text, "tokens": tokens}
+    body.update(_final_fields(model, server_of(request).config.model_name, params, req, out.last, out.result,
+                              out.n_predicted, n_prompt))
+    body["has_new_line"] = "\n" in out.text  # llama-server's: the reply holds a line break
+    if params.n_probs > 0:
+        post = params.post_sampling_probs
+        body["completion_probabilities"] = [p for s in out.steps if (p := native_probs(model, s, post))]
+    return body
 
 
 async def tokenize(request: Request) -> Response:

@@ -154,20 +154,52 @@ def get_token_ids(data: dict[str, Any], name: str, n_vocab: int, required: bool 
     return value
 
 
-def get_prompt(data: dict[str, Any], n_vocab: int, name: str = "prompt") -> str | list[int]:
-    """A prompt: a string, an array of token ids, or a one-element array holding either."""
+#: A prompt as llama-server takes it: text, or one sequence mixing token ids and text (``prepare_prompt``
+#: tokenizes the text pieces, BOS only before a leading one).
+Prompt = str | list[int | str]
+
+
+def get_prompts(data: dict[str, Any], n_vocab: int, name: str = "prompt") -> list[Prompt]:
+    """llama-server's prompt forms: a string, ``{"prompt_string": ...}``, an array holding a number (one sequence
+    of token ids and strings), or else an array of such prompts (a batch, one result each)."""
     if name not in data:
         raise ApiError(400, f"{name}: required field is missing")
     value = data[name]
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str | list):
-        value = value[0]
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
+    if isinstance(value, list) and not any(isinstance(v, int) and not isinstance(v, bool) for v in value):
         if not value:
             raise ApiError(400, f"{name}: must not be empty")
-        return get_token_ids({name: value}, name, n_vocab)
-    raise ApiError(400, f"{name}: expected a string or an array of token ids")
+        return [_one_prompt(v, n_vocab, f"{name}[{i}]") for i, v in enumerate(value)]
+    return [_one_prompt(value, n_vocab, name)]
+
+
+def get_prompt(data: dict[str, Any], n_vocab: int, name: str = "prompt") -> Prompt:
+    """One prompt (``get_prompts``' forms; a batch of several is a 400 here)."""
+    prompts = get_prompts(data, n_vocab, name)
+    if len(prompts) != 1:
+        raise ApiError(400, f"{name}: a batch of {len(prompts)} prompts is not supported here; send one")
+    return prompts[0]
+
+
+def _one_prompt(value: Any, n_vocab: int, name: str) -> Prompt:
+    if isinstance(value, dict):
+        if "multimodal_data" in value:
+            raise ApiError(400, f"{name}.multimodal_data: this model has no multimodal projector")
+        unknown = sorted(set(value) - {"prompt_string"})
+        if unknown:
+            raise ApiError(400, f"{name}.{unknown[0]}: not supported (a prompt object takes prompt_string)")
+        value = value.get("prompt_string")
+        if not isinstance(value, str):
+            raise ApiError(400, f"{name}.prompt_string: expected a string")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value:
+        if all(isinstance(v, str) for v in value):
+            raise ApiError(400, f"{name}: expected a string, token ids or a mix of both, not an array of strings")
+        ids = get_token_ids({name: [v for v in value if not isinstance(v, str)]}, name, n_vocab)
+        it = iter(ids)
+        return [v if isinstance(v, str) else next(it) for v in value]
+    raise ApiError(400, f"{name}: expected a string, an array of token ids (strings may be mixed in) or "
+                        "{\"prompt_string\": ...}")
 
 
 def get_messages(data: dict[str, Any]) -> list[dict[str, Any]]:

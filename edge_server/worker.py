@@ -31,7 +31,7 @@ class GenRequest:
     """One generation: the prompt (text or ids, as the client sent it), its ``tokens`` (set once, by
     ``generation.prepare_prompt``, before ``EngineWorker.submit``) and how to run it."""
 
-    prompt: str | list[int]
+    prompt: str | list[int | str]
     params: SamplingParams
     n_predict: int = -1
     stop: list[str] = field(default_factory=list)

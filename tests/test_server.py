@@ -501,3 +501,28 @@ def test_completion_says_whether_the_reply_has_a_line_break(client):
         with client.stream("POST", "/completion", json={**body, "stream": True}) as r:
             chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
         assert chunks[-1]["stop"] is True and chunks[-1]["has_new_line"] is ("\n" in whole["content"])
+
+
+def test_completion_prompt_forms_and_batches(client, engine):
+    """llama-server's prompt forms on /completion: token ids, {"prompt_string"}, ids mixed with text in one sequence
+    (text tokenized in place, BOS only before leading text), and a batch of prompts answered as a list in order."""
+    text = "I believe the meaning of life is"
+    ids = engine.tokenize(text)
+    greedy = {"n_predict": 6, "temperature": 0}
+    want = client.post("/completion", json={"prompt": text, **greedy}).json()["content"]
+    assert client.post("/completion", json={"prompt": ids, **greedy}).json()["content"] == want
+    assert client.post("/completion", json={"prompt": {"prompt_string": text}, **greedy}).json()["content"] == want
+    batch = client.post("/completion", json={"prompt": [ids, text, {"prompt_string": text}, "Once upon"], **greedy})
+    assert batch.status_code == 200, batch.text
+    results = batch.json()
+    assert [r["index"] for r in results] == [0, 1, 2, 3] and [r["content"] for r in results[:3]] == [want] * 3
+    assert results[3]["content"] == client.post("/completion", json={"prompt": "Once upon", **greedy}).json()["content"]
+    mixed = [ids[0], "I believe", *engine.tokenize(" the meaning of life is", add_special=False)]
+    r = client.post("/completion", json={"prompt": mixed, **greedy}).json()
+    assert r["tokens_evaluated"] == len(ids) and r["content"] == want
+    for body, word in (({"prompt": {"prompt_string": text, "multimodal_data": ["x"]}}, "multimodal"),
+                       ({"prompt": [ids, text], "stream": True}, "batch"),
+                       ({"prompt": [["a", "b"]]}, "prompt[0]"),
+                       ({"prompt": {"text": text}}, "prompt.text")):
+        bad = client.post("/completion", json={**body, **greedy})
+        assert bad.status_code == 400 and word in bad.json()["error"]["message"], bad.text
