@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emberllm.edge_server import embeddings, native, openai_api
+from emberllm.edge_server import embeddings, native, openai_api, rerank
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.guard import BrowserGuardMiddleware
@@ -58,6 +58,8 @@ def api_routes() -> list[Route]:
         Route("/embedding", embeddings.native_embedding, methods=["POST"]),
         Route("/embeddings", embeddings.native_embedding, methods=["POST"]),
         Route("/v1/embeddings", embeddings.openai_embeddings, methods=["POST"]),
+        *[Route(path, rerank.rerank, methods=["POST"]) for path in ("/rerank", "/reranking", "/v1/rerank",
+                                                                      "/v1/reranking")],
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
 

@@ -154,7 +154,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         context_shift=args.context_shift, verbose=args.verbose, sampling=params_from_args(args),
                         slots_endpoint=args.slots,
                         web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args),
-                        embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize)
+                        embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize,
+                        rerank=args.rerank)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ class ServerConfig:
     device: str | None = None
     cors: CorsPolicy = field(default_factory=CorsPolicy)
     embeddings: bool = False
+    rerank: bool = False
     pooling: str | None = None
     embd_normalize: int = 2
 

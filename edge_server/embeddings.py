@@ -44,7 +44,11 @@ def add_embedding_flags(p: argparse.ArgumentParser) -> None:
                    help="serve /v1/embeddings and /embedding (generation keeps working, as in llama-server)")
     g.add_argument("--pooling", choices=[*POOLING_TYPES, "rank"], default=None,
                    help="pooling for embeddings (default: the model's, else none: one vector per token, which "
-                        "/v1/embeddings refuses); 'rank' (rerankers) is not supported")
+                        "/v1/embeddings refuses); 'rank' is --rerank")
+    g.add_argument("--rerank", "--reranking", dest="rerank", action="store_true",
+                   help="serve /rerank (llama-server's): documents scored by llama.cpp's rank pooling; a model "
+                        "without a classification head (all emberllm loads) scores by the last token's first "
+                        "hidden component, as llama-server does with the same file")
     g.add_argument("--embd-normalize", type=int, default=2, metavar="N",
                    help="normalisation of pooled embeddings (default: 2) (-1=none, 0=max absolute int16, "
                         "1=taxicab, 2=euclidean, >2=p-norm)")
@@ -52,8 +56,8 @@ def add_embedding_flags(p: argparse.ArgumentParser) -> None:
 
 def check_embedding_flags(args: argparse.Namespace) -> None:
     """``ValueError`` for a pooling emberllm does not compute."""
-    if args.pooling == "rank":
-        raise ValueError("--pooling rank: rerankers are not supported (use none, mean, cls or last)")
+    if args.pooling == "rank":  # llama-server's --pooling rank is its --rerank
+        args.rerank, args.pooling = True, None
 
 
 def server_pooling(server: ServerState, model: Model) -> str:

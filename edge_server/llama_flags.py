@@ -27,6 +27,7 @@ LLAMA_ENV = {
     "cors_methods": "LLAMA_ARG_CORS_METHODS", "cors_headers": "LLAMA_ARG_CORS_HEADERS",
     "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS", "context_shift": "LLAMA_ARG_CONTEXT_SHIFT",
     "embedding": "LLAMA_ARG_EMBEDDINGS", "pooling": "LLAMA_ARG_POOLING", "slots": "LLAMA_ARG_ENDPOINT_SLOTS",
+    "rerank": "LLAMA_ARG_RERANKING",
     "cache_ram": "LLAMA_ARG_CACHE_RAM", "cache_idle_slots": "LLAMA_ARG_CACHE_IDLE_SLOTS",
 }
 

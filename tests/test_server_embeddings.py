@@ -9,8 +9,6 @@ import base64
 import json
 import math
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -168,8 +166,10 @@ def test_embeddings_run_beside_a_streamed_generation(server, client, engine):
 
 @pytest.fixture(scope="module")
 def none_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``--embeddings`` without ``--pooling``: Gemma's GGUF states none, so ``none`` (llama.cpp's default)."""
-    with run_server(gemma_path, tmp_path_factory.mktemp("emb-none"), "-c", "256", "-t", "1", "--embeddings") as srv:
+    """``--embeddings`` without ``--pooling``: Gemma's GGUF states none, so ``none`` (llama.cpp's default); with
+    ``--rerank`` too."""
+    with run_server(gemma_path, tmp_path_factory.mktemp("emb-none"), "-c", "256", "-t", "1", "--embeddings",
+                    "--rerank") as srv:
         yield srv.url
 
 
@@ -190,6 +190,8 @@ def test_without_embedding_flag_the_endpoints_are_501(gemma_path, tmp_path):
         for path in ("/v1/embeddings", "/embedding"):
             r = httpx.post(f"{srv.url}{path}", json={"input": "x"}, headers=AUTH, timeout=60)
             assert r.status_code == 501 and "--embeddings" in r.json()["error"]["message"]
+        r = httpx.post(f"{srv.url}/rerank", json={"query": "x", "documents": ["y"]}, headers=AUTH, timeout=60)
+        assert r.status_code == 501 and "--reranking" in r.json()["error"]["message"]
 
 
 def test_embedding_flags(tmp_path):
@@ -202,6 +204,38 @@ def test_embedding_flags(tmp_path):
     apply_env_defaults(serve, {"LLAMA_ARG_EMBEDDINGS": "1", "LLAMA_ARG_POOLING": "last"})
     cfg = config_from_args(parser.parse_args(["serve", "-m", str(model), "--embd-normalize", "-1"]))
     assert cfg.embeddings is True and cfg.pooling == "last" and cfg.embd_normalize == -1
-    proc = subprocess.run([sys.executable, "-m", "emberllm.cli", "serve", "-m", str(model), "--embedding",
-                           "--pooling", "rank"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and proc.stderr.startswith("error: --pooling rank")
+    cfg = config_from_args(parser.parse_args(["serve", "-m", str(model), "--pooling", "rank"]))
+    assert cfg.rerank is True and cfg.pooling is None  # llama-server's --pooling rank is its --rerank
+
+
+DOCS = ["A machine is a physical system that uses power to apply forces.",
+        "Machine learning is a field of study in artificial intelligence.",
+        "Paris, capitale de la France, est une grande ville europeenne."]
+
+
+def test_rerank_is_llamacpp_rank_pooling(none_server, engine):
+    """/rerank (Jina's shape) and TEI's: each document's score is llama.cpp's rank pooling of its prompt (BOS, query,
+    document: Gemma's vocabulary adds no EOS/SEP) without a classification head, the last token's first normed
+    hidden component; sorted best first, cut to top_n; usage counts the prompts' tokens; bad bodies are 400s."""
+    from emberllm.edge_server.rerank import rerank_prompt
+
+    query = "Machine learning is"
+    prompts = [rerank_prompt(engine, query, d) for d in DOCS]
+    assert prompts[0] == engine.tokenize(query) + engine.tokenize(DOCS[0], add_special=False)
+    want = [engine.embed(p, pooling="last", normalize=-1)[0] for p in prompts]
+    with httpx.Client(base_url=none_server, headers=AUTH, timeout=120) as c:
+        for path in ("/rerank", "/v1/rerank", "/reranking"):
+            body = c.post(path, json={"query": query, "documents": DOCS}).json()
+            got = {r["index"]: r["relevance_score"] for r in body["results"]}
+            assert [r["index"] for r in body["results"]] == sorted(range(3), key=lambda i: -want[i])
+            assert all(abs(got[i] - want[i]) < 1e-3 * max(1.0, abs(want[i])) for i in range(3)), (got, want)
+            assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] == sum(map(len, prompts))
+        top = c.post("/rerank", json={"query": query, "documents": DOCS, "top_n": 2}).json()["results"]
+        assert len(top) == 2
+        tei = c.post("/rerank", json={"query": query, "texts": DOCS, "return_text": True}).json()
+        assert isinstance(tei, list) and {r["text"] for r in tei} == set(DOCS) and "score" in tei[0]
+        for bad in ([], None, 123, [1, 2, 3]):
+            r = c.post("/rerank", json={"query": query, "documents": bad})
+            assert r.status_code == 400 and "documents" in r.json()["error"]["message"]
+        r = c.post("/rerank", json={"query": query, "documents": DOCS, "rank_fields": ["x"]})
+        assert r.status_code == 400 and "rank_fields" in r.json()["error"]["message"]
