@@ -58,6 +58,8 @@ def api_routes() -> list[Route]:
         Route("/embedding", embeddings.native_embedding, methods=["POST"]),
         Route("/embeddings", embeddings.native_embedding, methods=["POST"]),
         Route("/v1/embeddings", embeddings.openai_embeddings, methods=["POST"]),
+        Route("/v1/chat/completions/input_tokens", openai_api.chat_input_tokens, methods=["POST"]),
+        Route("/chat/completions/input_tokens", openai_api.chat_input_tokens, methods=["POST"]),
         *[Route(path, rerank.rerank, methods=["POST"]) for path in ("/rerank", "/reranking", "/v1/rerank",
                                                                       "/v1/reranking")],
         Route("/openapi.json", openapi_json, methods=["GET"]),

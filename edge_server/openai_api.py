@@ -336,6 +336,18 @@ def _tool_grammar(tools: ToolRequest, fmt_name: str, data: dict[str, Any]) -> st
         raise ApiError(400, f"tools: {exc}") from exc
 
 
+async def chat_input_tokens(request: Request) -> Response:
+    """``POST /v1/chat/completions/input_tokens``: how many tokens the conversation's prompt takes (llama-server's;
+    the body is a chat request, checked the same way, and nothing is generated)."""
+    server = server_of(request)
+    model = ready_model(request)
+    data = await read_json(request, server.config.max_body_bytes)
+    messages = get_messages(data)
+    how = chat_prompt(model, data, messages)
+    prompt = await asyncio.to_thread(how.render, model, messages)
+    return JSONResponse({"input_tokens": len(await asyncio.to_thread(model.tokenize, prompt))})
+
+
 async def completions(request: Request) -> Response:
     """``POST /v1/completions``."""
     server = server_of(request)

@@ -526,3 +526,14 @@ def test_completion_prompt_forms_and_batches(client, engine):
                        ({"prompt": {"text": text}}, "prompt.text")):
         bad = client.post("/completion", json={**body, **greedy})
         assert bad.status_code == 400 and word in bad.json()["error"]["message"], bad.text
+
+
+def test_chat_input_tokens_counts_the_prompt(client):
+    """llama-server's /v1/chat/completions/input_tokens: the prompt's token count, the one a completion reports."""
+    messages = [{"role": "system", "content": "Book"}, {"role": "user", "content": "What is the best book"}]
+    for path in ("/v1/chat/completions/input_tokens", "/chat/completions/input_tokens"):
+        n = client.post(path, json={"messages": messages}).json()["input_tokens"]
+        used = client.post("/v1/chat/completions", json={"messages": messages, "max_tokens": 1}).json()
+        assert n == used["usage"]["prompt_tokens"] > 5
+    bad = client.post("/v1/chat/completions/input_tokens", json={"messages": []})
+    assert bad.status_code == 400 and "messages" in bad.json()["error"]["message"]
