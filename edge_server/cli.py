@@ -28,6 +28,7 @@ from emberllm.edge_server.llama_flags import (
     cors_policy,
     micro_batch,
     notes,
+    template_kwargs,
 )
 
 ENV_PREFIX = "EMBERLLM_ARG_"
@@ -152,7 +153,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
                         context_shift=args.context_shift, verbose=args.verbose, sampling=params_from_args(args),
-                        slots_endpoint=args.slots,
+                        slots_endpoint=args.slots, reasoning=args.reasoning,
+                        reasoning_format=args.reasoning_format, chat_template_kwargs=template_kwargs(args),
                         web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args),
                         embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize,
                         rerank=args.rerank)

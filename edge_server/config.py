@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from emberllm.edge_server.security import CorsPolicy
 from emberllm.sampling import SamplingParams
@@ -31,6 +32,10 @@ class ServerConfig:
     context_shift: bool = False
     verbose: bool = False
     slots_endpoint: bool = True
+    #: llama-server's --reasoning (on, off, auto) and --reasoning-format; --chat-template-kwargs
+    reasoning: str = "auto"
+    reasoning_format: str = "auto"
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     #: the command line's sampling settings (``--temp``, ``--top-k``, ``-s``...): defaults of every request
     sampling: SamplingParams = field(default_factory=SamplingParams)
     web_dir: Path | None = None

@@ -10,7 +10,9 @@ layers on WebGPU (``emberllm.runtime.offload``).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 from emberllm.cli.common import add_gpu_flags
 from emberllm.edge_server.security import DEFAULT_CORS_HEADERS, DEFAULT_CORS_METHODS, CorsPolicy
@@ -28,7 +30,9 @@ LLAMA_ENV = {
     "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS", "context_shift": "LLAMA_ARG_CONTEXT_SHIFT",
     "embedding": "LLAMA_ARG_EMBEDDINGS", "pooling": "LLAMA_ARG_POOLING", "slots": "LLAMA_ARG_ENDPOINT_SLOTS",
     "rerank": "LLAMA_ARG_RERANKING",
-    "cache_ram": "LLAMA_ARG_CACHE_RAM", "cache_idle_slots": "LLAMA_ARG_CACHE_IDLE_SLOTS",
+    "cache_ram": "LLAMA_ARG_CACHE_RAM", "reasoning": "LLAMA_ARG_REASONING",
+    "reasoning_format": "LLAMA_ARG_THINK", "reasoning_budget": "LLAMA_ARG_THINK_BUDGET",
+    "chat_template_kwargs": "LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "cache_idle_slots": "LLAMA_ARG_CACHE_IDLE_SLOTS",
 }
 
 
@@ -47,6 +51,17 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mlock", action="store_true", help="accepted; the model is not locked in RAM")
     g.add_argument("--jinja", action="store_true", help="accepted; chat templates always run as Jinja")
     g.add_argument("-cb", "--cont-batching", action="store_true", help="accepted; continuous batching is always on")
+    g.add_argument("-rea", "--reasoning", choices=["on", "off", "auto"], default="auto",
+                   help="thinking in reasoning templates (Qwen3, QwQ, DeepSeek-R1, Command-R7B): the template's "
+                        "enable_thinking (off: false; on/auto: true); a request's chat_template_kwargs or "
+                        "reasoning_effort \"none\" overrides it (default: auto)")
+    g.add_argument("--reasoning-format", choices=["none", "auto", "deepseek", "deepseek-legacy"], default="auto",
+                   help="replies' reasoning: auto/deepseek put it in reasoning_content, deepseek-legacy also keeps "
+                        "it in content, none leaves it in content (default: auto)")
+    g.add_argument("--reasoning-budget", type=int, default=-1, metavar="N",
+                   help="thinking token budget: only -1 (unrestricted) is supported")
+    g.add_argument("--chat-template-kwargs", default=None, metavar="JSON",
+                   help="extra variables for the chat template, a JSON object, e.g. '{\"enable_thinking\": false}'")
     g.add_argument("--slots", action=argparse.BooleanOptionalAction, default=True,
                    help="expose GET /slots (default: on; --no-slots answers 501 there, as llama-server)")
     g.add_argument("-cram", "--cache-ram", type=int, default=None, metavar="MIB",
@@ -96,6 +111,21 @@ def notes(args: argparse.Namespace) -> list[str]:
     if args.cache_idle_slots is not None:
         out.append("--(no-)cache-idle-slots: idle slots keep their KV cache; there is no host-RAM prompt cache")
     return out
+
+
+def template_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--chat-template-kwargs`` as a dict (``ValueError`` naming the flag); ``--reasoning-budget`` checked."""
+    if args.reasoning_budget != -1:
+        raise ValueError("--reasoning-budget: only -1 (unrestricted) is supported")
+    if args.chat_template_kwargs is None:
+        return {}
+    try:
+        value = json.loads(args.chat_template_kwargs)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--chat-template-kwargs: not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError("--chat-template-kwargs: expected a JSON object")
+    return value
 
 
 def micro_batch(args: argparse.Namespace) -> int:

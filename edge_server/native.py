@@ -270,7 +270,7 @@ async def apply_template(request: Request) -> Response:
     model = ready_model(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
     messages = get_messages(data)
-    prompt = chat_prompt(model, data, messages).render(model, messages)
+    prompt = chat_prompt(model, data, messages, server_of(request).config).render(model, messages)
     return JSONResponse({"prompt": prompt})
 
 

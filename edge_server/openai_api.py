@@ -20,6 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from emberllm.chat.reasoning import ReasoningSplitter
 from emberllm.chat.tool_calls import parse_tool_calls, streamable_content
 from emberllm.edge_server.chat_prompt import chat_prompt
 from emberllm.edge_server.errors import ApiError
@@ -169,22 +170,44 @@ class ChatStream(_OpenAIStream):
     """``/v1/chat/completions``' chunks: the role, one content delta per step with text."""
 
     object: str = "chat.completion.chunk"
+    #: splits the reply's reasoning into ``delta.reasoning_content`` (None: all text is content)
+    splitter: ReasoningSplitter | None = None
 
     def head(self) -> list[Any]:
         """The assistant role, before any content."""
         return [self.envelope({"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None,
                                "logprobs": None})]
 
+    def parts(self, text: str) -> tuple[str, str]:
+        """The reasoning and the content of a piece of the reply."""
+        return self.splitter.feed(text) if self.splitter is not None else ("", text)
+
     def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
-        """A content delta (with its log-probabilities when asked for)."""
+        """A content (or reasoning) delta (with its log-probabilities when asked for)."""
         if not step.text:
             return None
+        reasoning, content = self.parts(step.text)
+        delta = _delta(reasoning, content)
+        if not delta:
+            return None
         lp = _chat_logprobs(self.model, [step], self.n_top) if self.n_top is not None else None
-        return self.envelope({"index": 0, "delta": {"content": step.text}, "finish_reason": None, "logprobs": lp})
+        return self.envelope({"index": 0, "delta": delta, "finish_reason": None, "logprobs": lp})
+
+    def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
+        """What the splitter still holds, then the finish chunk, usage and ``[DONE]``."""
+        held = _delta(*self.splitter.flush()) if self.splitter is not None else {}
+        head = [self.envelope({"index": 0, "delta": held, "finish_reason": None, "logprobs": None})] if held else []
+        return head + super().tail(last, result, n_predicted)
 
     def finish_choice(self, finish: str) -> dict[str, Any]:
         """An empty delta with the finish reason."""
         return {"index": 0, "delta": {}, "finish_reason": finish, "logprobs": None}
+
+
+def _delta(reasoning: str, content: str) -> dict[str, str]:
+    """A chat delta with llama-server's ``reasoning_content`` and/or ``content``."""
+    delta = {"reasoning_content": reasoning} if reasoning else {}
+    return {**delta, "content": content} if content else delta
 
 
 @dataclass
@@ -197,27 +220,32 @@ class ToolChatStream(ChatStream):
 
     fmt: str = "generic"
     fragment: int = 16  # characters of arguments per chunk
-    parts: list[str] = field(default_factory=list, init=False)
+    pieces: list[str] = field(default_factory=list, init=False)  # the reply's content so far
     sent: str = field(default="", init=False)  # the content already sent
 
     def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
-        """A content delta of the text now known to be content, if any."""
+        """A reasoning delta, and a content delta of the text now known to be content, if any."""
         if not step.text:
             return None
-        self.parts.append(step.text)
-        known = streamable_content("".join(self.parts), self.fmt)
-        if len(known) <= len(self.sent) or not known.startswith(self.sent):
-            return None
-        piece, self.sent = known[len(self.sent):], known
-        return self.envelope({"index": 0, "delta": {"content": piece}, "finish_reason": None, "logprobs": None})
+        reasoning, text = self.parts(step.text)
+        self.pieces.append(text)
+        known = streamable_content("".join(self.pieces), self.fmt)
+        piece = ""
+        if len(known) > len(self.sent) and known.startswith(self.sent):
+            piece, self.sent = known[len(self.sent):], known
+        delta = _delta(reasoning, piece)
+        return self.envelope({"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}) if delta else None
 
     def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
-        """Content, calls, then the finish chunk, usage and ``[DONE]``."""
-        content, calls = parse_tool_calls("".join(self.parts), self.fmt)
+        """Reasoning still held, content, calls, then the finish chunk, usage and ``[DONE]``."""
+        reasoning, text = self.splitter.flush() if self.splitter is not None else ("", "")
+        self.pieces.append(text)
+        self.splitter = None  # flushed: the base tail has nothing left to send
+        content, calls = parse_tool_calls("".join(self.pieces), self.fmt)
         content = content[len(self.sent):] if content.startswith(self.sent) else ""
         out: list[Any] = []
-        if content:
-            out.append(self.envelope({"index": 0, "delta": {"content": content}, "finish_reason": None,
+        if reasoning or content:
+            out.append(self.envelope({"index": 0, "delta": _delta(reasoning, content), "finish_reason": None,
                                       "logprobs": None}))
         for i, call in enumerate(calls):
             entry = call.to_openai()
@@ -274,7 +302,7 @@ async def chat_completions(request: Request) -> Response:
     stream = get_bool(data, "stream", False)
     verbose = _verbose(data, stream, server_of(request).config.verbose)
     include_usage = _include_usage(data) if stream else False
-    how = chat_prompt(model, data, messages)
+    how = chat_prompt(model, data, messages, server.config)
     tools, fmt_name = how.tools, how.fmt_name
     grammar = _tool_grammar(tools, fmt_name, data)
     prompt = await asyncio.to_thread(how.render, model, messages)
@@ -294,10 +322,13 @@ async def chat_completions(request: Request) -> Response:
     job, events = await start(server.worker, req)
     if not stream:
         out: Outcome = await collect(events, request, job)
-        message: dict[str, Any] = {"role": "assistant", "content": out.text}
+        reasoning, text = how.split(out.text)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
         finish = openai_finish_reason(out.last)
         if tools.active:
-            content, calls = parse_tool_calls(out.text, fmt_name)
+            content, calls = parse_tool_calls(text, fmt_name)
             message["content"] = content or (None if calls else "")
             if calls:
                 message["tool_calls"] = [c.to_openai() for c in calls]
@@ -312,8 +343,9 @@ async def chat_completions(request: Request) -> Response:
             body["__verbose"] = verbose_result(model, name, req, out, n_prompt)
         return JSONResponse(body, headers=headers)
 
-    fmt = (ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage, fmt=fmt_name) if tools.active
-           else ChatStream(model, cid, created, name, n_prompt, n_top, include_usage))
+    fmt = (ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage, splitter=how.splitter(),
+                          fmt=fmt_name) if tools.active
+           else ChatStream(model, cid, created, name, n_prompt, n_top, include_usage, splitter=how.splitter()))
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set, headers=headers)
 
 
@@ -343,7 +375,7 @@ async def chat_input_tokens(request: Request) -> Response:
     model = ready_model(request)
     data = await read_json(request, server.config.max_body_bytes)
     messages = get_messages(data)
-    how = chat_prompt(model, data, messages)
+    how = chat_prompt(model, data, messages, server.config)
     prompt = await asyncio.to_thread(how.render, model, messages)
     return JSONResponse({"input_tokens": len(await asyncio.to_thread(model.tokenize, prompt))})
 
