@@ -2,10 +2,10 @@
 
 Everything lives in ``${EMBERLLM_CACHE:-~/.cache/emberllm}/arm64``, never in the repository:
 
-- ``sysroot/``: Debian's arm64 ``.deb``s of python3.11 and the libraries it loads, fetched with ``apt-get download``
-  (needs ``dpkg --add-architecture arm64`` and ``apt-get update``, done here when we are root) and unpacked with
-  ``dpkg -x``; nothing is installed into the host.
-- ``sysroot/usr/local/lib/python3.11/dist-packages``: the runtime dependencies of pyproject.toml plus pytest and
+- ``sysroot-<hash>/``: Debian's arm64 ``.deb``s of python3.11 and the libraries it loads, fetched with
+  ``apt-get download`` (needs ``dpkg --add-architecture arm64`` and ``apt-get update``, done here when we are root)
+  and unpacked with ``dpkg -x``; nothing is installed into the host.
+- ``sysroot-<hash>/usr/local/lib/python3.11/dist-packages``: the runtime dependencies of pyproject.toml plus pytest and
   numpy, as PyPI's aarch64 / pure-Python wheels (``pip install --target --platform manylinux2014_aarch64
   --only-binary=:all:``), and emberllm itself: a dist-info (its version and the ``emberllm`` entry point) and a
   ``.pth`` import hook mapping ``emberllm`` onto the checkout given by ``$EMBERLLM_ARM64_SRC`` (core/, edge_server/,
@@ -14,7 +14,10 @@ Everything lives in ``${EMBERLLM_CACHE:-~/.cache/emberllm}/arm64``, never in the
   host by build_native.py's builder and compiled by ``aarch64-linux-gnu-gcc`` with the native build's flags;
   keyed on the kernel sources, so checkouts with different kernels share the cache without clashing.
 
-A stamp keyed on the inputs makes setup idempotent; ``--print-env`` prints ``NAME=value`` lines for arm64.sh.
+Each folder is named by the hash of its inputs (the package lists, pyproject's dependencies and version; the kernel
+sources and flags) and appears only complete (built beside it, then renamed), so setup is idempotent and a change
+of inputs builds a new one beside the old (never removed under a running emulation: ``rm -rf`` stale ones by
+hand).  ``--print-env`` prints ``NAME=value`` lines for arm64.sh.
 """
 
 from __future__ import annotations
@@ -175,18 +178,13 @@ def ensure_arm64_apt() -> None:
 def build_sysroot(target: Path) -> None:
     """Download the arm64 .debs and unpack them into ``target``."""
     ensure_arm64_apt()
-    debs = target.parent / "debs"
+    debs = target.with_name(target.name + ".debs")
     shutil.rmtree(debs, ignore_errors=True)
     debs.mkdir(parents=True)
     log(f"apt-get download {len(DEBS)} arm64 packages")
     run(["apt-get", "download", *[f"{d}:arm64" for d in DEBS]], cwd=debs)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     for deb in sorted(debs.glob("*.deb")):
-        run(["dpkg", "-x", str(deb), str(tmp)])
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+        run(["dpkg", "-x", str(deb), str(target)])
     shutil.rmtree(debs, ignore_errors=True)
 
 
@@ -252,7 +250,7 @@ def build_kernels(target: Path, sysroot: Path) -> None:
     run([CROSS_CC, "-shared", "-o", str(so), *objects, "-lm", "-lpthread"])
     shutil.rmtree(objdir)
     shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    tmp.rename(target)  # its existence is the stamp: the name is the hash of the inputs
 
 
 def setup(force: bool = False) -> dict[str, str]:
@@ -263,23 +261,23 @@ def setup(force: bool = False) -> dict[str, str]:
                          "libc6-dev-arm64-cross; build_scripts/test.sh does it as root)")
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    sysroot = root / "sysroot"
+    sysroot = root / f"sysroot-{env_key()}"
     kernels = root / f"kernels-{kernels_key()}"
-    env_stamp = root / "sysroot.stamp"
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         t0 = time.monotonic()
         built = []
-        key = env_key()
-        if force or not env_stamp.exists() or env_stamp.read_text() != key:
-            env_stamp.unlink(missing_ok=True)
-            build_sysroot(sysroot)
-            install_wheels(sysroot)
-            env_stamp.write_text(key)
+        if force or not sysroot.is_dir():
+            tmp = sysroot.with_name(sysroot.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            build_sysroot(tmp)
+            install_wheels(tmp)
+            shutil.rmtree(sysroot, ignore_errors=True)
+            tmp.rename(sysroot)
             built.append("sysroot and wheels")
-        if force or not (kernels / "stamp").exists():
+        if force or not kernels.is_dir():
             build_kernels(kernels, sysroot)
-            (kernels / "stamp").write_text(kernels_key())
             built.append("aarch64 kernels")
         if built:
             log(f"set up {' and '.join(built)} in {time.monotonic() - t0:.1f} s ({root})")
