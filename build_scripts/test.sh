@@ -42,7 +42,7 @@ fi
 "$PY" build_scripts/build_llamacpp.py ||
     echo "warning: llama.cpp could not be built; its comparisons skip (and fail under CI=true)" >&2
 # the arm64 CPython, aarch64 wheels and cross-built kernels that build_scripts/arm64.sh runs under qemu-aarch64,
-# set up once into ${EMBERLLM_CACHE:-~/.cache/emberllm}/arm64 (about 10 s and 40 MB of downloads) and reused while
+# set up once into ${EMBERLLM_CACHE:-~/.cache/emberllm}/arm64 (10 to 20 s, 40 MB of downloads) and reused while
 # their inputs are unchanged
 "$PY" build_scripts/arm64_setup.py ||
     echo "warning: the aarch64 environment could not be set up; its tests skip (and fail under CI=true)" >&2
