@@ -62,6 +62,7 @@ LAYOUT = "1"
 FINDER = '''\
 """emberllm from the checkout in $EMBERLLM_ARM64_SRC (build_scripts/arm64.sh), aarch64 kernels first on its path."""
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -83,8 +84,12 @@ class _EmberllmArm64Finder:
         search = [folder]
         if name == "emberllm" and kernels:
             search.insert(0, os.path.join(kernels, "emberllm"))
-        return importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
-                                                      submodule_search_locations=search)
+        init = os.path.join(folder, "__init__.py")
+        if not os.path.isfile(init):  # a folder of data files (web/): a namespace package
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = search
+            return spec
+        return importlib.util.spec_from_file_location(name, init, submodule_search_locations=search)
 
 
 sys.meta_path.insert(0, _EmberllmArm64Finder)
