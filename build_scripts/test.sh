@@ -23,8 +23,16 @@ ls /usr/share/vulkan/icd.d/lvp_icd.* >/dev/null 2>&1 || APT_NEED+=(mesa-vulkan-d
 # llama.cpp is built with cmake and a C++ compiler (build_scripts/build_llamacpp.py)
 command -v cmake >/dev/null || APT_NEED+=(cmake)
 command -v c++ >/dev/null || APT_NEED+=(g++)
-if [ ${#APT_NEED[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_NEED[@]}" >/dev/null) ||
+# the aarch64 environment under qemu (build_scripts/arm64.sh, tests/test_arm64_emulated.py) unpacks Debian's arm64
+# python3.11 .debs fetched with apt-get download (never installed into the host): apt must know arm64 packages
+APT_UPDATE=0
+[ ${#APT_NEED[@]} -gt 0 ] && APT_UPDATE=1
+if command -v dpkg >/dev/null && [ "$(id -u)" = 0 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64 && APT_UPDATE=1
+fi
+if [ $APT_UPDATE = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && { [ ${#APT_NEED[@]} -eq 0 ] ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_NEED[@]}" >/dev/null; }) ||
         echo "warning: could not install ${APT_NEED[*]}; the tests that need them will skip" >&2
 fi
 "$PY" -m ruff check core tests build_scripts bench edge_server pyodide_pkg
@@ -33,4 +41,9 @@ fi
 # comparisons load.  Without it they skip with the reason, or fail under CI=true.
 "$PY" build_scripts/build_llamacpp.py ||
     echo "warning: llama.cpp could not be built; its comparisons skip (and fail under CI=true)" >&2
+# the arm64 CPython, aarch64 wheels and cross-built kernels that build_scripts/arm64.sh runs under qemu-aarch64,
+# set up once into ${EMBERLLM_CACHE:-~/.cache/emberllm}/arm64 (10 to 20 s, 40 MB of downloads) and reused while
+# their inputs are unchanged
+"$PY" build_scripts/arm64_setup.py ||
+    echo "warning: the aarch64 environment could not be set up; its tests skip (and fail under CI=true)" >&2
 "$PY" -m pytest -q -ra "$@"
