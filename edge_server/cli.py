@@ -28,6 +28,7 @@ from emberllm.edge_server.llama_flags import (
     cors_policy,
     micro_batch,
     notes,
+    refused_flags,
     template_kwargs,
 )
 
@@ -145,6 +146,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         if bad:
             raise ValueError(message)
     check_embedding_flags(args)
+    refused_flags(args)
     path = resolve_model_path(args.model)
     return ServerConfig(model_path=path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
                         n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
@@ -169,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         n_ctx_slot = check_model_file(config.model_path, config.n_ctx, config.n_parallel)
         config = replace(config, n_ctx=n_ctx_slot * config.n_parallel)
-        check_port_free(args.host, args.port)
+        hosts = [h.strip() for h in args.host.split(",") if h.strip()] or ["127.0.0.1"]
+        for host in hosts:
+            check_port_free(host, args.port)
     except USER_ERRORS as exc:
         return fail(" ".join(str(exc).split()))
     for line in notes(args):
@@ -182,15 +186,25 @@ def run(args: argparse.Namespace) -> int:
     from emberllm.edge_server.app import build_app
 
     app = build_app(config)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+    server = uvicorn.Server(uvicorn.Config(app, host=hosts[0], port=args.port, log_level=args.log_level,
                                            timeout_graceful_shutdown=5))
     app.state.server.on_load_failure = lambda _error: setattr(server, "should_exit", True)
-    print(f"emberllm serve: {config.model_path} on http://{args.host}:{args.port}", flush=True)
-    server.run()
+    where = ", ".join(f"http://{f'[{h}]' if ':' in h else h}:{args.port}" for h in hosts)
+    print(f"emberllm serve: {config.model_path} on {where}", flush=True)
+    # several --host addresses (llama-server's comma list): one listening socket each, one server
+    server.run(sockets=[listen_socket(h, args.port) for h in hosts] if len(hosts) > 1 else None)
     load_error = app.state.server.worker.load_error
     if load_error:
         return fail(f"model failed to load: {' '.join(load_error.split())}")
     return 0
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -36,6 +36,59 @@ LLAMA_ENV = {
 }
 
 
+#: llama-server switches accepted with a note: what they would change has no counterpart here.
+NOTED_SWITCHES = {
+    "--offline": "emberllm never downloads a model by itself",
+    "--no-jinja": "chat templates always run as Jinja (the file's, or the built-in by architecture)",
+    "--swa-full": "sliding-window layers keep the full context's rows already",
+    "--kv-unified": "each slot keeps its own -c/-np share of the KV cache",
+    "--no-kv-unified": "each slot keeps its own -c/-np share of the KV cache",
+    "--no-mmproj": "no multimodal projector is ever loaded",
+    "--ui-mcp-proxy": "the chat page has no MCP proxy",
+    "--backend-sampling": "sampling runs on the CPU after each forward pass",
+}
+#: llama-server options (with a value) accepted with a note.
+NOTED_VALUES = {
+    "--slot-save-path": "saving and restoring slots is not supported (/slots?action=save answers 501)",
+    "--spec-type": "no speculative decoding", "--spec-draft-n-max": "no speculative decoding",
+    "--spec-draft-n-min": "no speculative decoding", "--spec-synth-len": "no speculative decoding",
+    "--spec-synth-rates": "no speculative decoding",
+    "--tools": "no built-in server tools", "--tools-runtime": "no built-in server tools",
+    "--mcp-servers-config": "no MCP servers", "--mcp-servers-json": "no MCP servers",
+}
+#: llama-server options refused: the feature they ask for is missing, and serving without it would mislead.
+REFUSED = {
+    "--lora": "LoRA adapters are not supported",
+    "--model-draft": "speculative decoding with a draft model is not supported",
+    "--mmproj": "multimodal input is not supported", "--mmproj-url": "multimodal input is not supported",
+    "--media-path": "multimodal input is not supported",
+}
+
+
+def _dest(flag: str) -> str:
+    return "noted_" + flag.lstrip("-").replace("-", "_")
+
+
+def add_noted_flags(g: argparse._ArgumentGroup) -> None:
+    """The switches and options of ``NOTED_SWITCHES``, ``NOTED_VALUES`` and ``REFUSED``."""
+    for flag, why in NOTED_SWITCHES.items():
+        names = [flag, "--backend_sampling"] if flag == "--backend-sampling" else [flag]
+        g.add_argument(*names, dest=_dest(flag), action="store_true", help=f"accepted; {why}")
+    for flag, why in NOTED_VALUES.items():
+        g.add_argument(flag, dest=_dest(flag), default=None, metavar="VALUE", help=f"accepted; {why}")
+    for flag, why in REFUSED.items():
+        names = [flag, "-md"] if flag == "--model-draft" else [flag]
+        g.add_argument(*names, dest=_dest(flag), action="append", default=None, metavar="VALUE",
+                       help=f"refused: {why}")
+
+
+def refused_flags(args: argparse.Namespace) -> None:
+    """``ValueError`` for a ``REFUSED`` option given."""
+    for flag, why in REFUSED.items():
+        if getattr(args, _dest(flag), None):
+            raise ValueError(f"{flag}: {why}")
+
+
 def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
     """The llama-server flags ``serve`` takes beside its own (see the module doc)."""
     g = p.add_argument_group("llama-server compatibility")
@@ -51,6 +104,7 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mlock", action="store_true", help="accepted; the model is not locked in RAM")
     g.add_argument("--jinja", action="store_true", help="accepted; chat templates always run as Jinja")
     g.add_argument("-cb", "--cont-batching", action="store_true", help="accepted; continuous batching is always on")
+    add_noted_flags(g)
     g.add_argument("-rea", "--reasoning", choices=["on", "off", "auto"], default="auto",
                    help="thinking in reasoning templates (Qwen3, QwQ, DeepSeek-R1, Command-R7B): the template's "
                         "enable_thinking (off: false; on/auto: true); a request's chat_template_kwargs or "
@@ -106,6 +160,12 @@ def notes(args: argparse.Namespace) -> list[str]:
         out.append("--jinja: chat templates always run as Jinja")
     if args.cont_batching:
         out.append("--cont-batching: continuous batching is always on")
+    for flag, why in NOTED_SWITCHES.items():
+        if getattr(args, _dest(flag), False):
+            out.append(f"{flag}: {why}")
+    for flag, why in NOTED_VALUES.items():
+        if getattr(args, _dest(flag), None) is not None:
+            out.append(f"{flag}: {why}")
     if args.cache_ram is not None:
         out.append(f"--cache-ram {args.cache_ram}: no host-RAM prompt cache; each slot reuses its own KV cache")
     if args.cache_idle_slots is not None:

@@ -443,6 +443,14 @@ def test_llama_server_flags_and_environment(monkeypatch, tmp_path):
                                  "-v", "--repeat-penalty", "1.1"))
     assert (cfg.sampling.temperature, cfg.sampling.top_k, cfg.sampling.seed) == (0.3, 7, 42)
     assert cfg.sampling.repeat_penalty == 1.1 and cfg.context_shift and cfg.verbose
+    # the flags llama.cpp's own server tests pass: accepted with a one-line note each, or refused naming the feature
+    args = parse("-m", str(model), "--offline", "--no-jinja", "--kv-unified", "--spec-type", "ngram",
+                 "--backend_sampling")
+    assert [n.split(":")[0] for n in notes(args)] == ["--offline", "--no-jinja", "--kv-unified", "--backend-sampling",
+                                                      "--spec-type"]
+    for flag, word in (("--lora", "LoRA"), ("-md", "draft"), ("--mmproj-url", "multimodal")):
+        with pytest.raises(ValueError, match=word):
+            config_from_args(parse("-m", str(model), flag, "x"))
     args = parse("-m", str(model), "--no-slots", "--cache-ram", "100", "--no-cache-idle-slots")
     assert config_from_args(args).slots_endpoint is False
     assert [n.split(":")[0] for n in notes(args)] == ["--cache-ram 100", "--(no-)cache-idle-slots"]
@@ -537,3 +545,11 @@ def test_chat_input_tokens_counts_the_prompt(client):
         assert n == used["usage"]["prompt_tokens"] > 5
     bad = client.post("/v1/chat/completions/input_tokens", json={"messages": []})
     assert bad.status_code == 400 and "messages" in bad.json()["error"]["message"]
+
+
+def test_several_host_addresses(gemma_path, tmp_path):
+    """llama-server's comma-separated --host: one server listening on each address."""
+    with run_server(gemma_path, tmp_path, "-c", "256", "-t", "1", "--host", "127.0.0.1,127.0.0.2") as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        for host in ("127.0.0.1", "127.0.0.2"):
+            assert httpx.get(f"http://{host}:{port}/health", timeout=10).json() == {"status": "ok"}
