@@ -42,7 +42,7 @@ STATUS_VERIFY_GGUF = "verifying GGUF header"
 STATUS_SUCCESS = "success"
 
 CHUNK = 1 << 20
-#: Connection attempts in a row that may fail without a byte of progress before the pull gives up.
+#: Reconnections after a failed attempt (counted afresh whenever an attempt brought bytes) before a pull gives up.
 DEFAULT_RETRIES = 5
 DEFAULT_TIMEOUT_S = 30.0
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -90,8 +90,9 @@ def pull_model(source: str, store_dir: str | os.PathLike[str] | None = None, sha
     """Fetch ``source`` (an http(s)/file URL or a local path) into the store as ``NAME.gguf``; its final path.
 
     ``store_dir`` defaults to :func:`models_dir`; ``name`` to the source's file name. ``sha256`` (hex) is checked
-    when given. A file already in the store whose digest equals ``sha256`` is not fetched again. Raises
-    :class:`PullError` with a one-line reason.
+    when given. A file already in the store whose digest equals ``sha256`` is not fetched again. A dropped
+    connection is resumed up to ``retries`` times in a row (an attempt that brought bytes starts the count again),
+    ``retry_delay`` seconds apart, doubling. Raises :class:`PullError` with a one-line reason.
     """
     store = Path(store_dir) if store_dir is not None else models_dir()
     file_name = model_file_name(name) if name else _source_name(source)
@@ -168,6 +169,7 @@ def _copy(src: Path, part: Path, report: ProgressFn) -> str:
     total = src.stat().st_size
     h = hashlib.sha256()
     done = 0
+    report(done, total, STATUS_COPYING)
     with open(src, "rb") as fin, open(part, "wb") as fout:
         while chunk := fin.read(CHUNK):
             if done == 0:
@@ -197,7 +199,7 @@ def _download(url: str, part: Path, report: ProgressFn, *, retries: int, timeout
             if isinstance(exc, urllib.error.HTTPError):
                 raise  # pragma: no cover - _fetch_once turns these into PullError
             reason = _os_reason(exc)
-        failures = 0 if state.size > before else failures + 1
+        failures = 1 if state.size > before else failures + 1
         if failures > retries:
             raise PullError(f"download of {url} failed after {state.size:,} bytes: {reason} (the partial file "
                             f"{part.name} is kept: pull again to resume)")
