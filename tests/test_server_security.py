@@ -203,7 +203,7 @@ def test_cors_origins_allows_a_listed_origin_only(server):
 
 def test_reads_from_a_foreign_origin_get_no_cors_header(server):
     r = httpx.get(f"{server}/health", headers={"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}, timeout=30)
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.json()["status"] == "ok"
     assert "access-control-allow-origin" not in r.headers and "Origin" in r.headers["vary"]
     r = httpx.get(f"{server}/health", headers={"Origin": APP}, timeout=30)
     assert r.headers["access-control-allow-origin"] == APP
