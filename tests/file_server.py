@@ -20,6 +20,7 @@ class Route:
     drop_after: list[int] = field(default_factory=list)
     ranges: bool = True
     etag: str = '"v1"'
+    fail_first: list[int] = field(default_factory=list)  # HTTP statuses answered to the next requests, in turn
 
 
 class FileServer:
@@ -56,6 +57,9 @@ def _handler_for(server: FileServer) -> Any:
             server.log.append((self.path, self.headers.get("Range")))
             if route is None:
                 self.send_error(404)
+                return
+            if route.fail_first:
+                self.send_error(route.fail_first.pop(0))
                 return
             data = route.path.read_bytes()
             start, end, status = 0, len(data), 200

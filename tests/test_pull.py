@@ -89,9 +89,9 @@ def test_interrupted_pull_keeps_part_and_next_pull_resumes(server, gemma_path, t
 
 
 def test_server_without_range_support_restarts(server, gemma_path, tmp_path):
-    server.routes["/m.gguf"] = Route(gemma_path, drop_after=[30_000_000], ranges=False)
+    server.routes["/m.gguf"] = Route(gemma_path, drop_after=[30_000_000], ranges=False, fail_first=[503])
     path = pull_model(server.url("/m.gguf"), tmp_path, sha256=GEMMA_SHA256, retry_delay=0.01)
-    assert path.stat().st_size == GEMMA_SIZE and len(server.log) == 2
+    assert path.stat().st_size == GEMMA_SIZE and len(server.log) == 3  # a 503, a cut 200, then the whole file
 
 
 def test_wrong_sha256_leaves_nothing(server, gemma_path, tmp_path):
@@ -132,6 +132,10 @@ def test_corrupt_files_are_refused(server, gemma_path, tmp_path):
         pull_model(server.url("/bad.gguf"), store)
     with pytest.raises(PullError, match="HTTP 404"):
         pull_model(server.url("/nope.gguf"), store)
+    server.routes["/busy.gguf"] = Route(page, fail_first=[503, 503, 503])
+    with pytest.raises(PullError, match=r"failed after 0 bytes: HTTP 503"):  # 5xx is retried, then given up
+        pull_model(server.url("/busy.gguf"), store, retries=2, retry_delay=0.01)
+    assert [r for r in server.log if r[0] == "/busy.gguf"] == [("/busy.gguf", None)] * 3
     assert store_files(store) == []
 
 

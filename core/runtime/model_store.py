@@ -90,6 +90,7 @@ def remove_model(name: str, store_dir: str | os.PathLike[str] | None = None) -> 
         if path.is_file():
             path.unlink()
             removed.append(path)
+    (store / f".{stem}.gguf.lock").unlink(missing_ok=True)  # pull's per-name lock
     if not removed:
         names = ", ".join(m.stem for m in sorted(store.glob("*.gguf"))) or "none"
         raise FileNotFoundError(f"no model {name!r} in {store} (models: {names})")

@@ -250,6 +250,8 @@ def _fetch_once(url: str, state: _PartState, report: ProgressFn, timeout: float,
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and state.size:
             return _range_not_satisfiable(exc, state)
+        if exc.code == 429 or exc.code >= 500:  # busy or failing for now: try again
+            raise _Interrupted(f"HTTP {exc.code} {exc.reason}") from None
         raise PullError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     with response:
         total = _response_total(response, state)
