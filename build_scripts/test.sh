@@ -36,6 +36,15 @@ if [ $APT_UPDATE = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; t
         echo "warning: could not install ${APT_NEED[*]}; the tests that need them will skip" >&2
 fi
 "$PY" -m ruff check core tests build_scripts bench edge_server pyodide_pkg
+# LiteLLM's proxy for the scale-out test (tests/test_scale_out.py), in a venv of its own: its pins clash with
+# transformers' (huggingface-hub < 2 against >= 2.4), so it cannot share the test environment.  Made once (about
+# 2 minutes), reused after; without it the test skips (fails under CI=true).
+LITELLM_VENV="${EMBERLLM_CACHE:-$HOME/.cache/emberllm}/litellm-venv"
+if [ ! -x "$LITELLM_VENV/bin/litellm" ]; then
+    ("$PY" -m venv "$LITELLM_VENV" &&
+        "$LITELLM_VENV/bin/pip" install --quiet --disable-pip-version-check 'litellm[proxy]>=1.108,<2') ||
+        echo "warning: could not install litellm[proxy]; the scale-out test skips (fails under CI=true)" >&2
+fi
 # llama.cpp from the llama-cpp-python sdist, built once into ${EMBERLLM_CACHE:-~/.cache/emberllm}/llamacpp (about
 # 4 minutes on 2 cores) and reused after: its libllama/libggml-base, tools and vocab files are what the llama.cpp
 # comparisons load.  Without it they skip with the reason, or fail under CI=true.

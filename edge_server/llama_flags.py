@@ -127,11 +127,14 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
 def add_cors_flags(p: argparse.ArgumentParser) -> None:
     """llama-server's ``--cors-*`` flags, with safer defaults (``security.py``, ``guard.py``)."""
     g = p.add_argument_group("browsers (CORS; llama-server's flags, safer defaults)")
-    g.add_argument("--cors-origins", default="", metavar="ORIGINS",
+    g.add_argument("--cors-origins", default="", metavar="ORIGINS", action=_OriginsAction,
                    help="comma-separated origins (scheme://host[:port]) whose pages may call the API from a browser, "
                         "'localhost' for any page on localhost/127.0.0.1/[::1], '*' for any site (default: none, "
                         "only the server's own origin, i.e. the chat page; llama-server's default is '*'); a POST "
                         "from another site's page is answered 403 unless --api-key is set")
+    g.add_argument("--cors-origin", dest="cors_origins", metavar="ORIGIN", action=_OriginsAction,
+                   help="one origin for --cors-origins (repeatable; '*' allowed): --cors-origin https://a.example "
+                        "--cors-origin http://localhost:5173")
     g.add_argument("--cors-methods", default=DEFAULT_CORS_METHODS, metavar="METHODS",
                    help=f"methods a preflight allows (default: {DEFAULT_CORS_METHODS})")
     g.add_argument("--cors-headers", default=DEFAULT_CORS_HEADERS, metavar="HEADERS",
@@ -140,6 +143,18 @@ def add_cors_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cors-credentials", action=argparse.BooleanOptionalAction, default=False,
                    help="send Access-Control-Allow-Credentials: true to allowed origins (default: off; "
                         "llama-server's default is on); the API key needs no credentials")
+
+
+class _OriginsAction(argparse.Action):
+    """``--cors-origins``/``--cors-origin``: the values given on the command line add up (replacing the default
+    an environment variable set)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        given = getattr(namespace, "_cors_origins_given", False)
+        prior = getattr(namespace, self.dest, "") if given else ""
+        setattr(namespace, self.dest, ",".join(v for v in (prior, str(values).strip()) if v))
+        namespace._cors_origins_given = True
 
 
 def cors_policy(args: argparse.Namespace) -> CorsPolicy:

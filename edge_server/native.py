@@ -47,13 +47,18 @@ STOP_TYPES = {"stop": "eos", "length": "limit", "context": "limit", "cancelled":
 
 
 async def health(request: Request) -> Response:
-    """200 ``{"status": "ok"}`` once the model is loaded, 503 while loading."""
+    """200 ``{"status": "ok", "slots_idle", "slots_processing"}`` once the model is loaded (llama-server's older
+    body, for routers), 503 while loading; with ``?fail_on_no_slot=1``, 503 when no slot is idle."""
     worker = server_of(request).worker
     if worker.model is None:
         if worker.load_error:
             return error_response(500, f"model failed to load: {worker.load_error}")
         return error_response(503, "Loading model", headers={"Retry-After": "1"})
-    return JSONResponse({"status": "ok"})
+    busy = sum(1 for s in worker.slots if s.busy)
+    body = {"status": "ok", "slots_idle": len(worker.slots) - busy, "slots_processing": busy}
+    if body["slots_idle"] == 0 and request.query_params.get("fail_on_no_slot", "") not in ("", "0", "false"):
+        return JSONResponse({**body, "status": "no slot available"}, status_code=503)
+    return JSONResponse(body)
 
 
 def _stop_type(step: Step) -> str:

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 #: The chat page's policy, sent on every non-API response.  ``web/index.html`` carries the same policy minus
 #: ``frame-ancestors`` (which a ``<meta http-equiv>`` cannot carry) so a copy of the page served elsewhere keeps it.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self' https:; "
-    "img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+    "connect-src 'self' https: http://localhost:* http://127.0.0.1:*; img-src 'self' data: blob:; style-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 #: Headers on every response.

@@ -786,6 +786,50 @@ def test_server_mode_without_a_built_site(context: Any, gemma_path: Path, native
     assert console == [], console
 
 
+def test_server_mode_cross_origin(playwright: Any, static_url: str, gemma_path: Path, native_reply: str,
+                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The statically hosted page (one origin) in server mode against ``emberllm serve`` on another: the browser
+    blocks it (CORS, not the CSP) and the page says which flag to add; with ``--cors-origin`` a reply streams."""
+    origin = static_url.rstrip("/")
+    ctx = playwright.chromium.launch_persistent_context(  # a fresh profile: no model stored for this origin
+        str(tmp_path_factory.mktemp("chromium-cors")), executable_path=str(CHROMIUM), args=FLAGS, headless=True,
+        viewport={"width": 1100, "height": 760})
+    ctx.set_default_timeout(120_000)
+    logs = tmp_path_factory.mktemp("cors-servers")
+    console: list[str] = []
+    try:
+        pg = ctx.pages[0] if ctx.pages else ctx.new_page()
+        pg.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        pg.goto(static_url)
+        _wait_state(pg, "no-model", "ready")
+        with run_server(gemma_path, logs, "--api-key", "", "-c", "2048", "-t", "1") as closed:
+            _set_settings(pg, **{"set-server-url": closed.url})
+            kind, text = _error(pg)
+            assert kind == "unreachable", text
+            assert f"cannot reach the server at {closed.url}/" in text and f"--cors-origin {origin}" in text, text
+            assert pg.text_content("#status-text") == "Server unreachable" and pg.text_content("#error-action")
+            assert any("blocked by CORS policy" in c and closed.url in c for c in console), console
+            assert not any("Content Security Policy" in c for c in console), console
+            _shot(pg, "cross_origin_blocked")
+        with run_server(gemma_path, logs, "--api-key", "", "-c", "2048", "-t", "1", "--cors-origin", origin) as srv:
+            _set_settings(pg, **{"set-server-url": srv.url})
+            _wait_ready(pg)
+            assert pg.text_content("#status-text") == f"Server · {gemma_path.name}"
+            _greedy_settings(pg)
+            with pg.expect_response(lambda r: r.url == f"{srv.url}/v1/chat/completions") as reply:
+                msg = _ask(pg, PROMPT)
+            assert msg["dom_state"] == "done" and msg["meta"]["mode"] == "server", msg
+            assert msg["content"] == native_reply
+            headers = reply.value.headers
+            assert headers["access-control-allow-origin"] == origin
+            assert headers["content-type"].startswith("text/event-stream")
+            chunks = [e for e in _sse_events(reply.value.text()) if e.get("choices") and e["choices"][0]["delta"]]
+            assert len(chunks) >= N_PREDICT - 1, chunks  # streamed token by token, not one block
+        assert not any("Content Security Policy" in c for c in console), console
+    finally:
+        ctx.close()
+
+
 def test_page_runs_the_model_on_webgpu(playwright: Any, static_url: str, gemma_path: Path, native_reply: str,
                                        tmp_path_factory: pytest.TempPathFactory, figures: dict[str, Any]) -> None:
     """A Chromium with WebGPU (``--enable-unsafe-webgpu``: SwiftShader, slow): by default the page loads the model

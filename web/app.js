@@ -30,6 +30,7 @@ const ADVICE = {
   context: ["The conversation is too long", "Start a new chat, or raise Context in Settings (the model reloads " +
     "with the new size)."],
   auth: ["The server needs an API key", "Enter the key the server was started with (--api-key) in Settings."],
+  unreachable: ["Cannot reach the server", ""],
   "server-stream": ["The server's reply could not be read", "The server (or a proxy in front of it) sent something " +
     "that is not an event stream of chat chunks; its log says more. Send again to retry."],
   network: ["Network error", ""],
@@ -46,6 +47,7 @@ const ADVICE = {
 // The banner's button for the kinds that have one: [label, what it does]
 const ERROR_ACTIONS = {
   auth: ["Open Settings", () => openSettings("set-api-key")],
+  unreachable: ["Open Settings", () => openSettings("set-server-url")],
   context: ["Open Settings", () => openSettings("set-n-ctx")],
   "no-model": ["Open a model…", () => openModels()],
 };
@@ -371,6 +373,11 @@ async function setMode(mode, persist) {
   $("mode-toggle").checked = mode === "server";
   if (persist) await saveSettings({ mode });
   if (mode === "server") {
+    if (app.serverStatus === "unreachable" && (app.serverStatus = await app.server.probe()) === "unreachable") {
+      setStatus("Server unreachable", "error");
+      showError(new Error(app.server.unreachableMessage()), "unreachable");
+      return;
+    }
     if (app.serverStatus === "auth" && !(await app.server.probe().then((s) => (app.serverStatus = s)) === "ok")) {
       setStatus("Server · API key needed", "error");
       showError(new Error("This server was started with --api-key."), "auth");
@@ -765,7 +772,8 @@ async function deleteConversation(conv) {
 // ------------------------------------------------------------------------------------------------ settings
 const FIELDS = { systemPrompt: "set-system", temperature: "set-temperature", topK: "set-top-k", topP: "set-top-p",
   minP: "set-min-p", repeatPenalty: "set-repeat-penalty", maxTokens: "set-max-tokens", seed: "set-seed",
-  nCtx: "set-n-ctx", jsonOutput: "set-json-output", apiKey: "set-api-key", device: "set-device" };
+  nCtx: "set-n-ctx", jsonOutput: "set-json-output", apiKey: "set-api-key", device: "set-device",
+  serverUrl: "set-server-url" };
 
 /** Show Settings, with the field ``focusId`` focused. */
 function openSettings(focusId = null) {
@@ -800,6 +808,7 @@ function readSettings() {
     }
   }
   for (const k of ["topK", "maxTokens", "seed", "nCtx"]) out[k] = Math.round(out[k]);
+  out.serverUrl = out.serverUrl.trim();
   out.temperature = Math.max(0, out.temperature);
   out.maxTokens = Math.max(1, out.maxTokens);
   out.nCtx = Math.min(32768, Math.max(256, out.nCtx));
@@ -854,6 +863,7 @@ function wire() {
   $("settings-dialog").addEventListener("close", async () => {
     if ($("settings-dialog").returnValue !== "save") return;
     const keyChanged = readSettings().apiKey !== app.settings.apiKey;
+    const serverChanged = readSettings().serverUrl !== (app.settings.serverUrl || "");
     const reloadChanged = readSettings().device !== app.settings.device || readSettings().nCtx !== app.settings.nCtx;
     await saveSettings(readSettings());
     // the device and the context size apply at once: the in-browser model reloads with them
@@ -861,7 +871,11 @@ function wire() {
       clearError();
       await loadStored(app.modelName);
     }
-    if (keyChanged && app.serverStatus !== "none") {
+    if (serverChanged) {
+      clearError();
+      if (app.settings.serverUrl) await saveSettings({ mode: "server" }); // a new server: chat with it
+      await connectServer();
+    } else if (keyChanged && app.serverStatus !== "none") {
       app.serverStatus = await app.server.probe();
       if (app.mode === "server") await setMode("server", false);
     }
@@ -916,10 +930,16 @@ async function main() {
   renderMessages();
   scrollToEnd(); // a re-opened conversation shows its latest messages
   app.server = new ServerEngine(() => app.settings.apiKey);
-  const [status, site] = await Promise.all([app.server.probe(), loadSite()]);
-  app.serverStatus = status;
-  app.site = site;
+  app.site = await loadSite();
   showLocalOptions();
+  await connectServer();
+}
+
+/** Probe the server (this page's own, or Settings' Server URL) and pick the mode: the server when there is one. */
+async function connectServer() {
+  app.server.configure(app.settings.serverUrl);
+  const status = await app.server.probe();
+  app.serverStatus = status;
   // The switch only where both engines are there: a static host has no server, `emberllm serve` of the bare
   // web/ (its site.json names no engine) no in-browser engine.
   const both = status !== "none" && hasLocalEngine();

@@ -7,13 +7,29 @@ export class ServerError extends Error {
   }
 }
 
-/** A client for the server that served this page: ``probe()``, ``chat(...)``, ``abort()``. */
+/** A client for the server that served this page, or the one at Settings' Server URL: ``probe()``, ``chat(...)``,
+ * ``abort()``. */
 export class ServerEngine {
-  constructor(getKey) {
+  constructor(getKey, serverUrl = "") {
     this.getKey = getKey;
-    this.base = new URL(".", location.href);
     this.controller = null;
     this.props = null;
+    this.configure(serverUrl);
+  }
+
+  /** Talk to ``serverUrl`` (http(s), any path: the API's base), or to this page's own origin when it is empty. */
+  configure(serverUrl) {
+    const url = (serverUrl || "").trim();
+    this.base = url ? new URL(url.endsWith("/") ? url : `${url}/`, location.href) : new URL(".", location.href);
+    this.remote = this.base.origin !== location.origin;
+    this.props = null;
+  }
+
+  /** Why a server on another origin did not answer: down, or its CORS policy leaves this page out. */
+  unreachableMessage() {
+    return `The page (${location.origin}) cannot reach the server at ${this.base.href}: it is not running, or it ` +
+      `does not allow this page's origin. Start it with --cors-origin ${location.origin}, or correct Server URL ` +
+      "in Settings.";
   }
 
   _headers() {
@@ -21,7 +37,8 @@ export class ServerEngine {
     return key ? { Authorization: `Bearer ${key}` } : {};
   }
 
-  /** GET props: "ok" (props kept), "auth" (a server that wants an API key) or "none" (a static host). */
+  /** GET props: "ok" (props kept), "auth" (a server that wants an API key), "none" (a static host) or, for a
+   * server on another origin, "unreachable" (down, or not allowing this origin: the browser does not say which). */
   async probe() {
     try {
       const resp = await fetch(new URL("props", this.base), { headers: this._headers(), cache: "no-store" });
@@ -32,7 +49,7 @@ export class ServerEngine {
       this.props = props;
       return "ok";
     } catch {
-      return "none";
+      return this.remote ? "unreachable" : "none";
     }
   }
 
@@ -56,6 +73,7 @@ export class ServerEngine {
       });
     } catch (err) {
       if (err.name === "AbortError") return { finishReason: "cancelled", timings: null };
+      if (this.remote) throw new ServerError("unreachable", this.unreachableMessage());
       throw new ServerError("network", `The server did not answer (${err.message}). Is emberllm serve still running?`);
     }
     if (resp.ok && !/^text\/event-stream\b/i.test(resp.headers.get("content-type") || "")) {

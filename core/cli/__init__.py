@@ -17,6 +17,9 @@ COMMANDS = {
     "bench": "emberllm.cli.bench",
     "convert": "emberllm.cli.convert",
     "quantize": "emberllm.cli.quantize",
+    "pull": "emberllm.cli.pull",
+    "list": "emberllm.cli.listing",
+    "rm": "emberllm.cli.remove",
     "serve": "emberllm.edge_server.cli",
 }
 

@@ -24,13 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from emberllm.cli.common import USER_ERRORS, add_gpu_flags, fail, resolve_model_path
-
-#: llama.cpp's names of ``general.file_type`` values (``llama_model_ftype_name``), for the model column.
-FTYPE_NAMES = {
-    0: "all F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K - Medium",
-    11: "Q3_K - Small", 12: "Q3_K - Medium", 13: "Q3_K - Large", 14: "Q4_K - Small", 15: "Q4_K - Medium",
-    16: "Q5_K - Small", 17: "Q5_K - Medium", 18: "Q6_K", 32: "BF16",
-}
+from emberllm.gguf.types import FTYPE_NAMES
 
 
 @dataclass

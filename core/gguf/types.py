@@ -6,7 +6,9 @@ with is the kernels' answer (``emb_weight_type_supported``), not a list kept her
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -72,3 +74,21 @@ def type_by_id(type_id: int) -> GGMLType:
 def all_types() -> list[GGMLType]:
     """Every GGML type GGUF may name, by id."""
     return list(_TYPES)
+
+
+#: llama.cpp's names of ``general.file_type`` values (``llama_model_ftype_name``).
+FTYPE_NAMES = {
+    0: "all F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K - Medium",
+    11: "Q3_K - Small", 12: "Q3_K - Medium", 13: "Q3_K - Large", 14: "Q4_K - Small", 15: "Q4_K - Medium",
+    16: "Q5_K - Small", 17: "Q5_K - Medium", 18: "Q6_K", 32: "BF16",
+}
+
+
+def file_type_name(ftype: object, tensors: Iterable[Any] = ()) -> str | None:
+    """A file's quant type: ``general.file_type``'s llama.cpp name, else the type holding most tensor bytes."""
+    if isinstance(ftype, int) and not isinstance(ftype, bool):
+        return FTYPE_NAMES.get(ftype, f"ftype {ftype}")
+    totals: dict[str, int] = {}
+    for t in tensors:
+        totals[t.type_name] = totals.get(t.type_name, 0) + t.nbytes
+    return max(totals, key=totals.__getitem__) if totals else None
