@@ -261,6 +261,73 @@ def _include_usage(data: dict[str, Any]) -> bool:
     return get_bool(opts, "include_usage", False)
 
 
+@dataclass
+class ChatPrompt:
+    """A chat body's rendered prompt and what reading its reply needs (the tool request and call format)."""
+
+    messages: list[dict[str, Any]]
+    tools: ToolRequest
+    fmt: str
+    grammar: str
+    text: str
+
+
+async def chat_prompt(model: Model, data: dict[str, Any], messages: list[dict[str, Any]]) -> ChatPrompt:
+    """The prompt of a chat body whose ``messages`` are read: its tool fields checked, the template rendered."""
+    tools = tool_request(data)
+    check_history(messages)
+    fmt_name = detect_format(model.chat_template.template)
+    grammar = _tool_grammar(tools, fmt_name, data)
+    try:
+        prompt = await asyncio.to_thread(model.chat_template.render_prompt, tools.messages(messages, fmt_name),
+                                         tools=tools.offered if tools.active else None)
+    except (ValueError, TypeError) as exc:
+        raise ApiError(400, f"messages: {exc}") from exc
+    return ChatPrompt(messages, tools, fmt_name, grammar, prompt)
+
+
+async def chat_generation(server: ServerState, model: Model, data: dict[str, Any], chat: ChatPrompt,
+                          n_top: int | None) -> tuple[GenRequest, int, dict[str, str]]:
+    """A chat body's tokenized ``GenRequest`` (its oldest turns left out to fit with --context-shift), the prompt's
+    token count and the response headers."""
+    tools, fmt_name = chat.tools, chat.fmt
+    req = _gen_request(server, model, data, chat.text, n_top, [s for s in model.chat_template.stop_strings if s],
+                       chat=True, grammar=chat.grammar)
+    headers: dict[str, str] = {}
+    if server.config.context_shift:
+        def render(kept: list[Any]) -> str:
+            return model.chat_template.render_prompt(tools.messages(kept, fmt_name),
+                                                     tools=tools.offered if tools.active else None)
+
+        req.prompt, dropped = await asyncio.to_thread(fit_chat, model, render, chat.messages, req.n_predict)
+        if dropped:
+            headers["X-Messages-Dropped"] = str(dropped)
+    truncate = get_bool(data, "truncate", server.config.truncate_prompts)
+    n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
+    return req, n_prompt, headers
+
+
+def chat_reply(out: Outcome, chat: ChatPrompt) -> tuple[dict[str, Any], str]:
+    """A finished chat generation's assistant message (its tool calls parsed out) and OpenAI finish reason."""
+    message: dict[str, Any] = {"role": "assistant", "content": out.text}
+    finish = openai_finish_reason(out.last)
+    if chat.tools.active:
+        content, calls = parse_tool_calls(out.text, chat.fmt)
+        message["content"] = content or (None if calls else "")
+        if calls:
+            message["tool_calls"] = [c.to_openai() for c in calls]
+            finish = "tool_calls"
+    return message, finish
+
+
+def chat_stream(model: Model, chat: ChatPrompt, cid: str, created: int, name: str, n_prompt: int,
+                n_top: int | None, include_usage: bool) -> ChatStream:
+    """The chunks of a streamed chat reply (``ToolChatStream`` when tools are offered)."""
+    if chat.tools.active:
+        return ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage, fmt=chat.fmt)
+    return ChatStream(model, cid, created, name, n_prompt, n_top, include_usage)
+
+
 async def chat_completions(request: Request) -> Response:
     """``POST /v1/chat/completions``."""
     server = server_of(request)
@@ -271,42 +338,15 @@ async def chat_completions(request: Request) -> Response:
     n_top = get_int(data, "top_logprobs", 0, 0, 20) if want_lp else None
     stream = get_bool(data, "stream", False)
     include_usage = _include_usage(data) if stream else False
-    tools = tool_request(data)
-    check_history(messages)
-    fmt_name = detect_format(model.chat_template.template)
-    grammar = _tool_grammar(tools, fmt_name, data)
-    try:
-        prompt = await asyncio.to_thread(model.chat_template.render_prompt, tools.messages(messages, fmt_name),
-                                         tools=tools.offered if tools.active else None)
-    except (ValueError, TypeError) as exc:
-        raise ApiError(400, f"messages: {exc}") from exc
-    req = _gen_request(server, model, data, prompt, n_top, [s for s in model.chat_template.stop_strings if s],
-                       chat=True, grammar=grammar)
-    headers: dict[str, str] = {}
-    if server.config.context_shift:
-        def render(kept: list[Any]) -> str:
-            return model.chat_template.render_prompt(tools.messages(kept, fmt_name),
-                                                     tools=tools.offered if tools.active else None)
-
-        req.prompt, dropped = await asyncio.to_thread(fit_chat, model, render, messages, req.n_predict)
-        if dropped:
-            headers["X-Messages-Dropped"] = str(dropped)
-    truncate = get_bool(data, "truncate", server.config.truncate_prompts)
-    n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
+    chat = await chat_prompt(model, data, messages)
+    req, n_prompt, headers = await chat_generation(server, model, data, chat, n_top)
     name = server.config.model_name
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     job, events = await start(server.worker, req)
     if not stream:
         out: Outcome = await collect(events)
-        message: dict[str, Any] = {"role": "assistant", "content": out.text}
-        finish = openai_finish_reason(out.last)
-        if tools.active:
-            content, calls = parse_tool_calls(out.text, fmt_name)
-            message["content"] = content or (None if calls else "")
-            if calls:
-                message["tool_calls"] = [c.to_openai() for c in calls]
-                finish = "tool_calls"
+        message, finish = chat_reply(out, chat)
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         if n_top is not None:
             choice["logprobs"] = _chat_logprobs(model, out.steps, n_top)
@@ -315,8 +355,7 @@ async def chat_completions(request: Request) -> Response:
                              "usage": _usage(n_prompt, out.n_predicted),
                              "timings": timings_dict(out.result, out.n_predicted)}, headers=headers)
 
-    fmt = (ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage, fmt=fmt_name) if tools.active
-           else ChatStream(model, cid, created, name, n_prompt, n_top, include_usage))
+    fmt = chat_stream(model, chat, cid, created, name, n_prompt, n_top, include_usage)
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set, headers=headers)
 
 
