@@ -109,6 +109,8 @@ def _check_block(block: Any, where: str, kinds: tuple[str, ...]) -> str:
     if not isinstance(block, Mapping):
         raise ApiError(400, f"{where}: expected a content block object")
     kind = block.get("type")
+    if not isinstance(kind, str):
+        raise ApiError(400, f"{where}.type: expected one of {', '.join(kinds)}, got {kind!r}")
     if kind == "image":
         raise ApiError(500, NO_VISION)
     if kind not in kinds:
@@ -140,7 +142,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             if key not in ("role", "content"):
                 raise ApiError(400, f"{where}.{key}: unknown field of a message")
         role = msg.get("role")
-        if role not in ROLE_BLOCKS:
+        if not isinstance(role, str) or role not in ROLE_BLOCKS:
             raise ApiError(400, f"{where}.role: expected \"user\" or \"assistant\", got {role!r}")
         if role == "assistant" and i == len(messages) - 1:
             raise ApiError(400, f"{where}: a final assistant message (a prefill to continue) is not supported")

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emberllm.edge_server.anthropic_request import to_openai
 from emberllm.edge_server.errors import ApiError
@@ -332,3 +334,41 @@ def test_billing_header_stamp_is_blanked_for_the_prompt_cache():
 
     assert system("a5145") == system("0b7c2") and "cch=fffff;" in system("a5145")
     assert to_openai({"system": "cch=a5145;x", "messages": []})["messages"][0]["content"] == "cch=a5145;x"
+
+
+_TEXT = st.text(max_size=8)
+_SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False) | _TEXT
+_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+                     max_leaves=8)
+_KEYS = ("type", "text", "name", "id", "input", "tool_use_id", "content", "thinking", "input_schema", "is_error",
+         "source", "cache_control", "disable_parallel_tool_use", "budget_tokens", "user_id")
+_KINDS = st.sampled_from(["text", "tool_use", "tool_result", "thinking", "image", "auto", "any", "tool", "none",
+                          "custom", "enabled"])
+
+
+def _objects(values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Objects with a ``type`` and some of the keys the API knows, of any values."""
+    return st.fixed_dictionaries({"type": _KINDS | _JSON}, optional={k: values for k in _KEYS if k != "type"})
+
+
+_BLOCKS = st.lists(_objects(_JSON | st.lists(_objects(_JSON), max_size=2)), max_size=3)
+_MESSAGES = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]) | _JSON,
+                                            "content": _TEXT | _BLOCKS | _JSON}), max_size=3)
+_BODIES = st.fixed_dictionaries({"messages": _MESSAGES | _JSON}, optional={
+    "system": _TEXT | _BLOCKS | _JSON, "tools": st.lists(_objects(_JSON), max_size=2) | _JSON,
+    "tool_choice": _objects(_JSON) | _JSON, "stop_sequences": _JSON, "thinking": _objects(_JSON) | _JSON,
+    "metadata": _objects(_JSON) | _JSON})
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(_BODIES)
+def test_conversion_of_any_body_is_a_chat_body_or_an_api_error(body):
+    try:
+        out = to_openai(body)
+    except ApiError as exc:
+        assert exc.status == 400 or exc.message.startswith("image input"), exc.message
+        return
+    assert isinstance(out["messages"], list)
+    for msg in out["messages"]:
+        assert msg["role"] in ("system", "user", "assistant", "tool")
+        assert isinstance(msg["content"], str) or all(p["type"] == "text" for p in msg["content"])
