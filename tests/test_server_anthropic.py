@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emberllm.edge_server.anthropic_request import to_openai
@@ -337,7 +337,7 @@ def test_billing_header_stamp_is_blanked_for_the_prompt_cache():
 
 
 _TEXT = st.text(max_size=8)
-_SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False) | _TEXT
+_SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False, allow_infinity=False) | _TEXT
 _JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
                      max_leaves=8)
 _KEYS = ("type", "text", "name", "id", "input", "tool_use_id", "content", "thinking", "input_schema", "is_error",
@@ -372,3 +372,16 @@ def test_conversion_of_any_body_is_a_chat_body_or_an_api_error(body):
     for msg in out["messages"]:
         assert msg["role"] in ("system", "user", "assistant", "tool")
         assert isinstance(msg["content"], str) or all(p["type"] == "text" for p in msg["content"])
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_BODIES)
+def test_the_server_answers_any_body_with_a_message_or_a_named_error(server, body):
+    res = _post(server, "/v1/messages", {**body, "max_tokens": 1})
+    if res.status_code == 200:
+        assert res.json()["type"] == "message"
+        return
+    err = res.json()
+    assert err["type"] == "error" and err["error"]["code"] == res.status_code
+    assert res.status_code == 400 or err["error"]["message"].startswith("image input"), err
