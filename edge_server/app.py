@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emberllm.edge_server import embeddings, native, openai_api, rerank
+from emberllm.edge_server import anthropic_api, embeddings, native, openai_api, rerank
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.guard import BrowserGuardMiddleware
@@ -37,7 +37,7 @@ DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 def api_routes() -> list[Route]:
-    """Every API endpoint (llama-server's names, with its aliases, and OpenAI's)."""
+    """Every API endpoint (llama-server's names, with its aliases, OpenAI's and Anthropic's)."""
     return [
         Route("/health", native.health, methods=["GET"]),
         Route("/v1/health", native.health, methods=["GET"]),
@@ -62,6 +62,8 @@ def api_routes() -> list[Route]:
         Route("/chat/completions/input_tokens", openai_api.chat_input_tokens, methods=["POST"]),
         *[Route(path, rerank.rerank, methods=["POST"]) for path in ("/rerank", "/reranking", "/v1/rerank",
                                                                       "/v1/reranking")],
+        Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", anthropic_api.count_tokens, methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
 

@@ -20,7 +20,7 @@ from emberllm.runtime.model import Model
 
 
 @dataclass
-class ChatPrompt:
+class PromptPlan:
     """How a request's messages become prompt text."""
 
     tools: ToolRequest
@@ -58,29 +58,29 @@ class ChatPrompt:
         return None if self.think is None or self.legacy else ReasoningSplitter(*self.think, opened=self.opened)
 
 
-def chat_prompt(model: Model, data: dict[str, Any], messages: list[dict[str, Any]],
-                config: ServerConfig | None = None) -> ChatPrompt:
+def plan_prompt(model: Model, data: dict[str, Any], messages: list[dict[str, Any]],
+                config: ServerConfig | None = None) -> PromptPlan:
     """The body's tool, prefill and reasoning fields over the server's defaults, checked (400 naming what is
     wrong)."""
     tools = tool_request(data)
     check_history(messages)
     add_generation_prompt = get_bool(data, "add_generation_prompt", True)
     continue_final = _continuation(data.get("continue_final_message"))
-    if not continue_final and messages[-1].get("role") == "assistant":
+    if not continue_final and messages and messages[-1].get("role") == "assistant":
         if len(messages) >= 2 and messages[-2].get("role") == "assistant":
             raise ApiError(400, "messages: Cannot have 2 or more assistant messages at the end of the list.")
         continue_final, add_generation_prompt = True, False
     if continue_final and add_generation_prompt:
         raise ApiError(400, "continue_final_message: Cannot set both add_generation_prompt and "
                             "continue_final_message to true.")
-    if continue_final and messages[-1].get("tool_calls"):
+    if continue_final and messages and messages[-1].get("tool_calls"):
         raise ApiError(400, "continue_final_message: Cannot continue an assistant message that contains tool calls.")
     config = config or ServerConfig(model_path=Path())
     kwargs, enable_thinking = _template_kwargs(data, config)
     fmt = _reasoning_format(data, config)
     source = model.chat_template.template
     think = think_tags(source) if fmt != "none" and enable_thinking else None
-    return ChatPrompt(tools, detect_format(source), add_generation_prompt, continue_final,
+    return PromptPlan(tools, detect_format(source), add_generation_prompt, continue_final,
                       {**kwargs, "enable_thinking": enable_thinking}, think, fmt == "deepseek-legacy")
 
 

@@ -178,12 +178,20 @@ class StreamFormat:
         """Chunks sent once the generation has ended (``last``: its last step)."""
         return []
 
+    def error(self, error: BaseException) -> Any:
+        """The chunk that ends a stream whose generation failed."""
+        return {"error": {"code": 500, "message": str(error), "type": "server_error"}}
+
+    def render(self, chunk: Any) -> str:
+        """One chunk as SSE text."""
+        return sse(chunk)
+
 
 async def stream_sse(events: AsyncIterator[Event], fmt: StreamFormat) -> AsyncIterator[str]:
     """The one streaming loop of ``/completion``, ``/v1/completions`` and ``/v1/chat/completions``: events in,
     ``fmt``'s chunks out as SSE lines; an engine error mid-stream ends the stream with an error chunk."""
     for chunk in fmt.head():
-        yield sse(chunk)
+        yield fmt.render(chunk)
     n_predicted = 0
     last = Step(-1, "", "stop")
     result: GenResult | None = None
@@ -195,14 +203,14 @@ async def stream_sse(events: AsyncIterator[Event], fmt: StreamFormat) -> AsyncIt
                     n_predicted += 1
                 chunk = fmt.step(step, n_predicted)
                 if chunk is not None:
-                    yield sse(chunk)
+                    yield fmt.render(chunk)
             case DoneEvent(result=done):
                 result = done
             case ErrorEvent(error=error):
-                yield sse({"error": {"code": 500, "message": str(error), "type": "server_error"}})
+                yield fmt.render(fmt.error(error))
                 return
     for chunk in fmt.tail(last, result, n_predicted):
-        yield sse(chunk)
+        yield fmt.render(chunk)
 
 
 def token_piece(model: Model, token: int) -> tuple[str, list[int]]:

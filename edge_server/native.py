@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from emberllm.edge_server.chat_prompt import chat_prompt
+from emberllm.edge_server.chat_prompt import plan_prompt
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.events import Event
 from emberllm.edge_server.generation import (
@@ -275,7 +275,7 @@ async def apply_template(request: Request) -> Response:
     model = ready_model(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
     messages = get_messages(data)
-    prompt = chat_prompt(model, data, messages, server_of(request).config).render(model, messages)
+    prompt = plan_prompt(model, data, messages, server_of(request).config).render(model, messages)
     return JSONResponse({"prompt": prompt})
 
 

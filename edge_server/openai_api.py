@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from emberllm.chat.reasoning import ReasoningSplitter
 from emberllm.chat.tool_calls import parse_tool_calls, streamable_content
-from emberllm.edge_server.chat_prompt import chat_prompt
+from emberllm.edge_server.chat_prompt import PromptPlan, plan_prompt
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.generation import (
     Outcome,
@@ -291,6 +291,80 @@ def _include_usage(data: dict[str, Any]) -> bool:
     return get_bool(opts, "include_usage", False)
 
 
+@dataclass
+class ChatPrompt:
+    """A chat body's rendered prompt and what reading its reply needs (how it was built: tools, call format,
+    reasoning; the tool grammar)."""
+
+    messages: list[dict[str, Any]]
+    plan: PromptPlan
+    grammar: str
+    text: str
+
+    @property
+    def tools(self) -> ToolRequest:
+        """The request's tools."""
+        return self.plan.tools
+
+    @property
+    def fmt(self) -> str:
+        """The template's tool-call format."""
+        return self.plan.fmt_name
+
+
+async def chat_prompt(server: ServerState, model: Model, data: dict[str, Any],
+                      messages: list[dict[str, Any]]) -> ChatPrompt:
+    """The prompt of a chat body whose ``messages`` are read: its tool, prefill and reasoning fields checked, the
+    template rendered."""
+    plan = plan_prompt(model, data, messages, server.config)
+    grammar = _tool_grammar(plan.tools, plan.fmt_name, data)
+    text = await asyncio.to_thread(plan.render, model, messages)
+    return ChatPrompt(messages, plan, grammar, text)
+
+
+async def chat_generation(server: ServerState, model: Model, data: dict[str, Any], chat: ChatPrompt,
+                          n_top: int | None) -> tuple[GenRequest, int, dict[str, str]]:
+    """A chat body's tokenized ``GenRequest`` (its oldest turns left out to fit with --context-shift), the prompt's
+    token count and the response headers."""
+    req = _gen_request(server, model, data, chat.text, n_top, [s for s in model.chat_template.stop_strings if s],
+                       chat=True, grammar=chat.grammar)
+    headers: dict[str, str] = {}
+    if server.config.context_shift:
+        req.prompt, dropped = await asyncio.to_thread(fit_chat, model, lambda kept: chat.plan.render(model, kept),
+                                                      chat.messages, req.n_predict)
+        if dropped:
+            headers["X-Messages-Dropped"] = str(dropped)
+    truncate = get_bool(data, "truncate", server.config.truncate_prompts)
+    n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
+    return req, n_prompt, headers
+
+
+def chat_reply(out: Outcome, chat: ChatPrompt) -> tuple[dict[str, Any], str]:
+    """A finished chat generation's assistant message (its reasoning and tool calls parsed out) and OpenAI finish
+    reason."""
+    reasoning, text = chat.plan.split(out.text)
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    finish = openai_finish_reason(out.last)
+    if chat.tools.active:
+        content, calls = parse_tool_calls(text, chat.fmt)
+        message["content"] = content or (None if calls else "")
+        if calls:
+            message["tool_calls"] = [c.to_openai() for c in calls]
+            finish = "tool_calls"
+    return message, finish
+
+
+def chat_stream(model: Model, chat: ChatPrompt, cid: str, created: int, name: str, n_prompt: int,
+                n_top: int | None, include_usage: bool) -> ChatStream:
+    """The chunks of a streamed chat reply (``ToolChatStream`` when tools are offered)."""
+    if chat.tools.active:
+        return ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage,
+                              splitter=chat.plan.splitter(), fmt=chat.fmt)
+    return ChatStream(model, cid, created, name, n_prompt, n_top, include_usage, splitter=chat.plan.splitter())
+
+
 async def chat_completions(request: Request) -> Response:
     """``POST /v1/chat/completions``."""
     server = server_of(request)
@@ -300,39 +374,17 @@ async def chat_completions(request: Request) -> Response:
     want_lp = get_bool(data, "logprobs", False)
     n_top = get_int(data, "top_logprobs", 0, 0, 20) if want_lp else None
     stream = get_bool(data, "stream", False)
-    verbose = _verbose(data, stream, server_of(request).config.verbose)
+    verbose = _verbose(data, stream, server.config.verbose)
     include_usage = _include_usage(data) if stream else False
-    how = chat_prompt(model, data, messages, server.config)
-    tools, fmt_name = how.tools, how.fmt_name
-    grammar = _tool_grammar(tools, fmt_name, data)
-    prompt = await asyncio.to_thread(how.render, model, messages)
-    req = _gen_request(server, model, data, prompt, n_top, [s for s in model.chat_template.stop_strings if s],
-                       chat=True, grammar=grammar)
-    headers: dict[str, str] = {}
-    if server.config.context_shift:
-        req.prompt, dropped = await asyncio.to_thread(fit_chat, model, lambda kept: how.render(model, kept), messages,
-                                                      req.n_predict)
-        if dropped:
-            headers["X-Messages-Dropped"] = str(dropped)
-    truncate = get_bool(data, "truncate", server.config.truncate_prompts)
-    n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
+    chat = await chat_prompt(server, model, data, messages)
+    req, n_prompt, headers = await chat_generation(server, model, data, chat, n_top)
     name = server.config.model_name
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     job, events = await start(server.worker, req)
     if not stream:
         out: Outcome = await collect(events, request, job)
-        reasoning, text = how.split(out.text)
-        message: dict[str, Any] = {"role": "assistant", "content": text}
-        if reasoning is not None:
-            message["reasoning_content"] = reasoning
-        finish = openai_finish_reason(out.last)
-        if tools.active:
-            content, calls = parse_tool_calls(text, fmt_name)
-            message["content"] = content or (None if calls else "")
-            if calls:
-                message["tool_calls"] = [c.to_openai() for c in calls]
-                finish = "tool_calls"
+        message, finish = chat_reply(out, chat)
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         if n_top is not None:
             choice["logprobs"] = _chat_logprobs(model, out.steps, n_top)
@@ -343,9 +395,7 @@ async def chat_completions(request: Request) -> Response:
             body["__verbose"] = verbose_result(model, name, req, out, n_prompt)
         return JSONResponse(body, headers=headers)
 
-    fmt = (ToolChatStream(model, cid, created, name, n_prompt, n_top, include_usage, splitter=how.splitter(),
-                          fmt=fmt_name) if tools.active
-           else ChatStream(model, cid, created, name, n_prompt, n_top, include_usage, splitter=how.splitter()))
+    fmt = chat_stream(model, chat, cid, created, name, n_prompt, n_top, include_usage)
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set, headers=headers)
 
 
@@ -375,9 +425,8 @@ async def chat_input_tokens(request: Request) -> Response:
     model = ready_model(request)
     data = await read_json(request, server.config.max_body_bytes)
     messages = get_messages(data)
-    how = chat_prompt(model, data, messages, server.config)
-    prompt = await asyncio.to_thread(how.render, model, messages)
-    return JSONResponse({"input_tokens": len(await asyncio.to_thread(model.tokenize, prompt))})
+    chat = await chat_prompt(server, model, data, messages)
+    return JSONResponse({"input_tokens": len(await asyncio.to_thread(model.tokenize, chat.text))})
 
 
 async def completions(request: Request) -> Response:

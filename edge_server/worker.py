@@ -50,6 +50,7 @@ class Job:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.cancel = threading.Event()
         self.slot_id = -1  # set by the engine thread when the job gets a slot
+        self.n_cached = 0  # prompt tokens its slot's cache already held (set with slot_id)
         self._loop = loop
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -136,6 +137,7 @@ class EngineWorker:
 
         def on_start(slot: Slot) -> None:
             job.slot_id = slot.id
+            job.n_cached = slot.state.timings.cached_tokens if slot.state is not None else 0
 
         def on_done(slot: Slot, state: DecodeState) -> None:
             job.post(DoneEvent(GenResult(len(tokens), state.timings, slot.id, state.shifted)))
