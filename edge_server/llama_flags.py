@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emberllm.cli.common import add_gpu_flags
+from emberllm.cli.common import add_cache_type_flags, add_gpu_flags
 from emberllm.edge_server.security import DEFAULT_CORS_HEADERS, DEFAULT_CORS_METHODS, CorsPolicy
 
 #: llama-server's environment variable for each ``serve`` option (by dest); ``EMBERLLM_ARG_*`` wins over these.
@@ -25,7 +25,8 @@ LLAMA_ENV = {
     "n_gpu_layers": "LLAMA_ARG_N_GPU_LAYERS", "flash_attn": "LLAMA_ARG_FLASH_ATTN", "jinja": "LLAMA_ARG_JINJA",
     "cont_batching": "LLAMA_ARG_CONT_BATCHING", "cors_origins": "LLAMA_ARG_CORS_ORIGINS",
     "cors_methods": "LLAMA_ARG_CORS_METHODS", "cors_headers": "LLAMA_ARG_CORS_HEADERS",
-    "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS",
+    "cors_credentials": "LLAMA_ARG_CORS_CREDENTIALS", "cache_type_k": "LLAMA_ARG_CACHE_TYPE_K",
+    "cache_type_v": "LLAMA_ARG_CACHE_TYPE_V",
 }
 
 
@@ -37,6 +38,7 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chat-template-file", default=None, help="read the Jinja chat template from this file")
     g.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping the file")
     add_gpu_flags(g)
+    add_cache_type_flags(g)
     g.add_argument("-fa", "--flash-attn", nargs="?", const="on", default=None, choices=["on", "off", "auto"],
                    help="accepted; attention follows llama.cpp's flash-attention numerics either way")
     g.add_argument("-tb", "--threads-batch", type=int, default=None,
