@@ -6,7 +6,7 @@ const DB_VERSION = 1;
 /** Sampling and UI defaults (llama.cpp's sampling defaults). */
 export const DEFAULT_SETTINGS = Object.freeze({
   systemPrompt: "", temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.0, maxTokens: 512,
-  seed: -1, nCtx: 2048, apiKey: "", mode: null, lastModel: null, device: "auto",
+  seed: -1, nCtx: 2048, apiKey: "", mode: null, lastModel: null, device: "auto", kvCache: "f16",
 });
 
 function request(req) {
