@@ -295,3 +295,17 @@ def test_perplexity_matches_llamacpp_with_quantized_cache(gemma_path, kv_referen
         model.close()
     assert res.n_chunks == len(ref["chunk_running_ppl"])
     assert abs(res.ppl - ref["ppl"]) / ref["ppl"] < 0.01, (res.ppl, ref["ppl"])
+
+
+@pytest.mark.parametrize("cache_type", ["q8_0", "q4_0"])
+def test_context_shift_with_quantized_cache(gemma_path, cache_type):
+    """A generation three times the context runs through llama.cpp's context shift with a quantized K (re-roped
+    through dequantize/rotate/quantize) and stays on the text it shifted from."""
+    model = Model(gemma_path, n_ctx=64, n_threads=2, cache_type_k=cache_type, cache_type_v=cache_type)
+    try:
+        steps = list(model.generate("1, 2, 3, 4, 5,", n_predict=160, temperature=0, n_keep=4))
+    finally:
+        model.close()
+    assert len(steps) == 160 and steps[-1].finish_reason == "length"
+    text = "".join(s.text for s in steps)
+    assert text.count(",") > 40  # still counting after several shifts
