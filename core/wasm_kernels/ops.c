@@ -772,6 +772,7 @@ typedef struct {
     int64_t scratch_per_thread;
     attn_kernels kern;
     int path;
+    int64_t parts; /* ATTN_TYPED: a KV group's heads are split into this many work items */
     emb_counter next;
 } attn_task;
 
@@ -819,76 +820,94 @@ static void attention_one_half(const attn_task *t, int64_t tok, int64_t h, emb_f
     for (int64_t i = 0; i < hd; i++) o[i] = emb_f16_to_f32(acc_h[i]) * inv;
 }
 
-/* One query row of one head over a cache of any type: ggml_compute_forward_flash_attn_ext_f16_one_chunk.  The
- * query (rotated with a quantized K) is converted to K's vec_dot type (Q8_0 for Q8_0/Q4_0 keys, half for F16,
- * float for F32) and dotted with the level's vec_dot; an F16 V accumulates in half as attention_one_half does,
- * any other V in float (rows dequantized, fused multiply-add); the output is rotated back with a quantized V.
- * An F32 K or V is read as F16 (llama.cpp casts it).  mem: 6 * head_dim + 16 floats. */
-static void attention_one_typed(const attn_task *t, int64_t tok, int64_t h, float *mem) {
-    const int64_t hd = t->head_dim;
-    const int64_t kvh = h / (t->n_head / t->n_kv_head);
-    float *qf = mem, *acc = qf + hd, *v32 = acc + hd;
-    void *qq = v32 + hd;                        /* the query in K's vec_dot type (at most hd floats) */
-    emb_f16 *acc_h = (emb_f16 *)(v32 + 2 * hd); /* half accumulator of an F16 V */
-    emb_f16 *tmp = acc_h + hd;                  /* an F32 row rounded to half */
+/* Query rows of heads h0 .. h1 - 1 (one KV group) of one token over a cache of any type, each head exactly as
+ * ggml_compute_forward_flash_attn_ext_f16_one_chunk computes its row: the query (rotated with a quantized K) is
+ * converted to K's vec_dot type (Q8_0 for Q8_0/Q4_0 keys, half for F16 and F32) and dotted with the level's vec_dot;
+ * an F16 V accumulates in half as attention_one_half does, any other V in float (rows dequantized, fused
+ * multiply-add); the output is rotated back with a quantized V.  An F32 K or V is read as F16 (llama.cpp casts
+ * it).  The heads of a group share each position's K and V row: it is converted or dequantized once for all of
+ * them (per head the operations and their order are the same as one head alone).  mem: typed_scratch floats. */
+static int64_t typed_scratch(int64_t hd, int64_t n_heads) { return 2 * hd + n_heads * (4 * hd + 2) + 16; }
+
+static void attention_group_typed(const attn_task *t, int64_t tok, int64_t h0, int64_t h1, float *mem) {
+    const int64_t hd = t->head_dim, nh = h1 - h0;
+    const int64_t kvh = h0 / (t->n_head / t->n_kv_head);
+    float *v32 = mem;
+    emb_f16 *ktmp = (emb_f16 *)(v32 + hd), *vtmp = ktmp + hd; /* F32 rows rounded to half */
+    float *SM = v32 + 2 * hd;                                 /* S, M of each head */
+    float *heads = SM + 2 * nh;                               /* per head: qf, qq, acc (hd each), acc_h (hd / 2) */
     const int k_half = t->type_k == EMB_TYPE_F16 || t->type_k == EMB_TYPE_F32;
-    memcpy(qf, t->q + tok * t->q_stride + h * hd, sizeof(float) * (size_t)hd);
-    if (t->rot_k) fwht_rows(qf, hd, t->rot_k);
-    if (k_half) {
-        for (int64_t i = 0; i < hd; i++) ((emb_f16 *)qq)[i] = emb_f32_to_f16(qf[i]);
-    } else {
-        t->tq->from_float(qf, qq, hd);
-    }
     const int v_half = t->type_v == EMB_TYPE_F16 || t->type_v == EMB_TYPE_F32;
-    if (v_half) {
-        memset(acc_h, 0, sizeof(emb_f16) * (size_t)hd);
-    } else {
-        memset(acc, 0, sizeof(float) * (size_t)hd);
+    for (int64_t j = 0; j < nh; j++) {
+        float *qf = heads + j * 4 * hd, *acc = qf + 2 * hd;
+        void *qq = qf + hd;
+        emb_f16 *acc_h = (emb_f16 *)(acc + hd);
+        memcpy(qf, t->q + tok * t->q_stride + (h0 + j) * hd, sizeof(float) * (size_t)hd);
+        if (t->rot_k) fwht_rows(qf, hd, t->rot_k);
+        if (k_half) {
+            for (int64_t i = 0; i < hd; i++) ((emb_f16 *)qq)[i] = emb_f32_to_f16(qf[i]);
+        } else {
+            t->tq->from_float(qf, qq, hd);
+        }
+        if (v_half) {
+            memset(acc_h, 0, sizeof(emb_f16) * (size_t)hd);
+        } else {
+            memset(acc, 0, sizeof(float) * (size_t)hd);
+        }
+        SM[2 * j] = 0.0f;
+        SM[2 * j + 1] = -INFINITY;
     }
     const int64_t p_hi = t->pos0 + tok;
     const int64_t p_lo = (t->window > 0 && p_hi - t->window + 1 > 0) ? p_hi - t->window + 1 : 0;
-    float S = 0.0f, M = -INFINITY;
     for (int64_t p = p_lo; p <= p_hi; p++) {
-        const char *vrow = t->vb + (size_t)p * t->v_row + (size_t)kvh * t->v_head;
-        float s;
-        if (k_half) {
-            s = t->kern.dot_h((const emb_f16 *)qq, attn_half_row(t, 0, p, kvh, tmp), hd);
-        } else {
-            t->tk->vec_dot(hd, &s, t->kb + (size_t)p * t->k_row + (size_t)kvh * t->k_head, qq);
+        const char *krow = t->kb + (size_t)p * t->k_row + (size_t)kvh * t->k_head;
+        const emb_f16 *kh = k_half ? attn_half_row(t, 0, p, kvh, ktmp) : NULL;
+        const emb_f16 *vh = v_half ? attn_half_row(t, 1, p, kvh, vtmp) : NULL;
+        if (!v_half) t->tv->to_float(t->vb + (size_t)p * t->v_row + (size_t)kvh * t->v_head, v32, hd);
+        for (int64_t j = 0; j < nh; j++) {
+            float *qf = heads + j * 4 * hd, *acc = qf + 2 * hd;
+            const void *qq = qf + hd;
+            emb_f16 *acc_h = (emb_f16 *)(acc + hd);
+            float s;
+            if (k_half) {
+                s = t->kern.dot_h((const emb_f16 *)qq, kh, hd);
+            } else {
+                t->tk->vec_dot(hd, &s, krow, qq);
+            }
+            s = attn_score(t, s);
+            float ms = 1.0f, vs = 1.0f;
+            const float M = SM[2 * j + 1];
+            if (s > M) {
+                SM[2 * j + 1] = s;
+                ms = expf(M - s);
+                if (v_half) {
+                    t->kern.scale_h(acc_h, ms, hd);
+                } else {
+                    for (int64_t i = 0; i < hd; i++) acc[i] *= ms;
+                }
+            } else {
+                vs = expf(s - M);
+            }
+            if (v_half) {
+                t->kern.mad_h(acc_h, vh, vs, hd);
+            } else {
+                t->kern.mad_f(acc, v32, vs, hd);
+            }
+            SM[2 * j] = SM[2 * j] * ms + vs;
         }
-        s = attn_score(t, s);
-        float ms = 1.0f, vs = 1.0f;
+    }
+    for (int64_t j = 0; j < nh; j++) {
+        float *acc = heads + j * 4 * hd + 2 * hd;
+        const emb_f16 *acc_h = (const emb_f16 *)(acc + hd);
         if (v_half) {
-            if (s > M) {
-                const float old = M;
-                M = s;
-                ms = expf(old - M);
-                t->kern.scale_h(acc_h, ms, hd);
-            } else {
-                vs = expf(s - M);
-            }
-            t->kern.mad_h(acc_h, attn_half_row(t, 1, p, kvh, tmp), vs, hd);
-        } else {
-            if (s > M) {
-                const float old = M;
-                M = s;
-                ms = expf(old - M);
-                for (int64_t i = 0; i < hd; i++) acc[i] *= ms;
-            } else {
-                vs = expf(s - M);
-            }
-            t->tv->to_float(vrow, v32, hd);
-            t->kern.mad_f(acc, v32, vs, hd);
+            for (int64_t i = 0; i < hd; i++) acc[i] = emb_f16_to_f32(acc_h[i]);
         }
-        S = S * ms + vs;
+        const float S = SM[2 * j];
+        const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+        float *o = t->out + tok * (t->n_head * hd) + (h0 + j) * hd;
+        for (int64_t i = 0; i < hd; i++) o[i] = acc[i] * inv;
+        if (t->rot_v) fwht_rows(o, hd, t->rot_v);
     }
-    if (v_half) {
-        for (int64_t i = 0; i < hd; i++) acc[i] = emb_f16_to_f32(acc_h[i]);
-    }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    float *o = t->out + tok * (t->n_head * hd) + h * hd;
-    for (int64_t i = 0; i < hd; i++) o[i] = acc[i] * inv;
-    if (t->rot_v) fwht_rows(o, hd, t->rot_v);
 }
 
 /* Large batches: a block of ATTN_QB query tokens times the heads of one KV group against key/value tiles
@@ -977,18 +996,27 @@ static void attention_worker(void *p, int ith, int nth) {
     (void)nth;
     attn_task *t = (attn_task *)p;
     float *mem = t->scratch + (int64_t)ith * t->scratch_per_thread;
-    if (t->path != ATTN_FLOAT) {
+    if (t->path == ATTN_TYPED) { /* items: (token, KV group, part of the group's heads) */
+        const int64_t grp = t->n_head / t->n_kv_head, per = (grp + t->parts - 1) / t->parts;
+        const int64_t total = t->n_tok * t->n_kv_head * t->parts;
+        for (;;) {
+            const int64_t i = (int64_t)EMB_COUNTER_NEXT(t->next, 1);
+            if (i >= total) break;
+            const int64_t tok = i / (t->n_kv_head * t->parts), g = i % (t->n_kv_head * t->parts);
+            const int64_t h0 = (g / t->parts) * grp + (g % t->parts) * per;
+            const int64_t h1 = h0 + per < (g / t->parts + 1) * grp ? h0 + per : (g / t->parts + 1) * grp;
+            if (h0 < h1) attention_group_typed(t, tok, h0, h1, mem);
+        }
+        return;
+    }
+    if (t->path == ATTN_HALF) {
         emb_f16 *half_a = (emb_f16 *)mem;
         emb_f16 *half_b = half_a + t->head_dim, *half_c = half_b + t->head_dim;
         const int64_t total = t->n_tok * t->n_head;
         for (;;) {
             const int64_t i = (int64_t)EMB_COUNTER_NEXT(t->next, 1);
             if (i >= total) break;
-            if (t->path == ATTN_HALF) {
-                attention_one_half(t, i / t->n_head, i % t->n_head, half_a, half_b, half_c);
-            } else {
-                attention_one_typed(t, i / t->n_head, i % t->n_head, mem);
-            }
+            attention_one_half(t, i / t->n_head, i % t->n_head, half_a, half_b, half_c);
         }
         return;
     }
@@ -1018,16 +1046,20 @@ static int attention_run(emb_ctx *ctx, attn_task *t, const float *q, float *out,
     t->scale = scale;
     t->softcap = softcap;
     t->kern = pick_attn_kernels(emb_ctx_level(ctx));
-    /* per thread: the small-batch path needs three half rows (the typed one six float rows); the blocked path a
+    /* per thread: the small-batch path needs three half rows (the typed one typed_scratch); the blocked path a
      * key/value tile, the block's accumulators and its score rows */
     const int64_t grp = n_head / n_kv_head;
     int64_t span = pos0 + n_tok;
     if (window > 0 && window + ATTN_QB < span) span = window + ATTN_QB;
+    const int nth = emb_ctx_threads(ctx);
+    /* the typed path shares each K/V row among a group's heads; a group is split only to give every thread work */
+    t->parts = 1;
+    while (t->parts < grp && n_tok * n_kv_head * t->parts < nth) t->parts++;
+    const int64_t per = (grp + t->parts - 1) / t->parts;
     t->scratch_per_thread = t->path == ATTN_HALF    ? 2 * head_dim + 16
-                            : t->path == ATTN_TYPED ? 6 * head_dim + 16
+                            : t->path == ATTN_TYPED ? typed_scratch(head_dim, per)
                                                     : ATTN_KT * head_dim + ATTN_QB * grp * (head_dim + span) + 16;
     t->scratch_per_thread = (t->scratch_per_thread + 15) & ~(int64_t)15;
-    const int nth = emb_ctx_threads(ctx);
     t->scratch = (float *)emb_ctx_scratch(ctx, sizeof(float) * (size_t)(t->scratch_per_thread * nth));
     if (!t->scratch) return -2;
     EMB_COUNTER_INIT(t->next, 0);
