@@ -309,3 +309,26 @@ def test_context_shift_with_quantized_cache(gemma_path, cache_type):
     assert len(steps) == 160 and steps[-1].finish_reason == "length"
     text = "".join(s.text for s in steps)
     assert text.count(",") > 40  # still counting after several shifts
+
+
+def test_serve_takes_cache_types_as_llama_server(monkeypatch, tmp_path):
+    """``serve -ctk/-ctv`` and ``LLAMA_ARG_CACHE_TYPE_K/V`` reach the server config; a quantized V with ``-fa off``
+    is refused as llama-server refuses it."""
+    import argparse
+
+    from emberllm.edge_server.cli import add_parser, config_from_args
+
+    def parse(*argv: str) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        add_parser(parser.add_subparsers())
+        return parser.parse_args(["serve", *argv])
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"")
+    cfg = config_from_args(parse("-m", str(model), "-ctk", "q8_0", "--cache-type-v", "q4_0", "-fa", "on"))
+    assert (cfg.cache_type_k, cfg.cache_type_v) == ("q8_0", "q4_0")
+    with pytest.raises(ValueError, match="requires flash attention"):
+        config_from_args(parse("-m", str(model), "-ctv", "q8_0", "-fa", "off"))
+    monkeypatch.setenv("LLAMA_ARG_CACHE_TYPE_K", "q4_0")
+    cfg = config_from_args(parse("-m", str(model)))
+    assert (cfg.cache_type_k, cfg.cache_type_v) == ("q4_0", "f16")
