@@ -252,7 +252,8 @@ export class EmberEngine {
   /**
    * What runs the loaded model: ``{ device: "webgpu", adapter, precision ("f32" | "f16"), nGpuLayers, nLayers,
    * kernels, message }`` or ``{ device: "cpu", kernels ("wasm-relaxed" | "wasm-simd128"), nGpuLayers: 0, nLayers,
-   * message }``; ``message`` says why WebGPU is not used when it was asked for (or what was offloaded).
+   * message }``; ``message`` says why WebGPU is not used when it was asked for (or what was offloaded); both carry
+   * ``kvCache``: the K and V cache types, e.g. ``["q8_0", "q8_0"]``.
    */
   info() {
     this._needModel();
@@ -475,7 +476,8 @@ class _EmberApi:
     def device_info(self):
         m = self.model
         n_layers = m.decoder.hp.n_layer
-        out = {"kernels": m.kernel_level_name, "nLayers": n_layers, "message": m.offload_message}
+        out = {"kernels": m.kernel_level_name, "nLayers": n_layers, "message": m.offload_message,
+               "kvCache": list(m.cache_types)}
         if m.gpu_backend is None:
             return json.dumps({"device": "cpu", "nGpuLayers": 0, **out})
         gpu = m.gpu_backend.device

@@ -340,6 +340,7 @@ def test_js_quantized_kv_cache(pyodide_dir, pyodide_wheel, gemma_path):
                             capture_output=True, text=True, timeout=300, check=True)
     assert out["ids"] == json.loads(native.stdout)
     assert out["types"] == ["f16", "q8_0", "q4_0", "f32"] and out["device"] == "cpu"
+    assert out["kvCache"] == ["q8_0", "q8_0"]
     assert out["kvBytes"] == {"q8_0": 18 * 4096 * 2 * 256 // 32 * 34, "f16": 18 * 4096 * 2 * 256 * 2}
     assert "valid types are f16, q8_0, q4_0, f32" in out["badType"]
     assert "runs on the CPU only" in out["onGpu"]

@@ -13,6 +13,7 @@ for await (const step of engine.complete(prompt, { nPredict: 8, temperature: 0 }
 }
 out.kvBytes = { [type]: engine.api.kv_bytes(4096, type, type), f16: engine.api.kv_bytes(4096, "f16", "f16") };
 out.device = engine.info().device;
+out.kvCache = engine.info().kvCache;
 for (const [name, opts] of [["badType", { cacheTypeK: "q5_1" }], ["onGpu", { cacheTypeV: type, device: "webgpu" }]]) {
   try {
     await engine.load(model, { nCtx: 128, ...opts });
