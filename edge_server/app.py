@@ -137,7 +137,8 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
         # as llama-server: the context is split over the slots, each slot has its own cache
         return Model(config.model_path, n_ctx=config.n_ctx, n_seq=config.n_parallel, n_threads=config.n_threads,
                      n_batch=config.n_batch, chat_template=config.chat_template, use_mmap=config.use_mmap,
-                     n_gpu_layers=config.n_gpu_layers, device=config.device)
+                     n_gpu_layers=config.n_gpu_layers, device=config.device, cache_type_k=config.cache_type_k,
+                     cache_type_v=config.cache_type_v)
 
     async def load_or_report() -> None:
         await state.worker.load(load)

@@ -141,6 +141,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (not args.timeout > 0, "-to/--timeout must be positive"),
         (args.max_queue < 0, "--max-queue must be at least 0"),
         (args.n_predict < -1, "-n/--n-predict must be -1 (no cap) or at least 0"),
+        (args.flash_attn == "off" and args.cache_type_v in ("q8_0", "q4_0"),
+         f"quantized V cache (-ctv {args.cache_type_v}) requires flash attention: -fa on or auto (as llama-server)"),
     ]
     for bad, message in checks:
         if bad:
@@ -152,6 +154,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
                         chat_template=chat_template(args), webui=not args.no_webui, metrics=args.metrics,
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
+                        cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,
                         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout, max_queue=args.max_queue,
                         n_predict_max=args.n_predict, truncate_prompts=args.truncate_prompts,
                         context_shift=args.context_shift, verbose=args.verbose, sampling=params_from_args(args),
@@ -169,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = config_from_args(args)
-        n_ctx_slot = check_model_file(config.model_path, config.n_ctx, config.n_parallel)
+        n_ctx_slot = check_model_file(config.model_path, config.n_ctx, config.n_parallel, config.cache_type_k,
+                                      config.cache_type_v)
         config = replace(config, n_ctx=n_ctx_slot * config.n_parallel)
         hosts = [h.strip() for h in args.host.split(",") if h.strip()] or ["127.0.0.1"]
         for host in hosts:

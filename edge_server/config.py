@@ -42,6 +42,8 @@ class ServerConfig:
     use_mmap: bool = True
     n_gpu_layers: int | None = None
     device: str | None = None
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
     cors: CorsPolicy = field(default_factory=CorsPolicy)
     embeddings: bool = False
     rerank: bool = False

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emberllm.cli.common import add_gpu_flags
+from emberllm.cli.common import add_cache_type_flags, add_gpu_flags
 from emberllm.edge_server.security import DEFAULT_CORS_HEADERS, DEFAULT_CORS_METHODS, CorsPolicy
 
 #: llama-server's environment variable for each ``serve`` option (by dest); ``EMBERLLM_ARG_*`` wins over these.
@@ -33,6 +33,7 @@ LLAMA_ENV = {
     "cache_ram": "LLAMA_ARG_CACHE_RAM", "reasoning": "LLAMA_ARG_REASONING",
     "reasoning_format": "LLAMA_ARG_THINK", "reasoning_budget": "LLAMA_ARG_THINK_BUDGET",
     "chat_template_kwargs": "LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "cache_idle_slots": "LLAMA_ARG_CACHE_IDLE_SLOTS",
+    "cache_type_k": "LLAMA_ARG_CACHE_TYPE_K", "cache_type_v": "LLAMA_ARG_CACHE_TYPE_V",
 }
 
 
@@ -97,6 +98,7 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chat-template-file", default=None, help="read the Jinja chat template from this file")
     g.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping the file")
     add_gpu_flags(g)
+    add_cache_type_flags(g)
     g.add_argument("-fa", "--flash-attn", nargs="?", const="on", default=None, choices=["on", "off", "auto"],
                    help="accepted; attention follows llama.cpp's flash-attention numerics either way")
     g.add_argument("-tb", "--threads-batch", type=int, default=None,

@@ -34,6 +34,11 @@
 // WebGPU goes through pyodide_pkg/webgpu.mjs; GPU results are awaited with JSPI, so generation steps are entered
 // with callPromising on that path (see core/backends/webgpu/browser.py).
 //
+// KV cache: load(source, { cacheTypeK, cacheTypeV }) as llama.cpp's -ctk/-ctv: "f16" (default), "q8_0" (about half
+// the memory), "q4_0" (about a quarter) or "f32"; the 4 GiB check counts the cache in those types.  A cache other
+// than f16 lives in wasm memory only: with device "auto" such a model runs on the CPU, with device "webgpu" load()
+// throws (offloaded layers keep an f16 cache on the GPU).
+//
 // Kernels: the wheel's SIMD128 module, or its relaxed-SIMD one where the engine runs relaxed SIMD correctly
 // (boot option ``kernels``: "auto" (default), "simd128", "relaxed"; see chooseKernelModule below).
 //
@@ -43,6 +48,8 @@
 import { openWebGpu } from "./webgpu.mjs";
 
 const WASM32_LIMIT = 4 * 1024 ** 3;
+/** KV cache types load() takes (llama.cpp's -ctk/-ctv names). */
+export const KV_CACHE_TYPES = ["f16", "q8_0", "q4_0", "f32"];
 const HEADROOM = 384 * 1024 ** 2; // Python, the runtime and activation buffers
 const CHUNK = 8 * 1024 * 1024;
 // The prompt is read in synchronous pieces, and abort() and the worker's messages wait for the piece in progress:
@@ -100,15 +107,27 @@ export class EmberEngine {
    * Uint8Array.  ``onProgress(loadedBytes, totalBytes)`` is called per chunk.  ``device``: "auto" (WebGPU when
    * navigator.gpu gives an adapter, else the CPU), "webgpu" or "cpu"; ``nGpuLayers``: how many of the last layers
    * run on WebGPU (default: all; 0: none).  ``gpuF16``: false keeps the f32 kernels on an adapter with
-   * shader-f16.  See info() for what was chosen.
+   * shader-f16.  ``cacheTypeK``/``cacheTypeV``: the KV cache types (KV_CACHE_TYPES; not f16: the CPU runs the
+   * model).  See info() for what was chosen.
    */
-  async load(source, { nCtx = 2048, onProgress = null, device = "auto", nGpuLayers = null, gpuF16 = true } = {}) {
+  async load(source, { nCtx = 2048, onProgress = null, device = "auto", nGpuLayers = null, gpuF16 = true,
+    cacheTypeK = "f16", cacheTypeV = "f16" } = {}) {
     if (!DEVICES.includes(device)) throw new Error(`unknown device ${device}: expected one of ${DEVICES.join(", ")}`);
+    for (const [name, t] of [["cacheTypeK", cacheTypeK], ["cacheTypeV", cacheTypeV]]) {
+      if (!KV_CACHE_TYPES.includes(t)) {
+        throw new Error(`unsupported ${name} ${JSON.stringify(t)}: valid types are ${KV_CACHE_TYPES.join(", ")}`);
+      }
+    }
+    const f16Cache = cacheTypeK === "f16" && cacheTypeV === "f16";
+    if (!f16Cache && device === "webgpu" && nGpuLayers !== 0) {
+      throw new Error(`KV cache ${cacheTypeK}/${cacheTypeV} runs on the CPU only: use device "cpu" or "auto" ` +
+        "(layers on WebGPU keep an f16 cache)");
+    }
     if (nGpuLayers !== null && nGpuLayers !== undefined && !(Number.isInteger(nGpuLayers) && nGpuLayers >= 0)) {
       throw new Error(`nGpuLayers must be a layer count >= 0, got ${nGpuLayers}`);
     }
     if (this.loaded) this.unload();
-    const wantGpu = device !== "cpu" && nGpuLayers !== 0;
+    const wantGpu = device !== "cpu" && nGpuLayers !== 0 && f16Cache;
     if (wantGpu) await this._openGpu(gpuF16);
     const { size, chunks } = await openSource(source);
     this._checkFits(size, null, nCtx);
@@ -130,7 +149,7 @@ export class EmberEngine {
       this.api.free();
       throw new Error(`model source ended after ${loaded} of ${size} bytes`);
     }
-    const kvBytes = this.api.kv_bytes(nCtx);
+    const kvBytes = this.api.kv_bytes(nCtx, cacheTypeK, cacheTypeV);
     try {
       this._checkFits(size, kvBytes, nCtx);
     } catch (err) {
@@ -143,17 +162,17 @@ export class EmberEngine {
     this._gpuReason = wantGpu && !this._gpu.driver ? this._gpu.reason : "";
     if (this._gpu.driver) {
       try {
-        await this.api.open.callPromising(nCtx, ngl, pyDevice); // the warm-up reads GPU results
+        await this.api.open.callPromising(nCtx, ngl, pyDevice, cacheTypeK, cacheTypeV); // warm-up reads the GPU
       } catch (err) {
         // the device failed while the model went onto it (not a problem of the model): the CPU runs it
         const text = String(err && err.message ? err.message : err);
         const m = /(?:RuntimeError|GpuUnavailableError): (WebGPU.*)$/m.exec(text);
         if (!m) throw err;
         this._gpuReason = `it failed: ${m[1]}`;
-        this.api.open(nCtx, ngl, "cpu");
+        this.api.open(nCtx, ngl, "cpu", cacheTypeK, cacheTypeV);
       }
     } else {
-      this.api.open(nCtx, ngl, pyDevice);
+      this.api.open(nCtx, ngl, pyDevice, cacheTypeK, cacheTypeV);
     }
     this.loaded = true;
     this._onGpu = this.api.on_gpu();
@@ -176,7 +195,8 @@ export class EmberEngine {
       const gib = (b) => (b / 1024 ** 3).toFixed(2);
       throw new EmberModelTooLargeError(
         `model (${gib(size)} GiB)` + (kvBytes != null ? ` + KV cache for ${nCtx} tokens (${gib(kvBytes)} GiB)` : "") +
-          ` does not fit in wasm32's 4 GiB memory; use a smaller model` + (kvBytes != null ? " or nCtx" : ""));
+          ` does not fit in wasm32's 4 GiB memory; use a smaller model` +
+          (kvBytes != null ? " or nCtx, or a q8_0/q4_0 KV cache (cacheTypeK/cacheTypeV)" : ""));
     }
   }
 
@@ -255,7 +275,8 @@ export class EmberEngine {
   /**
    * What runs the loaded model: ``{ device: "webgpu", adapter, precision ("f32" | "f16"), nGpuLayers, nLayers,
    * kernels, message }`` or ``{ device: "cpu", kernels ("wasm-relaxed" | "wasm-simd128"), nGpuLayers: 0, nLayers,
-   * message }``; ``message`` says why WebGPU is not used when it was asked for (or what was offloaded).
+   * message }``; ``message`` says why WebGPU is not used when it was asked for (or what was offloaded); both carry
+   * ``kvCache``: the K and V cache types, e.g. ``["q8_0", "q8_0"]``.
    */
   info() {
     this._needModel();
@@ -439,6 +460,7 @@ import json
 from emberllm.chat.fit import fit_messages, reply_reserve
 from emberllm.runtime.model import Model
 from emberllm.gguf.reader import GGUFFile
+from emberllm.backends.memory import kv_row_bytes
 
 
 class _EmberApi:
@@ -454,7 +476,7 @@ class _EmberApi:
         self.buf = bytearray(size)
         return self.buf
 
-    def kv_bytes(self, n_ctx):
+    def kv_bytes(self, n_ctx, type_k="f16", type_v="f16"):
         md = GGUFFile.from_buffer(self.buf).metadata
         arch = md.get("general.architecture", "")
         n_layer = int(md.get(f"{arch}.block_count", 0))
@@ -463,11 +485,13 @@ class _EmberApi:
         emb = int(md.get(f"{arch}.embedding_length", 0))
         k_len = int(md.get(f"{arch}.attention.key_length", emb // n_head))
         v_len = int(md.get(f"{arch}.attention.value_length", k_len))
-        return 2 * n_layer * n_ctx * n_kv * (k_len + v_len)  # f16 K and V
+        # K and V rows of the cache types (kv_row_bytes: 2 bytes a value for f16, 34 per 32 for q8_0...)
+        return n_layer * n_ctx * n_kv * (kv_row_bytes(type_k, k_len) + kv_row_bytes(type_v, v_len))
 
-    def open(self, n_ctx, n_gpu_layers, device):
+    def open(self, n_ctx, n_gpu_layers, device, type_k="f16", type_v="f16"):
         self.model = Model(self.buf, n_ctx=n_ctx, n_threads=1, device=device,
-                           n_gpu_layers=None if n_gpu_layers < 0 else n_gpu_layers)
+                           n_gpu_layers=None if n_gpu_layers < 0 else n_gpu_layers, cache_type_k=type_k,
+                           cache_type_v=type_v)
 
     def on_gpu(self):
         return self.model is not None and self.model.gpu_backend is not None
@@ -475,7 +499,8 @@ class _EmberApi:
     def device_info(self):
         m = self.model
         n_layers = m.decoder.hp.n_layer
-        out = {"kernels": m.kernel_level_name, "nLayers": n_layers, "message": m.offload_message}
+        out = {"kernels": m.kernel_level_name, "nLayers": n_layers, "message": m.offload_message,
+               "kvCache": list(m.cache_types)}
         if m.gpu_backend is None:
             return json.dumps({"device": "cpu", "nGpuLayers": 0, **out})
         gpu = m.gpu_backend.device

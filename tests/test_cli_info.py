@@ -89,3 +89,15 @@ def test_kv_cache_estimate_variants():
     assert kv_cache_bytes(md, 10) == 10 * 3 * 12 * 2
     assert kv_cache_bytes({"general.architecture": "x"}, 10) is None
     assert kv_cache_bytes({**md, "x.attention.head_count_kv": "two"}, 10) is None
+
+
+def test_info_estimates_the_kv_cache_of_the_cache_types(gemma_path):
+    proc = run_cli(str(gemma_path), "-c", "4096", "-ctk", "q8_0", "-ctv", "q8_0")
+    assert proc.returncode == 0, proc.stderr
+    # q8_0: 34 bytes per 32 values, 18 layers x 4096 tokens x (256 + 256) values
+    assert "KV cache (q8_0) 40,108,032 bytes (38.25 MiB)" in proc.stdout
+    mixed = json.loads(run_cli(str(gemma_path), "--json", "-c", "4096", "-ctk", "q4_0", "-ctv", "f16").stdout)
+    assert mixed["memory"]["kv_cache_bytes"] == 18 * 4096 * (256 // 32 * 18 + 256 * 2)
+    assert (mixed["memory"]["cache_type_k"], mixed["memory"]["cache_type_v"]) == ("q4_0", "f16")
+    bad = run_cli(str(gemma_path), "-ctk", "q5_1")
+    assert bad.returncode == 2 and "valid types are f32, f16, q8_0, q4_0" in bad.stderr

@@ -358,3 +358,30 @@ def test_js_loader_relaxed_in_chromium(pyodide_dir, wasm_lib, relaxed_lib, gemma
     assert out["relaxedWorks"] and out["level"] == "wasm-relaxed", out
     assert out["ids"] == native_gemma["ids"]
     assert out["tokens"] == native_gemma["tokens"]
+
+
+NATIVE_KV_SCRIPT = """
+import json, sys
+from emberllm.runtime.model import Model
+m = Model(sys.argv[1], n_ctx=64, n_threads=1, cache_type_k=sys.argv[3], cache_type_v=sys.argv[3])
+print(json.dumps([s.token for s in m.generate(sys.argv[2], n_predict=8, temperature=0)]))
+"""
+
+
+def test_js_quantized_kv_cache(pyodide_dir, pyodide_wheel, gemma_path):
+    """load({cacheTypeK: "q8_0", cacheTypeV: "q8_0"}) under Node: the native engine's greedy ids with that cache
+    (the WebAssembly level accumulates V unfused, the native one fused: equal on this prompt), the smaller estimate
+    the 4 GiB check uses, an unknown type and a quantized cache asked onto WebGPU refused naming why."""
+    proc = subprocess.run(["node", str(ROOT / "tests" / "pyodide" / "kv_cache_check.mjs"), str(pyodide_dir),
+                           str(pyodide_wheel), str(gemma_path), PROMPT, "q8_0"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    native = subprocess.run([sys.executable, "-c", NATIVE_KV_SCRIPT, str(gemma_path), PROMPT, "q8_0"],
+                            capture_output=True, text=True, timeout=300, check=True)
+    assert out["ids"] == json.loads(native.stdout)
+    assert out["types"] == ["f16", "q8_0", "q4_0", "f32"] and out["device"] == "cpu"
+    assert out["kvCache"] == ["q8_0", "q8_0"]
+    assert out["kvBytes"] == {"q8_0": 18 * 4096 * 2 * 256 // 32 * 34, "f16": 18 * 4096 * 2 * 256 * 2}
+    assert "valid types are f16, q8_0, q4_0, f32" in out["badType"]
+    assert "runs on the CPU only" in out["onGpu"]

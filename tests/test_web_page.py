@@ -305,6 +305,26 @@ def test_webgpu_setting_without_an_adapter_runs_on_the_cpu(page: Any) -> None:
     assert page.errors == []
 
 
+def test_kv_cache_setting_reloads_with_that_cache(page: Any) -> None:
+    """Settings' KV cache: q8_0 reloads the model with a q8_0 K and V cache on the CPU and it still answers; f16
+    back."""
+    for kv in ("q8_0", "f16"):
+        page.click("#open-settings")
+        page.select_option("#set-kv-cache", kv)
+        page.click("#settings-save")
+        page.wait_for_selector("#settings-dialog", state="hidden")
+        _wait_state(page, "loading")
+        _wait_state(page, "ready", "no-model", "error")
+        assert page.evaluate("document.body.dataset.state") == "ready"
+        assert page.evaluate("window.ember.store.settings().then((s) => s.kvCache)") == kv
+        assert page.evaluate("window.ember.local.device.kvCache") == [kv, kv]
+        if kv == "q8_0":
+            _greedy_settings(page, max_tokens=4)
+            msg = _ask(page, PROMPT)
+            assert msg["dom_state"] == "done" and msg["content"], msg
+    assert page.errors == []
+
+
 def test_stop_ends_a_reply_early(page: Any) -> None:
     _greedy_settings(page, max_tokens=400)
     n = page.locator(".msg.assistant").count()

@@ -179,3 +179,14 @@ def test_every_family_on_webgpu_matches_transformers(families, precision):  # no
                 assert np.abs(ours - ref).max() <= 1e-3, (case, precision)
             else:
                 assert int(ours.argmax()) == int(ref.argmax()), (case, precision)
+
+
+def test_quantized_kv_cache_with_offloaded_layers_is_refused(gemma_path):
+    """Layers on WebGPU keep an f16 cache: a q8_0 cache with -ngl is one clear error, not a silent f16 cache."""
+    device = open_device(False)
+    try:
+        with pytest.raises(ValueError, match="not supported with layers on WebGPU"):
+            Model(gemma_path, n_ctx=64, n_threads=1, n_gpu_layers=2, gpu=device, cache_type_k="q8_0",
+                  cache_type_v="q8_0")
+    finally:
+        device.close()

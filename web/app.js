@@ -26,7 +26,7 @@ const ADVICE = {
   unsupported: ["This model is not supported", "Choose a GGUF of a supported architecture and quantization (for " +
     "example Gemma 3, Llama or Qwen in Q4_K_M or Q8_0)."],
   "too-large": ["Model too large for the browser", "WebAssembly gets at most 4 GiB of memory: choose a smaller model " +
-    "or quantization, lower Context in Settings, or use server mode."],
+    "or quantization, lower Context or choose a smaller KV cache (q8_0, q4_0) in Settings, or use server mode."],
   context: ["The conversation is too long", "Start a new chat, or raise Context in Settings (the model reloads " +
     "with the new size)."],
   auth: ["The server needs an API key", "Enter the key the server was started with (--api-key) in Settings."],
@@ -197,6 +197,7 @@ async function loadStored(name, { removeOnFailure = false } = {}) {
     setStatus(`Loading ${name}…`, "loading");
     const msg = await app.local.load(file, {
       nCtx: app.settings.nCtx, device: DEVICES.includes(app.settings.device) ? app.settings.device : "auto",
+      cacheTypeK: kvCacheType(), cacheTypeV: kvCacheType(),
       onProgress: (loaded, total) => progress(`Loading ${name}`, loaded, total, t0),
     });
     app.timings.loadMs = msg.loadMs;
@@ -773,7 +774,14 @@ async function deleteConversation(conv) {
 const FIELDS = { systemPrompt: "set-system", temperature: "set-temperature", topK: "set-top-k", topP: "set-top-p",
   minP: "set-min-p", repeatPenalty: "set-repeat-penalty", maxTokens: "set-max-tokens", seed: "set-seed",
   nCtx: "set-n-ctx", jsonOutput: "set-json-output", apiKey: "set-api-key", device: "set-device",
-  serverUrl: "set-server-url" };
+  serverUrl: "set-server-url", kvCache: "set-kv-cache" };
+/** KV cache types of the Settings select (the engine's KV_CACHE_TYPES less f32, which only costs memory). */
+const KV_TYPES = ["f16", "q8_0", "q4_0"];
+
+/** The KV cache type for K and V (the setting, f16 when unknown). */
+function kvCacheType() {
+  return KV_TYPES.includes(app.settings.kvCache) ? app.settings.kvCache : "f16";
+}
 
 /** Show Settings, with the field ``focusId`` focused. */
 function openSettings(focusId = null) {
@@ -863,10 +871,11 @@ function wire() {
   $("settings-dialog").addEventListener("close", async () => {
     if ($("settings-dialog").returnValue !== "save") return;
     const keyChanged = readSettings().apiKey !== app.settings.apiKey;
-    const serverChanged = readSettings().serverUrl !== (app.settings.serverUrl || "");
-    const reloadChanged = readSettings().device !== app.settings.device || readSettings().nCtx !== app.settings.nCtx;
-    await saveSettings(readSettings());
-    // the device and the context size apply at once: the in-browser model reloads with them
+    const next = readSettings();
+    const serverChanged = next.serverUrl !== (app.settings.serverUrl || "");
+    const reloadChanged = ["device", "nCtx", "kvCache"].some((k) => next[k] !== app.settings[k]);
+    await saveSettings(next);
+    // the device, the context size and the KV cache type apply at once: the in-browser model reloads with them
     if (reloadChanged && app.mode === "local" && app.modelName && !app.busy) {
       clearError();
       await loadStored(app.modelName);

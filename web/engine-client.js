@@ -57,12 +57,14 @@ export class LocalEngine {
   }
 
   /** Load a File/Blob (GGUF) into the engine (``device``: "auto" | "webgpu" | "cpu"; ``nGpuLayers``: null for
-   * all); resolves to the worker's message: the model's ``info`` and ``device`` (what runs it, as
-   * EmberEngine.info()). */
-  async load(file, { nCtx = 2048, onProgress, device = "auto", nGpuLayers = null } = {}) {
+   * all; ``cacheTypeK``/``cacheTypeV``: the KV cache types, as EmberEngine.load); resolves to the worker's message:
+   * the model's ``info`` and ``device`` (what runs it, as EmberEngine.info()). */
+  async load(file, { nCtx = 2048, onProgress, device = "auto", nGpuLayers = null, cacheTypeK = "f16",
+    cacheTypeV = "f16" } = {}) {
     this.model = null;
     this.device = null;
-    const msg = await this._call({ type: "load", file, nCtx, device, nGpuLayers }, { onProgress });
+    const msg = await this._call({ type: "load", file, nCtx, device, nGpuLayers, cacheTypeK, cacheTypeV },
+      { onProgress });
     this.model = msg.info;
     this.device = msg.device;
     return msg;

@@ -7,6 +7,7 @@ const DB_VERSION = 1;
 export const DEFAULT_SETTINGS = Object.freeze({
   systemPrompt: "", temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.0, maxTokens: 512,
   seed: -1, nCtx: 2048, jsonOutput: false, apiKey: "", mode: null, lastModel: null, device: "auto", serverUrl: "",
+  kvCache: "f16",
 });
 
 function request(req) {

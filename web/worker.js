@@ -25,11 +25,11 @@ async function boot({ id, engineURL, indexURL, wheelURL }) {
   self.postMessage({ type: "booted", id, timings: engine.timings });
 }
 
-async function load({ id, file, nCtx, device = "auto", nGpuLayers = null }) {
+async function load({ id, file, nCtx, device = "auto", nGpuLayers = null, cacheTypeK = "f16", cacheTypeV = "f16" }) {
   let last = 0;
   const t0 = performance.now();
   await engine.load(file, {
-    nCtx, device, nGpuLayers,
+    nCtx, device, nGpuLayers, cacheTypeK, cacheTypeV,
     onProgress: (loaded, total) => {
       const now = performance.now();
       if (now - last > 100 || loaded === total) {

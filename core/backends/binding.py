@@ -211,6 +211,10 @@ class Kernels:
         """A zeroed uint16 buffer (F16 storage) of ``n`` elements."""
         return self._b.alloc("uint16_t", n, "H", 2)
 
+    def u8(self, n: int) -> Buffer:
+        """A zeroed byte buffer of ``n`` bytes (rows of quantized blocks)."""
+        return self._b.alloc("uint8_t", n, "B", 1)
+
     def bytes_ptr(self, data: Any, offset: int = 0) -> Any:
         """A ``void *`` to ``data[offset:]`` for any bytes-like object; keep the result alive while used."""
         return self._b.bytes_ptr(data, offset).ptr

@@ -56,9 +56,10 @@ class CpuBackend:
         return self.kernels.i32(n)
 
     def new_kv_cache(self, n_layer: int, n_ctx: int, kv_dim: int, device: Any = None,
-                     device_layers: range = range(0)) -> KVCache:
-        """An empty F16 KV cache of ``n_ctx`` positions in host memory (``device_layers`` on ``device``)."""
-        return KVCache(self.kernels, n_layer, n_ctx, kv_dim, device, device_layers)
+                     device_layers: range = range(0), type_k: str = "f16", type_v: str = "f16") -> KVCache:
+        """An empty KV cache of ``n_ctx`` positions in host memory (``device_layers`` on ``device``), K rows of
+        ``type_k`` and V rows of ``type_v`` (llama.cpp's cache type names)."""
+        return KVCache(self.kernels, n_layer, n_ctx, kv_dim, device, device_layers, type_k, type_v)
 
     def load_matrix(self, store: WeightStore, name: str, n_in: int, n_out: int | None = None) -> Weight:
         """A weight matrix of the file, used in place (memory-mapped)."""
@@ -167,10 +168,12 @@ class CpuBackend:
         """Store ``n`` rows of K/V at ``pos0`` in layer ``layer`` of ``kv``, then causal attention of the ``n``
         query rows over positions ``0 .. pos0 + n`` (``window`` > 0: sliding window) into ``out``."""
         kc, vc = kv.k_ptrs[layer], kv.v_ptrs[layer]
+        tk, tv = kv.type_ids
         kv_dim = n_head_kv * head_dim
-        self.lib.emb_kv_store(self.ctx, k, v, kc, vc, n, kv_dim, kv_dim, kv_dim, pos0)
-        rc = self.lib.emb_attention(self.ctx, q, kc, vc, out, n, n_head, n_head_kv, head_dim, n_head * head_dim,
-                                    pos0, window, scale, 0.0)
+        rc = self.lib.emb_kv_store_typed(self.ctx, k, v, kc, vc, tk, tv, n, n_head_kv, head_dim, kv_dim, kv_dim, pos0)
+        if rc == 0:
+            rc = self.lib.emb_attention_typed(self.ctx, q, kc, vc, tk, tv, out, n, n_head, n_head_kv, head_dim,
+                                              n_head * head_dim, pos0, window, scale, 0.0)
         if rc != 0:
             raise KernelError(f"attention failed in layer {layer} (code {rc})")
 
@@ -196,12 +199,12 @@ class CpuBackend:
                  n_rot: int, base: float, scale: float, mode: int, freq_factors: Any = None) -> None:
         """Drop positions ``[n_keep, n_keep + n_discard)`` of one layer and re-rotate the later keys."""
         kc, vc = kv.k_ptrs[layer], kv.v_ptrs[layer]
-        if freq_factors is None:
-            self.lib.emb_kv_shift(self.ctx, kc, vc, kv.n_past, n_keep, n_discard, n_head_kv, head_dim, n_rot, base,
-                                  scale, mode)
-        else:
-            self.lib.emb_kv_shift_ff(self.ctx, kc, vc, kv.n_past, n_keep, n_discard, n_head_kv, head_dim, n_rot,
-                                     base, scale, mode, freq_factors)
+        tk, tv = kv.type_ids
+        ff = self.kernels.null if freq_factors is None else freq_factors
+        rc = self.lib.emb_kv_shift_typed(self.ctx, kc, vc, tk, tv, kv.n_past, n_keep, n_discard, n_head_kv, head_dim,
+                                         n_rot, base, scale, mode, ff)
+        if rc != 0:
+            raise KernelError(f"context shift failed in layer {layer} (code {rc})")
 
 
 def _ptr(x: Any) -> Any:

@@ -14,9 +14,37 @@ class KVCacheTooLargeError(ValueError):
     """The KV cache for the asked context cannot be allocated on this machine."""
 
 
-def kv_cache_bytes(n_layer: int, n_ctx: int, kv_dim: int, n_seq: int = 1) -> int:
-    """Bytes of F16 K and V rows for ``n_seq`` caches of ``n_ctx`` positions."""
-    return 2 * n_layer * n_ctx * kv_dim * 2 * n_seq
+#: KV cache types (llama.cpp's ``-ctk``/``-ctv`` names): GGML type id, values per block, bytes per block.
+KV_CACHE_TYPES: dict[str, tuple[int, int, int]] = {
+    "f32": (0, 1, 4),
+    "f16": (1, 1, 2),
+    "q8_0": (8, 32, 34),
+    "q4_0": (2, 32, 18),
+}
+#: The default cache type of K and V (llama.cpp's).
+DEFAULT_KV_TYPE = "f16"
+
+
+def kv_cache_type(name: str, which: str = "KV") -> str:
+    """A cache type's canonical name (``ValueError`` naming the valid ones for anything else)."""
+    key = str(name).strip().lower()
+    if key not in KV_CACHE_TYPES:
+        raise ValueError(f"unsupported {which} cache type {name!r}: valid types are {', '.join(KV_CACHE_TYPES)}")
+    return key
+
+
+def kv_row_bytes(cache_type: str, n: int) -> int:
+    """Bytes of one cache row of ``n`` values of ``cache_type`` (``n`` a multiple of its block size)."""
+    _, block, nbytes = KV_CACHE_TYPES[kv_cache_type(cache_type)]
+    if n % block:
+        raise ValueError(f"the {cache_type} cache type needs rows of whole {block}-value blocks, not {n} values")
+    return n // block * nbytes
+
+
+def kv_cache_bytes(n_layer: int, n_ctx: int, kv_dim: int, n_seq: int = 1, type_k: str = DEFAULT_KV_TYPE,
+                   type_v: str = DEFAULT_KV_TYPE) -> int:
+    """Bytes of K rows of ``type_k`` and V rows of ``type_v`` for ``n_seq`` caches of ``n_ctx`` positions."""
+    return n_layer * n_ctx * (kv_row_bytes(type_k, kv_dim) + kv_row_bytes(type_v, kv_dim)) * n_seq
 
 
 def available_memory_bytes() -> int | None:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from emberllm.cli.common import USER_ERRORS, add_gpu_flags, fail, resolve_model_path
+from emberllm.cli.common import USER_ERRORS, add_cache_type_flags, add_gpu_flags, fail, resolve_model_path
 from emberllm.gguf.types import FTYPE_NAMES
 
 
@@ -53,6 +53,8 @@ class BenchResult:
     samples_ts: list[float] = field(default_factory=list)
     kernels: str = ""
     load_ms: float = 0.0
+    type_k: str = "f16"
+    type_v: str = "f16"
 
     @property
     def test(self) -> str:
@@ -118,8 +120,9 @@ def run_once(model: Any, n_prompt: int, n_gen: int, rng: random.Random) -> float
 
 
 def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], reps: int,
-                n_batch: int = 512, n_gpu_layers: int | None = None, device: str | None = None) -> list[BenchResult]:
-    """Run every (test, threads) pair and return the rows."""
+                n_batch: int = 512, n_gpu_layers: int | None = None, device: str | None = None,
+                cache_type_k: str = "f16", cache_type_v: str = "f16") -> list[BenchResult]:
+    """Run every (test, threads) pair and return the rows (KV cache of the given types)."""
     from emberllm import __version__
     from emberllm.runtime.model import Model
 
@@ -129,7 +132,8 @@ def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], re
         need = max(p + g for p, g in tests)
         # no warm-up at load: load_ms then compares with llama.cpp's and wllama's (each test warms up below)
         model = Model(path, n_ctx=max(need, 16), n_threads=n_threads, n_batch=n_batch, warmup=False,
-                      n_gpu_layers=n_gpu_layers, device=device)
+                      n_gpu_layers=n_gpu_layers, device=device, cache_type_k=cache_type_k,
+                      cache_type_v=cache_type_v)
         try:
             size = sum(t.nbytes for t in model.gguf.tensors.values())
             params = sum(t.n_elements for t in model.gguf.tensors.values())
@@ -155,7 +159,7 @@ def bench_model(path: Path, tests: list[tuple[int, int]], threads: list[int], re
                     avg_ts=statistics.fmean(samples_ts),
                     stddev_ts=statistics.stdev(samples_ts) if reps > 1 else 0.0,
                     samples_ns=samples_ns, samples_ts=samples_ts, kernels=level,
-                    load_ms=model.timings.load_ms))
+                    load_ms=model.timings.load_ms, type_k=cache_type_k, type_v=cache_type_v))
         finally:
             model.close()
     return results
@@ -173,11 +177,13 @@ def format_params(n: int) -> str:
 
 def format_markdown(rows: list[BenchResult]) -> str:
     """llama-bench's markdown table."""
-    out = ["| model | size | params | backend | threads | test | t/s |",
-           "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    types = any((r.type_k, r.type_v) != ("f16", "f16") for r in rows)  # llama-bench shows them when not default
+    out = ["| model | size | params | backend | threads |" + (" type_k | type_v |" if types else "") + " test | t/s |",
+           "| --- | ---: | ---: | --- | ---: |" + (" ---: | ---: |" if types else "") + " ---: | ---: |"]
     for r in rows:
+        kv = f" {r.type_k} | {r.type_v} |" if types else ""
         out.append(f"| {r.model_type} | {format_size(r.model_size)} | {format_params(r.model_n_params)} | "
-                   f"{r.backends} ({r.kernels}) | {r.n_threads} | {r.test} | {r.avg_ts:.2f} ± {r.stddev_ts:.2f} |")
+                   f"{r.backends} ({r.kernels}) | {r.n_threads} |{kv} {r.test} | {r.avg_ts:.2f} ± {r.stddev_ts:.2f} |")
     return "\n".join(out)
 
 
@@ -192,6 +198,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions (default: 5)")
     p.add_argument("-o", "--output", choices=["md", "json", "jsonl"], default="md", help="output format")
+    add_cache_type_flags(p)
     add_gpu_flags(p)
     p.set_defaults(func=run)
 
@@ -212,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         if min(threads) < 1:
             raise ValueError("-t values must be at least 1")
         rows = bench_model(resolve_model_path(args.model), tests, threads, args.repetitions, args.batch_size,
-                           args.n_gpu_layers, args.device)
+                           args.n_gpu_layers, args.device, args.cache_type_k, args.cache_type_v)
     except USER_ERRORS as exc:
         return fail(str(exc))
     if args.output == "json":

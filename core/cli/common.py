@@ -30,7 +30,33 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="threads for the kernels (default: the cores, at most 8)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help=CTX_HELP)
     p.add_argument("-b", "--batch-size", type=int, default=512, help="prompt micro-batch size (default: 512)")
+    add_cache_type_flags(p)
     add_gpu_flags(p)
+
+
+def add_cache_type_flags(p: argparse.ArgumentParser | Any) -> None:
+    """``-ctk``/``-ctv``: the KV cache types (llama.cpp's flags and names)."""
+    from emberllm.backends.memory import DEFAULT_KV_TYPE, KV_CACHE_TYPES
+
+    names = ", ".join(KV_CACHE_TYPES)
+    p.add_argument("-ctk", "--cache-type-k", type=cache_type_arg("K"), default=DEFAULT_KV_TYPE, metavar="TYPE",
+                   help=f"KV cache data type for K: {names} (default: {DEFAULT_KV_TYPE})")
+    p.add_argument("-ctv", "--cache-type-v", type=cache_type_arg("V"), default=DEFAULT_KV_TYPE, metavar="TYPE",
+                   help=f"KV cache data type for V: {names} (default: {DEFAULT_KV_TYPE}; quantized types run "
+                   "llama.cpp's flash-attention numerics)")
+
+
+def cache_type_arg(which: str) -> Any:
+    """argparse type for ``-ctk``/``-ctv``: the canonical name, or an error naming the valid types."""
+    from emberllm.backends.memory import kv_cache_type
+
+    def parse(value: str) -> str:
+        try:
+            return kv_cache_type(value, which)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def add_gpu_flags(p: argparse.ArgumentParser | Any) -> None:
@@ -83,7 +109,8 @@ def load_model(args: argparse.Namespace) -> Any:
     if args.batch_size < 1:
         raise ValueError("-b/--batch-size must be at least 1")
     return Model(resolve_model_path(args.model), n_ctx=args.ctx_size, n_threads=args.threads,
-                 n_batch=args.batch_size, n_gpu_layers=args.n_gpu_layers, device=args.device)
+                 n_batch=args.batch_size, n_gpu_layers=args.n_gpu_layers, device=args.device,
+                 cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v)
 
 
 def fail(message: str) -> int:

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from emberllm.cli.common import MODEL_HELP, resolve_model_path
+from emberllm.backends.memory import DEFAULT_KV_TYPE, KV_CACHE_TYPES
+from emberllm.cli.common import MODEL_HELP, add_cache_type_flags, resolve_model_path
 from emberllm.gguf.reader import GGUFError, GGUFFile, GGUFValueType
 from emberllm.runtime.context_size import resolve_context
 
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CTX,
                    help=f"context size for the memory estimate (default: {DEFAULT_CTX}; 0 = the model's trained "
                         "context; more is capped at it, as when loading)")
+    add_cache_type_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
 
@@ -46,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read the header and print the summary; one ``error:`` line and exit code 1 on a bad file."""
     try:
-        summary = summarize_file(resolve_model_path(args.model), args.ctx_size)
+        summary = summarize_file(resolve_model_path(args.model), args.ctx_size, args.cache_type_k, args.cache_type_v)
     except GGUFError as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -80,18 +82,21 @@ def _fail(message: str) -> int:
 # --------------------------------------------------------------------------------------------------------
 
 
-def summarize_file(path: Path, n_ctx: int) -> dict[str, Any]:
+def summarize_file(path: Path, n_ctx: int, type_k: str = DEFAULT_KV_TYPE,
+                   type_v: str = DEFAULT_KV_TYPE) -> dict[str, Any]:
     """Open ``path`` and summarize it (see :func:`summarize`)."""
     with GGUFFile.open(path) as gguf:
-        return summarize(gguf, n_ctx, str(path))
+        return summarize(gguf, n_ctx, str(path), type_k, type_v)
 
 
-def summarize(gguf: GGUFFile, n_ctx: int, path: str | None = None) -> dict[str, Any]:
-    """Everything ``info`` prints, as plain data (``n_ctx`` resolved as loading would: 0 = trained, capped)."""
+def summarize(gguf: GGUFFile, n_ctx: int, path: str | None = None, type_k: str = DEFAULT_KV_TYPE,
+              type_v: str = DEFAULT_KV_TYPE) -> dict[str, Any]:
+    """Everything ``info`` prints, as plain data (``n_ctx`` resolved as loading would: 0 = trained, capped; the KV
+    cache estimated for K of ``type_k`` and V of ``type_v``)."""
     weights = sum(t.nbytes for t in gguf.tensors.values())
     n_ctx_train = gguf.metadata.get(f"{gguf.architecture}.context_length")
     n_ctx = resolve_context(n_ctx, int(n_ctx_train) if isinstance(n_ctx_train, int) else 0)
-    kv = kv_cache_bytes(gguf.metadata, n_ctx)
+    kv = kv_cache_bytes(gguf.metadata, n_ctx, type_k, type_v)
     return {
         "path": path,
         "file_size": gguf.file_size,
@@ -109,6 +114,8 @@ def summarize(gguf: GGUFFile, n_ctx: int, path: str | None = None) -> dict[str, 
             "n_ctx": n_ctx,
             "weights_bytes": weights,
             "kv_cache_bytes": kv,
+            "cache_type_k": type_k,
+            "cache_type_v": type_v,
             "total_bytes": weights + kv if kv is not None else None,
         },
     }
@@ -157,12 +164,16 @@ def _per_layer(value: Any, n_layer: int) -> list[int] | None:
     return None if v is None or v < 0 else [v] * n_layer
 
 
-def kv_cache_bytes(md: dict[str, Any], n_ctx: int) -> int | None:
-    """f16 K and V cache bytes for ``n_ctx`` tokens: n_layer x n_ctx x n_head_kv x (key + value dims) x 2.
+def kv_cache_bytes(md: dict[str, Any], n_ctx: int, type_k: str = DEFAULT_KV_TYPE,
+                   type_v: str = DEFAULT_KV_TYPE) -> int | None:
+    """K and V cache bytes for ``n_ctx`` tokens: n_layer x n_ctx x n_head_kv x (key + value dims) at the bytes per
+    value of the cache types (f16: 2, f32: 4, q8_0: 34/32, q4_0: 18/32).
 
     Head sizes come from ``{arch}.attention.key_length`` / ``value_length`` or embedding_length / head_count.
-    ``None`` when the metadata lacks what is needed.
+    ``None`` when the metadata lacks what is needed (or a quantized type's blocks do not divide a head).
     """
+    _, bk, sk = KV_CACHE_TYPES[type_k]
+    _, bv, sv = KV_CACHE_TYPES[type_v]
     arch = md.get("general.architecture")
     n_layer = _int(md.get(f"{arch}.block_count"))
     if not isinstance(arch, str) or n_layer is None or n_layer <= 0:
@@ -178,9 +189,9 @@ def kv_cache_bytes(md: dict[str, Any], n_ctx: int) -> int | None:
         default = n_embd // n_head[il] if n_embd is not None and n_head[il] > 0 else None
         k_len = _int(md.get(f"{arch}.attention.key_length", default))
         v_len = _int(md.get(f"{arch}.attention.value_length", default))
-        if k_len is None or v_len is None:
+        if k_len is None or v_len is None or k_len % bk or v_len % bv:
             return None
-        total += n_ctx * n_head_kv[il] * (k_len + v_len) * 2
+        total += n_ctx * n_head_kv[il] * (k_len // bk * sk + v_len // bv * sv)
     return total
 
 
@@ -251,5 +262,7 @@ def _render_types(hist: dict[str, dict[str, int]]) -> Iterable[str]:
 def _render_memory(m: dict[str, Any]) -> Iterable[str]:
     yield f"memory estimate (n_ctx = {m['n_ctx']}):"
     yield f"  weights         {_size(m['weights_bytes'])}"
-    yield f"  KV cache (f16)  {_size(m['kv_cache_bytes'])}"
+    tk, tv = m["cache_type_k"], m["cache_type_v"]
+    kv_type = tk if tk == tv else f"{tk}/{tv}"
+    yield f"  {'KV cache (' + kv_type + ')':<16}{_size(m['kv_cache_bytes'])}"
     yield f"  total           {_size(m['total_bytes'])}"

@@ -87,6 +87,8 @@ class Decoder:
         self.gguf = gguf
         self.spec = spec
         self.n_batch = n_batch
+        #: KV cache types of the sequences made by ``new_cache`` (llama.cpp's -ctk/-ctv; set by the model)
+        self.cache_type_k = self.cache_type_v = "f16"
         md = gguf.metadata
         self.hp = hp = HParams.from_gguf(gguf)
         self.n_rot = hp.head_dim if spec.rope_full_head else int(md.get(f"{hp.arch}.rope.dimension_count",
@@ -199,8 +201,9 @@ class Decoder:
         self._rope_long = n_ctx > self.n_ctx_orig
 
     def new_cache(self, n_ctx: int) -> KVCache:
-        """An empty KV cache for ``n_ctx`` positions (offloaded layers' rows on the device)."""
-        return self.host_ops.new_kv_cache(self.hp.n_layer, n_ctx, self.hp.kv_dim, self.device, self.device_layers)
+        """An empty KV cache for ``n_ctx`` positions in the cache types (offloaded layers' rows on the device)."""
+        return self.host_ops.new_kv_cache(self.hp.n_layer, n_ctx, self.hp.kv_dim, self.device, self.device_layers,
+                                          self.cache_type_k, self.cache_type_v)
 
     # -- the forward pass ----------------------------------------------------------------------------------
     def load_rows(self, entries: list[tuple[KVCache, list[int]]]) -> list[Segment]:

@@ -17,7 +17,7 @@ from typing import Any
 from emberllm.backends.binding import Kernels, load_kernels
 from emberllm.backends.cpu import CpuBackend
 from emberllm.backends.kv_cache import KVCache
-from emberllm.backends.memory import ensure_kv_fits, kv_cache_bytes
+from emberllm.backends.memory import DEFAULT_KV_TYPE, ensure_kv_fits, kv_cache_bytes, kv_cache_type, kv_row_bytes
 from emberllm.gguf.reader import GGUFFile
 from emberllm.models import arch_spec
 from emberllm.models.base import HParams, check_tensor_types
@@ -51,10 +51,11 @@ def default_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def check_model_file(path: str | os.PathLike[str], n_ctx: int = 4096, n_seq: int = 1) -> int:
+def check_model_file(path: str | os.PathLike[str], n_ctx: int = 4096, n_seq: int = 1,
+                     cache_type_k: str = DEFAULT_KV_TYPE, cache_type_v: str = DEFAULT_KV_TYPE) -> int:
     """From the header alone: that ``path`` is a GGUF file of a supported architecture and tensor types, and that
-    the KV caches of ``n_seq`` sequences sharing ``n_ctx`` tokens fit in memory; returns the context per sequence
-    (warns when it is capped).
+    the KV caches of ``n_seq`` sequences sharing ``n_ctx`` tokens (K and V of the cache types) fit in memory;
+    returns the context per sequence (warns when it is capped).
 
     Raises ``OSError``, ``GGUFError``, ``UnsupportedModelError`` or ``ValueError`` with one clear message.
     """
@@ -62,14 +63,29 @@ def check_model_file(path: str | os.PathLike[str], n_ctx: int = 4096, n_seq: int
         arch_spec(gguf.metadata.get("general.architecture", "<missing>"))
         check_tensor_types(gguf)
         hp = HParams.from_gguf(gguf)
-    return fit_context(hp, n_ctx, n_seq)
+    return fit_context(hp, n_ctx, n_seq, cache_type_k, cache_type_v)
 
 
-def fit_context(hp: HParams, n_ctx: int, n_seq: int = 1) -> int:
+def check_cache_types(hp: HParams, cache_type_k: str, cache_type_v: str) -> tuple[str, str]:
+    """The canonical K and V cache type names (``ValueError`` for an unknown one, or a quantized type whose blocks
+    do not divide the head size, as llama.cpp refuses it)."""
+    types = kv_cache_type(cache_type_k, "K"), kv_cache_type(cache_type_v, "V")
+    for which, name in zip("KV", types, strict=True):
+        try:
+            kv_row_bytes(name, hp.head_dim)
+        except ValueError:
+            raise ValueError(f"{which} cache type {name} does not divide the head size {hp.head_dim} into whole "
+                             "blocks") from None
+    return types
+
+
+def fit_context(hp: HParams, n_ctx: int, n_seq: int = 1, cache_type_k: str = DEFAULT_KV_TYPE,
+                cache_type_v: str = DEFAULT_KV_TYPE) -> int:
     """The context per sequence for ``n_ctx`` shared by ``n_seq`` sequences (0 = trained, capped with a warning),
-    once their KV caches are known to fit in memory (``KVCacheTooLargeError`` otherwise)."""
+    once their KV caches (of the cache types) are known to fit in memory (``KVCacheTooLargeError`` otherwise)."""
+    type_k, type_v = check_cache_types(hp, cache_type_k, cache_type_v)
     per_seq = resolve_context(n_ctx, hp.n_ctx_train, n_seq)
-    ensure_kv_fits(kv_cache_bytes(hp.n_layer, per_seq, hp.kv_dim, n_seq), per_seq, n_seq)
+    ensure_kv_fits(kv_cache_bytes(hp.n_layer, per_seq, hp.kv_dim, n_seq, type_k, type_v), per_seq, n_seq)
     return per_seq
 
 
@@ -81,7 +97,8 @@ class Model:
     warning; with ``n_seq`` sequences (server slots) each gets ``n_ctx // n_seq`` positions.  ``use_mmap=False``
     reads the file into memory instead of mapping it.  ``n_gpu_layers`` (llama.cpp's ``-ngl``) runs the last
     layers on WebGPU (``device`` "webgpu" alone: all of them; ``EMBERLLM_DEVICE`` overrides; no usable adapter: the
-    CPU, with a warning); ``gpu`` is an already open WebGPU device to use.
+    CPU, with a warning); ``gpu`` is an already open WebGPU device to use.  ``cache_type_k``/``cache_type_v`` are
+    llama.cpp's ``-ctk``/``-ctv``: ``f16`` (default), ``q8_0``, ``q4_0`` or ``f32`` (not f16: CPU layers only).
     """
 
     def __init__(
@@ -99,6 +116,8 @@ class Model:
         n_gpu_layers: int | None = None,
         device: str | None = None,
         gpu: Any = None,
+        cache_type_k: str = DEFAULT_KV_TYPE,
+        cache_type_v: str = DEFAULT_KV_TYPE,
     ) -> None:
         t0 = time.perf_counter()
         self.path = Path(source).expanduser() if isinstance(source, str | os.PathLike) else None
@@ -118,7 +137,12 @@ class Model:
             self.decoder = Decoder(self.gguf, spec, self.backend, n_batch=n_batch, device=self.gpu_backend,
                                    n_device_layers=placement.n_layers)
             self.hp = self.decoder.hp
-            self.n_ctx = fit_context(self.hp, n_ctx, n_seq)
+            types = check_cache_types(self.hp, cache_type_k, cache_type_v)
+            if placement.n_layers and types != (DEFAULT_KV_TYPE, DEFAULT_KV_TYPE):
+                raise ValueError(f"KV cache types other than f16 (-ctk {types[0]} -ctv {types[1]}) are not supported "
+                                 "with layers on WebGPU (-ngl): use -ngl 0 or the f16 cache")
+            self.decoder.cache_type_k, self.decoder.cache_type_v = types
+            self.n_ctx = fit_context(self.hp, n_ctx, n_seq, *types)
         except BaseException:
             self.close()  # the kernel context's threads and the mapped file go with a model that did not load
             raise
@@ -197,6 +221,11 @@ class Model:
         """``embed`` of token lists one micro-batch per step, for a caller that schedules the forward passes (each
         step yields the tokens it evaluated; the generator returns the list of results)."""
         return embedding.embedding_steps(self, inputs, pooling or self.pooling, normalize)
+
+    @property
+    def cache_types(self) -> tuple[str, str]:
+        """The K and V cache types (llama.cpp's names)."""
+        return self.decoder.cache_type_k, self.decoder.cache_type_v
 
     @property
     def n_batch(self) -> int:

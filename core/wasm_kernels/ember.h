@@ -106,6 +106,18 @@ void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_
 void emb_kv_shift_ff(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode, const float *freq_factors);
 void emb_kv_store(emb_ctx *ctx, const float *k, const float *v, uint16_t *k_cache, uint16_t *v_cache, int64_t n_tok, int64_t kv_dim, int64_t k_stride, int64_t v_stride, int64_t pos0);
 int emb_attention(emb_ctx *ctx, const float *q, const uint16_t *k_cache, const uint16_t *v_cache, float *out, int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t q_stride, int64_t pos0, int64_t window, float scale, float softcap);
+/* KV caches of other types (llama.cpp's -ctk/-ctv): rows of EMB_TYPE_F32, F16, Q8_0 or Q4_0, one row of
+ * emb_row_size(type, n_kv_head * head_dim) bytes per position.  Quantized rows follow llama.cpp: a quantized K
+ * (with head_dim % 64 == 0) stores K and reads Q rotated by a Walsh-Hadamard transform, a quantized V stores V
+ * rotated and rotates the attention output back; the query is converted to the K type's vec_dot type and
+ * dotted with the level's vec_dot; non-F16 V accumulates in float (llama.cpp's one-chunk flash attention, at
+ * every batch size).  F16/F16 is emb_attention's path exactly; an F32 K or V is stored as float and read as half
+ * (llama.cpp casts an F32 cache to F16 for flash attention).  Return 0, or -1 for an unsupported type or a
+ * head size that is not whole blocks, -2 when scratch memory cannot be had. */
+int emb_kv_type_supported(int type);
+int emb_kv_store_typed(emb_ctx *ctx, const float *k, const float *v, void *k_cache, void *v_cache, int type_k, int type_v, int64_t n_tok, int64_t n_kv_head, int64_t head_dim, int64_t k_stride, int64_t v_stride, int64_t pos0);
+int emb_attention_typed(emb_ctx *ctx, const float *q, const void *k_cache, const void *v_cache, int type_k, int type_v, float *out, int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t q_stride, int64_t pos0, int64_t window, float scale, float softcap);
+int emb_kv_shift_typed(emb_ctx *ctx, void *k_cache, void *v_cache, int type_k, int type_v, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode, const float *freq_factors);
 int64_t emb_argmax(const float *x, int64_t n);
 int64_t emb_top_k(const float *x, int64_t n, int64_t k, int32_t *out_ids, float *out_vals);
 double emb_log_softmax_at(const float *x, int64_t n, int64_t idx);

@@ -7,7 +7,8 @@
  * and matmuls of 1 to 3 tokens (row by row) and of 8 tokens (the int8 GEMM) within 1e-5 of the sum of |products|
  * (the legacy-type NEON dots accumulate in float lanes like llama.cpp's, so their rounding differs; the count of
  * bit-identical results is printed too); attention bit for bit on the float path (the NEON default) and on the
- * half path, over random half keys/values with subnormals, a sliding window and head sizes that leave a tail.
+ * half path, over random half keys/values with subnormals, a sliding window and head sizes that leave a tail; KV
+ * caches of other types (q8_0, q4_0, f32 and mixes) stored and shifted bit for bit, attended within tolerance.
  * Prints one FAIL line per mismatch and `SUMMARY levels=... checked=N failed=M identical=K`.
  */
 #include <math.h>
@@ -211,6 +212,68 @@ static void check_attention(rng_t *r, int level) {
     }
 }
 
+/* Caches of other types (emb_kv_store_typed / emb_attention_typed / emb_kv_shift_typed): stored rows and shifted
+ * keys bit for bit (the quantizers and the Hadamard rotation are the same code on every level), attention within
+ * a step of the half accumulator near 1 (2e-3) and 2e-6 on average: the NEON q8_0/q4_0 dots sum in another order,
+ * the float V accumulation (vfmaq_f32) is fma like the scalar fmaf; an F32 cache (read as half) bit for bit on the
+ * float and the half path (half_rows 0 and 64). */
+static void check_attention_typed(rng_t *r, int level, int64_t half_rows) {
+    static const int pairs[][2] = {{EMB_TYPE_Q8_0, EMB_TYPE_Q8_0}, {EMB_TYPE_Q4_0, EMB_TYPE_Q4_0},
+                                   {EMB_TYPE_Q8_0, EMB_TYPE_F16},  {EMB_TYPE_F16, EMB_TYPE_Q4_0},
+                                   {EMB_TYPE_F32, EMB_TYPE_F32},   {EMB_TYPE_Q4_0, EMB_TYPE_F32}};
+    static const int64_t cases[][4] = {/* n_tok, pos0, head_dim, window */
+                                       {1, 40, 256, 0}, {3, 9, 64, 5}, {70, 3, 128, 0}, {2, 20, 96, 0}};
+    for (size_t pi = 0; pi < sizeof pairs / sizeof pairs[0]; pi++) {
+        const int tk = pairs[pi][0], tv = pairs[pi][1];
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            const int64_t n_tok = cases[c][0], pos0 = cases[c][1], hd = cases[c][2], window = cases[c][3];
+            const int64_t n_head = 4, n_kv = 2, n_pos = pos0 + n_tok, kv_dim = n_kv * hd;
+            const size_t kb = (size_t)(emb_row_size(tk, kv_dim) * n_pos), vb = (size_t)(emb_row_size(tv, kv_dim) * n_pos);
+            float *k = floats(r, n_pos * kv_dim, 1.0f), *v = floats(r, n_pos * kv_dim, 1.0f);
+            float *q = floats(r, n_tok * n_head * hd, 1.0f);
+            uint8_t *kc[2], *vc[2];
+            float *outs[2];
+            for (int i = 0; i < 2; i++) {
+                emb_ctx *ctx = emb_ctx_new(1, i == 0 ? EMB_LEVEL_SCALAR : level);
+                emb_ctx_set_attn_half_rows(ctx, half_rows); /* an F32 cache takes the F16 paths: the same one */
+                kc[i] = calloc(kb, 1), vc[i] = calloc(vb, 1);
+                outs[i] = calloc((size_t)(n_tok * n_head * hd), sizeof(float));
+                check(emb_kv_store_typed(ctx, k, v, kc[i], vc[i], tk, tv, n_pos, n_kv, hd, kv_dim, kv_dim, 0) == 0,
+                      "typed kv_store rc", level, tk, (int)c);
+                check(emb_attention_typed(ctx, q, kc[i], vc[i], tk, tv, outs[i], n_tok, n_head, n_kv, hd, n_head * hd,
+                                          pos0, window, 1.0f / 16, 0.0f) == 0,
+                      "typed attention rc", level, tk, (int)c);
+                emb_ctx_free(ctx);
+            }
+            check(memcmp(kc[0], kc[1], kb) == 0 && memcmp(vc[0], vc[1], vb) == 0, "typed kv_store", level, tk, (int)c);
+            double mx = 0.0, sum = 0.0;
+            const int64_t n_out = n_tok * n_head * hd;
+            for (int64_t i = 0; i < n_out; i++) {
+                const double d = fabs((double)outs[0][i] - (double)outs[1][i]);
+                mx = d > mx ? d : mx;
+                sum += d;
+            }
+            if (tk == EMB_TYPE_F32 && tv == EMB_TYPE_F32) {
+                check(memcmp(outs[0], outs[1], sizeof(float) * (size_t)n_out) == 0, "typed attention f32", level, tk,
+                      (int)c);
+            } else {
+                check(mx <= 2e-3 && sum / (double)n_out <= 2e-6, "typed attention", level, tk * 100 + tv, (int)c);
+            }
+            /* context shift of the stored keys: the same bytes on both levels */
+            for (int i = 0; i < 2; i++) {
+                emb_ctx *ctx = emb_ctx_new(1, i == 0 ? EMB_LEVEL_SCALAR : level);
+                check(emb_kv_shift_typed(ctx, kc[i], vc[i], tk, tv, n_pos, 1, n_pos / 3 + 1, n_kv, hd, hd, 10000.0f,
+                                         1.0f, EMB_ROPE_NEOX, NULL) == 0,
+                      "typed kv_shift rc", level, tk, (int)c);
+                emb_ctx_free(ctx);
+            }
+            check(memcmp(kc[0], kc[1], kb) == 0 && memcmp(vc[0], vc[1], vb) == 0, "typed kv_shift", level, tk, (int)c);
+            for (int i = 0; i < 2; i++) free(kc[i]), free(vc[i]), free(outs[i]);
+            free(k), free(v), free(q);
+        }
+    }
+}
+
 int main(void) {
     rng_t r = {0x9e3779b97f4a7c15ull};
     char names[128] = "";
@@ -220,6 +283,8 @@ int main(void) {
         strcat(names, emb_kernel_level_name(level));
         check_types(&r, level);
         check_attention(&r, level);
+        check_attention_typed(&r, level, 0);
+        check_attention_typed(&r, level, 64);
     }
     printf("SUMMARY levels=%s checked=%d failed=%d identical=%d\n", names[0] ? names : "none", checked, failed,
            identical);

@@ -1,7 +1,8 @@
 """Every SIMD kernel level against the scalar twin on random blocks of every tensor type (pure Python, no numpy).
 
 Runs inside Pyodide (or natively with ``EMBERLLM_BINDING=ctypes``): pointers are plain addresses (ctypes).
-The WASM kernels keep the scalar order of float operations, so everything must match bit for bit.
+The WASM kernels keep the scalar order of float operations, so everything must match bit for bit (but attention
+over a quantized V cache, accumulated unfused on WebAssembly: within 1e-5).
 Prints one ``FAIL`` line per mismatch and a final ``SUMMARY levels=... checked=N failed=M`` line.
 """
 
@@ -180,6 +181,47 @@ for level in levels:
                 check(rc == 0, f"{lname} attention rc={rc}")
                 outs.append(out)
             check(outs[0] == outs[1], f"{lname} attention n_tok={n_tok} hd={hd} window={window} half_rows={half_rows}")
+
+    # KV caches of other types (emb_kv_store_typed / emb_attention_typed / emb_kv_shift_typed): stored rows and
+    # shifted keys bit for bit (the same quantizers and Hadamard rotation everywhere); attention bit for bit where V
+    # is F16 or F32 (half accumulation, the SIMD128 dots keep the scalar order), and where V is quantized within
+    # 1e-5 of the outputs' scale: the WASM levels accumulate V unfused (a * x + y, as ggml's WASM build), the scalar
+    # level with fmaf (as ggml on x86 and ARM).
+    for tk, tv in ((Q8_0, Q8_0), (Q4_0, Q4_0), (Q8_0, F16), (F16, Q4_0), (F32, F32), (Q4_0, F32)):
+        for n_tok, pos0, hd, window in ((1, 40, 256, 0), (3, 9, 64, 5), (70, 3, 128, 0)):
+            n_head, n_kv = 4, 2
+            n_pos, kv_dim = pos0 + n_tok, n_kv * hd
+            kf, vf, q = floats(n_pos * kv_dim), floats(n_pos * kv_dim), floats(n_tok * n_head * hd)
+            res = []
+            for lv in (0, level):
+                kc = bytearray(lib.emb_row_size(tk, kv_dim) * n_pos)
+                vc = bytearray(lib.emb_row_size(tv, kv_dim) * n_pos)
+                out = bytearray(4 * n_tok * n_head * hd)
+                ctx = lib.emb_ctx_new(1, lv)
+                try:
+                    lib.emb_ctx_set_attn_half_rows(ctx, 0)
+                    rc = lib.emb_kv_store_typed(ctx, k.bytes_ptr(kf), k.bytes_ptr(vf), k.bytes_ptr(kc),
+                                                k.bytes_ptr(vc), tk, tv, n_pos, n_kv, hd, kv_dim, kv_dim, 0)
+                    rc = rc or lib.emb_attention_typed(ctx, k.bytes_ptr(q), k.bytes_ptr(kc), k.bytes_ptr(vc), tk, tv,
+                                                       k.bytes_ptr(out), n_tok, n_head, n_kv, hd, n_head * hd, pos0,
+                                                       window, 1.0 / 16, 0.0)
+                    shifted = [bytearray(kc), bytearray(vc)]
+                    rc = rc or lib.emb_kv_shift_typed(ctx, k.bytes_ptr(shifted[0]), k.bytes_ptr(shifted[1]), tk, tv,
+                                                      n_pos, 1, n_pos // 3 + 1, n_kv, hd, hd, 10000.0, 1.0, 2, None)
+                finally:
+                    lib.emb_ctx_free(ctx)
+                check(rc == 0, f"{lname} typed kv rc={rc}")
+                res.append((kc, vc, out, shifted))
+            what = f"{lname} typed kv {NAMES[tk]}/{NAMES[tv]} n_tok={n_tok} hd={hd}"
+            check(res[0][0] == res[1][0] and res[0][1] == res[1][1], f"{what}: stored rows")
+            check(res[0][3] == res[1][3], f"{what}: shifted rows")
+            a = struct.unpack(f"{n_tok * n_head * hd}f", res[0][2])
+            b = struct.unpack(f"{n_tok * n_head * hd}f", res[1][2])
+            if tv in (F16, F32):
+                check(a == b, f"{what}: attention")
+            else:
+                scale = max(abs(x) for x in a)
+                check(max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1e-5 * scale, f"{what}: attention")
 
 print(f"SUMMARY levels={','.join(k.level_name(lv) for lv in levels) or 'none'} checked={checked} "
       f"failed={len(failures)}")
