@@ -22,6 +22,7 @@ from emberllm.edge_server import anthropic_api, embeddings, native, openai_api, 
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.guard import BrowserGuardMiddleware
+from emberllm.edge_server.models import LeaseMiddleware
 from emberllm.edge_server.openapi import openapi_json
 from emberllm.edge_server.state import ServerState
 from emberllm.runtime.model import Model
@@ -128,22 +129,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = None) -> Starlette:
-    """The ASGI app for ``config``; the model loads on the engine thread once the server has started."""
+    """The ASGI app for ``config``; in one-model mode the model loads on its own thread once the server has
+    started (``model_factory`` replaces the loading, for tests), with several models each loads on first use."""
     state = ServerState(config)
-
-    def load() -> Model:
-        if model_factory is not None:
-            return model_factory()
-        # as llama-server: the context is split over the slots, each slot has its own cache
-        return Model(config.model_path, n_ctx=config.n_ctx, n_seq=config.n_parallel, n_threads=config.n_threads,
-                     n_batch=config.n_batch, chat_template=config.chat_template, use_mmap=config.use_mmap,
-                     n_gpu_layers=config.n_gpu_layers, device=config.device, cache_type_k=config.cache_type_k,
-                     cache_type_v=config.cache_type_v)
+    if model_factory is not None:
+        state.registry.factory = lambda _path: model_factory()
 
     async def load_or_report() -> None:
-        await state.worker.load(load)
-        if state.worker.load_error and state.on_load_failure is not None:
-            state.on_load_failure(state.worker.load_error)
+        await state.registry.start()
+        if state.registry.load_error and state.on_load_failure is not None:
+            state.on_load_failure(state.registry.load_error)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -152,7 +147,7 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
             yield
         finally:
             loading.cancel()
-            await asyncio.to_thread(state.worker.shutdown)
+            await state.registry.shutdown()
 
     routes: list[Any] = api_routes()
     web_dir = config.web_dir or DEFAULT_WEB_DIR
@@ -171,5 +166,6 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
     )
     app.state.server = state
+    app.add_middleware(LeaseMiddleware, registry=lambda: state.registry)
     app.add_middleware(ApiKeyMiddleware, api_key=config.api_key, api_paths=api_paths)
     return app

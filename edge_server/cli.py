@@ -31,6 +31,8 @@ from emberllm.edge_server.llama_flags import (
     refused_flags,
     template_kwargs,
 )
+from emberllm.edge_server.model_flags import AppendAction, add_models_flags, models_config
+from emberllm.runtime.model_store import models_dir
 
 ENV_PREFIX = "EMBERLLM_ARG_"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on", "enabled"})
@@ -41,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``serve``."""
     p = sub.add_parser("serve", help="serve llama-server's and OpenAI's HTTP APIs",
                        description="HTTP server with llama-server's and OpenAI's APIs and the chat page.")
-    p.add_argument("-m", "--model", help=MODEL_HELP)
+    p.add_argument("-m", "--model", action=AppendAction,
+                   help=MODEL_HELP + "; repeat -m to serve several models by name")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096,
@@ -57,7 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="require this key on the API (Authorization: Bearer KEY or X-Api-Key: KEY); /health, "
                         "/openapi.json and the chat page stay open; with a key, pages of any origin may call the API "
                         "(CORS preflights are answered for them; the key protects it)")
-    p.add_argument("-a", "--alias", default=None, help="model name reported by the API (default: the file name)")
+    p.add_argument("-a", "--alias", action=AppendAction,
+                   help="model name reported by the API (default: the file name; with several -m, the name of the "
+                        "-m at the same position, default its file name without .gguf)")
     p.add_argument("--chat-template", default=None,
                    help="chat template: a built-in's name, one of the model file's named templates, or Jinja text "
                         "(default: the file's own template, else the architecture's built-in)")
@@ -94,6 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_llama_server_flags(p)
     add_sampling_flags(p)
     add_embedding_flags(p)
+    add_models_flags(p)
     apply_env_defaults(p)
     p.set_defaults(func=run)
     return p
@@ -149,9 +155,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             raise ValueError(message)
     check_embedding_flags(args)
     refused_flags(args)
-    path = resolve_model_path(args.model)
-    return ServerConfig(model_path=path, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
-                        n_parallel=args.parallel, api_key=args.api_key or None, alias=args.alias,
+    several = models_config(args, models_dir())
+    if not several["multi_model"]:
+        several = {"model_path": resolve_model_path(several["model_arg"]), "alias": several["alias"]}
+    return ServerConfig(n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
+                        n_parallel=args.parallel, api_key=args.api_key or None, **several,
                         chat_template=chat_template(args), webui=not args.no_webui, metrics=args.metrics,
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
                         cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,
@@ -172,9 +180,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = config_from_args(args)
-        n_ctx_slot = check_model_file(config.model_path, config.n_ctx, config.n_parallel, config.cache_type_k,
-                                      config.cache_type_v)
-        config = replace(config, n_ctx=n_ctx_slot * config.n_parallel)
+        if config.model_path is not None:
+            n_ctx_slot = check_model_file(config.model_path, config.n_ctx, config.n_parallel, config.cache_type_k,
+                                          config.cache_type_v)
+            config = replace(config, n_ctx=n_ctx_slot * config.n_parallel)
+        for path in config.models.values():
+            check_model_file(path, config.n_ctx, config.n_parallel, config.cache_type_k, config.cache_type_v)
         hosts = [h.strip() for h in args.host.split(",") if h.strip()] or ["127.0.0.1"]
         for host in hosts:
             check_port_free(host, args.port)
@@ -194,10 +205,10 @@ def run(args: argparse.Namespace) -> int:
                                            timeout_graceful_shutdown=5))
     app.state.server.on_load_failure = lambda _error: setattr(server, "should_exit", True)
     where = ", ".join(f"http://{f'[{h}]' if ':' in h else h}:{args.port}" for h in hosts)
-    print(f"emberllm serve: {config.model_path} on {where}", flush=True)
+    print(f"emberllm serve: {_serving(config)} on {where}", flush=True)
     # several --host addresses (llama-server's comma list): one listening socket each, one server
     server.run(sockets=[listen_socket(h, args.port) for h in hosts] if len(hosts) > 1 else None)
-    load_error = app.state.server.worker.load_error
+    load_error = app.state.server.registry.load_error
     if load_error:
         return fail(f"model failed to load: {' '.join(load_error.split())}")
     return 0
@@ -209,6 +220,14 @@ def listen_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     return sock
+
+
+def _serving(config: ServerConfig) -> str:
+    """What the start-up line says is served."""
+    if config.model_path is not None:
+        return str(config.model_path)
+    parts = [*config.models] + ([f"the models in {config.models_dir}"] if config.models_dir is not None else [])
+    return "models " + ", ".join(parts)
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -14,7 +14,7 @@ from emberllm.sampling import SamplingParams
 class ServerConfig:
     """Everything the app needs to know; the model itself is loaded in the background at start-up."""
 
-    model_path: Path
+    model_path: Path | None = None
     n_ctx: int = 4096
     n_threads: int | None = None
     n_batch: int = 512
@@ -49,8 +49,18 @@ class ServerConfig:
     rerank: bool = False
     pooling: str | None = None
     embd_normalize: int = 2
+    #: several models by name (``models.py``): the ``-m`` files by name, the models folder, the limits, the
+    #: default keep-alive (seconds; negative: forever); ``multi_model`` false is llama-server's one-model mode
+    models: dict[str, Path] = field(default_factory=dict)
+    models_dir: Path | None = None
+    models_max: int | None = None
+    models_memory: int | None = None
+    keep_alive_s: float = 300.0
+    multi_model: bool = False
 
     @property
     def model_name(self) -> str:
         """The model id reported by ``/v1/models`` and in responses (``--alias`` or the file name)."""
+        if self.model_path is None:
+            return self.alias or ""
         return self.alias or self.model_path.name

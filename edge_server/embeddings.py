@@ -26,9 +26,11 @@ from starlette.responses import JSONResponse, Response
 
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.generation import engine_error
+from emberllm.edge_server.models import Lease
 from emberllm.edge_server.requests import get_int, read_json
 from emberllm.edge_server.scheduler import QueueFullError
-from emberllm.edge_server.state import ServerState, ready_model, server_of
+from emberllm.edge_server.state import ServerState, check_ready, server_of, use_model
+from emberllm.edge_server.worker import EngineWorker
 from emberllm.runtime.embedding import POOLING_TYPES
 from emberllm.runtime.model import Model
 
@@ -115,9 +117,9 @@ def parse_inputs(model: Model, value: Any, name: str) -> list[list[int]]:
     return out
 
 
-async def compute(server: ServerState, inputs: list[list[int]], pooling: str, normalize: int) -> list[Any]:
-    """The embeddings of ``inputs``, computed on the engine thread (503 when its queue is full)."""
-    worker = server.worker
+async def compute(server: ServerState, worker: EngineWorker, inputs: list[list[int]], pooling: str,
+                  normalize: int) -> list[Any]:
+    """The embeddings of ``inputs``, computed on ``worker``'s engine thread (503 when its queue is full)."""
     assert worker.model is not None and worker.scheduler is not None
     model = worker.model
     loop = asyncio.get_running_loop()
@@ -175,14 +177,14 @@ async def compute(server: ServerState, inputs: list[list[int]], pooling: str, no
         cancel.set()
 
 
-async def _request(request: Request, allowed: frozenset[str]) -> tuple[ServerState, Model, dict[str, Any]]:
+async def _request(request: Request, allowed: frozenset[str]) -> tuple[ServerState, Lease, dict[str, Any]]:
     server = server_of(request)
     if not server.config.embeddings:
         raise ApiError(501, "This server does not support embeddings. Start it with `--embeddings`")
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server.config.max_body_bytes)
     _check_fields(data, allowed)
-    return server, model, data
+    return server, await use_model(request, data), data
 
 
 def _normalize(server: ServerState, data: dict[str, Any]) -> int:
@@ -196,7 +198,8 @@ def _native_items(results: list[Any], pooling: str) -> list[dict[str, Any]]:
 
 async def native_embedding(request: Request) -> Response:
     """``POST /embedding`` (and ``/embeddings``): llama-server's embeddings of ``content``."""
-    server, model, data = await _request(request, NATIVE_FIELDS)
+    server, lease, data = await _request(request, NATIVE_FIELDS)
+    model = lease.model
     if "content" not in data and "input" not in data:
         raise ApiError(400, "content: required field is missing (\"input\" or \"content\" must be provided)")
     name = "input" if "input" in data else "content"
@@ -204,7 +207,7 @@ async def native_embedding(request: Request) -> Response:
     pooling = server_pooling(server, model)
     inputs = parse_inputs(model, data[name], name)
     normalize = -1 if pooling == "none" else _normalize(server, data)
-    results = await compute(server, inputs, pooling, normalize)
+    results = await compute(server, lease.worker, inputs, pooling, normalize)
     return JSONResponse(_native_items(results, pooling))
 
 
@@ -225,7 +228,8 @@ def _b64(vec: list[float]) -> str:
 
 async def openai_embeddings(request: Request) -> Response:
     """``POST /v1/embeddings``: OpenAI's embeddings of ``input``."""
-    server, model, data = await _request(request, OPENAI_FIELDS)
+    server, lease, data = await _request(request, OPENAI_FIELDS)
+    model = lease.model
     if "input" not in data and "content" not in data:
         raise ApiError(400, "input: required field is missing")
     use_b64 = _encoding(data)
@@ -244,12 +248,12 @@ async def openai_embeddings(request: Request) -> Response:
     if "input" not in data:  # llama-server: "content" is not OpenAI's, so is its answer
         inputs = parse_inputs(model, data["content"], "content")
         normalize = -1 if pooling == "none" else _normalize(server, data)
-        return JSONResponse(_native_items(await compute(server, inputs, pooling, normalize), pooling))
+        return JSONResponse(_native_items(await compute(server, lease.worker, inputs, pooling, normalize), pooling))
     if pooling == "none":
         raise ApiError(400, "Pooling type 'none' is not OAI compatible. Please use a different pooling type "
                             "(start the server with --pooling mean|cls|last)")
     inputs = parse_inputs(model, data["input"], "input")
-    results = await compute(server, inputs, pooling, _normalize(server, data))
+    results = await compute(server, lease.worker, inputs, pooling, _normalize(server, data))
     items: list[dict[str, Any]] = []
     for i, vec in enumerate(results):
         if use_b64:
@@ -257,6 +261,6 @@ async def openai_embeddings(request: Request) -> Response:
         else:
             items.append({"embedding": vec, "index": i, "object": "embedding"})
     n_tokens = sum(len(t) for t in inputs)
-    return JSONResponse({"model": model_name or server.config.model_name, "object": "list",
+    return JSONResponse({"model": model_name or lease.name, "object": "list",
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}, "data": items})
 

@@ -37,9 +37,10 @@ from emberllm.edge_server.requests import (
     refuse_unsupported,
 )
 from emberllm.edge_server.sse import SSEResponse
-from emberllm.edge_server.state import ready_model, server_of
+from emberllm.edge_server.state import check_ready, requested_name, served, server_of, use_model
 from emberllm.edge_server.structured import with_grammar
 from emberllm.edge_server.worker import GenRequest, GenResult, Job
+from emberllm.runtime.context_size import resolve_context
 from emberllm.runtime.model import Model, Step
 from emberllm.sampling import SamplingParams
 
@@ -48,14 +49,21 @@ STOP_TYPES = {"stop": "eos", "length": "limit", "context": "limit", "cancelled":
 
 async def health(request: Request) -> Response:
     """200 ``{"status": "ok", "slots_idle", "slots_processing"}`` once the model is loaded (llama-server's older
-    body, for routers), 503 while loading; with ``?fail_on_no_slot=1``, 503 when no slot is idle."""
-    worker = server_of(request).worker
-    if worker.model is None:
-        if worker.load_error:
-            return error_response(500, f"model failed to load: {worker.load_error}")
-        return error_response(503, "Loading model", headers={"Retry-After": "1"})
-    busy = sum(1 for s in worker.slots if s.busy)
-    body = {"status": "ok", "slots_idle": len(worker.slots) - busy, "slots_processing": busy}
+    body, for routers), 503 while loading; with ``?fail_on_no_slot=1``, 503 when no slot is idle.  With several
+    models 200 at once, with the names of those loaded (``models_loaded``, most recently used first) and the slots of
+    those."""
+    registry = server_of(request).registry
+    if not registry.multi:
+        try:
+            check_ready(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, headers=exc.headers)
+    loaded = registry.loaded()
+    slots = [s for e in loaded if e.worker is not None for s in e.worker.slots]
+    busy = sum(1 for s in slots if s.busy)
+    body: dict[str, Any] = {"status": "ok", "slots_idle": len(slots) - busy, "slots_processing": busy}
+    if registry.multi:
+        body["models_loaded"] = [e.name for e in loaded]
     if body["slots_idle"] == 0 and request.query_params.get("fail_on_no_slot", "") not in ("", "0", "false"):
         return JSONResponse({**body, "status": "no slot available"}, status_code=503)
     return JSONResponse(body)
@@ -132,8 +140,9 @@ class CompletionStream(StreamFormat):
 
 async def completion(request: Request) -> Response:
     """``POST /completion``: llama-server's completion, whole or streamed as SSE."""
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
+    model = (await use_model(request, data)).model
     prompts = get_prompts(data, model.hp.n_vocab, "prompt" if "prompt" in data else "content")
     if len(prompts) == 1:
         return await _complete(request, model, data, prompts[0])
@@ -175,8 +184,9 @@ def fim_tokens(model: Model) -> dict[str, int] | None:
 async def infill(request: Request) -> Response:
     """``POST /infill``: fill in the middle (``input_prefix``, ``input_suffix``, optional ``prompt``) for models
     with FIM tokens; 400 for the others.  ``input_extra`` (repository context) is not supported yet."""
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
+    model = (await use_model(request, data)).model
     fim = fim_tokens(model)
     if fim is None:
         raise ApiError(400, "infill: this model has no fill-in-the-middle (FIM) tokens")
@@ -208,7 +218,7 @@ async def _start_completion(request: Request, model: Model, data: dict[str, Any]
                      id_slot=get_int(data, "id_slot", -1, -1, server.config.n_parallel - 1))
     truncate = get_bool(data, "truncate", server.config.truncate_prompts)
     n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
-    job, events = await start(server.worker, req)
+    job, events = await start(served(request).worker, req)
     return req, n_prompt, job, events
 
 
@@ -217,7 +227,7 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
     if not get_bool(data, "stream", False):
         return JSONResponse(await _completion_body(request, model, data, prompt))
     req, n_prompt, job, events = await _start_completion(request, model, data, prompt)
-    fmt = CompletionStream(model, server_of(request).config.model_name, req.params, req, job, n_prompt)
+    fmt = CompletionStream(model, served(request).name, req.params, req, job, n_prompt)
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)
 
 
@@ -229,7 +239,7 @@ async def _completion_body(request: Request, model: Model, data: dict[str, Any],
     out = await collect(events, request, job)
     tokens = [s.token for s in out.steps if s.token >= 0 and not model.tokenizer.is_eog(s.token)]
     body: dict[str, Any] = {"index": index, "content": out.text, "tokens": tokens}
-    body.update(_final_fields(model, server_of(request).config.model_name, params, req, out.last, out.result,
+    body.update(_final_fields(model, served(request).name, params, req, out.last, out.result,
                               out.n_predicted, n_prompt))
     body["has_new_line"] = "\n" in out.text  # llama-server's: the reply holds a line break
     if params.n_probs > 0:
@@ -240,8 +250,9 @@ async def _completion_body(request: Request, model: Model, data: dict[str, Any],
 
 async def tokenize(request: Request) -> Response:
     """``POST /tokenize``: ``content`` -> ``tokens`` (ids, or ``{id, piece}`` with ``with_pieces``)."""
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
+    model = (await use_model(request, data)).model
     content = data.get("content", "")
     if not isinstance(content, str):
         raise ApiError(400, f"content: expected a string, got {type(content).__name__}")
@@ -264,47 +275,68 @@ async def tokenize(request: Request) -> Response:
 
 async def detokenize(request: Request) -> Response:
     """``POST /detokenize``: ``tokens`` -> ``content``."""
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
+    model = (await use_model(request, data)).model
     ids = get_token_ids(data, "tokens", model.hp.n_vocab, required=False)
     return JSONResponse({"content": model.detokenize(ids)})
 
 
 async def apply_template(request: Request) -> Response:
     """``POST /apply-template``: ``messages`` -> the chat template's ``prompt``."""
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server_of(request).config.max_body_bytes)
+    model = (await use_model(request, data)).model
     messages = get_messages(data)
     prompt = plan_prompt(model, data, messages, server_of(request).config).render(model, messages)
     return JSONResponse({"prompt": prompt})
 
 
 async def props(request: Request) -> Response:
-    """``GET /props``: default generation settings, slots, model and template."""
+    """``GET /props``: default generation settings, slots, model and template; with several models those of
+    ``?model=NAME`` (default: the first model), without loading it, and ``models``: every name and its status."""
     server = server_of(request)
-    model = ready_model(request)
+    registry = server.registry
     params = server.config.sampling.to_dict()
     params.update(n_predict=-1, stop=[])
-    return JSONResponse({
-        "default_generation_settings": {"id": 0, "n_ctx": model.n_ctx, "params": params,
-                                        "is_processing": server.worker.busy},
+    name = registry.resolve(requested_name(request, None))
+    entry = registry.entries.get(name)
+    worker = entry.worker if entry is not None else None
+    model = worker.model if worker is not None else None
+    if not registry.multi and model is None:
+        check_ready(request)
+    if model is not None:
+        n_ctx, template = model.n_ctx, model.chat_template.template
+    else:
+        info = await asyncio.to_thread(registry.info, name)
+        n_ctx = resolve_context(server.config.n_ctx, info.hp.n_ctx_train, server.config.n_parallel)
+        template = ""
+    body: dict[str, Any] = {
+        "default_generation_settings": {"id": 0, "n_ctx": n_ctx, "params": params,
+                                        "is_processing": worker is not None and worker.busy},
         "total_slots": server.config.n_parallel,
-        "model_path": str(server.config.model_path),
-        "model_alias": server.config.model_name,
-        "chat_template": model.chat_template.template,
+        "model_path": str(registry.names()[name]),
+        "model_alias": name,
+        "chat_template": template,
         "modalities": {"vision": False, "audio": False},
         "build_info": "emberllm",
-    })
+    }
+    if registry.multi:
+        body["models"] = [{"id": n, "status": registry.status(n)} for n in registry.names()]
+    return JSONResponse(body)
 
 
 async def slots(request: Request) -> Response:
-    """``GET /slots``: one entry per slot: its context, whether it is generating, how many tokens it caches."""
+    """``GET /slots``: one entry per slot: its context, whether it is generating, how many tokens it caches (with
+    several models: those of ``?model=NAME`` or the first model; none while it is not loaded)."""
     server = server_of(request)
     if not server.config.slots_endpoint:
         raise ApiError(501, "This server does not support slots endpoint. Start it with `--slots`")
-    ready_model(request)
+    check_ready(request)
+    entry = server.registry.entries.get(server.registry.resolve(requested_name(request, None)))
+    worker = entry.worker if entry is not None else None
     return JSONResponse([{"id": s.id, "n_ctx": s.kv.n_ctx, "is_processing": s.busy, "n_past": s.kv.n_past,
-                          "next_token": [_next_token(s)]} for s in server.worker.slots])
+                          "next_token": [_next_token(s)]} for s in (worker.slots if worker is not None else [])])
 
 
 def _next_token(slot: Any) -> dict[str, Any]:
@@ -317,11 +349,12 @@ def _next_token(slot: Any) -> dict[str, Any]:
 
 
 async def metrics(request: Request) -> Response:
-    """``GET /metrics``: Prometheus text with llama-server's metric names (only with ``--metrics``)."""
+    """``GET /metrics``: Prometheus text with llama-server's metric names (only with ``--metrics``); with several
+    models the sum over all of them, those unloaded since included."""
     server = server_of(request)
     if not server.config.metrics:
         raise ApiError(501, "metrics are disabled: start the server with --metrics")
-    st = server.worker.stats
+    st = server.registry.stats()
     rows = [
         ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", st.prompt_tokens),
         ("prompt_seconds_total", "counter", "Prompt process time.", st.prompt_seconds),

@@ -48,7 +48,7 @@ from emberllm.edge_server.requests import (
     refuse_unsupported,
 )
 from emberllm.edge_server.sse import SSEResponse
-from emberllm.edge_server.state import ServerState, ready_model, server_of
+from emberllm.edge_server.state import ServerState, check_ready, server_of, use_model
 from emberllm.edge_server.structured import grammar_from, with_grammar
 from emberllm.edge_server.tools import ToolRequest
 from emberllm.edge_server.worker import GenRequest, GenResult
@@ -57,13 +57,23 @@ from emberllm.runtime.model import Model, Step
 
 
 async def models(request: Request) -> Response:
-    """``GET /v1/models``: the one loaded model."""
+    """``GET /v1/models``: the model (503 while it loads), or with several models every one with its ``status``
+    (``{"value": "loaded" | "loading" | "unloaded"}``, as llama-server's router mode)."""
     server = server_of(request)
-    model = ready_model(request)
-    return JSONResponse({"object": "list", "data": [{
-        "id": server.config.model_name, "object": "model", "created": server.started, "owned_by": "emberllm",
-        "meta": {"n_vocab": model.hp.n_vocab, "n_ctx_train": model.hp.n_ctx_train, "n_ctx": model.n_ctx},
-    }]})
+    registry = server.registry
+    check_ready(request)
+    data = []
+    for name, path in registry.names().items():
+        entry = registry.entries.get(name)
+        model = entry.worker.model if entry is not None and entry.worker is not None else None
+        item: dict[str, Any] = {"id": name, "object": "model", "created": server.started, "owned_by": "emberllm",
+                                "status": {"value": registry.status(name)}}
+        if model is not None:
+            item["meta"] = {"n_vocab": model.hp.n_vocab, "n_ctx_train": model.hp.n_ctx_train, "n_ctx": model.n_ctx}
+        if registry.multi:
+            item["path"] = str(path)
+        data.append(item)
+    return JSONResponse({"object": "list", "data": data})
 
 
 def _logprob(p: float) -> float:
@@ -368,8 +378,10 @@ def chat_stream(model: Model, chat: ChatPrompt, cid: str, created: int, name: st
 async def chat_completions(request: Request) -> Response:
     """``POST /v1/chat/completions``."""
     server = server_of(request)
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server.config.max_body_bytes)
+    lease = await use_model(request, data)
+    model = lease.model
     messages = get_messages(data)
     want_lp = get_bool(data, "logprobs", False)
     n_top = get_int(data, "top_logprobs", 0, 0, 20) if want_lp else None
@@ -378,10 +390,10 @@ async def chat_completions(request: Request) -> Response:
     include_usage = _include_usage(data) if stream else False
     chat = await chat_prompt(server, model, data, messages)
     req, n_prompt, headers = await chat_generation(server, model, data, chat, n_top)
-    name = server.config.model_name
+    name = lease.name
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    job, events = await start(server.worker, req)
+    job, events = await start(lease.worker, req)
     if not stream:
         out: Outcome = await collect(events, request, job)
         message, finish = chat_reply(out, chat)
@@ -432,8 +444,10 @@ async def chat_input_tokens(request: Request) -> Response:
 async def completions(request: Request) -> Response:
     """``POST /v1/completions``."""
     server = server_of(request)
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server.config.max_body_bytes)
+    lease = await use_model(request, data)
+    model = lease.model
     prompt = get_prompt(data, model.hp.n_vocab)
     lp = data.get("logprobs")
     n_top = None if lp is None or lp is False else get_int(data, "logprobs", 0, 0, 20)
@@ -445,10 +459,10 @@ async def completions(request: Request) -> Response:
     req = _gen_request(server, model, data, prompt, n_top, [])
     truncate = get_bool(data, "truncate", server.config.truncate_prompts)
     n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
-    name = server.config.model_name
+    name = lease.name
     cid = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    job, events = await start(server.worker, req)
+    job, events = await start(lease.worker, req)
     if not stream:
         out = await collect(events, request, job)
         choice: dict[str, Any] = {"text": out.text, "index": 0, "finish_reason": openai_finish_reason(out.last),

@@ -1,32 +1,39 @@
-"""The server's shared state: settings and the engine worker (kept on ``app.state.server``)."""
+"""The server's shared state: settings and the model registry (kept on ``app.state.server``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import Request
 
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError
-from emberllm.edge_server.worker import EngineWorker
-from emberllm.runtime.model import Model
+from emberllm.edge_server.model_catalog import Catalog
+from emberllm.edge_server.models import Lease, ModelRegistry, request_leases
 
 
 @dataclass
 class ServerState:
-    """Settings, the worker, and when the server started."""
+    """Settings, the models' registry, and when the server started."""
 
     config: ServerConfig
-    worker: EngineWorker = field(init=False)
+    registry: ModelRegistry = field(init=False)
     started: int = field(default_factory=lambda: int(time.time()))
     #: called with the error when the model fails to load (``emberllm serve`` stops the server then)
     on_load_failure: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
-        self.worker = EngineWorker(max_queue=self.config.max_queue, n_predict_max=self.config.n_predict_max,
-                                   n_slots=self.config.n_parallel, context_shift=self.config.context_shift)
+        c = self.config
+        if c.multi_model:
+            catalog = Catalog(dict(c.models), c.models_dir)
+        else:
+            if c.model_path is None:
+                raise ValueError("ServerConfig: model_path is required unless multi_model is set")
+            catalog = Catalog({c.model_name: c.model_path})
+        self.registry = ModelRegistry(c, catalog, c.multi_model)
 
 
 def server_of(request: Request) -> ServerState:
@@ -34,11 +41,39 @@ def server_of(request: Request) -> ServerState:
     return request.app.state.server
 
 
-def ready_model(request: Request) -> Model:
-    """The loaded model, or 503 while it is loading (500 if loading failed)."""
-    worker = server_of(request).worker
-    if worker.model is None:
-        if worker.load_error:
-            raise ApiError(500, f"model failed to load: {worker.load_error}")
-        raise ApiError(503, "Loading model", headers={"Retry-After": "1"})
-    return worker.model
+def requested_name(request: Request, data: dict[str, Any] | None) -> str | None:
+    """The ``model`` a request names (its body's, else the ``?model=`` query), or None."""
+    name = data.get("model") if data is not None else None
+    if name is None:
+        name = request.query_params.get("model")
+    if name is not None and not isinstance(name, str):
+        raise ApiError(400, f"model: expected a string, got {type(name).__name__}")
+    return name
+
+
+async def use_model(request: Request, data: dict[str, Any] | None = None, keep_alive: float | None = None) -> Lease:
+    """A lease on the request's model, loaded (503 while the one model loads, 500 if it failed, 404 for an unknown
+    name); held until the response has been sent."""
+    server = server_of(request)
+    lease = await server.registry.acquire(requested_name(request, data), request_leases(request.scope))
+    lease.keep_alive = keep_alive
+    return lease
+
+
+def served(request: Request) -> Lease:
+    """The lease the request took last (``use_model``): its model's worker and name."""
+    leases = request_leases(request.scope)
+    if not leases:
+        raise RuntimeError("use_model was not called for this request")
+    return leases[-1]
+
+
+def check_ready(request: Request) -> None:
+    """One-model mode: 503 while the model loads (500 if it failed), before the body is read."""
+    registry = server_of(request).registry
+    if not registry.multi:
+        entry = next(iter(registry.entries.values()))
+        if entry.worker is None or entry.worker.model is None:
+            if registry.load_error:
+                raise ApiError(500, f"model failed to load: {registry.load_error}")
+            raise ApiError(503, "Loading model", headers={"Retry-After": "1"})
