@@ -13,12 +13,21 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emberllm.edge_server import anthropic_api, embeddings, native, openai_api, rerank
+from emberllm.edge_server import (
+    anthropic_api,
+    embeddings,
+    native,
+    ollama_api,
+    ollama_embed,
+    ollama_models,
+    openai_api,
+    rerank,
+)
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
 from emberllm.edge_server.guard import BrowserGuardMiddleware
@@ -29,7 +38,7 @@ from emberllm.runtime.model import Model
 
 #: Paths answered without an API key (llama-server leaves /health and the static files open; the API description
 #: is public too).
-PUBLIC_PATHS = frozenset({"/health", "/v1/health", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/api/version"})
 
 #: The chat page: ``web/`` ships as the package data directory ``emberllm/web`` (pyproject.toml), beside
 #: ``emberllm/edge_server`` when installed, as the repository's ``web/`` is beside ``edge_server/`` in a checkout
@@ -66,6 +75,24 @@ def api_routes() -> list[Route]:
         Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", anthropic_api.count_tokens, methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        *ollama_routes(),
+    ]
+
+
+def ollama_routes() -> list[Route]:
+    """Ollama's API (``ollama_api.py``, ``ollama_embed.py``, ``ollama_models.py``)."""
+    return [
+        Route("/api/version", ollama_models.version, methods=["GET"]),
+        Route("/api/tags", ollama_models.tags, methods=["GET"]),
+        Route("/api/show", ollama_models.show, methods=["POST"]),
+        Route("/api/ps", ollama_models.ps, methods=["GET"]),
+        Route("/api/pull", ollama_models.pull, methods=["POST"]),
+        Route("/api/delete", ollama_models.delete, methods=["DELETE"]),
+        Route("/api/copy", ollama_models.copy, methods=["POST"]),
+        Route("/api/chat", ollama_api.chat, methods=["POST"]),
+        Route("/api/generate", ollama_api.generate, methods=["POST"]),
+        Route("/api/embed", ollama_embed.embed, methods=["POST"]),
+        Route("/api/embeddings", ollama_embed.embeddings, methods=["POST"]),
     ]
 
 
@@ -113,18 +140,28 @@ class GuardedStarlette(Starlette):
         return self.outer(super().build_middleware_stack())
 
 
+def _is_ollama(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if _is_ollama(request):  # Ollama's error body: {"error": "message"}
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
     return error_response(exc.status, exc.message, exc.headers, exc.error_type, exc.fields)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = "File Not Found" if exc.status_code == 404 else str(exc.detail)
+    if _is_ollama(request):
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=dict(exc.headers or {}))
     return error_response(exc.status_code, message, dict(exc.headers or {}))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
+    if _is_ollama(request):
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
     return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
 

@@ -35,8 +35,10 @@ from emberllm.runtime.embedding import POOLING_TYPES
 from emberllm.runtime.model import Model
 
 #: The fields each endpoint honours (``user`` is accepted and not used, as OpenAI's is for abuse tracking).
-OPENAI_FIELDS = frozenset({"input", "content", "model", "encoding_format", "dimensions", "user", "embd_normalize"})
-NATIVE_FIELDS = frozenset({"content", "input", "model", "encoding_format", "embd_normalize"})
+#: ``keep_alive`` is Ollama's, honoured by every endpoint (``state.use_model``).
+OPENAI_FIELDS = frozenset({"input", "content", "model", "encoding_format", "dimensions", "user", "embd_normalize",
+                           "keep_alive"})
+NATIVE_FIELDS = frozenset({"content", "input", "model", "encoding_format", "embd_normalize", "keep_alive"})
 
 
 def add_embedding_flags(p: argparse.ArgumentParser) -> None:

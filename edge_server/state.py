@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError
-from emberllm.edge_server.model_catalog import Catalog
+from emberllm.edge_server.model_catalog import Catalog, parse_keep_alive
 from emberllm.edge_server.models import Lease, ModelRegistry, request_leases
 
 
@@ -51,10 +51,21 @@ def requested_name(request: Request, data: dict[str, Any] | None) -> str | None:
     return name
 
 
-async def use_model(request: Request, data: dict[str, Any] | None = None, keep_alive: float | None = None) -> Lease:
+def keep_alive_of(data: dict[str, Any] | None) -> float | None:
+    """A body's ``keep_alive`` (Ollama's; every endpoint takes it) in seconds, negative: forever; None if absent."""
+    if data is None or data.get("keep_alive") is None:
+        return None
+    try:
+        return parse_keep_alive(data["keep_alive"])
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
+async def use_model(request: Request, data: dict[str, Any] | None = None) -> Lease:
     """A lease on the request's model, loaded (503 while the one model loads, 500 if it failed, 404 for an unknown
-    name); held until the response has been sent."""
+    name), with the body's ``keep_alive``; held until the response has been sent."""
     server = server_of(request)
+    keep_alive = keep_alive_of(data)
     lease = await server.registry.acquire(requested_name(request, data), request_leases(request.scope))
     lease.keep_alive = keep_alive
     return lease
