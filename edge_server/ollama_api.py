@@ -39,7 +39,7 @@ from starlette.types import Receive, Scope, Send
 from emberllm.chat.tool_calls import detect_format, parse_tool_calls
 from emberllm.edge_server.errors import ApiError, context_exceeded
 from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
-from emberllm.edge_server.generation import prepare_prompt, sampling_from, start, token_piece
+from emberllm.edge_server.generation import collect, prepare_prompt, sampling_from, start, token_piece
 from emberllm.edge_server.models import Lease
 from emberllm.edge_server.ollama_options import format_grammar, parse_options
 from emberllm.edge_server.requests import get_bool, get_int, read_json
@@ -209,14 +209,14 @@ async def _run(request: Request, lease: Lease, data: dict[str, Any], prompt: str
     """Generate ``prompt`` with the body's options and answer in ``reply``'s shape, whole or as NDJSON."""
     server = server_of(request)
     model = lease.model
-    opts = parse_options(data.get("options"))
+    opts = parse_options(data.get("options"), server.config.sampling)
     fmt_grammar = format_grammar(data.get("format"))
     if grammar and fmt_grammar:
         raise ApiError(400, "format: cannot be combined with tools")
     fields: dict[str, Any] = {**opts.sampling, "grammar": grammar or fmt_grammar}
     if reply.n_top is not None:
         fields["n_probs"] = max(reply.n_top, 1)
-    params = sampling_from(fields, model)
+    params = sampling_from(fields, model, server.config.sampling)
     if opts.num_ctx is not None and opts.num_ctx > model.n_ctx:
         raise ApiError(400, f"options.num_ctx: {opts.num_ctx} is larger than this server's context per slot "
                             f"({model.n_ctx} tokens); restart the server with a larger -c (or fewer -np slots)")
@@ -233,27 +233,14 @@ async def _run(request: Request, lease: Lease, data: dict[str, Any], prompt: str
     stream = get_bool(data, "stream", True)
     job, events = await start(lease.worker, req)
     if not stream:
-        return JSONResponse(await _collect(events, reply, t0, lease.load_ns))
+        out = await collect(events, request, job)
+        for step in out.steps:
+            reply.chunk(step)
+        body = reply.final(out.last, out.result, out.n_predicted, False, t0, lease.load_ns)[-1]
+        if reply.n_top is not None:
+            body["logprobs"] = logprobs(model, out.steps, reply.n_top)
+        return JSONResponse(body)
     return NDJSONResponse(_stream(events, reply, t0, lease.load_ns), on_close=job.cancel.set)
-
-
-async def _collect(events: AsyncIterator[Event], reply: Reply, t0: int, load_ns: int) -> dict[str, Any]:
-    steps: list[Step] = []
-    result: GenResult | None = None
-    async for event in events:
-        match event:
-            case StepEvent(step=step):
-                steps.append(step)
-                reply.chunk(step)
-            case DoneEvent(result=done):
-                result = done
-            case ErrorEvent(error=error):
-                raise ApiError(500, f"generation failed: {error}")
-    n_predicted = sum(1 for s in steps if s.token >= 0)
-    body = reply.final(steps[-1] if steps else Step(-1, "", "stop"), result, n_predicted, False, t0, load_ns)[-1]
-    if reply.n_top is not None:
-        body["logprobs"] = logprobs(reply.model, steps, reply.n_top)
-    return body
 
 
 async def _stream(events: AsyncIterator[Event], reply: Reply, t0: int, load_ns: int) -> AsyncIterator[str]:

@@ -2,7 +2,9 @@
 option).
 
 - Sampling options take Ollama's names and defaults (``temperature`` 0.8, ``top_k`` 40, ``top_p`` 0.9, ``min_p`` 0,
-  ``repeat_penalty`` 1.1, ``repeat_last_n`` 64, ``seed`` -1 = random) and run through llama.cpp's sampler chain.
+  ``repeat_penalty`` 1.1, ``repeat_last_n`` 64, ``seed`` -1 = random) and run through llama.cpp's sampler chain; a
+  sampling flag given to ``emberllm serve`` (``--temp``, ``--top-p``, ...) replaces Ollama's default, as it replaces
+  llama-server's on the other endpoints.
 - ``num_predict``: tokens to generate (-1: until a stop; -2, "until the context is full", is the same here).
 - ``stop``: stop strings, beside the chat template's.  ``num_keep``: tokens kept when a context shifts.
 - ``num_ctx`` is honoured up to the server's context per slot (``-c`` / ``-np``): the prompt and the reply together
@@ -20,6 +22,7 @@ from typing import Any
 
 from emberllm.edge_server.errors import ApiError
 from emberllm.grammar.json_schema import UnsupportedSchemaError, json_object_grammar, requested_schema_gbnf
+from emberllm.sampling import SamplingParams
 
 #: Ollama's sampling options that are llama-server's fields of the same name.
 SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "repeat_last_n",
@@ -59,13 +62,17 @@ class Options:
     n_keep: int = 0
 
 
-def parse_options(value: Any, defaults: bool = True) -> Options:
-    """``options`` (an object or null) with Ollama's defaults for the sampling options it leaves out."""
+def parse_options(value: Any, server: SamplingParams | None = None) -> Options:
+    """``options`` (an object or null); a sampling option it leaves out takes the server's sampling flag when one
+    was given (``--temp``, ...: ``server`` differs from llama-server's default there), else Ollama's default."""
     if value is None:
         value = {}
     if not isinstance(value, dict):
         raise ApiError(400, f"options: expected an object, got {type(value).__name__}")
-    out = Options(sampling=dict(OLLAMA_DEFAULTS) if defaults else {})
+    out = Options(sampling=dict(OLLAMA_DEFAULTS))
+    if server is not None:
+        base = SamplingParams()
+        out.sampling.update({k: getattr(server, k) for k in OLLAMA_DEFAULTS if getattr(server, k) != getattr(base, k)})
     for name, v in value.items():
         if name in ACCEPTED_NO_EFFECT or v is None:
             continue
