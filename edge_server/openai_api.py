@@ -434,8 +434,9 @@ async def chat_input_tokens(request: Request) -> Response:
     """``POST /v1/chat/completions/input_tokens``: how many tokens the conversation's prompt takes (llama-server's;
     the body is a chat request, checked the same way, and nothing is generated)."""
     server = server_of(request)
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server.config.max_body_bytes)
+    model = (await use_model(request, data)).model
     messages = get_messages(data)
     chat = await chat_prompt(server, model, data, messages)
     return JSONResponse({"input_tokens": len(await asyncio.to_thread(model.tokenize, chat.text))})

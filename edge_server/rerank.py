@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, Response
 from emberllm.edge_server.embeddings import compute
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.requests import get_bool, get_int, read_json
-from emberllm.edge_server.state import ready_model, server_of
+from emberllm.edge_server.state import check_ready, server_of, use_model
 from emberllm.runtime.model import Model
 
-FIELDS = frozenset({"query", "documents", "texts", "top_n", "return_text", "model"})
+FIELDS = frozenset({"query", "documents", "texts", "top_n", "return_text", "model", "keep_alive"})
 
 
 def rerank_prompt(model: Model, query: str, document: str) -> list[int]:
@@ -68,7 +68,7 @@ async def rerank(request: Request) -> Response:
     server = server_of(request)
     if not server.config.rerank:
         raise ApiError(501, "This server does not support reranking. Start it with `--reranking`")
-    model = ready_model(request)
+    check_ready(request)
     data = await read_json(request, server.config.max_body_bytes)
     for name in data:
         if name not in FIELDS:
@@ -82,8 +82,10 @@ async def rerank(request: Request) -> Response:
     return_text = get_bool(data, "return_text", False)
     if return_text and not tei:
         raise ApiError(400, "return_text: only the TEI format (\"texts\") returns the texts")
+    lease = await use_model(request, data)
+    model = lease.model
     prompts = [rerank_prompt(model, query, d) for d in docs]
-    hidden = await compute(server, prompts, "last", -1)
+    hidden = await compute(server, lease.worker, prompts, "last", -1)
     label = "score" if tei else "relevance_score"
     results: list[dict[str, Any]] = []
     for i, vec in enumerate(hidden):
@@ -96,5 +98,5 @@ async def rerank(request: Request) -> Response:
     if tei:
         return JSONResponse(results)
     n_tokens = sum(len(p) for p in prompts)
-    return JSONResponse({"model": data.get("model", server.config.model_name), "object": "list",
+    return JSONResponse({"model": data.get("model", lease.name), "object": "list",
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}, "results": results})
