@@ -71,7 +71,16 @@ def test_least_recently_used_model_is_unloaded_beyond_models_max(lru):
     assert r.status_code == 200 and r.json()["model"] == "gemma-a"
     assert _ps(lru) == ["gemma-a"] and _status(lru) == {"gemma-a": "loaded", "gemma-b": "unloaded"}
     assert lru.get("/health").json()["models_loaded"] == ["gemma-a"]
-    assert _chat(lru, "gemma-b").json()["model"] == "gemma-b"
+    t0 = time.perf_counter()
+    body = {"model": "gemma-b", "prompt": "Hi", "options": {"num_predict": 2}}
+    with lru.stream("POST", "/api/generate", json=body) as r:
+        chunks = []
+        for line in r.iter_lines():
+            chunks.append(json.loads(line))
+            if len(chunks) == 1:
+                switch = time.perf_counter() - t0
+    assert chunks[0]["model"] == "gemma-b" and chunks[0]["response"] and chunks[-1]["done"]
+    print(f"\nmodel switch latency with --models-max 1 (unload A, load B, B's first token): {switch * 1000:.0f} ms")
     assert _ps(lru) == ["gemma-b"] and _status(lru) == {"gemma-a": "unloaded", "gemma-b": "loaded"}
     # Ollama's NAME:latest is NAME; a request without "model" goes to the first model (the chat page sends none)
     assert _chat(lru, "gemma-b:latest").json()["model"] == "gemma-b"

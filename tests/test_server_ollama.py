@@ -227,3 +227,19 @@ def test_accepted_options_without_effect_and_model_required(server, client):
     bad = httpx.post(f"{url}/api/chat", headers=AUTH, json={"model": "gemma", "messages": [
         {"role": "user", "content": "x", "images": ["aGk="]}]})
     assert bad.status_code == 400 and "images" in bad.json()["error"]
+
+
+def test_one_model_server_speaks_ollama_too(gemma_path, tmp_path):
+    """``-m`` once: the model is listed under the server's name, stays loaded whatever keep_alive says, and pull has
+    no models folder to write to."""
+    from .server_fixtures import run_server
+
+    with run_server(gemma_path, tmp_path, "-c", "256", "-t", "1", "--alias", "gem") as srv:
+        c = ollama.Client(host=srv.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120)
+        assert [m.model for m in c.list().models] == ["gem"]
+        assert c.show("gem:latest").details.family == "gemma3"
+        assert c.generate(model="gem", prompt="Hi", keep_alive=0, options={"num_predict": 2}).eval_count == 2
+        (loaded,) = c.ps().models
+        assert loaded.model == "gem" and loaded.expires_at.year == 9999
+        with pytest.raises(ollama.ResponseError, match="models-dir"):
+            c.pull(str(gemma_path))
