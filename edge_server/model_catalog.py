@@ -13,7 +13,8 @@ from typing import Any
 from emberllm.gguf.reader import GGUFFile
 from emberllm.models.base import HParams
 
-#: llama.cpp's ``llama_ftype`` (``general.file_type``) -> the quantization name Ollama reports.
+#: llama.cpp's ``llama_ftype`` (``general.file_type``) -> the quantization name as Ollama spells it (``Q4_K_M``;
+#: ``gguf.types.file_type_name`` gives llama.cpp's ``Q4_K - Medium``).
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
               12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
               32: "BF16"}

@@ -2,15 +2,18 @@
 ``POST /api/pull``, ``DELETE /api/delete``, ``POST /api/copy``.
 
 Names are the server's (``models.py``: a file's stem or ``--alias``; ``NAME:latest`` means ``NAME``).  ``digest`` is
-the sha256 of the file.  ``/api/pull`` copies a local GGUF path or downloads an http(s) URL into the models folder
-(``ollama_pull.py``), with Ollama's NDJSON progress; ``/api/delete`` and ``/api/copy`` work on files of that
-folder only (a ``-m`` file is not the server's to delete).  Model management needs a server with a models folder
-(``--models-dir``, or the store by default).
+the sha256 of the file.  ``/api/pull`` fetches a local GGUF path or an http(s) URL into the models folder with the
+model store's ``runtime.pull.pull_model`` (``emberllm pull``'s: resumed downloads, the GGUF header checked before the
+file appears), reported as Ollama's NDJSON progress; ``insecure: true`` is a 400 (certificates are always checked).
+``/api/delete`` and ``/api/copy`` work on files of that folder only (a ``-m`` file is not the server's to delete).
+Model management needs a server with a models folder (``--models-dir``, or the store by default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -25,9 +28,10 @@ from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.model_catalog import ModelInfo, model_name, read_arrays
 from emberllm.edge_server.models import ModelEntry
 from emberllm.edge_server.ollama_api import check_fields, ndjson
-from emberllm.edge_server.ollama_pull import PullError, check_name, copy_model, pull_model
 from emberllm.edge_server.requests import get_bool, read_json
 from emberllm.edge_server.state import ServerState, server_of
+from emberllm.runtime.model_store import remove_model
+from emberllm.runtime.pull import STATUS_COPYING, STATUS_DOWNLOADING, PullError, model_file_name, pull_model
 
 #: The Ollama API version this server answers as (``/api/version``; clients probe it).
 OLLAMA_VERSION = "0.12.6"
@@ -168,48 +172,55 @@ async def pull(request: Request) -> Response:
     source = data.get("model", data.get("name"))
     if not isinstance(source, str) or not source:
         raise ApiError(400, "model is required")
-    insecure = get_bool(data, "insecure", False)
+    if get_bool(data, "insecure", False):
+        raise ApiError(400, "insecure: not supported, TLS certificates are always checked")
     store = _store(server)
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[int, int | None]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, int | None, str]] = asyncio.Queue()
     last = [0.0]
 
-    def progress(done: int, total: int | None) -> None:
+    def progress(done: int, total: int | None, status: str) -> None:
         now = time.monotonic()
-        if now - last[0] >= 0.05 or done == total:
+        fetching = status in (STATUS_DOWNLOADING, STATUS_COPYING)
+        if not fetching or now - last[0] >= 0.05 or done == total:
             last[0] = now
-            loop.call_soon_threadsafe(queue.put_nowait, (done, total))
+            loop.call_soon_threadsafe(queue.put_nowait, (done, total, status))
 
-    task = asyncio.ensure_future(asyncio.to_thread(pull_model, source, store, progress, insecure))
+    task = asyncio.ensure_future(asyncio.to_thread(pull_model, source, store, progress=progress))
     if not get_bool(data, "stream", True):
         try:
             await task
         except PullError as exc:
             raise ApiError(400, str(exc)) from exc
         return JSONResponse({"status": "success"})
-    return StreamingResponse(_pull_events(source, task, queue), media_type="application/x-ndjson")
+    return StreamingResponse(_pull_events(server, source, task, queue), media_type="application/x-ndjson")
 
 
-async def _pull_events(source: str, task: asyncio.Future[tuple[Path, str]],
-                       queue: asyncio.Queue[tuple[int, int | None]]) -> AsyncIterator[str]:
+async def _pull_events(server: ServerState, source: str, task: asyncio.Future[Path],
+                       queue: asyncio.Queue[tuple[int, int | None, str]]) -> AsyncIterator[str]:
+    """Ollama's pull progress: ``pulling manifest``, ``pulling SOURCE`` with ``completed`` / ``total``, the checks,
+    ``verifying sha256 digest`` with the file's digest, ``writing manifest``, ``success`` (or ``{"error"}``)."""
     yield ndjson({"status": "pulling manifest"})
-    label = f"pulling {source}"
     while not task.done() or not queue.empty():
         getter = asyncio.ensure_future(queue.get())
         await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            done, total = getter.result()
-            item: dict[str, Any] = {"status": label, "digest": "", "completed": done}
+        if not getter.done():
+            getter.cancel()
+            continue
+        done, total, status = getter.result()
+        if status in (STATUS_DOWNLOADING, STATUS_COPYING):
+            item: dict[str, Any] = {"status": f"pulling {source}", "digest": "", "completed": done}
             if total is not None:
                 item["total"] = total
             yield ndjson(item)
-        else:
-            getter.cancel()
+        elif status != "success":
+            yield ndjson({"status": status})
     try:
-        path, digest = task.result()
+        path = task.result()
     except PullError as exc:
         yield ndjson({"error": str(exc)})
         return
+    digest = await asyncio.to_thread(server.registry.infos.digest, path)
     yield ndjson({"status": "verifying sha256 digest", "digest": f"sha256:{digest}"})
     yield ndjson({"status": "writing manifest"})
     yield ndjson({"status": "success", "model": model_name(path)})
@@ -232,7 +243,7 @@ async def delete(request: Request) -> Response:
         if entry.active:
             raise ApiError(409, f"model '{name}' is in use: try again once its requests have ended")
         await server.registry.unload(entry)
-    path.unlink(missing_ok=True)
+    await asyncio.to_thread(remove_model, path.name, store)  # with a partial download and pull's lock
     return JSONResponse({})
 
 
@@ -247,10 +258,18 @@ async def copy(request: Request) -> Response:
     if not isinstance(dest, str) or not dest:
         raise ApiError(400, "destination is required")
     try:
-        check_name(dest, "destination")
+        file_name = model_file_name(dest)
     except PullError as exc:
-        raise ApiError(400, str(exc)) from exc
-    if dest in server.registry.names():
+        raise ApiError(400, f"destination: {exc}") from exc
+    if dest in server.registry.names() or (store / file_name).exists():
         raise ApiError(400, f"destination: a model named '{dest}' exists already")
-    await asyncio.to_thread(copy_model, server.registry.names()[name], store / f"{dest}.gguf")
+    await asyncio.to_thread(_copy_file, server.registry.names()[name], store / file_name)
     return JSONResponse({})
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """A copy of a model file under another name (a hard link where the file system allows)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
