@@ -56,7 +56,8 @@ def _wait_for(check, timeout_s: float = 10.0) -> None:
 
 def test_models_listed_by_name_and_unknown_name_is_404(lru):
     assert _status(lru) == {"gemma-a": "unloaded", "gemma-b": "unloaded"}
-    assert lru.get("/health").json() == {"status": "ok", "models_loaded": []}  # healthy before any model loads
+    health = lru.get("/health").json()  # healthy before any model loads
+    assert health["status"] == "ok" and health["models_loaded"] == [] and health["slots_idle"] == 0
     r = _chat(lru, "no-such-model")
     assert r.status_code == 404
     assert "gemma-a" in r.json()["error"]["message"] and "gemma-b" in r.json()["error"]["message"]
@@ -70,7 +71,8 @@ def test_least_recently_used_model_is_unloaded_beyond_models_max(lru):
     r = _chat(lru, "gemma-a")
     assert r.status_code == 200 and r.json()["model"] == "gemma-a"
     assert _ps(lru) == ["gemma-a"] and _status(lru) == {"gemma-a": "loaded", "gemma-b": "unloaded"}
-    assert lru.get("/health").json()["models_loaded"] == ["gemma-a"]
+    health = lru.get("/health").json()
+    assert health["models_loaded"] == ["gemma-a"] and health["slots_idle"] == 1
     t0 = time.perf_counter()
     body = {"model": "gemma-b", "prompt": "Hi", "options": {"num_predict": 2}}
     with lru.stream("POST", "/api/generate", json=body) as r:
