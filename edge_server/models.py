@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -117,6 +118,10 @@ class ModelRegistry:
     async def start(self) -> None:
         """One-model mode: load the model; several: start unloading expired models."""
         if self.multi:
+            # Several engine threads (and loads) share the GIL, and an engine thread gives it up for every kernel
+            # call: with the default 5 ms switch interval each call may wait that long to get it back, so a model
+            # that loads or generates would slow the others' streams several times over.
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
             self._reaper = asyncio.create_task(self._reap())
             return
         entry = next(iter(self.entries.values()))
@@ -339,6 +344,10 @@ class ModelRegistry:
                 expired = entry.expires is not None and entry.expires <= now
                 if entry.status == "loaded" and entry.active == 0 and expired:
                     await self.unload(entry)
+
+
+#: The interpreter's thread switch interval with several models (CPython's default: 5 ms).
+SWITCH_INTERVAL_S = 0.0002
 
 
 class LeaseMiddleware:

@@ -142,12 +142,13 @@ def test_a_stream_goes_on_while_another_model_loads(folder, tmp_path_factory):
         assert first is not None and len(stamps) == 400
         switch = first - t0
         during = [t for t in stamps if t0 <= t <= first]
-        gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+        edges = [t0, *during, first]
+        gaps = [b - a for a, b in zip(edges, edges[1:], strict=False)]
         print(f"\nmodel switch latency (first token of an unloaded model): {switch * 1000:.0f} ms "
               f"(load_duration {final['load_duration'] / 1e6:.0f} ms); model A streamed {len(during)} tokens "
               f"meanwhile, largest gap {max(gaps, default=0) * 1000:.0f} ms")
         assert final["load_duration"] > 0
-        assert len(during) >= 5, "model A's stream stalled while model B loaded"
+        assert len(during) >= 3, "model A's stream stalled while model B loaded"
         assert max(gaps) < switch / 2, "model A's stream stalled while model B loaded"
         assert sorted(_ps(c)) == ["gemma-a", "gemma-b"]
 
