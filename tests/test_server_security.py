@@ -308,7 +308,7 @@ def test_any_origin_without_key_warns_at_start(monkeypatch, capsys, gemma_path):
 
     from emberllm.edge_server import cli
 
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
     monkeypatch.setattr(cli, "check_port_free", lambda host, port: None)
     assert cli.run(_parse("-m", str(gemma_path), "--cors-origins", "*")) == 0
     assert "warning: security: --cors-origins '*' without --api-key" in capsys.readouterr().err
