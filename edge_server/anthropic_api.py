@@ -39,7 +39,7 @@ from emberllm.edge_server.openai_api import (
 )
 from emberllm.edge_server.requests import get_bool, get_int, read_json
 from emberllm.edge_server.sse import SSEResponse, sse
-from emberllm.edge_server.state import ServerState, ready_model, server_of
+from emberllm.edge_server.state import ServerState, check_ready, server_of, use_model
 from emberllm.runtime.model import Model, Step
 
 
@@ -188,15 +188,17 @@ class MessageStream(StreamFormat):
 async def messages(request: Request) -> Response:
     """``POST /v1/messages``."""
     server = server_of(request)
-    model = ready_model(request)
+    check_ready(request)
     body = await read_json(request, server.config.max_body_bytes)
+    lease = await use_model(request, body)
+    model = lease.model
     stream = get_bool(body, "stream", False)
     data, chat = await _chat(server, model, body)
     stops = stop_sequences(body)
     req, n_prompt, headers = await chat_generation(server, model, data, chat, None)
-    name = server.config.model_name
+    name = lease.name
     mid = f"msg_{uuid.uuid4().hex}"
-    job, events = await start(server.worker, req)
+    job, events = await start(lease.worker, req)
     if not stream:
         out = await collect(events)
         message, finish = chat_reply(out, chat)
@@ -217,8 +219,9 @@ async def count_tokens(request: Request) -> Response:
     """``POST /v1/messages/count_tokens``: the token count of the prompt the same body generates from
     (``{"input_tokens": N}``)."""
     server = server_of(request)
-    model = ready_model(request)
+    check_ready(request)
     body = await read_json(request, server.config.max_body_bytes)
+    model = (await use_model(request, body)).model
     data, chat = await _chat(server, model, body)
     get_bool(data, "stream", False)  # the generation fields' bad values are 400s here too
     get_int(data, "max_tokens", -1, -1, 2**31 - 1)
