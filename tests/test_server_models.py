@@ -153,6 +153,17 @@ def test_a_stream_goes_on_while_another_model_loads(folder, tmp_path_factory):
         assert sorted(_ps(c)) == ["gemma-a", "gemma-b"]
 
 
+def test_memory_budget_unloads_like_models_max(folder, tmp_path_factory):
+    """``--models-memory 300M``: one 253 MB model and its KV caches fit, two do not."""
+    with run_models_server(tmp_path_factory.mktemp("budget"), "--models-dir", str(folder), "--models-memory", "300M",
+                           "-c", str(N_CTX), "-t", "1") as srv, \
+            httpx.Client(base_url=srv.url, headers=AUTH, timeout=120) as c:
+        assert _chat(c, "gemma-a").status_code == 200 and _ps(c) == ["gemma-a"]
+        (entry,) = c.get("/api/ps").json()["models"]
+        assert 253113024 < entry["size"] < 300 << 20  # the weights and the slot's KV cache
+        assert _chat(c, "gemma-b").status_code == 200 and _ps(c) == ["gemma-b"]
+
+
 def test_model_flags_choose_the_mode(tmp_path, monkeypatch, gemma_path):
     import argparse
 
