@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-from .server_fixtures import API_KEY, RunningServer, free_port, stop, wait_healthy
+from .server_fixtures import RunningServer, run_server
 
 
 def models_folder(gemma_path: Path, folder: Path, *names: str) -> Path:
@@ -22,21 +19,6 @@ def models_folder(gemma_path: Path, folder: Path, *names: str) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def run_models_server(log_dir: Path, *args: str) -> Iterator[RunningServer]:
-    """``emberllm serve --port FREE --api-key API_KEY ARGS...`` (no ``-m``: give ``--models-dir``) until healthy;
-    killed on exit, and its log must hold no traceback."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "emberllm.cli", "serve", "--port", str(port), "--api-key", API_KEY,
-           "--log-level", "warning", *args]
-    log_path = log_dir / "server.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, log_path)
-        yield RunningServer(url, proc, log_path)
-    finally:
-        stop(proc)
-        log.close()
-        assert "Traceback" not in log_path.read_text(), log_path.read_text()
+def run_models_server(log_dir: Path, *args: str) -> contextlib.AbstractContextManager[RunningServer]:
+    """``run_server`` without ``-m`` (give ``--models-dir``)."""
+    return run_server(None, log_dir, *args)

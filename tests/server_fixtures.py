@@ -65,11 +65,11 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def run_server(model: Path, log_dir: Path, *args: str) -> Iterator[RunningServer]:
-    """``emberllm serve -m MODEL --port FREE --api-key API_KEY ARGS...`` until healthy; killed on exit, and its
-    log (a file, not a pipe) must hold no traceback."""
+def run_server(model: Path | None, log_dir: Path, *args: str) -> Iterator[RunningServer]:
+    """``emberllm serve -m MODEL --port FREE --api-key API_KEY ARGS...`` (no ``-m`` when ``model`` is None: the
+    args name the models) until healthy; killed on exit, and its log (a file, not a pipe) must hold no traceback."""
     port = free_port()
-    cmd = [sys.executable, "-m", "emberllm.cli", "serve", "-m", str(model), "--port", str(port),
+    cmd = [sys.executable, "-m", "emberllm.cli", "serve", *(["-m", str(model)] if model else []), "--port", str(port),
            "--api-key", API_KEY, "--log-level", "warning", *args]
     log_path = log_dir / "server.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed at teardown

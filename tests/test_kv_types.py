@@ -28,7 +28,7 @@ from emberllm.cli.perplexity import perplexity
 from emberllm.runtime.model import Model
 
 from .conftest import PPL_TEXT
-from .test_engine_reference import first_close_step, greedy_with_probs
+from .test_engine_reference import check_greedy_against_reference
 
 K = load_kernels()
 LIB = K.lib
@@ -272,14 +272,8 @@ def test_q8_0_greedy_ids_and_top5_match_llamacpp(gemma_path, kv_reference):
     try:
         for prompt, ref in rec["prompts"].items():
             assert model.tokenize(prompt) == ref["prompt_token_ids"]
-            steps = ref["steps"]
-            k = first_close_step(steps)
-            ids, probs = greedy_with_probs(model, ref["prompt_token_ids"], min(len(steps), k + 1))
-            assert ids[:k] == ref["generated_token_ids"][:k], f"{prompt!r}: diverged before step {k}"
-            diffs = [abs(probs[i][e["id"]] - e["prob"]) for i in range(min(k, len(probs))) for e in steps[i]["top5"]]
-            if diffs:
-                assert max(diffs) < 0.12, f"{prompt!r}: a top-5 probability is off by {max(diffs):.4f}"
-                assert np.mean(diffs) < 0.02, f"{prompt!r}: top-5 probabilities off by {np.mean(diffs):.4f}"
+        # the reference rule; llama.cpp's q8_0 cache moves its own top-5 by up to ~0.1, hence the wider band
+        check_greedy_against_reference(model, rec, max_tol=0.12, mean_tol=0.02)
     finally:
         model.close()
 
