@@ -63,6 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-a", "--alias", action=AppendAction,
                    help="model name reported by the API (default: the file name; with several -m, the name of the "
                         "-m at the same position, default its file name without .gguf)")
+    p.add_argument("--tags", default=None, metavar="TAGS",
+                   help="comma-separated labels /v1/models reports for the model (llama-server's)")
     p.add_argument("--chat-template", default=None,
                    help="chat template: a built-in's name, one of the model file's named templates, or Jinja text "
                         "(default: the file's own template, else the architecture's built-in)")
@@ -170,7 +172,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         reasoning_format=args.reasoning_format, chat_template_kwargs=template_kwargs(args),
                         web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args),
                         embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize,
-                        rerank=args.rerank)
+                        rerank=args.rerank, tags=sorted({t.strip() for t in (args.tags or "").split(",") if t.strip()}))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,10 +57,19 @@ class ServerConfig:
     models_memory: int | None = None
     keep_alive_s: float = 300.0
     multi_model: bool = False
+    #: llama-server's ``--tags``: labels /v1/models reports for the model
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def aliases(self) -> list[str]:
+        """``--alias``'s names (llama-server takes a comma-separated list), sorted."""
+        return sorted({a.strip() for a in (self.alias or "").split(",") if a.strip()})
 
     @property
     def model_name(self) -> str:
-        """The model id reported by ``/v1/models`` and in responses (``--alias`` or the file name)."""
+        """The model id reported by ``/v1/models`` and in responses (``--alias``, its alphabetically first name when
+        it lists several as llama-server does, or the file name)."""
+        first = self.aliases[0] if self.aliases else None
         if self.model_path is None:
-            return self.alias or ""
-        return self.alias or self.model_path.name
+            return first or ""
+        return first or self.model_path.name

@@ -72,6 +72,8 @@ async def models(request: Request) -> Response:
             item["meta"] = {"n_vocab": model.hp.n_vocab, "n_ctx_train": model.hp.n_ctx_train, "n_ctx": model.n_ctx}
         if registry.multi:
             item["path"] = str(path)
+        else:  # llama-server's: every --alias name, and --tags
+            item.update(aliases=server.config.aliases or [name], tags=server.config.tags)
         data.append(item)
     return JSONResponse({"object": "list", "data": data})
 

@@ -29,7 +29,8 @@ LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmo
 @pytest.fixture(scope="module")
 def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with run_server(gemma_path, tmp_path_factory.mktemp("server_shift"), "-c", str(N_CTX), "-np", str(N_SLOTS),
-                    "-t", "2", "--context-shift", "--top-k", "1", "--no-slots") as srv:
+                    "-t", "2", "--context-shift", "--top-k", "1", "--no-slots", "-a", "zeta,alpha",
+                    "--tags", "t2,t1") as srv:
         yield srv.url
 
 
@@ -127,3 +128,9 @@ def test_command_line_sampling_flags_are_request_defaults(client: httpx.Client) 
     assert texts == {greedy}
     free = {client.post("/completion", json={**body, "seed": seed, "top_k": 0}).json()["content"] for seed in (1, 2, 3)}
     assert len(free) > 1
+
+
+def test_aliases_and_tags_in_models(client: httpx.Client) -> None:
+    """llama-server's comma-separated --alias and --tags: /v1/models lists them, the id is the first alias in order."""
+    model = client.get("/v1/models").json()["data"][0]
+    assert (model["id"], model["aliases"], model["tags"]) == ("alpha", ["alpha", "zeta"], ["t1", "t2"])
