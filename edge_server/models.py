@@ -267,9 +267,15 @@ class ModelRegistry:
     # -- loading and unloading -------------------------------------------------------------------------
     def _load_model(self, path: Path) -> Model:
         c = self.config
-        return Model(path, n_ctx=c.n_ctx, n_seq=c.n_parallel, n_threads=c.n_threads, n_batch=c.n_batch,
-                     chat_template=c.chat_template, use_mmap=c.use_mmap, n_gpu_layers=c.n_gpu_layers,
-                     device=c.device, cache_type_k=c.cache_type_k, cache_type_v=c.cache_type_v)
+        model = Model(path, n_ctx=c.n_ctx, n_seq=c.n_parallel, n_threads=c.n_threads, n_batch=c.n_batch,
+                      chat_template=c.chat_template, use_mmap=c.use_mmap, n_gpu_layers=c.n_gpu_layers,
+                      device=c.device, cache_type_k=c.cache_type_k, cache_type_v=c.cache_type_v)
+        try:
+            model.chat_template  # noqa: B018 - a bad --chat-template fails the load, not each request with a 500
+        except BaseException:
+            model.close()
+            raise
+        return model
 
     def estimate(self, entry: ModelEntry) -> int:
         """Bytes a model takes once loaded: its file (the weights) and its slots' KV caches."""

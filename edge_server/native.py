@@ -79,6 +79,9 @@ def _final_fields(model: Model, name: str, params: SamplingParams, req: GenReque
                   result: GenResult | None, n_predicted: int, n_prompt: int) -> dict[str, Any]:
     settings = params.to_dict()
     settings.update(n_predict=req.n_predict, stop=req.stop, n_keep=req.n_keep, model=name)
+    if params.ignore_eos:  # llama-server lists the end-of-generation tokens it bans, as -inf (null) biases
+        banned = {b["token"] for b in settings["logit_bias"]}
+        settings["logit_bias"] += [{"bias": None, "token": t} for t in model.sampler_vocab().eog_ids if t not in banned]
     return {
         "id_slot": result.id_slot if result else -1,
         "stop": True,
@@ -370,6 +373,8 @@ async def metrics(request: Request) -> Response:
     lines = []
     for name, kind, help_text, value in rows:
         lines += [f"# HELP llamacpp:{name} {help_text}", f"# TYPE llamacpp:{name} {kind}", f"llamacpp:{name} {value}"]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4",
-                             headers={"Process-Start-Time-Unix": str(server.started)})
+    response = PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    # llama-server's header, spelled as it spells it (clients that read headers as a plain dict match on case)
+    response.raw_headers.append((b"Process-Start-Time-Unix", str(server.started).encode()))
+    return response
 

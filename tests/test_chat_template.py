@@ -392,6 +392,11 @@ def _llamacpp_format(name: str, messages: list[dict[str, str]], add_ass: bool) -
             else:
                 out += f" {m['content']}</s>"
         return out
+    if name == "command-r":  # llama.cpp's LLM_CHAT_TEMPLATE_COMMAND_R
+        tags = {"system": "SYSTEM", "user": "USER", "assistant": "CHATBOT"}
+        out = "".join(f"<|START_OF_TURN_TOKEN|><|{tags[m['role']]}_TOKEN|>{m['content'].strip()}<|END_OF_TURN_TOKEN|>"
+                      for m in messages)
+        return out + ("<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>" if add_ass else "")
     if name == "gemma":
         system = ""
         for m in messages:
@@ -410,7 +415,7 @@ def _llamacpp_format(name: str, messages: list[dict[str, str]], add_ass: bool) -
 
 @pytest.mark.parametrize("add_generation_prompt", [True, False], ids=["gen", "nogen"])
 @pytest.mark.parametrize("conversation", ["system_user", "multi_turn", "multi_turn_no_system", "unicode"])
-@pytest.mark.parametrize("name", ["chatml", "phi3", "llama3", "mistral-v7", "gemma"])
+@pytest.mark.parametrize("name", ["chatml", "phi3", "llama3", "mistral-v7", "gemma", "command-r"])
 def test_builtins_match_llamacpp_formats(name: str, conversation: str, add_generation_prompt: bool) -> None:
     """With the BOS text dropped (the tokenizer adds BOS), built-ins give llama.cpp's prompt text."""
     messages = CONVERSATIONS[conversation]
@@ -494,11 +499,14 @@ def test_override_by_name_text_and_unknown() -> None:
     custom = ChatTemplate.from_metadata(metadata, override="{{ messages[0].content }}|{{ eos_token }}")
     assert (custom.name, custom.source) == ("jinja", "custom")
     assert custom.render([{"role": "user", "content": "x"}]) == "x|<eos>"
-    with pytest.raises(ValueError, match="built-in templates: chatml, gemma, llama2, llama3, mistral, mistral-v7"):
+    with pytest.raises(ValueError, match="built-in templates: chatml, command-r, gemma, llama2, llama3, mistral"):
         ChatTemplate.from_metadata(metadata, override="vicuna")
+    literal = ChatTemplate.from_metadata(metadata, override="This is not a chat template, it is")
+    assert literal.source == "custom" and literal.render([{"role": "user", "content": "x"}]) == \
+        "This is not a chat template, it is"
     with pytest.raises(ValueError, match="phi3"):
         ChatTemplate.builtin("nope")
-    assert builtin_names() == ["chatml", "gemma", "llama2", "llama3", "mistral", "mistral-v7", "phi3"]
+    assert builtin_names() == ["chatml", "command-r", "gemma", "llama2", "llama3", "mistral", "mistral-v7", "phi3"]
 
 
 def test_name_of_real_and_builtin_templates(hf: Callable[[str], Any]) -> None:

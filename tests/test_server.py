@@ -553,3 +553,16 @@ def test_several_host_addresses(gemma_path, tmp_path):
         port = srv.url.rsplit(":", 1)[1]
         for host in ("127.0.0.1", "127.0.0.2"):
             assert httpx.get(f"http://{host}:{port}/health", timeout=10).json()["status"] == "ok"
+
+
+def test_generation_settings_logit_bias_as_llama_server(client, engine):
+    """generation_settings.logit_bias is llama-server's list of {"bias", "token"} (-inf as null); ignore_eos lists the
+    end-of-generation tokens it bans, and without it they are not there."""
+    body = {"prompt": "Once upon a time", "n_predict": 4, "temperature": 0}
+    banned = client.post("/completion", json={**body, "ignore_eos": True, "logit_bias": [[15, 1.5]]}).json()
+    bias = banned["generation_settings"]["logit_bias"]
+    assert {"bias": 1.5, "token": 15} in bias
+    eog = [b["token"] for b in bias if b["bias"] is None]
+    assert eog and all(engine.tokenizer.is_eog(t) for t in eog)
+    plain = client.post("/completion", json=body).json()
+    assert plain["generation_settings"]["logit_bias"] == []

@@ -1,8 +1,8 @@
 """Chat prompts without Jinja: the built-in templates of :mod:`emberllm.chat.template` as plain Python.
 
 Pyodide's npm package has no ``jinja2``, so the browser cannot compile a template. For the built-in families
-(``gemma``, ``chatml``, ``llama3``, ``llama2``, ``mistral-v7``, ``phi3``) this module renders the same text the
-Jinja built-ins do (checked against them in ``tests/test_chat_plain.py``). A file that carries its own Jinja
+(``gemma``, ``chatml``, ``llama3``, ``llama2``, ``mistral-v7``, ``phi3``, ``command-r``) this module renders the same
+text the Jinja built-ins do (checked against them in ``tests/test_chat_plain.py``). A file that carries its own Jinja
 template is rendered with the built-in of the family that template is detected as (llama.cpp's heuristics,
 :func:`emberllm.chat.template.name_of`), or ChatML when no family is recognised.
 
@@ -101,6 +101,13 @@ def _phi3(messages: Sequence[Message], bos: str, eos: str, gen: bool) -> str:
     return "".join(out) + ("<|assistant|>\n" if gen else "")
 
 
+def _command_r(messages: Sequence[Message], bos: str, eos: str, gen: bool) -> str:
+    names = {"system": "SYSTEM", "user": "USER", "assistant": "CHATBOT"}
+    out = [bos] + [f"<|START_OF_TURN_TOKEN|><|{names.get(m['role'], 'CHATBOT')}_TOKEN|>"
+                   f"{_text(m).strip()}<|END_OF_TURN_TOKEN|>" for m in messages]
+    return "".join(out) + ("<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>" if gen else "")
+
+
 #: Plain renderers by built-in family name.
 PLAIN_FAMILIES: dict[str, Callable[[Sequence[Message], str, str, bool], str]] = {
     "gemma": _gemma,
@@ -109,6 +116,7 @@ PLAIN_FAMILIES: dict[str, Callable[[Sequence[Message], str, str, bool], str]] = 
     "llama2": _llama2,
     "mistral-v7": _mistral_v7,
     "phi3": _phi3,
+    "command-r": _command_r,
 }
 
 

@@ -137,6 +137,19 @@ _PHI3 = (
     "{%- if add_generation_prompt -%}{{- '<|assistant|>\\n' -}}{%- endif -%}"
 )
 
+# llama.cpp's legacy "command-r" (Command-R/R+): each turn between <|START_OF_TURN_TOKEN|> and <|END_OF_TURN_TOKEN|>
+# with the role's token, content trimmed
+_COMMAND_R = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{- '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>' -}}"
+    "{%- elif message['role'] == 'user' -%}{{- '<|START_OF_TURN_TOKEN|><|USER_TOKEN|>' -}}"
+    "{%- else -%}{{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' -}}{%- endif -%}"
+    "{{- ((message['content'] or '') | trim) + '<|END_OF_TURN_TOKEN|>' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' -}}{%- endif -%}"
+)
+
 #: Built-in templates by name (Jinja source).
 BUILTIN_TEMPLATES: dict[str, str] = {
     "gemma": _GEMMA,
@@ -145,6 +158,7 @@ BUILTIN_TEMPLATES: dict[str, str] = {
     "llama2": _LLAMA2,
     "mistral-v7": _MISTRAL_V7,
     "phi3": _PHI3,
+    "command-r": _COMMAND_R,
 }
 
 #: Other names accepted for a built-in.
@@ -302,11 +316,16 @@ def _cut_after_final(text: str, final: Mapping[str, Any]) -> str:
     """``text`` up to the end of the final message's content (transformers' ``continue_final_message``: the content's
     last occurrence, or its stripped text's when the template trimmed it)."""
     content = final.get("content")
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
-    if not isinstance(content, str) or not content.strip():
+    probes: list[str] = []
+    if isinstance(content, list):  # the template joins the parts its own way: what it renders last is the last part
+        texts = [p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
+        probes = [sep.join(texts) for sep in ("\n", "\n\n", "")] + texts[-1:]
+    elif isinstance(content, str):
+        probes = [content]
+    probes = [q for p in probes for q in (p, p.strip()) if q.strip()]
+    if not probes:
         raise ValueError("continue_final_message: the final message has no text content to continue")
-    for probe in (content, content.strip()):
+    for probe in probes:
         at = text.rfind(probe)
         if at >= 0:
             return text[: at + len(probe)]
@@ -473,7 +492,9 @@ def _token_text(tokens: Sequence[str] | None, metadata: Mapping[str, Any], key: 
 
 
 def _looks_like_jinja(text: str) -> bool:
-    return "{{" in text or "{%" in text
+    """Template text rather than a name: Jinja tags, or words (a name has no spaces; text without tags renders as
+    itself, as llama-server's --jinja takes any --chat-template text)."""
+    return "{{" in text or "{%" in text or any(c.isspace() for c in text.strip())
 
 
 class ChatTemplate:

@@ -314,6 +314,10 @@ class Model:
         """A sampler chain for ``params`` over this model's vocabulary."""
         return Sampler(params, self._vocab_info(), kernels=self.kernels)
 
+    def sampler_vocab(self) -> VocabInfo:
+        """What the sampler chain knows of the vocabulary (its size, end-of-generation ids...)."""
+        return self._vocab_info()
+
     def _vocab_info(self) -> VocabInfo:
         if self._vocab is None:
             self._vocab = VocabInfo.from_tokenizer(self.tokenizer)

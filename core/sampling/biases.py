@@ -30,6 +30,9 @@ def parse_logit_bias(value: Any, n_vocab: int | None, tokenize: Callable[[str], 
     elif isinstance(value, list):
         pairs = []
         for el in value:
+            if isinstance(el, Mapping) and set(el) == {"bias", "token"}:  # as generation_settings reports them
+                pairs.append((el["token"], False if el["bias"] is None else el["bias"]))
+                continue
             if not isinstance(el, list | tuple) or len(el) != 2:
                 raise ValueError(f"logit_bias: expected [token, bias] pairs, got {el!r}")
             pairs.append((el[0], el[1]))

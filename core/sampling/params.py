@@ -145,7 +145,9 @@ class SamplingParams:
         """The settings as llama-server reports them (``generation_settings``)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["seed"] = 0xFFFFFFFF if self.seed is None else self.seed
-        out["logit_bias"] = [[tok, False if bias == -INF else bias] for tok, bias in self.logit_bias.items()]
+        # llama-server's shape: {"bias", "token"}, -inf as null
+        out["logit_bias"] = [{"bias": None if bias == -INF else bias, "token": tok}
+                             for tok, bias in self.logit_bias.items()]
         out["samplers"] = list(self.samplers)
         out["dry_sequence_breakers"] = list(self.dry_sequence_breakers)
         return out
