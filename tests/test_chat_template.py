@@ -655,3 +655,14 @@ def test_llamacpp_date_variables_default_to_today_and_can_be_overridden():
     after = dt.date.today()
     assert text in {f"{d.strftime('%d %b %Y')}|{d.strftime('%b %d %Y')}" for d in (before, after)}
     assert tmpl.render(messages, date_string="26 Jul 2024").startswith("26 Jul 2024|")
+
+
+def test_undefined_variables_are_lenient_as_llamacpp() -> None:
+    """llama.cpp's template engine: an undefined variable is empty text, false, iterates to nothing, has undefined
+    attributes and adds to a string as nothing (FireFunction's template appends an undefined ``functions``); the
+    sandbox's refusals stay errors."""
+    tmpl = ChatTemplate("{{ 'a' + functions + 'b' }}|{{ missing.attr.deeper }}|{% for x in none %}x{% endfor %}"
+                        "|{% if not undefined_flag %}off{% endif %}")
+    assert tmpl.render([{"role": "user", "content": "x"}]) == "ab|||off"
+    with pytest.raises(ChatTemplateError, match="unsafe|SecurityError"):
+        ChatTemplate("{{ messages.__class__ }}").render([{"role": "user", "content": ""}])

@@ -397,8 +397,25 @@ def _environment() -> Any:
         def fromkeys(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
             return dict.fromkeys(*args, **kwargs)
 
+    class LenientUndefined(jinja2.ChainableUndefined):
+        """llama.cpp's undefined: empty text, false, no items, its attributes undefined too, and nothing when added
+        to a string (a template's ``"\\n" + functions`` renders without ``functions``)."""
+
+        def __init__(self, hint: str | None = None, obj: Any = jinja2.utils.missing, name: str | None = None,
+                     exc: type[Exception] = jinja2.exceptions.UndefinedError) -> None:
+            if issubclass(exc, jinja2.exceptions.SecurityError):  # the sandbox's refusal is an error, never a blank
+                raise exc(hint or f"access to {name!r} is unsafe")
+            super().__init__(hint, obj, name, exc)
+
+        def __add__(self, other: Any) -> Any:
+            return other
+
+        def __radd__(self, other: Any) -> Any:
+            return other
+
     env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols]
+        trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols],
+        undefined=LenientUndefined,
     )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
