@@ -661,7 +661,7 @@ def test_undefined_variables_are_lenient_as_llamacpp() -> None:
     """llama.cpp's template engine: an undefined variable is empty text, false, iterates to nothing, has undefined
     attributes and adds to a string as nothing (FireFunction's template appends an undefined ``functions``); the
     sandbox's refusals stay errors."""
-    tmpl = ChatTemplate("{{ 'a' + functions + 'b' }}|{{ missing.attr.deeper }}|{% for x in none %}x{% endfor %}"
+    tmpl = ChatTemplate("{{ 'a' + functions + 'b' }}|{{ missing.attr.deeper }}|{% for x in no_items %}x{% endfor %}"
                         "|{% if not undefined_flag %}off{% endif %}")
     assert tmpl.render([{"role": "user", "content": "x"}]) == "ab|||off"
     with pytest.raises(ChatTemplateError, match="unsafe|SecurityError"):
