@@ -213,7 +213,15 @@ def test_failover_behind_litellm(boxes: list[RunningServer], tmp_path: Path) -> 
             list(pool.map(run, chats))
         watcher.join()
         wall = time.perf_counter() - t0
-        health = httpx.get(f"{proxy}/health", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=120).json()
+        # the proxy's health checks run in the background (every 15 s): wait for one to have seen the dead box
+        deadline = time.monotonic() + 90
+        while True:
+            health = httpx.get(f"{proxy}/health", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                               timeout=120).json()
+            dead = [e["api_base"] for e in health.get("unhealthy_endpoints", [])]
+            if f"{victim.url}/v1" in dead or time.monotonic() > deadline:
+                break
+            time.sleep(2)
 
     attempts = [a for c in chats for a in c.attempts]
     client_retries = [a for a in attempts if not a.ok]

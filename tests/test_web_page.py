@@ -347,6 +347,15 @@ def test_stop_ends_a_reply_early(page: Any) -> None:
     assert page.evaluate("document.body.dataset.state") == "ready"
 
 
+def _set_json_output(page: Any, on: bool) -> None:
+    page.click("#open-settings")
+    (page.check if on else page.uncheck)("#set-json-output")
+    page.click("#settings-save")
+    page.wait_for_selector("#settings-dialog", state="hidden")
+    # Settings apply in the dialog's close handler, after the dialog is gone
+    page.wait_for_function(f"() => window.ember.settings.jsonOutput === {str(on).lower()}")
+
+
 def test_json_output_setting_constrains_replies(page: Any) -> None:
     """Settings' "JSON output": the reply is a JSON object (complete when it stopped, a viable prefix when cut at
     Max tokens), and the choice persists; off again, the same question gets free text."""
@@ -354,22 +363,18 @@ def test_json_output_setting_constrains_replies(page: Any) -> None:
     from emberllm.grammar.json_schema import json_object_grammar
 
     _greedy_settings(page, max_tokens=48)
-    page.click("#open-settings")
-    page.check("#set-json-output")
-    page.click("#settings-save")
-    page.wait_for_selector("#settings-dialog", state="hidden")
-    assert page.evaluate("window.ember.store.settings().then((s) => s.jsonOutput)") is True
-    msg = _ask(page, "Describe a cat.")
-    assert msg["dom_state"] == "done", msg
-    matcher = Matcher(json_object_grammar())
-    if msg["meta"]["finishReason"] == "stop":
-        assert matcher.accepts(msg["content"]) and isinstance(json.loads(msg["content"]), dict), msg["content"]
-    else:
-        assert msg["meta"]["finishReason"] == "length" and matcher.accept_bytes(msg["content"].encode()), msg
-    page.click("#open-settings")
-    page.uncheck("#set-json-output")
-    page.click("#settings-save")
-    page.wait_for_selector("#settings-dialog", state="hidden")
+    _set_json_output(page, True)
+    try:
+        page.wait_for_function("async () => (await window.ember.store.settings()).jsonOutput === true")  # persisted
+        msg = _ask(page, "Describe a cat.")
+        assert msg["dom_state"] == "done", msg
+        matcher = Matcher(json_object_grammar())
+        if msg["meta"]["finishReason"] == "stop":
+            assert matcher.accepts(msg["content"]) and isinstance(json.loads(msg["content"]), dict), msg["content"]
+        else:
+            assert msg["meta"]["finishReason"] == "length" and matcher.accept_bytes(msg["content"].encode()), msg
+    finally:
+        _set_json_output(page, False)
     free = _ask(page, "Describe a cat.")
     assert not Matcher(json_object_grammar()).accept_bytes(free["content"].encode()), free["content"]
     assert page.errors == []
@@ -833,7 +838,9 @@ def test_server_mode_cross_origin(playwright: Any, static_url: str, gemma_path: 
             _shot(pg, "cross_origin_blocked")
         with run_server(gemma_path, logs, "--api-key", "", "-c", "2048", "-t", "1", "--cors-origin", origin) as srv:
             _set_settings(pg, **{"set-server-url": srv.url})
-            _wait_ready(pg)
+            # the closed server's error stays up until the new server answers: wait for the page to be ready
+            pg.wait_for_function("() => document.body.dataset.state === 'ready'")
+            assert pg.is_hidden("#error"), pg.text_content("#error")
             assert pg.text_content("#status-text") == f"Server · {gemma_path.name}"
             _greedy_settings(pg)
             with pg.expect_response(lambda r: r.url == f"{srv.url}/v1/chat/completions") as reply:
