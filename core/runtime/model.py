@@ -312,13 +312,10 @@ class Model:
 
     def sampler(self, params: SamplingParams) -> Sampler:
         """A sampler chain for ``params`` over this model's vocabulary."""
-        return Sampler(params, self._vocab_info(), kernels=self.kernels)
+        return Sampler(params, self.sampler_vocab(), kernels=self.kernels)
 
     def sampler_vocab(self) -> VocabInfo:
-        """What the sampler chain knows of the vocabulary (its size, end-of-generation ids...)."""
-        return self._vocab_info()
-
-    def _vocab_info(self) -> VocabInfo:
+        """What the sampler chain knows of the vocabulary (its size, end-of-generation ids...), built once."""
         if self._vocab is None:
             self._vocab = VocabInfo.from_tokenizer(self.tokenizer)
         return self._vocab
