@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emberllm.edge_server import (
     anthropic_api,
+    cors_proxy,
     embeddings,
     native,
     ollama_api,
@@ -75,6 +76,7 @@ def api_routes() -> list[Route]:
         Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", anthropic_api.count_tokens, methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/cors-proxy", cors_proxy.cors_proxy, methods=["GET", "POST"]),
         *ollama_routes(),
     ]
 

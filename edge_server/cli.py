@@ -172,7 +172,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         reasoning_format=args.reasoning_format, chat_template_kwargs=template_kwargs(args),
                         web_dir=Path(args.web_dir) if args.web_dir else None, cors=cors_policy(args),
                         embeddings=args.embedding, pooling=args.pooling, embd_normalize=args.embd_normalize,
-                        rerank=args.rerank, tags=sorted({t.strip() for t in (args.tags or "").split(",") if t.strip()}))
+                        rerank=args.rerank, tags=sorted({t.strip() for t in (args.tags or "").split(",") if t.strip()}),
+                        ui_mcp_proxy=args.ui_mcp_proxy)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,6 +45,8 @@ class ServerConfig:
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     cors: CorsPolicy = field(default_factory=CorsPolicy)
+    #: llama-server's --ui-mcp-proxy: /cors-proxy forwards requests (403 otherwise)
+    ui_mcp_proxy: bool = False
     embeddings: bool = False
     rerank: bool = False
     pooling: str | None = None

@@ -14,7 +14,7 @@ preflights from any origin then).
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,23 +51,22 @@ class BrowserGuardMiddleware:
             extra.update(PAGE_HEADERS)
         method = scope.get("method", "GET")
         if method == "OPTIONS":
-            response = Response(status_code=200, headers={**extra, **self._preflight_headers(origin, headers)})
+            response = Response(status_code=200)
+            add_headers(response.raw_headers, {**extra, **self._preflight_headers(origin, headers)})
             await response(scope, receive, send)
             return
         if method not in SAFE_METHODS:
             refusal = self._refusal(scope, headers)
             if refusal is not None:
-                await error_response(403, refusal, headers=extra)(scope, receive, send)
+                refused = error_response(403, refusal)
+                add_headers(refused.raw_headers, extra)
+                await refused(scope, receive, send)
                 return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                out = MutableHeaders(scope=message)
-                for name, value in extra.items():
-                    if name == "Vary":
-                        out.add_vary_header(value)
-                    elif name not in out:
-                        out[name] = value
+                message["headers"] = list(message.get("headers", []))
+                add_headers(message["headers"], extra)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -93,6 +92,8 @@ class BrowserGuardMiddleware:
             return {}
         out = {"Access-Control-Allow-Methods": self.cors.methods, "Access-Control-Allow-Headers": self.cors.headers,
                "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE)}
+        if self.cors.credentials:
+            out["Access-Control-Allow-Credentials"] = "true"
         if headers.get("access-control-request-private-network") == "true":
             out["Access-Control-Allow-Private-Network"] = "true"  # Chrome: a public page asking a local server
         return out
@@ -114,3 +115,20 @@ class BrowserGuardMiddleware:
             return None
         return (f"cross-origin request from {origin!r} refused: this server takes browser requests from "
                 f"{self.cors.describe()}; allow other origins with --cors-origins, or set --api-key")
+
+
+def add_headers(raw: list[tuple[bytes, bytes]], extra: dict[str, str]) -> None:
+    """Add ``extra`` to a response's raw header list, names spelled as given (``Access-Control-Allow-Origin``, as
+    llama-server sends them: some clients compare names case-sensitively) unless the response set one already;
+    ``Vary`` values are merged."""
+    present = {name.lower(): i for i, (name, _) in enumerate(raw)}
+    for name, value in extra.items():
+        key = name.lower().encode("latin-1")
+        if key == b"vary" and key in present:
+            i = present[key]
+            values = [v.strip() for v in raw[i][1].decode("latin-1").split(",") if v.strip()]
+            if value not in values:
+                raw[i] = (raw[i][0], ", ".join([*values, value]).encode("latin-1"))
+        elif key not in present:
+            present[key] = len(raw)
+            raw.append((name.encode("latin-1"), value.encode("latin-1")))

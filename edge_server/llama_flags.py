@@ -33,7 +33,8 @@ LLAMA_ENV = {
     "cache_ram": "LLAMA_ARG_CACHE_RAM", "reasoning": "LLAMA_ARG_REASONING",
     "reasoning_format": "LLAMA_ARG_THINK", "reasoning_budget": "LLAMA_ARG_THINK_BUDGET",
     "chat_template_kwargs": "LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "cache_idle_slots": "LLAMA_ARG_CACHE_IDLE_SLOTS",
-    "cache_type_k": "LLAMA_ARG_CACHE_TYPE_K", "cache_type_v": "LLAMA_ARG_CACHE_TYPE_V",
+    "ui_mcp_proxy": "LLAMA_ARG_UI_MCP_PROXY", "cache_type_k": "LLAMA_ARG_CACHE_TYPE_K",
+    "cache_type_v": "LLAMA_ARG_CACHE_TYPE_V",
 }
 
 
@@ -45,7 +46,6 @@ NOTED_SWITCHES = {
     "--kv-unified": "each slot keeps its own -c/-np share of the KV cache",
     "--no-kv-unified": "each slot keeps its own -c/-np share of the KV cache",
     "--no-mmproj": "no multimodal projector is ever loaded",
-    "--ui-mcp-proxy": "the chat page has no MCP proxy",
     "--backend-sampling": "sampling runs on the CPU after each forward pass",
 }
 #: llama-server options (with a value) accepted with a note.
@@ -132,19 +132,25 @@ def add_cors_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cors-origins", default="", metavar="ORIGINS", action=_OriginsAction,
                    help="comma-separated origins (scheme://host[:port]) whose pages may call the API from a browser, "
                         "'localhost' for any page on localhost/127.0.0.1/[::1], '*' for any site (default: none, "
-                        "only the server's own origin, i.e. the chat page; llama-server's default is '*'); a POST "
-                        "from another site's page is answered 403 unless --api-key is set")
+                        "only the server's own origin, i.e. the chat page, or 'localhost' with --ui-mcp-proxy, "
+                        "--tools or --mcp-servers-*; llama-server's default is '*'); a POST from another site's page "
+                        "is answered 403 unless --api-key is set, which lets any origin reach the key check")
     g.add_argument("--cors-origin", dest="cors_origins", metavar="ORIGIN", action=_OriginsAction,
                    help="one origin for --cors-origins (repeatable; '*' allowed): --cors-origin https://a.example "
                         "--cors-origin http://localhost:5173")
     g.add_argument("--cors-methods", default=DEFAULT_CORS_METHODS, metavar="METHODS",
                    help=f"methods a preflight allows (default: {DEFAULT_CORS_METHODS})")
     g.add_argument("--cors-headers", default=DEFAULT_CORS_HEADERS, metavar="HEADERS",
-                   help=f"request headers a preflight allows (default: {DEFAULT_CORS_HEADERS}; a lone '*', "
-                        "llama-server's default, does not cover Authorization)")
-    g.add_argument("--cors-credentials", action=argparse.BooleanOptionalAction, default=False,
-                   help="send Access-Control-Allow-Credentials: true to allowed origins (default: off; "
-                        "llama-server's default is on); the API key needs no credentials")
+                   help=f"request headers a preflight allows (default: {DEFAULT_CORS_HEADERS}, as llama-server; "
+                        "browsers never let a lone '*' cover Authorization: send the key as X-Api-Key, or add "
+                        "'Authorization, *')")
+    g.add_argument("--ui-mcp-proxy", "--webui-mcp-proxy", action=argparse.BooleanOptionalAction, default=False,
+                   dest="ui_mcp_proxy",
+                   help="GET/POST /cors-proxy?url=... forwards a page's request to another server (llama-server's "
+                        "MCP proxy; do not enable in untrusted environments; default: off, 403 there)")
+    g.add_argument("--cors-credentials", action=argparse.BooleanOptionalAction, default=True,
+                   help="send Access-Control-Allow-Credentials: true to allowed origins (default: on, as "
+                        "llama-server); the API key needs no credentials")
 
 
 class _OriginsAction(argparse.Action):
@@ -159,9 +165,18 @@ class _OriginsAction(argparse.Action):
         namespace._cors_origins_given = True
 
 
+#: Flags after which llama-server limits the default ``--cors-origins`` to ``localhost`` (they open the server to
+#: more than generation).
+LOCALHOST_CORS_FLAGS = ("ui_mcp_proxy", "noted_tools", "noted_mcp_servers_config", "noted_mcp_servers_json")
+
+
 def cors_policy(args: argparse.Namespace) -> CorsPolicy:
     """The ``--cors-*`` flags as a ``CorsPolicy`` (``ValueError`` naming the flag)."""
-    return CorsPolicy.parse(args.cors_origins, args.cors_methods, args.cors_headers, args.cors_credentials)
+    origins = args.cors_origins
+    if not getattr(args, "_cors_origins_given", False) and not origins \
+            and any(getattr(args, dest, None) for dest in LOCALHOST_CORS_FLAGS):
+        origins = "localhost"
+    return CorsPolicy.parse(origins, args.cors_methods, args.cors_headers, args.cors_credentials)
 
 
 def notes(args: argparse.Namespace) -> list[str]:

@@ -30,9 +30,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: llama-server's default ``--cors-methods``.
 DEFAULT_CORS_METHODS = "GET, POST, DELETE, OPTIONS"
 
-#: Default ``--cors-headers``: the API's own headers by name (a lone ``*`` never covers ``Authorization``, nor any
-#: header on a request with credentials) and ``*`` for the rest (the OpenAI JS SDK's ``X-Stainless-*`` ...).
-DEFAULT_CORS_HEADERS = "Authorization, Content-Type, X-Api-Key, *"
+#: Default ``--cors-headers``, llama-server's.  Browsers never let a lone ``*`` cover ``Authorization`` (nor any header
+#: of a request with credentials): a page of another origin that sends the API key as a bearer token needs
+#: ``--cors-headers "Authorization, *"`` (or sends it as ``X-Api-Key``, which ``*`` covers).
+DEFAULT_CORS_HEADERS = "*"
 
 #: Seconds a browser may cache a preflight answer.
 PREFLIGHT_MAX_AGE = 600
@@ -76,11 +77,11 @@ class CorsPolicy:
     localhost: bool = False
     methods: str = DEFAULT_CORS_METHODS
     headers: str = DEFAULT_CORS_HEADERS
-    credentials: bool = False
+    credentials: bool = True
 
     @classmethod
     def parse(cls, origins: str = "", methods: str = DEFAULT_CORS_METHODS, headers: str = DEFAULT_CORS_HEADERS,
-              credentials: bool = False) -> CorsPolicy:
+              credentials: bool = True) -> CorsPolicy:
         """From ``--cors-origins`` (comma-separated origins, ``*`` or ``localhost``; empty: none) and the other
         ``--cors-*`` flags; ``ValueError`` naming the flag for a value that is not an origin."""
         exact: set[tuple[str, str, int]] = set()

@@ -182,10 +182,12 @@ def test_cors_origins_allows_a_listed_origin_only(server):
     ok = _preflight(server, APP)
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == APP
     assert "POST" in ok.headers["access-control-allow-methods"]
-    allowed = [h.strip().lower() for h in ok.headers["access-control-allow-headers"].split(",")]
-    assert {"authorization", "content-type", "x-api-key"} <= set(allowed)
+    assert ok.headers["access-control-allow-headers"] == "*"  # llama-server's default
     assert int(ok.headers["access-control-max-age"]) > 0 and "Origin" in ok.headers["vary"]
-    assert "access-control-allow-credentials" not in ok.headers  # off by default here
+    assert ok.headers["access-control-allow-credentials"] == "true"  # on by default, as llama-server
+    # names spelled as llama-server's (its own tests compare them case-sensitively)
+    raw = {name for name, _ in ok.headers.raw}
+    assert {b"Access-Control-Allow-Origin", b"Access-Control-Allow-Methods", b"Access-Control-Allow-Headers"} <= raw
     r = httpx.post(f"{server}/completion", content=BODY, timeout=60,
                    headers={"Origin": APP, "Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"})
     assert r.status_code == 200 and r.json()["tokens_predicted"] == 2
@@ -214,7 +216,7 @@ def test_api_key_lets_any_origin_reach_the_key_check(keyed):
     for origin in ("localhost", "web.mydomain.fr", EVIL):
         r = _preflight(keyed, origin, "/completions")
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
-        assert "authorization" in r.headers["access-control-allow-headers"].lower()
+        assert r.headers["access-control-allow-headers"] == "*"
     no_key = httpx.post(f"{keyed}/completion", content=BODY, timeout=30,
                         headers={"Origin": EVIL, "Content-Type": "text/plain"})
     assert no_key.status_code == 401 and no_key.json()["error"]["type"] == "authentication_error"
@@ -265,18 +267,26 @@ def test_cors_flags_and_environment(monkeypatch, tmp_path):
     model = tmp_path / "m.gguf"
     model.write_bytes(b"")
     cfg = config_from_args(_parse("-m", str(model)))
-    assert cfg.cors.origins == frozenset() and not cfg.cors.any_origin and not cfg.cors.credentials
-    cfg = config_from_args(_parse("-m", str(model), "--cors-origins", f"{APP},localhost", "--cors-credentials",
-                                  "--cors-methods", "POST", "--cors-headers", "*"))
-    assert cfg.cors.allows(APP) and cfg.cors.localhost and cfg.cors.credentials
-    assert (cfg.cors.methods, cfg.cors.headers) == ("POST", "*")
+    assert cfg.cors.origins == frozenset() and not cfg.cors.any_origin and not cfg.cors.localhost
+    assert cfg.cors.credentials and cfg.cors.headers == "*"  # llama-server's defaults
+    cfg = config_from_args(_parse("-m", str(model), "--cors-origins", f"{APP},localhost", "--no-cors-credentials",
+                                  "--cors-methods", "POST", "--cors-headers", "Authorization, *"))
+    assert cfg.cors.allows(APP) and cfg.cors.localhost and not cfg.cors.credentials
+    assert (cfg.cors.methods, cfg.cors.headers) == ("POST", "Authorization, *")
+    for opening in (["--ui-mcp-proxy"], ["--tools", "all"], ["--mcp-servers-json", "{}"]):
+        cfg = config_from_args(_parse("-m", str(model), *opening))  # llama-server: default origins become localhost
+        assert cfg.cors.localhost and not cfg.cors.any_origin, opening
+    cfg = config_from_args(_parse("-m", str(model), "--ui-mcp-proxy", "--cors-origins", APP))
+    assert cfg.ui_mcp_proxy and not cfg.cors.localhost and cfg.cors.allows(APP)
     with pytest.raises(ValueError, match="--cors-origins"):
         config_from_args(_parse("-m", str(model), "--cors-origins", "evil.example"))
     monkeypatch.setenv("LLAMA_ARG_CORS_ORIGINS", "*")
-    monkeypatch.setenv("LLAMA_ARG_CORS_CREDENTIALS", "1")
+    monkeypatch.setenv("LLAMA_ARG_CORS_CREDENTIALS", "0")
     cfg = config_from_args(_parse("-m", str(model)))
-    assert cfg.cors.any_origin and cfg.cors.credentials
-    monkeypatch.setenv("EMBERLLM_ARG_CORS_CREDENTIALS", "0")  # EMBERLLM_ARG_* wins
+    assert cfg.cors.any_origin and not cfg.cors.credentials
+    monkeypatch.setenv("EMBERLLM_ARG_CORS_CREDENTIALS", "1")  # EMBERLLM_ARG_* wins
+    assert config_from_args(_parse("-m", str(model))).cors.credentials
+    monkeypatch.setenv("EMBERLLM_ARG_CORS_CREDENTIALS", "0")
     assert not config_from_args(_parse("-m", str(model))).cors.credentials
     assert not config_from_args(_parse("-m", str(model), "--no-cors-credentials")).cors.credentials
     monkeypatch.setenv("LLAMA_ARG_CORS_CREDENTIALS", "maybe")
@@ -325,7 +335,7 @@ def test_any_origin_and_credentials_in_process(gemma_path):
     def client(cors: CorsPolicy) -> TestClient:  # no lifespan: the model is not loaded, the guard answers alone
         return TestClient(build_app(ServerConfig(model_path=gemma_path, webui=False, cors=cors)))
 
-    star = client(CorsPolicy.parse("*"))
+    star = client(CorsPolicy.parse("*", credentials=False))
     r = star.options("/completion", headers={"Origin": EVIL, "Access-Control-Request-Method": "POST"})
     assert r.headers["access-control-allow-origin"] == "*" and "access-control-allow-credentials" not in r.headers
     r = star.post("/tokenize", content="{}", headers={"Origin": EVIL, "Content-Type": "text/plain"})
@@ -341,3 +351,82 @@ def test_any_origin_and_credentials_in_process(gemma_path):
     r = default.post("/completion", content=BODY, headers={"Origin": "http://testserver",
                                                            "Content-Type": "application/json"})
     assert r.status_code == 503  # same origin (scheme + Host): let through, to the loading model
+
+
+# -- /cors-proxy (llama-server's --ui-mcp-proxy) ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _capturing_target() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A plain HTTP server that records each request's headers; GET answers text, POST 204, /redirect a 302."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            if self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+                self.end_headers()
+                return
+            body = b"from the target " + self.path.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    target = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{target.server_port}", seen
+    finally:
+        target.shutdown()
+        target.server_close()
+
+
+def test_cors_proxy_off_by_default(server):
+    r = httpx.get(f"{server}/cors-proxy", params={"url": "http://127.0.0.1:1/"}, timeout=30)
+    assert r.status_code == 403 and r.json()["error"]["type"] == "feature_disabled"
+
+
+def test_cors_proxy_forwards_only_named_headers(gemma_path, tmp_path):
+    with _capturing_target() as (target, seen), \
+            _serve_without_key(gemma_path, tmp_path, "-c", "256", "-t", "1", "--ui-mcp-proxy") as url:
+        r = httpx.get(f"{url}/cors-proxy", params={"url": f"{target}/page?q=1"}, timeout=30, headers={
+            "Authorization": "Bearer mine", "Cookie": "session=secret", "X-Api-Key": "k",
+            "X-Llama-Server-Proxy-Header-Authorization": "Bearer explicit",
+            "x-llama-server-proxy-header-accept": "application/json"})
+        assert r.status_code == 200 and r.text == "from the target /page?q=1"
+        assert r.headers["content-type"] == "text/plain"
+        assert seen[-1]["authorization"] == "Bearer explicit" and seen[-1]["accept"] == "application/json"
+        assert not {"cookie", "x-api-key", "proxy-authorization"} & set(seen[-1])
+        r = httpx.post(f"{url}/cors-proxy", params={"url": target}, json={}, timeout=30)
+        assert r.status_code == 204 and r.content == b""
+        r = httpx.get(f"{url}/cors-proxy", params={"url": f"{target}/redirect"}, timeout=30)
+        assert r.status_code == 302 and r.headers["location"].endswith("/elsewhere")  # answered, not followed
+        r = httpx.get(f"{url}/cors-proxy", params={"url": f"{url}/health"}, timeout=30)  # the server itself
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        for bad, why in (("file:///etc/passwd", "unsupported URL scheme"), ("http://u:p@127.0.0.1/", "authentication"),
+                         ("", "'url' query parameter")):
+            r = httpx.get(f"{url}/cors-proxy", params={"url": bad}, timeout=30)
+            assert r.status_code == 400 and why in r.json()["error"]["message"], bad
+        r = httpx.get(f"{url}/cors-proxy", params={"url": "http://127.0.0.1:1/"}, timeout=30)
+        assert r.status_code == 502 and "cannot reach" in r.json()["error"]["message"]
+        r = httpx.get(f"{url}/health", timeout=30)
+        assert r.status_code == 200  # still serving
+        pre = _preflight(url, "http://localhost:5173")  # the proxy limits the default origins to localhost
+        assert pre.headers["access-control-allow-origin"] == "http://localhost:5173"
+        assert "access-control-allow-origin" not in _preflight(url, EVIL).headers

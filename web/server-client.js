@@ -32,9 +32,11 @@ export class ServerEngine {
       "in Settings.";
   }
 
+  /** The API key as X-Api-Key (llama-server and emberllm take it as they take a bearer token): a server on
+   * another origin allows it with its default --cors-headers "*", which browsers never let cover Authorization. */
   _headers() {
     const key = this.getKey();
-    return key ? { Authorization: `Bearer ${key}` } : {};
+    return key ? { "X-Api-Key": key } : {};
   }
 
   /** GET props: "ok" (props kept), "auth" (a server that wants an API key), "none" (a static host) or, for a
