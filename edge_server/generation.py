@@ -244,6 +244,7 @@ def timings_dict(result: GenResult | None, n_predicted: int) -> dict[str, float]
         return {}
     tm = result.timings
     predicted_ms = tm.eval_ms + tm.sample_ms
+    steps = max(n_predicted - 1, 0)  # as llama-server: the first token is free (the prompt's last logits)
     return {
         "cache_n": tm.cached_tokens,
         "prompt_n": tm.prompt_tokens,
@@ -252,8 +253,8 @@ def timings_dict(result: GenResult | None, n_predicted: int) -> dict[str, float]
         "prompt_per_second": tm.per_second(tm.prompt_ms, tm.prompt_tokens),
         "predicted_n": n_predicted,
         "predicted_ms": predicted_ms,
-        "predicted_per_token_ms": predicted_ms / n_predicted if n_predicted else 0.0,
-        "predicted_per_second": tm.per_second(predicted_ms, n_predicted),
+        "predicted_per_token_ms": predicted_ms / steps if steps else 0.0,
+        "predicted_per_second": 1e3 / predicted_ms * steps if steps and predicted_ms > 0 else 0.0,
     }
 
 

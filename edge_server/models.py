@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import sys
 import time
 from collections.abc import Callable
@@ -90,7 +91,8 @@ class Lease:
 def add_stats(total: Stats, part: Stats) -> None:
     """Add ``part``'s counters into ``total``."""
     for f in fields(Stats):
-        setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+        combine = max if f.name == "n_tokens_max" else operator.add
+        setattr(total, f.name, combine(getattr(total, f.name), getattr(part, f.name)))
 
 
 class ModelRegistry:

@@ -358,18 +358,31 @@ async def metrics(request: Request) -> Response:
     if not server.config.metrics:
         raise ApiError(501, "metrics are disabled: start the server with --metrics")
     st = server.registry.stats()
-    rows = [
-        ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", st.prompt_tokens),
-        ("prompt_seconds_total", "counter", "Prompt process time.", st.prompt_seconds),
-        ("tokens_predicted_total", "counter", "Number of generation tokens processed.", st.predicted_tokens),
-        ("tokens_predicted_seconds_total", "counter", "Predict process time.", st.predicted_seconds),
-        ("requests_total", "counter", "Number of finished generations.", st.requests),
-        ("requests_processing", "gauge", "Number of requests processing.", st.processing),
-        ("requests_deferred", "gauge", "Number of requests deferred.", max(st.deferred, 0)),
-        ("n_decode_total", "counter", "Total number of batched decode steps.", st.decode_steps),
-        ("n_busy_slots_per_decode", "counter", "Average number of busy slots per decode step.",
+    prompt_rate, predicted_rate = server.scrape_rates(st)
+    counters = [
+        ("prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", st.prompt_tokens),
+        ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", st.prompt_cached),
+        ("prompt_seconds_total", "Total time spent processing prompts", st.prompt_seconds),
+        ("tokens_predicted_total", "Number of generation tokens processed", st.predicted_tokens),
+        ("tokens_predicted_seconds_total", "Total time spent generating tokens", st.predicted_seconds),
+        ("n_decode_total", "Total number of batched decode steps", st.decode_steps),
+        ("n_tokens_max", "Largest observed sequence length (prompt + generation)", st.n_tokens_max),
+        ("requests_total", "Number of finished generations", st.requests),
+        ("spec_decode_num_draft_tokens_total", "Speculative: Total draft tokens generated (none here)", 0),
+        ("spec_decode_num_accepted_tokens_total", "Speculative: Total draft tokens accepted (none here)", 0),
+        ("spec_decode_num_drafts_total", "Speculative: Total verification steps (none here)", 0),
+    ]
+    gauges = [
+        ("prompt_tokens_seconds", "Average prompt throughput in tokens/s since the last scrape", prompt_rate),
+        ("predicted_tokens_seconds", "Average generation throughput in tokens/s since the last scrape (decode "
+                                     "steps: each request's first token is free)", predicted_rate),
+        ("requests_processing", "Number of requests processing", st.processing),
+        ("requests_deferred", "Number of requests deferred", max(st.deferred, 0)),
+        ("n_busy_slots_per_decode", "Average number of busy slots per decode step",
          st.decode_rows / st.decode_steps if st.decode_steps else 0.0),
     ]
+    rows = [(name, "counter", text, value) for name, text, value in counters]
+    rows += [(name, "gauge", text, value) for name, text, value in gauges]
     lines = []
     for name, kind, help_text, value in rows:
         lines += [f"# HELP llamacpp:{name} {help_text}", f"# TYPE llamacpp:{name} {kind}", f"llamacpp:{name} {value}"]

@@ -48,6 +48,11 @@ class Stats:
     deferred: int = 0
     decode_steps: int = 0
     decode_rows: int = 0
+    #: prompt tokens reused from a slot's cache (no decode), generation steps (the first token of each request is
+    #: free: it comes from the prompt's last logits) and the longest sequence seen, as llama-server counts them
+    prompt_cached: int = 0
+    predicted_steps: int = 0
+    n_tokens_max: int = 0
 
 
 @dataclass
@@ -60,6 +65,10 @@ class Slot:
     state: DecodeState | None = None
     todo: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
     last_used: float = 0.0
+    #: the last prompt this slot evaluated and the logits of its last token: the same prompt again (all of it in
+    #: the cache) samples from them instead of re-evaluating that token in a batch of one, whose rounding differs
+    #: from the prompt batch's, so the same request gives the same tokens (as llama-server's do)
+    prompt_logits: tuple[list[int], memoryview] | None = None
 
     @property
     def busy(self) -> bool:
@@ -171,7 +180,9 @@ class Scheduler:
             if not task.cache_prompt:
                 slot.kv.clear()
             state = task.make_state(slot.kv)
-            slot.todo = state.prefill_tokens()
+            saved = slot.prompt_logits
+            reuse = saved is not None and saved[0] == list(state.prompt)
+            slot.todo = state.prefill_tokens(whole=reuse)
         except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
             task.post(ErrorEvent(exc))
             return
@@ -181,6 +192,15 @@ class Scheduler:
         slot.last_used = time.monotonic()
         state.timings.prompt_ms = 0.0
         self.stats.processing += 1
+        if not slot.todo and saved is not None:
+            try:
+                task.post(StepEvent(state.sample(saved[1])))
+            except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
+                task.post(ErrorEvent(exc))
+                self._finish(slot, ok=False)
+                return
+            if state.finished:
+                self._finish(slot)
 
     def _end_cancelled(self) -> None:
         for slot in self.slots:
@@ -206,6 +226,7 @@ class Scheduler:
             rows = model.decode([(slot.kv, chunk, last)])
             state.timings.prompt_ms += (time.perf_counter() - t0) * 1000.0
             if last:
+                slot.prompt_logits = (list(state.prompt), memoryview(bytearray(rows[0])).cast("f"))
                 self._sample(slot, rows, 0)
         except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
             slot.task.post(ErrorEvent(exc))
@@ -282,7 +303,10 @@ class Scheduler:
             st.prompt_tokens += tm.prompt_tokens
             st.prompt_seconds += tm.prompt_ms / 1000.0
             st.predicted_tokens += state.produced
+            st.predicted_steps += max(state.produced - 1, 0)
             st.predicted_seconds += (tm.eval_ms + tm.sample_ms) / 1000.0
+            st.prompt_cached += tm.cached_tokens
+            st.n_tokens_max = max(st.n_tokens_max, tm.cached_tokens + tm.prompt_tokens + state.produced)
             if task.on_done is not None:
                 task.on_done(slot, state)
         with self._cv:

@@ -13,6 +13,7 @@ from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError
 from emberllm.edge_server.model_catalog import Catalog, parse_keep_alive
 from emberllm.edge_server.models import Lease, ModelRegistry, request_leases
+from emberllm.edge_server.scheduler import Stats
 
 
 @dataclass
@@ -24,6 +25,19 @@ class ServerState:
     started: int = field(default_factory=lambda: int(time.time()))
     #: called with the error when the model fails to load (``emberllm serve`` stops the server then)
     on_load_failure: Callable[[str], None] | None = None
+
+    #: the counters at the last /metrics scrape: its gauges are rates over the window since then (llama-server)
+    _scraped: Stats = field(default_factory=Stats, init=False, repr=False)
+
+    def scrape_rates(self, now: Stats) -> tuple[float, float]:
+        """Prompt tokens/s and generation steps/s since the previous scrape (0 when nothing ran), and start a new
+        window."""
+        last, self._scraped = self._scraped, now
+        prompt_s = now.prompt_seconds - last.prompt_seconds
+        predicted_s = now.predicted_seconds - last.predicted_seconds
+        prompt = (now.prompt_tokens - last.prompt_tokens) / prompt_s if prompt_s > 0 else 0.0
+        predicted = (now.predicted_steps - last.predicted_steps) / predicted_s if predicted_s > 0 else 0.0
+        return prompt, predicted
 
     def __post_init__(self) -> None:
         c = self.config

@@ -135,8 +135,16 @@ class DecodeState:
         self._decoder = tokenizer.stream_decoder()
         self._stops = StopMatcher(stop)
 
-    def prefill_tokens(self) -> list[int]:
-        """Keep the longest cached prefix of the prompt in ``kv``; return the tokens still to evaluate."""
+    def prefill_tokens(self, whole: bool = False) -> list[int]:
+        """Keep the longest cached prefix of the prompt in ``kv``; return the tokens still to evaluate.
+
+        ``whole``: the caller holds the logits of the prompt's last token, so a prompt the cache holds entirely
+        is kept entirely (nothing to evaluate) instead of re-evaluating its last token."""
+        n = len(self.prompt)
+        if whole and n and list(self.kv.tokens[:n]) == list(self.prompt):
+            self.kv.truncate(n)
+            self.timings.cached_tokens, self.timings.prompt_tokens = n, 0
+            return []
         n_common = common_prefix(self.kv.tokens, self.prompt)
         self.kv.truncate(n_common)
         self.timings.cached_tokens = n_common
