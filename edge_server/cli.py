@@ -79,8 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="requests that may wait for a slot (a new request waits until the engine picks it up); "
                         "more get 503 with Retry-After; 0 refuses every generation (default: 64)")
     p.add_argument("-n", "--n-predict", type=int, default=-1,
-                   help="server-side cap on the tokens one request may generate, as llama-server's -n (default: -1, "
-                        "no cap)")
+                   help="tokens a request that sets no n_predict/max_tokens generates, as llama-server's -n "
+                        "(default: -1, until the end of generation or the context)")
     p.add_argument("--truncate-prompts", action="store_true",
                    help="cut prompts that do not fit in a slot's context the way llama-server does instead of "
                         "answering 400 (a request can also send \"truncate\": true|false)")
@@ -148,7 +148,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (args.max_body_bytes < 1, "--max-body-bytes must be at least 1"),
         (not args.timeout > 0, "-to/--timeout must be positive"),
         (args.max_queue < 0, "--max-queue must be at least 0"),
-        (args.n_predict < -1, "-n/--n-predict must be -1 (no cap) or at least 0"),
+        (args.n_predict < -1, "-n/--n-predict must be -1 (no limit) or at least 0"),
         (args.flash_attn == "off" and args.cache_type_v in ("q8_0", "q4_0"),
          f"quantized V cache (-ctv {args.cache_type_v}) requires flash attention: -fa on or auto (as llama-server)"),
     ]
@@ -161,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if not several["multi_model"]:
         several = {"model_path": resolve_model_path(several["model_arg"]), "alias": several["alias"]}
     return ServerConfig(n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
-                        n_parallel=args.parallel, api_key=args.api_key or None, **several,
+                        n_parallel=args.parallel, kv_unified=args.kv_unified, api_key=args.api_key or None, **several,
                         chat_template=chat_template(args), webui=not args.no_webui, metrics=args.metrics,
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
                         cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,
@@ -184,11 +184,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         if config.model_path is not None:
-            n_ctx_slot = check_model_file(config.model_path, config.n_ctx, config.n_parallel, config.cache_type_k,
-                                          config.cache_type_v)
-            config = replace(config, n_ctx=n_ctx_slot * config.n_parallel)
+            n_ctx_slot = check_model_file(config.model_path, config.model_n_ctx, config.n_parallel,
+                                          config.cache_type_k, config.cache_type_v)
+            config = replace(config, n_ctx=n_ctx_slot * (1 if config.kv_unified else config.n_parallel))
         for path in config.models.values():
-            check_model_file(path, config.n_ctx, config.n_parallel, config.cache_type_k, config.cache_type_v)
+            check_model_file(path, config.model_n_ctx, config.n_parallel, config.cache_type_k, config.cache_type_v)
         hosts = [h.strip() for h in args.host.split(",") if h.strip()] or ["127.0.0.1"]
         for host in hosts:
             check_port_free(host, args.port)

@@ -19,6 +19,8 @@ class ServerConfig:
     n_threads: int | None = None
     n_batch: int = 512
     n_parallel: int = 1
+    #: llama-server's --kv-unified: every slot may use the whole -c, the slots together at most -c tokens
+    kv_unified: bool = False
     api_key: str | None = None
     alias: str | None = None
     chat_template: str | None = None
@@ -61,6 +63,17 @@ class ServerConfig:
     multi_model: bool = False
     #: llama-server's ``--tags``: labels /v1/models reports for the model
     tags: list[str] = field(default_factory=list)
+
+    @property
+    def model_n_ctx(self) -> int:
+        """The context the model is loaded with for its ``n_parallel`` slots: ``n_ctx`` split between them, or
+        with ``kv_unified`` the whole ``n_ctx`` for each (``n_ctx`` tokens of them in use at once)."""
+        return self.n_ctx * self.n_parallel if self.kv_unified and self.n_ctx > 0 else self.n_ctx
+
+    @property
+    def kv_pool(self) -> int | None:
+        """With ``kv_unified``: the tokens all slots together may hold (``n_ctx``)."""
+        return self.n_ctx if self.kv_unified and self.n_ctx > 0 else None
 
     @property
     def aliases(self) -> list[str]:

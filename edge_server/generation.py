@@ -14,6 +14,7 @@ from starlette.requests import Request
 from emberllm.chat.fit import fit_messages, reply_reserve
 from emberllm.edge_server.errors import ApiError, context_exceeded
 from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
+from emberllm.edge_server.scheduler import KVPoolExceededError
 from emberllm.edge_server.sse import sse
 from emberllm.edge_server.worker import EngineWorker, GenRequest, Job, QueueFullError
 from emberllm.models.decoder import ContextFullError
@@ -81,6 +82,8 @@ def engine_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, ValueError | ContextFullError):  # incl. a request's grammar that hits a dead end
         return ApiError(400, str(exc))
+    if isinstance(exc, KVPoolExceededError):
+        return ApiError(500, str(exc))
     return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}")
 
 

@@ -33,7 +33,8 @@ LLAMA_ENV = {
     "cache_ram": "LLAMA_ARG_CACHE_RAM", "reasoning": "LLAMA_ARG_REASONING",
     "reasoning_format": "LLAMA_ARG_THINK", "reasoning_budget": "LLAMA_ARG_THINK_BUDGET",
     "chat_template_kwargs": "LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "cache_idle_slots": "LLAMA_ARG_CACHE_IDLE_SLOTS",
-    "ui_mcp_proxy": "LLAMA_ARG_UI_MCP_PROXY", "cache_type_k": "LLAMA_ARG_CACHE_TYPE_K",
+    "ui_mcp_proxy": "LLAMA_ARG_UI_MCP_PROXY", "kv_unified": "LLAMA_ARG_KV_UNIFIED",
+    "cache_type_k": "LLAMA_ARG_CACHE_TYPE_K",
     "cache_type_v": "LLAMA_ARG_CACHE_TYPE_V",
 }
 
@@ -43,8 +44,6 @@ NOTED_SWITCHES = {
     "--offline": "emberllm never downloads a model by itself",
     "--no-jinja": "chat templates always run as Jinja (the file's, or the built-in by architecture)",
     "--swa-full": "sliding-window layers keep the full context's rows already",
-    "--kv-unified": "each slot keeps its own -c/-np share of the KV cache",
-    "--no-kv-unified": "each slot keeps its own -c/-np share of the KV cache",
     "--no-mmproj": "no multimodal projector is ever loaded",
     "--backend-sampling": "sampling runs on the CPU after each forward pass",
 }
@@ -118,6 +117,10 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
                    help="thinking token budget: only -1 (unrestricted) is supported")
     g.add_argument("--chat-template-kwargs", default=None, metavar="JSON",
                    help="extra variables for the chat template, a JSON object, e.g. '{\"enable_thinking\": false}'")
+    g.add_argument("-kvu", "--kv-unified", action=argparse.BooleanOptionalAction, default=False, dest="kv_unified",
+                   help="every slot may use the whole -c, all slots together at most -c tokens (past that, the busy "
+                        "slots' requests fail with 500, as llama-server); the memory of -np caches of -c each is "
+                        "reserved (default: off: each slot has -c/-np)")
     g.add_argument("--slots", action=argparse.BooleanOptionalAction, default=True,
                    help="expose GET /slots (default: on; --no-slots answers 501 there, as llama-server)")
     g.add_argument("-cram", "--cache-ram", type=int, default=None, metavar="MIB",

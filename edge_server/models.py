@@ -269,7 +269,7 @@ class ModelRegistry:
     # -- loading and unloading -------------------------------------------------------------------------
     def _load_model(self, path: Path) -> Model:
         c = self.config
-        model = Model(path, n_ctx=c.n_ctx, n_seq=c.n_parallel, n_threads=c.n_threads, n_batch=c.n_batch,
+        model = Model(path, n_ctx=c.model_n_ctx, n_seq=c.n_parallel, n_threads=c.n_threads, n_batch=c.n_batch,
                       chat_template=c.chat_template, use_mmap=c.use_mmap, n_gpu_layers=c.n_gpu_layers,
                       device=c.device, cache_type_k=c.cache_type_k, cache_type_v=c.cache_type_v)
         try:
@@ -282,14 +282,14 @@ class ModelRegistry:
     def estimate(self, entry: ModelEntry) -> int:
         """Bytes a model takes once loaded: its file (the weights) and its slots' KV caches."""
         info = self.infos.info(entry.path)
-        per_seq = resolve_context(self.config.n_ctx, info.hp.n_ctx_train, self.config.n_parallel)
+        per_seq = resolve_context(self.config.model_n_ctx, info.hp.n_ctx_train, self.config.n_parallel)
         return info.size + kv_cache_bytes(info.hp.n_layer, per_seq, info.hp.kv_dim, self.config.n_parallel)
 
     async def _load(self, entry: ModelEntry) -> None:
         """Load ``entry`` on a thread (making room first when several models are served)."""
         c = self.config
         worker = EngineWorker(max_queue=c.max_queue, n_predict_max=c.n_predict_max, n_slots=c.n_parallel,
-                              context_shift=c.context_shift)
+                              context_shift=c.context_shift, kv_pool=c.kv_pool)
         async with self._load_lock:
             if self.multi:
                 try:

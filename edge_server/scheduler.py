@@ -35,6 +35,10 @@ class QueueFullError(RuntimeError):
     """More requests are waiting than the queue allows (answered 503 with Retry-After)."""
 
 
+class KVPoolExceededError(RuntimeError):
+    """``--kv-unified``: the busy slots together need more than the shared pool (llama-server aborts them all)."""
+
+
 @dataclass
 class Stats:
     """Counters for ``/metrics`` (updated on the engine thread, read on the loop: plain numbers are fine)."""
@@ -92,8 +96,9 @@ class Task:
 class Scheduler:
     """Owns the model's forward passes: run ``loop()`` on the engine thread."""
 
-    def __init__(self, model: Model, n_slots: int, max_queue: int, stats: Stats) -> None:
+    def __init__(self, model: Model, n_slots: int, max_queue: int, stats: Stats, kv_pool: int | None = None) -> None:
         self.model = model
+        self.kv_pool = kv_pool
         self.max_queue = max_queue
         self.stats = stats
         caches = [model.new_sequence() for _ in range(n_slots)]
@@ -219,6 +224,8 @@ class Scheduler:
         assert state is not None
         model = self.model
         chunk = slot.todo[: model.n_batch]
+        if not self._pool_fits(len(chunk)):
+            return
         slot.todo = slot.todo[len(chunk) :]
         last = [len(chunk) - 1] if not slot.todo else []
         try:
@@ -239,6 +246,8 @@ class Scheduler:
         """One batched forward pass for every slot that has a token to evaluate."""
         active = [s for s in self.slots if s.busy and not s.todo and s.state is not None and not s.state.finished]
         if not active:
+            return
+        if not self._pool_fits(len(active)):
             return
         batch = [(s.kv, [s.state.next_token]) for s in active]  # type: ignore[union-attr]
         model = self.model
@@ -267,6 +276,22 @@ class Scheduler:
         for slot in active:
             if slot.busy and slot.state is not None and slot.state.finished:
                 self._finish(slot)
+
+    def _pool_fits(self, n_new: int) -> bool:
+        """``--kv-unified``: whether ``n_new`` more tokens fit in the shared pool beside the busy slots' tokens;
+        when not, every busy slot ends with ``KVPoolExceededError`` (llama-server aborts the pool as a whole)."""
+        if self.kv_pool is None:
+            return True
+        busy = [s for s in self.slots if s.busy]
+        need = sum(len(s.kv.tokens) for s in busy) + n_new
+        if need <= self.kv_pool:
+            return True
+        error = KVPoolExceededError(f"context size has been exceeded: the {len(busy)} busy slots need {need} tokens "
+                                    f"of the unified KV pool of {self.kv_pool} (--kv-unified, -c)")
+        for slot in busy:
+            slot.task.post(ErrorEvent(error))
+            self._finish(slot, ok=False)
+        return False
 
     def _step_work(self) -> None:
         """One step of the oldest queued work (``submit_work``)."""

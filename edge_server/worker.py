@@ -81,10 +81,11 @@ class EngineWorker:
     """Owns the model, its slots and the engine thread."""
 
     def __init__(self, max_queue: int = 64, n_predict_max: int = -1, n_slots: int = 1,
-                 context_shift: bool = False) -> None:
+                 context_shift: bool = False, kv_pool: int | None = None) -> None:
         self.max_queue = max_queue
+        self.kv_pool = kv_pool  # --kv-unified: tokens all slots together may hold
         self.context_shift = context_shift  # llama-server's --context-shift: shift a full slot, or stop there
-        self.n_predict_max = n_predict_max  # -n: no request generates more tokens (-1: no cap)
+        self.n_predict_max = n_predict_max  # -n: tokens a request that sets no n_predict generates (-1: no limit)
         self.n_slots = max(1, n_slots)
         self.model: Model | None = None
         self.load_error: str | None = None
@@ -109,7 +110,7 @@ class EngineWorker:
         except Exception as exc:  # noqa: BLE001 - any load failure is reported through /health
             self.load_error = f"{type(exc).__name__}: {exc}"
             return
-        self.scheduler = Scheduler(model, self.n_slots, self.max_queue, self.stats)
+        self.scheduler = Scheduler(model, self.n_slots, self.max_queue, self.stats, self.kv_pool)
         self._thread = threading.Thread(target=self.scheduler.loop, name="emberllm-engine", daemon=True)
         self._thread.start()
         self.model = model
@@ -122,9 +123,8 @@ class EngineWorker:
             raise ValueError("GenRequest.tokens is not set: tokenize the prompt with prepare_prompt first")
         model = self.model
         tokens = req.tokens
-        cap = self.n_predict_max
-        if cap >= 0 and (req.n_predict < 0 or req.n_predict > cap):
-            req.n_predict = cap
+        if req.n_predict < 0:  # -n: the length of a generation whose request sets none, as llama-server
+            req.n_predict = self.n_predict_max
         job = Job(asyncio.get_running_loop())
         deadline = time.monotonic() + req.timeout_s
 

@@ -217,6 +217,8 @@ def test_openapi_describes_the_json_endpoints(server, client):
         assert set(required) <= set(body)
         r = client.post(path, json=body)
         assert r.status_code == 200, (path, r.text)
-    # -n caps every generation, whatever the request asks for
-    r = client.post("/completion", json={"prompt": "Hi", "n_predict": 50, "ignore_eos": True}).json()
+    # -n is the length of a generation whose request sets none (llama-server's n_predict default)
+    r = client.post("/completion", json={"prompt": "Hi", "ignore_eos": True}).json()
     assert r["tokens_predicted"] == N_PREDICT_CAP and r["generation_settings"]["n_predict"] == N_PREDICT_CAP
+    r = client.post("/completion", json={"prompt": "Hi", "n_predict": 1, "ignore_eos": True}).json()
+    assert r["tokens_predicted"] == 1
