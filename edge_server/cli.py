@@ -149,6 +149,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (not args.timeout > 0, "-to/--timeout must be positive"),
         (args.max_queue < 0, "--max-queue must be at least 0"),
         (args.n_predict < -1, "-n/--n-predict must be -1 (no limit) or at least 0"),
+        (args.sleep_idle_seconds == 0 or args.sleep_idle_seconds < -1,
+         "--sleep-idle-seconds must be -1 (never) or at least 1"),
         (args.flash_attn == "off" and args.cache_type_v in ("q8_0", "q4_0"),
          f"quantized V cache (-ctv {args.cache_type_v}) requires flash attention: -fa on or auto (as llama-server)"),
     ]
@@ -160,8 +162,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     several = models_config(args, models_dir())
     if not several["multi_model"]:
         several = {"model_path": resolve_model_path(several["model_arg"]), "alias": several["alias"]}
+    elif args.sleep_idle_seconds > 0:
+        raise ValueError("--sleep-idle-seconds applies to one model; with several, --keep-alive (or a request's "
+                         "keep_alive) unloads an idle model")
     return ServerConfig(n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
-                        n_parallel=args.parallel, kv_unified=args.kv_unified, api_key=args.api_key or None, **several,
+                        n_parallel=args.parallel, kv_unified=args.kv_unified,
+                        sleep_idle_s=args.sleep_idle_seconds if args.sleep_idle_seconds > 0 else None,
+                        api_key=args.api_key or None, **several,
                         chat_template=chat_template(args), webui=not args.no_webui, metrics=args.metrics,
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
                         cache_type_k=args.cache_type_k, cache_type_v=args.cache_type_v,

@@ -21,6 +21,8 @@ class ServerConfig:
     n_parallel: int = 1
     #: llama-server's --kv-unified: every slot may use the whole -c, the slots together at most -c tokens
     kv_unified: bool = False
+    #: llama-server's --sleep-idle-seconds: unload the one model after this long without requests (None: never)
+    sleep_idle_s: float | None = None
     api_key: str | None = None
     alias: str | None = None
     chat_template: str | None = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from emberllm.runtime.decoding import Step, Timings
 
-__all__ = ["DoneEvent", "ErrorEvent", "Event", "GenResult", "StepEvent"]
+__all__ = ["DoneEvent", "ErrorEvent", "Event", "GenResult", "ProgressEvent", "StepEvent"]
 
 
 @dataclass
@@ -33,6 +33,18 @@ class StepEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """The prompt's evaluation so far (llama-server's ``prompt_progress``, sent when a request sets
+    ``return_progress``): ``processed`` of ``total`` prompt tokens are in the cache, ``cache`` of them were already;
+    ``prompt_ms`` spent on it."""
+
+    total: int
+    cache: int
+    processed: int
+    prompt_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class DoneEvent:
     """The generation has ended; no event follows."""
 
@@ -47,4 +59,4 @@ class ErrorEvent:
 
 
 #: Every event a ``Job`` delivers.
-Event = StepEvent | DoneEvent | ErrorEvent
+Event = StepEvent | ProgressEvent | DoneEvent | ErrorEvent

@@ -13,12 +13,12 @@ from starlette.requests import Request
 
 from emberllm.chat.fit import fit_messages, reply_reserve
 from emberllm.edge_server.errors import ApiError, context_exceeded
-from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
+from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, ProgressEvent, StepEvent
 from emberllm.edge_server.scheduler import KVPoolExceededError
 from emberllm.edge_server.sse import sse
 from emberllm.edge_server.worker import EngineWorker, GenRequest, Job, QueueFullError
 from emberllm.models.decoder import ContextFullError
-from emberllm.runtime.decoding import truncate_prompt
+from emberllm.runtime.decoding import Timings, truncate_prompt
 from emberllm.runtime.model import Model, Step
 from emberllm.sampling import SamplingParams
 
@@ -177,6 +177,10 @@ class StreamFormat:
         """The chunk for one step (``n_predicted``: tokens generated so far, this one included), or None."""
         return None
 
+    def progress(self, event: ProgressEvent) -> Any | None:
+        """The chunk for the prompt's progress (``return_progress``), or None."""
+        return None
+
     def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
         """Chunks sent once the generation has ended (``last``: its last step)."""
         return []
@@ -205,6 +209,10 @@ async def stream_sse(events: AsyncIterator[Event], fmt: StreamFormat) -> AsyncIt
                 if step.token >= 0:
                     n_predicted += 1
                 chunk = fmt.step(step, n_predicted)
+                if chunk is not None:
+                    yield fmt.render(chunk)
+            case ProgressEvent():
+                chunk = fmt.progress(event)
                 if chunk is not None:
                     yield fmt.render(chunk)
             case DoneEvent(result=done):
@@ -242,10 +250,21 @@ def native_probs(model: Model, step: Step, post_sampling: bool) -> dict[str, Any
 
 
 def timings_dict(result: GenResult | None, n_predicted: int) -> dict[str, float]:
-    """llama-server's ``timings`` object."""
-    if result is None:
-        return {}
-    tm = result.timings
+    """llama-server's ``timings`` object of a finished generation."""
+    return timings_of(result.timings, n_predicted) if result is not None else {}
+
+
+def progress_fields(event: ProgressEvent) -> dict[str, Any]:
+    """llama-server's ``prompt_progress`` and the ``timings`` so far, for a ``return_progress`` chunk."""
+    done = event.processed - event.cache
+    return {"prompt_progress": {"total": event.total, "cache": event.cache, "processed": event.processed,
+                                "time_ms": int(event.prompt_ms)},
+            "timings": timings_of(Timings(prompt_ms=event.prompt_ms, prompt_tokens=done,
+                                          cached_tokens=event.cache), 0)}
+
+
+def timings_of(tm: Timings, n_predicted: int) -> dict[str, float]:
+    """llama-server's ``timings`` object for ``tm`` (of a generation done or under way)."""
     predicted_ms = tm.eval_ms + tm.sample_ms
     steps = max(n_predicted - 1, 0)  # as llama-server: the first token is free (the prompt's last logits)
     return {

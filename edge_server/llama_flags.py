@@ -34,6 +34,7 @@ LLAMA_ENV = {
     "reasoning_format": "LLAMA_ARG_THINK", "reasoning_budget": "LLAMA_ARG_THINK_BUDGET",
     "chat_template_kwargs": "LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "cache_idle_slots": "LLAMA_ARG_CACHE_IDLE_SLOTS",
     "ui_mcp_proxy": "LLAMA_ARG_UI_MCP_PROXY", "kv_unified": "LLAMA_ARG_KV_UNIFIED",
+    "sleep_idle_seconds": "LLAMA_ARG_SLEEP_IDLE_SECONDS",
     "cache_type_k": "LLAMA_ARG_CACHE_TYPE_K",
     "cache_type_v": "LLAMA_ARG_CACHE_TYPE_V",
 }
@@ -121,6 +122,10 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
                    help="every slot may use the whole -c, all slots together at most -c tokens (past that, the busy "
                         "slots' requests fail with 500, as llama-server); the memory of -np caches of -c each is "
                         "reserved (default: off: each slot has -c/-np)")
+    g.add_argument("--sleep-idle-seconds", type=int, default=-1, metavar="SECONDS",
+                   help="unload the model after this many seconds without requests; the next request that needs it "
+                        "(a generation, /tokenize...) loads it again, /health, /props, /models and /metrics do not "
+                        "(default: -1, never)")
     g.add_argument("--slots", action=argparse.BooleanOptionalAction, default=True,
                    help="expose GET /slots (default: on; --no-slots answers 501 there, as llama-server)")
     g.add_argument("-cram", "--cache-ram", type=int, default=None, metavar="MIB",

@@ -112,6 +112,8 @@ class ModelRegistry:
         self._load_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._reaper: asyncio.Task[None] | None = None
+        #: one-model mode with --sleep-idle-seconds: the model is unloaded until a request needs it
+        self.sleeping = False
         if not multi:
             name, path = next(iter(catalog.fixed.items()))
             self.entries[name] = ModelEntry(name, path, pinned=True)
@@ -129,6 +131,9 @@ class ModelRegistry:
         entry = next(iter(self.entries.values()))
         await self._load(entry)
         self.load_error = entry.worker.load_error if entry.worker is not None else None
+        entry.last_used = time.monotonic()
+        if self.config.sleep_idle_s is not None and self.load_error is None:
+            self._reaper = asyncio.create_task(self._doze(entry, self.config.sleep_idle_s))
 
     async def shutdown(self) -> None:
         """Stop every worker."""
@@ -200,8 +205,14 @@ class ModelRegistry:
         handed back by ``release`` (``LeaseMiddleware`` does it for the request that put it in ``leases``)."""
         entry = self.entries[self.resolve(name)] if not self.multi else self.entry(self.resolve(name))
         if not self.multi:
+            entry.active += 1  # counted first: the model does not fall asleep while it wakes for this request
+            if self.sleeping:
+                async with entry.lock:
+                    if self.sleeping:
+                        await self._wake(entry)
             worker = entry.worker
             if worker is None or worker.model is None:
+                entry.active -= 1
                 if self.load_error:
                     raise ApiError(500, f"model failed to load: {self.load_error}")
                 raise ApiError(503, "Loading model", headers={"Retry-After": "1"})
@@ -234,6 +245,7 @@ class ModelRegistry:
         entry = lease.entry
         entry.last_used = time.monotonic()
         if entry.pinned:
+            entry.active -= 1
             return
         entry.keep_alive = lease.keep_alive if lease.keep_alive is not None else self.config.keep_alive_s
         await self._idle(entry)
@@ -342,6 +354,33 @@ class ModelRegistry:
         entry.worker, entry.status, entry.expires, entry.keep_alive = None, "unloaded", None, None
         add_stats(self.retired, worker.stats)
         await asyncio.to_thread(worker.shutdown)
+
+    async def _doze(self, entry: ModelEntry, idle_s: float) -> None:
+        """One-model mode, ``--sleep-idle-seconds``: unload the model once no request has used it for ``idle_s``
+        (its counters kept for /metrics); the next request that needs it loads it again (``acquire``)."""
+        while True:
+            await asyncio.sleep(min(0.1, idle_s / 4))
+            worker = entry.worker
+            idle = time.monotonic() - entry.last_used >= idle_s
+            if self.sleeping or worker is None or entry.active > 0 or worker.busy or not idle:
+                continue
+            async with entry.lock:
+                if entry.active > 0 or self.sleeping:
+                    continue
+                self.sleeping = True
+                entry.worker, entry.status = None, "unloaded"
+                add_stats(self.retired, worker.stats)
+                await asyncio.to_thread(worker.shutdown)
+                print("emberllm: sleeping: the model is unloaded until a request needs it (--sleep-idle-seconds)",
+                      file=sys.stderr, flush=True)
+
+    async def _wake(self, entry: ModelEntry) -> None:
+        """Load the sleeping model again."""
+        await self._load(entry)
+        if entry.worker is not None and entry.worker.model is not None:
+            self.sleeping = False
+            entry.last_used = time.monotonic()
+            print("emberllm: awake: the model is loaded again", file=sys.stderr, flush=True)
 
     async def _reap(self) -> None:
         """Unload idle models whose keep-alive has run out (checked every half second)."""

@@ -13,17 +13,19 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from emberllm.edge_server.chat_prompt import plan_prompt
 from emberllm.edge_server.errors import ApiError, error_response
-from emberllm.edge_server.events import Event
+from emberllm.edge_server.events import Event, ProgressEvent
 from emberllm.edge_server.generation import (
     Outcome,
     StreamFormat,
     collect,
     native_probs,
     prepare_prompt,
+    progress_fields,
     sampling_from,
     start,
     stream_sse,
     timings_dict,
+    timings_of,
 )
 from emberllm.edge_server.requests import (
     Prompt,
@@ -119,6 +121,13 @@ class CompletionStream(StreamFormat):
     job: Job
     n_prompt: int
     has_new_line: bool = False
+    #: llama-server's ``timings_per_token``: every chunk carries the timings so far
+    per_token_timings: bool = False
+
+    def progress(self, event: ProgressEvent) -> dict[str, Any]:
+        """A ``return_progress`` chunk: no text, the prompt's progress and the timings so far."""
+        return {"index": 0, "content": "", "tokens": [], "stop": False, "id_slot": self.job.slot_id,
+                "tokens_predicted": 0, "tokens_evaluated": self.n_prompt, **progress_fields(event)}
 
     def step(self, step: Step, n_predicted: int) -> dict[str, Any] | None:
         """A token's chunk (the last step of a stop without text sends none)."""
@@ -130,6 +139,8 @@ class CompletionStream(StreamFormat):
                                  "tokens_evaluated": self.n_prompt}
         if self.params.n_probs > 0 and (p := native_probs(self.model, step, self.params.post_sampling_probs)):
             chunk["completion_probabilities"] = [p]
+        if self.per_token_timings and self.job.timings is not None:
+            chunk["timings"] = timings_of(self.job.timings, n_predicted)
         return chunk
 
     def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[dict[str, Any]]:
@@ -218,7 +229,8 @@ async def _start_completion(request: Request, model: Model, data: dict[str, Any]
                      stop=get_stop(data), n_keep=get_int(data, "n_keep", 0, -1, 2**31 - 1),
                      n_discard=get_int(data, "n_discard", 0, 0, 2**31 - 1),
                      cache_prompt=get_bool(data, "cache_prompt", True), timeout_s=server.config.timeout_s,
-                     id_slot=get_int(data, "id_slot", -1, -1, server.config.n_parallel - 1))
+                     id_slot=get_int(data, "id_slot", -1, -1, server.config.n_parallel - 1),
+                     return_progress=get_bool(data, "return_progress", False))
     truncate = get_bool(data, "truncate", server.config.truncate_prompts)
     n_prompt = await asyncio.to_thread(prepare_prompt, model, req, truncate)
     job, events = await start(served(request).worker, req)
@@ -230,7 +242,8 @@ async def _complete(request: Request, model: Model, data: dict[str, Any], prompt
     if not get_bool(data, "stream", False):
         return JSONResponse(await _completion_body(request, model, data, prompt))
     req, n_prompt, job, events = await _start_completion(request, model, data, prompt)
-    fmt = CompletionStream(model, served(request).name, req.params, req, job, n_prompt)
+    fmt = CompletionStream(model, served(request).name, req.params, req, job, n_prompt,
+                           per_token_timings=get_bool(data, "timings_per_token", False))
     return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set)
 
 
@@ -307,7 +320,7 @@ async def props(request: Request) -> Response:
     worker = entry.worker if entry is not None else None
     model = worker.model if worker is not None else None
     if not registry.multi and model is None:
-        check_ready(request)
+        check_ready(request)  # loading or failed (a sleeping model answers from its header)
     if model is not None:
         n_ctx, template = model.n_ctx, model.chat_template.template
     else:
@@ -323,6 +336,7 @@ async def props(request: Request) -> Response:
         "chat_template": template,
         "modalities": {"vision": False, "audio": False},
         "build_info": "emberllm",
+        "is_sleeping": registry.sleeping,
     }
     if registry.multi:
         body["models"] = [{"id": n, "status": registry.status(n)} for n in registry.names()]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emberllm.backends.kv_cache import KVCache
-from emberllm.edge_server.events import ErrorEvent, Event, StepEvent
+from emberllm.edge_server.events import ErrorEvent, Event, ProgressEvent, StepEvent
 from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix
 from emberllm.runtime.model import LogitRows, Model
 
@@ -90,6 +90,8 @@ class Task:
     cache_prompt: bool = True
     id_slot: int = -1
     on_start: Callable[[Slot], Any] | None = None
+    #: post a ``ProgressEvent`` before the prompt and after each of its micro-batches (``return_progress``)
+    progress: bool = False
     on_done: Callable[[Slot, DecodeState], Any] | None = None
 
 
@@ -197,6 +199,7 @@ class Scheduler:
         slot.last_used = time.monotonic()
         state.timings.prompt_ms = 0.0
         self.stats.processing += 1
+        self._progress(slot)
         if not slot.todo and saved is not None:
             try:
                 task.post(StepEvent(state.sample(saved[1])))
@@ -232,6 +235,7 @@ class Scheduler:
             t0 = time.perf_counter()
             rows = model.decode([(slot.kv, chunk, last)])
             state.timings.prompt_ms += (time.perf_counter() - t0) * 1000.0
+            self._progress(slot)
             if last:
                 slot.prompt_logits = (list(state.prompt), memoryview(bytearray(rows[0])).cast("f"))
                 self._sample(slot, rows, 0)
@@ -276,6 +280,15 @@ class Scheduler:
         for slot in active:
             if slot.busy and slot.state is not None and slot.state.finished:
                 self._finish(slot)
+
+    def _progress(self, slot: Slot) -> None:
+        """Post the prompt's progress to a task that asked for it."""
+        task, state = slot.task, slot.state
+        if task is None or state is None or not task.progress:
+            return
+        tm = state.timings
+        total = tm.cached_tokens + tm.prompt_tokens
+        task.post(ProgressEvent(total, tm.cached_tokens, total - len(slot.todo), tm.prompt_ms))
 
     def _pool_fits(self, n_new: int) -> bool:
         """``--kv-unified``: whether ``n_new`` more tokens fit in the shared pool beside the busy slots' tokens;

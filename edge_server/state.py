@@ -96,7 +96,7 @@ def served(request: Request) -> Lease:
 def check_ready(request: Request) -> None:
     """One-model mode: 503 while the model loads (500 if it failed), before the body is read."""
     registry = server_of(request).registry
-    if not registry.multi:
+    if not registry.multi and not registry.sleeping:
         entry = next(iter(registry.entries.values()))
         if entry.worker is None or entry.worker.model is None:
             if registry.load_error:

@@ -16,14 +16,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from emberllm.backends.kv_cache import KVCache
-from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, StepEvent
+from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, ProgressEvent, StepEvent
 from emberllm.edge_server.scheduler import QueueFullError, Scheduler, Slot, Stats, Task
-from emberllm.runtime.decoding import DecodeState
+from emberllm.runtime.decoding import DecodeState, Timings
 from emberllm.runtime.model import Model
 from emberllm.sampling import SamplingParams
 
-__all__ = ["DoneEvent", "EngineWorker", "ErrorEvent", "Event", "GenRequest", "GenResult", "Job", "QueueFullError",
-           "Stats", "StepEvent"]
+__all__ = ["DoneEvent", "EngineWorker", "ErrorEvent", "Event", "GenRequest", "GenResult", "Job", "ProgressEvent",
+           "QueueFullError", "Stats", "StepEvent"]
 
 
 @dataclass
@@ -42,6 +42,8 @@ class GenRequest:
     id_slot: int = -1
     tokens: list[int] | None = None
     truncated: bool = False
+    #: llama-server's ``return_progress``: ``ProgressEvent``s while the prompt is evaluated
+    return_progress: bool = False
 
 
 class Job:
@@ -51,6 +53,7 @@ class Job:
         self.cancel = threading.Event()
         self.slot_id = -1  # set by the engine thread when the job gets a slot
         self.n_cached = 0  # prompt tokens its slot's cache already held (set with slot_id)
+        self.timings: Timings | None = None  # the generation's timings so far (set with slot_id; engine-owned)
         self._loop = loop
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -71,7 +74,7 @@ class Job:
             while True:
                 event = await self.next_event()
                 yield event
-                if not isinstance(event, StepEvent):
+                if isinstance(event, DoneEvent | ErrorEvent):
                     return
         finally:
             self.cancel.set()
@@ -138,12 +141,14 @@ class EngineWorker:
         def on_start(slot: Slot) -> None:
             job.slot_id = slot.id
             job.n_cached = slot.state.timings.cached_tokens if slot.state is not None else 0
+            job.timings = slot.state.timings if slot.state is not None else None
 
         def on_done(slot: Slot, state: DecodeState) -> None:
             job.post(DoneEvent(GenResult(len(tokens), state.timings, slot.id, state.shifted)))
 
         task = Task(tokens=tokens, make_state=make_state, post=job.post, cancelled=cancelled,
-                    cache_prompt=req.cache_prompt, id_slot=req.id_slot, on_start=on_start, on_done=on_done)
+                    cache_prompt=req.cache_prompt, id_slot=req.id_slot, on_start=on_start, on_done=on_done,
+                    progress=req.return_progress)
         self.scheduler.submit(task)
         return job
 
