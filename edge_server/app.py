@@ -28,6 +28,7 @@ from emberllm.edge_server import (
     ollama_models,
     openai_api,
     rerank,
+    responses_api,
 )
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.errors import ApiError, error_response
@@ -73,6 +74,9 @@ def api_routes() -> list[Route]:
         Route("/chat/completions/input_tokens", openai_api.chat_input_tokens, methods=["POST"]),
         *[Route(path, rerank.rerank, methods=["POST"]) for path in ("/rerank", "/reranking", "/v1/rerank",
                                                                       "/v1/reranking")],
+        *[Route(path, responses_api.responses, methods=["POST"]) for path in ("/v1/responses", "/responses")],
+        *[Route(path, responses_api.input_tokens, methods=["POST"])
+          for path in ("/v1/responses/input_tokens", "/responses/input_tokens")],
         Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", anthropic_api.count_tokens, methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
