@@ -22,6 +22,7 @@ from emberllm.edge_server import (
     anthropic_api,
     cors_proxy,
     embeddings,
+    gcp,
     native,
     ollama_api,
     ollama_embed,
@@ -82,7 +83,19 @@ def api_routes() -> list[Route]:
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/cors-proxy", cors_proxy.cors_proxy, methods=["GET", "POST"]),
         *ollama_routes(),
+        *gcp_routes(),
     ]
+
+
+def gcp_routes() -> list[Route]:
+    """Vertex AI's predict route and health alias when ``AIP_MODE=PREDICTION`` (``gcp.py``)."""
+    settings = gcp.gcp_settings()
+    if not settings.enabled:
+        return []
+    routes = [Route(settings.predict_route, gcp.predict, methods=["POST"])]
+    if settings.health_route:
+        routes.append(Route(settings.health_route, native.health, methods=["GET"]))
+    return routes
 
 
 def ollama_routes() -> list[Route]:
@@ -109,6 +122,8 @@ class ApiKeyMiddleware:
         self.app = app
         self.key = api_key.encode() if api_key else None
         self.api_paths = api_paths
+        health_alias = gcp.gcp_settings().health_route if gcp.gcp_settings().enabled else ""
+        self.public = PUBLIC_PATHS | ({health_alias} if health_alias else set())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.key is None or scope["type"] != "http" or not self._protected(scope):
@@ -127,7 +142,7 @@ class ApiKeyMiddleware:
 
     def _protected(self, scope: Scope) -> bool:
         path = scope.get("path", "")
-        if path in PUBLIC_PATHS:
+        if path in self.public:
             return False
         # Static files of the web UI are public; anything that is not a GET of a non-API path needs the key.
         return path in self.api_paths or scope.get("method") != "GET"
@@ -209,6 +224,7 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
     )
     app.state.server = state
+    app.state.gcp_aliases = gcp.format_aliases([r.path for r in api_routes() if "POST" in (r.methods or ())])
     app.add_middleware(LeaseMiddleware, registry=lambda: state.registry)
     app.add_middleware(ApiKeyMiddleware, api_key=config.api_key, api_paths=api_paths)
     return app

@@ -20,6 +20,7 @@ from emberllm.cli.common import MODEL_HELP, USER_ERRORS, fail, resolve_model_pat
 from emberllm.cli.sampling_flags import add_sampling_flags, params_from_args
 from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.embeddings import add_embedding_flags, check_embedding_flags
+from emberllm.edge_server.gcp import gcp_settings
 from emberllm.edge_server.llama_flags import (
     LLAMA_ENV,
     add_cors_flags,
@@ -197,6 +198,11 @@ def run(args: argparse.Namespace) -> int:
         for path in config.models.values():
             check_model_file(path, config.model_n_ctx, config.n_parallel, config.cache_type_k, config.cache_type_v)
         hosts = [h.strip() for h in args.host.split(",") if h.strip()] or ["127.0.0.1"]
+        vertex = gcp_settings()
+        if vertex.enabled and vertex.port is not None and vertex.port != args.port:
+            print(f"note: AIP_MODE=PREDICTION: AIP_HTTP_PORT {vertex.port} replaces --port {args.port}",
+                  file=sys.stderr)
+            args.port = vertex.port
         for host in hosts:
             check_port_free(host, args.port)
     except USER_ERRORS as exc:

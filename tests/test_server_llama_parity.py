@@ -187,3 +187,28 @@ def test_kv_unified_pool(gemma_path, tmp_path):
                 assert res.json()["tokens_predicted"] == 100
         assert any(res.status_code == 500 for res in results)
         assert httpx.get(f"{srv.url}/health", timeout=30).status_code == 200
+
+
+# -- Vertex AI (AIP_MODE=PREDICTION) ------------------------------------------------------------------------------
+
+
+def test_vertex_ai_predict(gemma_path, tmp_path, monkeypatch):
+    from emberllm.edge_server.gcp import request_format
+
+    assert [request_format(p) for p in ("/v1/chat/completions", "/apply-template", "/completion", "/v1/rerank")] == \
+        ["chatCompletions", "applyTemplate", "completion", "rerank"]
+    monkeypatch.setenv("AIP_MODE", "PREDICTION")
+    monkeypatch.setenv("AIP_HEALTH_ROUTE", "ping")
+    with run_server(gemma_path, tmp_path, "-c", "512", "-np", "2", "-t", "1") as srv:
+        chat = {"@requestFormat": "chatCompletions", "max_tokens": 4, "stream": True,
+                "messages": [{"role": "user", "content": "Say hello"}], **GREEDY}
+        tokens = {"@requestFormat": "/tokenize", "content": "Hello"}
+        r = httpx.post(f"{srv.url}/predict", json={"instances": [chat, tokens, {"@requestFormat": "nope"}, 3]},
+                       headers=AUTH, timeout=120)
+        assert r.status_code == 200
+        reply, tok, unknown, bad = r.json()["predictions"]
+        assert reply["choices"][0]["message"]["role"] == "assistant" and reply["usage"]["completion_tokens"] == 4
+        assert tok["tokens"] and "nope" in unknown["error"]["message"] and "JSON object" in bad["error"]["message"]
+        assert httpx.post(f"{srv.url}/predict", json={"instances": [chat]}, timeout=30).status_code == 401  # the key
+        assert httpx.post(f"{srv.url}/predict", json={}, headers=AUTH, timeout=30).status_code == 400
+        assert httpx.get(f"{srv.url}/ping", timeout=30).json()["status"] == "ok"
