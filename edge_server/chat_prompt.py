@@ -36,6 +36,8 @@ class PromptPlan:
 
     def render(self, model: Model, messages: list[dict[str, Any]]) -> str:
         """The prompt text of ``messages`` (400 when the template cannot render them)."""
+        if self.continue_final_message and messages and isinstance(messages[-1].get("content"), list):
+            messages = [*messages[:-1], {**messages[-1], "content": continued_text(messages[-1]["content"])}]
         try:
             text = model.chat_template.render_prompt(
                 self.tools.messages(messages, self.fmt_name), tools=self.tools.offered if self.tools.active else None,
@@ -126,3 +128,10 @@ def _continuation(value: Any) -> bool:
         raise ApiError(400, "continue_final_message: \"reasoning_content\" (continuing inside the reasoning) is not "
                             "supported; send true or \"content\"")
     raise ApiError(400, f"continue_final_message: expected a boolean or \"content\", got {value!r}")
+
+
+def continued_text(parts: list[Any]) -> str:
+    """The text a continued assistant message's content parts continue from: their text parts joined by a blank
+    line (llama.cpp's ``render_content``)."""
+    return "\n\n".join(p["text"] for p in parts if isinstance(p, dict) and p.get("type") == "text"
+                        and isinstance(p.get("text"), str))

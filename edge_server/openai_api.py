@@ -14,7 +14,7 @@ import asyncio
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.requests import Request
@@ -117,13 +117,19 @@ def _usage(n_prompt: int, n_predicted: int) -> dict[str, int]:
     return {"prompt_tokens": n_prompt, "completion_tokens": n_predicted, "total_tokens": n_prompt + n_predicted}
 
 
+#: The most choices (``n``) one chat completion may ask for.
+MAX_CHOICES = 16
+
+
 def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt: str | list[int],
                  n_top: int | None, extra_stop: list[str], chat: bool = False, grammar: str = "") -> GenRequest:
     """Shared OpenAI field handling; ``n_top`` is the number of top log-probabilities asked for (None: off);
     ``grammar``: a tool call's grammar, used instead of the body's (which must then ask for none)."""
     refuse_unsupported(data, chat=chat)
-    if get_int(data, "n", 1) != 1:
-        raise ApiError(400, "n: only n=1 is supported")
+    n_choices = get_int(data, "n", 1, 1, MAX_CHOICES)
+    if n_choices > 1 and (not chat or get_bool(data, "stream", False)):
+        raise ApiError(400, "n: several choices are answered by a non-streamed /v1/chat/completions only; send n: 1 "
+                            "(or stream: false)")
     n_predict = -1
     for key in ("max_completion_tokens", "max_tokens", "n_predict"):
         if data.get(key) is not None:
@@ -397,13 +403,25 @@ async def chat_completions(request: Request) -> Response:
     created = int(time.time())
     job, events = await start(lease.worker, req)
     if not stream:
-        out: Outcome = await collect(events, request, job)
-        message, finish = chat_reply(out, chat)
-        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-        if n_top is not None:
-            choice["logprobs"] = _chat_logprobs(model, out.steps, n_top)
+        # n > 1: the other choices are generations of the same request beside the first (in the free slots)
+        others = [await start(lease.worker, replace(req)) for _ in range(get_int(data, "n", 1) - 1)]
+        try:
+            outs: list[Outcome] = await asyncio.gather(collect(events, request, job),
+                                                       *(collect(ev) for _, ev in others))
+        finally:
+            for other, _ in others:
+                other.cancel.set()
+        choices = []
+        for i, out in enumerate(outs):
+            message, finish = chat_reply(out, chat)
+            choice: dict[str, Any] = {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+            if n_top is not None:
+                choice["logprobs"] = _chat_logprobs(model, out.steps, n_top)
+            choices.append(choice)
+        out = outs[0]
         body = {"id": cid, "object": "chat.completion", "created": created, "model": name,
-                "system_fingerprint": "emberllm", "choices": [choice], "usage": _usage(n_prompt, out.n_predicted),
+                "system_fingerprint": "emberllm", "choices": choices,
+                "usage": _usage(n_prompt, sum(o.n_predicted for o in outs)),
                 "timings": timings_dict(out.result, out.n_predicted)}
         if verbose:
             body["__verbose"] = verbose_result(model, name, req, out, n_prompt)

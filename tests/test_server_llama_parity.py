@@ -212,3 +212,26 @@ def test_vertex_ai_predict(gemma_path, tmp_path, monkeypatch):
         assert httpx.post(f"{srv.url}/predict", json={"instances": [chat]}, timeout=30).status_code == 401  # the key
         assert httpx.post(f"{srv.url}/predict", json={}, headers=AUTH, timeout=30).status_code == 400
         assert httpx.get(f"{srv.url}/ping", timeout=30).json()["status"] == "ok"
+
+
+# -- chat: several choices, a continued message of content parts --------------------------------------------------
+
+
+def test_chat_several_choices(server):
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    messages = [{"role": "user", "content": "Name a fruit."}]
+    res = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=5, n=3,
+                                         extra_body={"temperature": 0.9, "seed": 3})
+    assert [c.index for c in res.choices] == [0, 1, 2] and 3 <= res.usage.completion_tokens <= 15
+    greedy = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=5, n=2, extra_body=GREEDY)
+    assert greedy.choices[0].message.content == greedy.choices[1].message.content
+    for body in ({"n": 2, "stream": True}, {"n": 0}, {"n": 17}):
+        r = _post(server, "/v1/chat/completions", {"messages": messages, "max_tokens": 2, **body})
+        assert r.status_code == 400 and "n:" in r.json()["error"]["message"], body
+
+
+def test_continued_message_parts_join_with_a_blank_line(server):
+    messages = [{"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": [{"type": "text", "text": "Wh"}, {"type": "text", "text": "ill"}]}]
+    r = _post(server, "/apply-template", {"messages": messages})
+    assert r.status_code == 200 and r.json()["prompt"].endswith("Wh\n\nill")  # llama.cpp's render_content
