@@ -19,11 +19,13 @@ tokenizer on every line where llama.cpp's regexes and the model's agree.
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +205,35 @@ class Built:
     hf_model: Any | None
     trained: Any
 
+    @cached_property
+    def ids(self) -> list[list[int]]:
+        """Our ids of every text of ``TEXTS`` (no BOS)."""
+        return [self.ours.encode(line, add_special=False, parse_special=True) for line in TEXTS]
 
+
+def _wild_lines(n: int = 150, seed: int = 20) -> list[str]:
+    """Random lines over all of Unicode's assigned code points (no surrogates or private use), mixed with the
+    ASCII that the regexes name (case, digits, apostrophes, spaces, newlines)."""
+    rng = random.Random(seed)
+    ascii_bits = list("aZ09'sStT ll\r\n\t /.,!?") + ["'re", "'VE", " x", "  ", "\n\n"]
+    lines = []
+    while len(lines) < n:
+        chars = []
+        for _ in range(rng.randint(1, 30)):
+            if rng.random() < 0.4:
+                chars.append(rng.choice(ascii_bits))
+                continue
+            cp = rng.choice([rng.randint(0x80, 0x2FFF), rng.randint(0x3000, 0xFFFF), rng.randint(0x10000, 0x2FFFF)])
+            if unicodedata.category(chr(cp)) not in ("Cn", "Cs", "Co"):
+                chars.append(chr(cp))
+        lines.append("".join(chars))
+    return lines
+
+
+#: the corpus (the vocabularies are trained on it)
 LINES = corpus(["</s>"])
+#: what the tokenizers are compared on: the corpus and random lines
+TEXTS = LINES + _wild_lines()
 
 
 @pytest.fixture(scope="module")
@@ -244,8 +273,7 @@ def test_matches_hf(name: str, built: Callable[[str], Built]) -> None:
     """Equal to HF with llama.cpp's regexes on every line, and to HF with the model's where those agree."""
     b = built(name)
     bad, agree, model_bad = [], 0, []
-    for line in LINES:
-        got = b.ours.encode(line, add_special=False, parse_special=True)
+    for line, got in zip(TEXTS, b.ids, strict=True):
         want = _hf_ids(b.hf_llama, line)
         if got != want:
             bad.append(f"{line!r}:\n  ours {_show(b.ours, got)}\n  hf   {_show(b.ours, want)}")
@@ -255,11 +283,11 @@ def test_matches_hf(name: str, built: Callable[[str], Built]) -> None:
                 agree += 1
                 if got != model_ids:
                     model_bad.append(line)
-    assert not bad, f"{len(bad)} of {len(LINES)} lines differ from HF with llama.cpp's regexes, e.g.\n" + "\n".join(
+    assert not bad, f"{len(bad)} of {len(TEXTS)} lines differ from HF with llama.cpp's regexes, e.g.\n" + "\n".join(
         bad[:3])
     assert not model_bad, f"{len(model_bad)} lines differ from the model's tokenizer: {model_bad[:3]}"
     if b.hf_model is not None:  # llama.cpp's regex follows the model's on most of the corpus
-        assert agree >= 0.6 * len(LINES), f"llama.cpp's regexes agree with the model's on {agree} lines only"
+        assert agree >= 0.6 * len(TEXTS), f"llama.cpp's regexes agree with the model's on {agree} lines only"
 
 
 @cache
@@ -270,7 +298,7 @@ def _llama_tokenize(path: Path) -> list[list[int]]:
         llamacpp.unavailable(f"llama.cpp's llama-tokenize not found at {binary} "
                              "(build it: python build_scripts/build_llamacpp.py)")
     text_file = path.with_suffix(".txt")
-    text_file.write_bytes(SPECIALS[SEP].join(LINES).encode("utf-8"))
+    text_file.write_bytes(SPECIALS[SEP].join(TEXTS).encode("utf-8"))
     proc = subprocess.run([str(binary), "-m", str(path), "-f", str(text_file), "--ids",
                            "--no-escape", "--log-disable"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -289,16 +317,15 @@ def test_matches_llama_cpp(name: str, built: Callable[[str], Built]) -> None:
     """Equal to llama-tokenize on every corpus line, BOS included as llama.cpp adds it for the name."""
     b = built(name)
     want = _llama_tokenize(b.path)
-    assert len(want) == len(LINES)
+    assert len(want) == len(TEXTS)
     assert b.ours.add_bos == CASES[name].add_bos
-    first = b.ours.encode(LINES[0], add_special=True, parse_special=True)
+    first = b.ours.encode(TEXTS[0], add_special=True, parse_special=True)
     assert first == want[0]
     bad = []
-    for line, ids in zip(LINES[1:], want[1:], strict=True):
-        got = b.ours.encode(line, add_special=False, parse_special=True)
+    for line, got, ids in zip(TEXTS[1:], b.ids[1:], want[1:], strict=True):
         if got != ids:
             bad.append(f"{line!r}:\n  ours  {_show(b.ours, got)}\n  llama {_show(b.ours, ids)}")
-    assert not bad, f"{len(bad)} of {len(LINES)} lines differ from llama-tokenize, e.g.\n" + "\n".join(bad[:3])
+    assert not bad, f"{len(bad)} of {len(TEXTS)} lines differ from llama-tokenize, e.g.\n" + "\n".join(bad[:3])
 
 
 @pytest.mark.parametrize("name", ["tekken", "gpt-4o", "qwen35"])
