@@ -36,7 +36,7 @@ CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=O
 #: llama.cpp's vocab-only test models (with their ``.inp``/``.out`` cases) that the tokenizer tests read from
 #: ``models/``; they ship in the sdist, so unpacking is enough.
 VOCABS = ("llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "deepseek-llm", "starcoder", "refact", "mpt",
-          "command-r")
+          "command-r", "falcon", "deepseek-coder", "qwen35")
 #: Held while building: bench/harness.py's LOCK_PATH, so that a build neither overlaps a timed run nor another build.
 LOCK_PATH = "/tmp/emberllm-bench.lock"
 

@@ -410,7 +410,7 @@ def test_pre_tokenizer_splits() -> None:
 
 
 @pytest.mark.parametrize("name", ["llama-bpe", "qwen2", "gpt-2", "deepseek-llm", "starcoder", "refact", "mpt",
-                                  "command-r"])
+                                  "command-r", "falcon", "deepseek-coder", "qwen35"])
 def test_llama_cpp_vocab_files(name: str) -> None:
     path = llamacpp.vocab(name)
     with GGUFFile.open(path) as f:

@@ -35,11 +35,27 @@ _DEEPSEEK3_RES = (
     r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^""" "\r\n" r"""\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"""
     r"""| ?[\p{P}\p{S}]+""" "[\r\n]*" r"""|\s*""" "[\r\n]+" r"""|\s+(?!\S)|\s+""",
 )
+_UPPER = r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]"
+_LOWER = r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]"
+_LEAD = r"[^\r\n\p{L}\p{N}]?"
+_TAIL_SLASH = r"| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_CONTRACTION = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)"
+#: Mistral's Tekken (Mistral Nemo, Mistral Small 3, Pixtral)
+_TEKKEN_RE = f"{_LEAD}{_UPPER}*{_LOWER}+|{_LEAD}{_UPPER}+{_LOWER}*|\\p{{N}}{_TAIL_SLASH}"
+#: GPT-4o's (also Llama 4's)
+_GPT4O_RE = (f"{_LEAD}{_UPPER}*{_LOWER}+{_CONTRACTION}?|{_LEAD}{_UPPER}+{_LOWER}*{_CONTRACTION}?|\\p{{N}}{{1,3}}"
+             + _TAIL_SLASH)
+#: Qwen3.5's: marks join letters
+_QWEN35_RE = (_CONTRACTION + r"|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 #: (pre-tokenizer steps, pre name); a step is ("split", regex), ("byte_level", use_regex) or ("digits", individual)
 _KNOWN_PRE: list[tuple[tuple[tuple[str, Any], ...], str]] = [
     ((("split", _LLAMA3_RE), ("byte_level", False)), "llama-bpe"),
     ((("split", _QWEN2_RE), ("byte_level", False)), "qwen2"),
+    ((("split", _TEKKEN_RE), ("byte_level", False)), "tekken"),
+    ((("split", _GPT4O_RE), ("byte_level", False)), "gpt-4o"),
+    ((("split", _QWEN35_RE), ("byte_level", False)), "qwen35"),
     ((("byte_level", True),), "gpt-2"),
     ((("digits", True), ("byte_level", True)), "smollm"),
     ((*(("split", r) for r in _DEEPSEEK3_RES), ("byte_level", False)), "deepseek-v3"),
@@ -73,8 +89,9 @@ def bpe_pre_name(tokenizer_json: dict[str, Any]) -> str:
 
     (llama.cpp identifies it by hashing a test tokenization; the families here are told apart by their
     regexes: Llama 3 -> ``llama-bpe``, Qwen2/3 -> ``qwen2``, GPT-2 -> ``gpt-2``, SmolLM/StarCoder digits
-    -> ``smollm``, DeepSeek V3 -> ``deepseek-v3``, DeepSeek LLM -> ``deepseek-llm``.) Raises ``ValueError``
-    for other pre-tokenizers.
+    -> ``smollm``, DeepSeek V3 -> ``deepseek-v3``, DeepSeek LLM -> ``deepseek-llm``, Mistral's Tekken ->
+    ``tekken``, GPT-4o/Llama 4 -> ``gpt-4o``, Qwen3.5 -> ``qwen35``.) Raises ``ValueError`` for other
+    pre-tokenizers.
     """
     steps = tuple(_pre_steps(tokenizer_json.get("pre_tokenizer")))
     for known, name in _KNOWN_PRE:
@@ -84,8 +101,8 @@ def bpe_pre_name(tokenizer_json: dict[str, Any]) -> str:
     if (len(splits) == 6 and splits[0] in ("[\r\n]", r"[\r\n]") and splits[-1] == r"\p{N}+"
             and steps[-1] == ("byte_level", False)):
         return "deepseek-llm"
-    raise ValueError(f"BPE pre-tokenizer not recognized: {steps!r}; known: Llama 3, Qwen2, GPT-2, SmolLM, "
-                     "DeepSeek LLM/V3")
+    raise ValueError(f"BPE pre-tokenizer not recognized: {steps!r}; known: Llama 3, Qwen2, Qwen3.5, GPT-2, "
+                     "GPT-4o, SmolLM, DeepSeek LLM/V3, Tekken")
 
 
 def _does_token_look_special(text: str) -> bool:

@@ -18,24 +18,32 @@ SUPPORTED_MODELS = {"llama": SPMTokenizer, "gpt2": BPETokenizer}
 # Known to llama.cpp but not implemented here yet.
 _KNOWN_UNSUPPORTED = {
     "bert": "WordPiece",
-    "t5": "Unigram",
+    "t5": "Unigram (UGM)",
     "rwkv": "RWKV",
     "plamo2": "PLaMo-2",
     "gemma4": "Gemma 4 BPE",
+    "hybriddna": "HybridDNA BPE",
+    "whitespace": "whitespace-split BPE",
+    "no_vocab": "no vocabulary",
+    "none": "no vocabulary",
 }
 
 
 def load_tokenizer(metadata: Mapping[str, Any]) -> Tokenizer:
     """The tokenizer described by a GGUF metadata mapping.
 
-    Raises ``ValueError`` for tokenizer models that are not (yet) supported.
+    Raises ``ValueError`` naming the ``tokenizer.ggml.model`` value and listing the supported ones when it is
+    missing or not (yet) supported.
     """
     model = metadata.get("tokenizer.ggml.model")
     factory = SUPPORTED_MODELS.get(model)  # type: ignore[arg-type]
     if factory is not None:
         return factory.from_metadata(metadata)
     supported = ", ".join(repr(m) for m in SUPPORTED_MODELS)
+    if model is None:
+        raise ValueError(f"the file names no tokenizer model (tokenizer.ggml.model is missing); supported: "
+                         f"{supported}")
     if model in _KNOWN_UNSUPPORTED:
-        raise ValueError(f"tokenizer model {model!r} ({_KNOWN_UNSUPPORTED[model]}) is not supported yet; "
-                         f"supported: {supported}")
+        raise ValueError(f"tokenizer model {model!r} ({_KNOWN_UNSUPPORTED[model]}, tokenizer.ggml.model) is not "
+                         f"supported yet; supported: {supported}")
     raise ValueError(f"unknown tokenizer model {model!r} (tokenizer.ggml.model); supported: {supported}")

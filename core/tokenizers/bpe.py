@@ -121,14 +121,17 @@ class BPETokenizer(Tokenizer):
         Raises ``ValueError`` when the merges are missing or the pre-tokenizer is unsupported.
         """
         merges = metadata.get("tokenizer.ggml.merges")
+        pre_name = metadata.get("tokenizer.ggml.pre")
+        if merges is None and pre_name == "kimi-k2":
+            merges = []  # llama.cpp lets Kimi K2 go without merges
         if not isinstance(merges, list):
             raise ValueError("the BPE vocabulary has no merges (tokenizer.ggml.merges)")
-        pre_name = metadata.get("tokenizer.ggml.pre")
         if not pre_name:
             log.warning("missing pre-tokenizer type (tokenizer.ggml.pre), using 'default': "
                         "tokenization will differ from the model's; consider regenerating the file")
         pre = pre_tokenizer(pre_name)
-        vocab = Vocab(metadata, _BPE_DEFAULT_IDS, default_add_bos=pre.add_bos, default_add_eos=False,
+        default_ids = _BPE_DEFAULT_IDS if pre.default_bos else {**_BPE_DEFAULT_IDS, "bos": None}
+        vocab = Vocab(metadata, default_ids, default_add_bos=pre.add_bos, default_add_eos=False,
                       default_add_space_prefix=False)
         return cls(vocab, merges, pre)
 

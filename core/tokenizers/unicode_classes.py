@@ -59,6 +59,16 @@ def classify(text: str) -> str:
     return text.translate(_TABLE)
 
 
+_SPACE_AS_VT = dict.fromkeys(_NON_ASCII_SPACES, "\x0b")
+
+
+def text_subject(text: str) -> str:
+    """``text`` as llama.cpp's ``std::wregex`` splits read it: non-ASCII White_Space becomes U+000B."""
+    if text.isascii():
+        return text
+    return text.translate(_SPACE_AS_VT)
+
+
 def _ascii_of_category(prefix: str) -> str:
     """The ASCII characters whose general category starts with ``prefix``, escaped for a ``re`` class."""
     chars = [chr(c) for c in range(0x80) if unicodedata.category(chr(c)).startswith(prefix)]
