@@ -22,6 +22,7 @@ from emberllm.edge_server.config import ServerConfig
 from emberllm.edge_server.embeddings import add_embedding_flags, check_embedding_flags
 from emberllm.edge_server.gcp import gcp_settings
 from emberllm.edge_server.llama_flags import (
+    DEFAULT_CACHE_RAM_MIB,
     LLAMA_ENV,
     add_cors_flags,
     add_llama_server_flags,
@@ -137,6 +138,20 @@ def _env_default(p: argparse.ArgumentParser, action: argparse.Action, name: str,
     p.set_defaults(**{action.dest: value})
 
 
+def prompt_cache_bytes(mib: int) -> int:
+    """``--cache-ram`` in bytes: 0 off, -1 no limit (a quarter of the available memory bounds the default)."""
+    from emberllm.backends.memory import available_memory_bytes
+
+    if mib == 0:
+        return 0
+    if mib < 0:
+        return 1 << 62
+    want = mib << 20
+    if mib == DEFAULT_CACHE_RAM_MIB and (free := available_memory_bytes()):
+        return min(want, free // 4)
+    return want
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Check the flags and turn them into a ``ServerConfig`` (``ValueError`` names the bad flag)."""
     checks = [
@@ -150,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (not args.timeout > 0, "-to/--timeout must be positive"),
         (args.max_queue < 0, "--max-queue must be at least 0"),
         (args.n_predict < -1, "-n/--n-predict must be -1 (no limit) or at least 0"),
+        (args.cache_ram < -1, "--cache-ram must be -1 (no limit), 0 (off) or a size in MiB"),
         (args.sleep_idle_seconds == 0 or args.sleep_idle_seconds < -1,
          "--sleep-idle-seconds must be -1 (never) or at least 1"),
         (args.flash_attn == "off" and args.cache_type_v in ("q8_0", "q4_0"),
@@ -169,6 +185,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(n_ctx=args.ctx_size, n_threads=args.threads, n_batch=micro_batch(args),
                         n_parallel=args.parallel, kv_unified=args.kv_unified,
                         sleep_idle_s=args.sleep_idle_seconds if args.sleep_idle_seconds > 0 else None,
+                        prompt_cache_bytes=prompt_cache_bytes(args.cache_ram),
+                        cache_idle_slots=args.cache_idle_slots and args.cache_ram != 0,
                         api_key=args.api_key or None, **several,
                         chat_template=chat_template(args), webui=not args.no_webui, metrics=args.metrics,
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,
@@ -209,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(" ".join(str(exc).split()))
     for line in notes(args):
         print(f"note: {line}", file=sys.stderr)
+    if config.verbose and config.cache_idle_slots:
+        what = "saved to the prompt cache and cleared" if config.kv_unified else "saved to the prompt cache"
+        print(f"emberllm: idle slots are {what} when a task starts __TEST_TAG_CACHE_IDLE_SLOTS_ENABLED__",
+              file=sys.stderr, flush=True)
     if config.cors.any_origin and config.api_key is None:
         print("warning: security: --cors-origins '*' without --api-key lets any web site you visit use this server",
               file=sys.stderr)

@@ -23,6 +23,9 @@ class ServerConfig:
     kv_unified: bool = False
     #: llama-server's --sleep-idle-seconds: unload the one model after this long without requests (None: never)
     sleep_idle_s: float | None = None
+    #: llama-server's --cache-ram (bytes of the host-RAM prompt cache; 0: none) and --cache-idle-slots
+    prompt_cache_bytes: int = 0
+    cache_idle_slots: bool = True
     api_key: str | None = None
     alias: str | None = None
     chat_template: str | None = None

@@ -128,10 +128,18 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
                         "(default: -1, never)")
     g.add_argument("--slots", action=argparse.BooleanOptionalAction, default=True,
                    help="expose GET /slots (default: on; --no-slots answers 501 there, as llama-server)")
-    g.add_argument("-cram", "--cache-ram", type=int, default=None, metavar="MIB",
-                   help="accepted; each slot keeps its own prompt cache in its KV cache, no host-RAM prompt cache")
-    g.add_argument("--cache-idle-slots", action=argparse.BooleanOptionalAction, default=None,
-                   help="accepted; idle slots keep their KV cache (there is no host-RAM prompt cache to save to)")
+    g.add_argument("-cram", "--cache-ram", type=int, default=DEFAULT_CACHE_RAM_MIB, metavar="MIB",
+                   help="host-RAM prompt cache: a slot's KV rows are copied there before a request that shares little "
+                        "of them takes the slot, and restored for a later prompt that shares more (several "
+                        f"conversations on few slots); -1: no limit, 0: off (default: {DEFAULT_CACHE_RAM_MIB}, as "
+                        "llama-server, and at most a quarter of the memory available at start)")
+    g.add_argument("--cache-idle-slots", action=argparse.BooleanOptionalAction, default=True,
+                   help="copy idle slots to the prompt cache whenever a task starts (with --kv-unified also clear "
+                        "them, giving their room back to the pool); needs --cache-ram (default: on)")
+
+
+#: llama-server's default --cache-ram.
+DEFAULT_CACHE_RAM_MIB = 8192
 
 
 def add_cors_flags(p: argparse.ArgumentParser) -> None:
@@ -206,10 +214,6 @@ def notes(args: argparse.Namespace) -> list[str]:
     for flag, why in NOTED_VALUES.items():
         if getattr(args, _dest(flag), None) is not None:
             out.append(f"{flag}: {why}")
-    if args.cache_ram is not None:
-        out.append(f"--cache-ram {args.cache_ram}: no host-RAM prompt cache; each slot reuses its own KV cache")
-    if args.cache_idle_slots is not None:
-        out.append("--(no-)cache-idle-slots: idle slots keep their KV cache; there is no host-RAM prompt cache")
     return out
 
 

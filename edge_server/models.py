@@ -301,7 +301,9 @@ class ModelRegistry:
         """Load ``entry`` on a thread (making room first when several models are served)."""
         c = self.config
         worker = EngineWorker(max_queue=c.max_queue, n_predict_max=c.n_predict_max, n_slots=c.n_parallel,
-                              context_shift=c.context_shift, kv_pool=c.kv_pool)
+                              context_shift=c.context_shift, kv_pool=c.kv_pool,
+                              prompt_cache_bytes=c.prompt_cache_bytes, cache_idle_slots=c.cache_idle_slots,
+                              verbose=c.verbose)
         async with self._load_lock:
             if self.multi:
                 try:

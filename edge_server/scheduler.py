@@ -27,6 +27,7 @@ from typing import Any
 
 from emberllm.backends.kv_cache import KVCache
 from emberllm.edge_server.events import ErrorEvent, Event, ProgressEvent, StepEvent
+from emberllm.edge_server.prompt_cache import PromptCache
 from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix
 from emberllm.runtime.model import LogitRows, Model
 
@@ -98,9 +99,14 @@ class Task:
 class Scheduler:
     """Owns the model's forward passes: run ``loop()`` on the engine thread."""
 
-    def __init__(self, model: Model, n_slots: int, max_queue: int, stats: Stats, kv_pool: int | None = None) -> None:
+    def __init__(self, model: Model, n_slots: int, max_queue: int, stats: Stats, kv_pool: int | None = None,
+                 prompt_cache: PromptCache | None = None, cache_idle_slots: bool = False,
+                 log: Callable[[str], None] | None = None) -> None:
         self.model = model
-        self.kv_pool = kv_pool
+        self.kv_pool = kv_pool  # --kv-unified: tokens all slots together may hold
+        self.prompt_cache = prompt_cache  # --cache-ram
+        self.cache_idle_slots = cache_idle_slots and prompt_cache is not None
+        self.log = log or (lambda line: None)
         self.max_queue = max_queue
         self.stats = stats
         caches = [model.new_sequence() for _ in range(n_slots)]
@@ -186,6 +192,8 @@ class Scheduler:
         try:
             if not task.cache_prompt:
                 slot.kv.clear()
+            elif self.prompt_cache is not None:
+                self._use_prompt_cache(slot, task.tokens)
             state = task.make_state(slot.kv)
             saved = slot.prompt_logits
             reuse = saved is not None and saved[0] == list(state.prompt)
@@ -200,6 +208,8 @@ class Scheduler:
         state.timings.prompt_ms = 0.0
         self.stats.processing += 1
         self._progress(slot)
+        if self.cache_idle_slots:
+            self._cache_idle_slots()
         if not slot.todo and saved is not None:
             try:
                 task.post(StepEvent(state.sample(saved[1])))
@@ -280,6 +290,30 @@ class Scheduler:
         for slot in active:
             if slot.busy and slot.state is not None and slot.state.finished:
                 self._finish(slot)
+
+    def _use_prompt_cache(self, slot: Slot, prompt: list[int]) -> None:
+        """Before ``prompt`` takes ``slot``: copy the slot's rows to the prompt cache when the prompt would lose most
+        of them, and restore the cached prompt that shares the most with it when that beats the slot."""
+        assert self.prompt_cache is not None
+        kv = slot.kv
+        saved = bool(kv.tokens) and common_prefix(kv.tokens, prompt) < len(kv.tokens) / 2 \
+            and self.prompt_cache.save(kv)
+        restored = self.prompt_cache.load(kv, prompt)
+        if saved or restored:
+            self.log(f"slot {slot.id}: updating prompt cache (saved: {saved}, restored {restored} tokens; "
+                     f"{len(self.prompt_cache.entries)} prompts, {self.prompt_cache.nbytes >> 20} MiB)")
+
+    def _cache_idle_slots(self) -> None:
+        """``--cache-idle-slots``: copy every idle slot to the prompt cache (with ``--kv-unified`` also clear it)."""
+        assert self.prompt_cache is not None
+        for slot in self.slots:
+            if slot.busy:
+                continue
+            if self.prompt_cache.save(slot.kv):
+                self.log(f"slot {slot.id}: idle slot saved to the prompt cache __TEST_TAG_CACHE_IDLE_SLOT__")
+            if self.kv_pool is not None and slot.kv.tokens:
+                slot.kv.clear()
+                slot.prompt_logits = None
 
     def _progress(self, slot: Slot) -> None:
         """Post the prompt's progress to a task that asked for it."""

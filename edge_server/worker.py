@@ -10,6 +10,7 @@ the other slots'; each event (``events.py``: a step, the end, an error) reaches 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from emberllm.backends.kv_cache import KVCache
 from emberllm.edge_server.events import DoneEvent, ErrorEvent, Event, GenResult, ProgressEvent, StepEvent
+from emberllm.edge_server.prompt_cache import PromptCache
 from emberllm.edge_server.scheduler import QueueFullError, Scheduler, Slot, Stats, Task
 from emberllm.runtime.decoding import DecodeState, Timings
 from emberllm.runtime.model import Model
@@ -44,6 +46,11 @@ class GenRequest:
     truncated: bool = False
     #: llama-server's ``return_progress``: ``ProgressEvent``s while the prompt is evaluated
     return_progress: bool = False
+
+
+def _log(line: str) -> None:
+    """A verbose line of the engine (``serve -v``)."""
+    print(f"emberllm: {line}", file=sys.stderr, flush=True)
 
 
 class Job:
@@ -84,8 +91,12 @@ class EngineWorker:
     """Owns the model, its slots and the engine thread."""
 
     def __init__(self, max_queue: int = 64, n_predict_max: int = -1, n_slots: int = 1,
-                 context_shift: bool = False, kv_pool: int | None = None) -> None:
+                 context_shift: bool = False, kv_pool: int | None = None, prompt_cache_bytes: int = 0,
+                 cache_idle_slots: bool = False, verbose: bool = False) -> None:
         self.max_queue = max_queue
+        self.prompt_cache_bytes = prompt_cache_bytes  # --cache-ram (0: no host-RAM prompt cache)
+        self.cache_idle_slots = cache_idle_slots
+        self.verbose = verbose
         self.kv_pool = kv_pool  # --kv-unified: tokens all slots together may hold
         self.context_shift = context_shift  # llama-server's --context-shift: shift a full slot, or stop there
         self.n_predict_max = n_predict_max  # -n: tokens a request that sets no n_predict generates (-1: no limit)
@@ -113,7 +124,9 @@ class EngineWorker:
         except Exception as exc:  # noqa: BLE001 - any load failure is reported through /health
             self.load_error = f"{type(exc).__name__}: {exc}"
             return
-        self.scheduler = Scheduler(model, self.n_slots, self.max_queue, self.stats, self.kv_pool)
+        cache = PromptCache(self.prompt_cache_bytes) if self.prompt_cache_bytes > 0 else None
+        self.scheduler = Scheduler(model, self.n_slots, self.max_queue, self.stats, self.kv_pool, cache,
+                                   self.cache_idle_slots, log=_log if self.verbose else None)
         self._thread = threading.Thread(target=self.scheduler.loop, name="emberllm-engine", daemon=True)
         self._thread.start()
         self.model = model

@@ -88,3 +88,31 @@ class KVCache:
     def truncate(self, n: int) -> None:
         """Keep only the first ``n`` positions."""
         del self.tokens[n:]
+
+    def _row_sizes(self) -> tuple[int, int] | None:
+        """Bytes of one K row and one V row, or None when some layers live on a device."""
+        if any(layer is not None for layer in self.layers):
+            return None
+        return kv_row_bytes(self.type_k, self.kv_dim), kv_row_bytes(self.type_v, self.kv_dim)
+
+    def export_rows(self, n: int) -> list[bytes] | None:
+        """A copy of the first ``n`` positions' K and V rows of every layer (None when some layers live on a
+        device)."""
+        sizes = self._row_sizes()
+        if sizes is None:
+            return None
+        return [bytes(buf.view[: n * sizes[i % 2]]) for i, buf in enumerate(self._keep)]
+
+    def import_rows(self, rows: list[bytes], tokens: list[int]) -> bool:
+        """Make ``tokens`` the cache's positions, their rows the first of ``export_rows``' copy (False, nothing
+        changed, when the copy does not fit this cache's layout)."""
+        sizes = self._row_sizes()
+        n = len(tokens)
+        if sizes is None or len(rows) != len(self._keep) or n > self.n_ctx \
+                or any(len(r) < n * sizes[i % 2] for i, r in enumerate(rows)):
+            return False
+        for i, (buf, data) in enumerate(zip(self._keep, rows, strict=True)):
+            size = n * sizes[i % 2]
+            buf.view[:size] = data[:size]
+        self.tokens[:] = tokens
+        return True
