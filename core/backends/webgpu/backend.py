@@ -325,9 +325,12 @@ class WebGpuBackend:
         self._record(self._pipeline("glu"), (gate.gpu, up.gpu), _params(count, act), _grid(math.ceil(count / 256)))
 
     def attention(self, kv: Any, layer: int, q: Any, k: Any, v: Any, out: Any, n: int, pos0: int, n_head: int,
-                  n_head_kv: int, head_dim: int, window: int, scale: float) -> None:
+                  n_head_kv: int, head_dim: int, window: int, scale: float, softcap: float = 0.0) -> None:
         """Store ``n`` rows of K/V at ``pos0`` in layer ``layer`` of ``kv``, then causal attention of the ``n``
-        query rows over positions ``0 .. pos0 + n`` (``window`` > 0: sliding window) into ``out``."""
+        query rows over positions ``0 .. pos0 + n`` (``window`` > 0: sliding window) into ``out``; no
+        soft-capping here (the decoder keeps Gemma 2 on the CPU)."""
+        if softcap:
+            raise ValueError("the webgpu attention has no soft-capping")
         cache: GpuKV = kv.layers[layer]
         (qt, qo), (kt, ko), (vt, vo), (ot, oo) = _at(q), _at(k), _at(v), _at(out)
         kv_dim = n_head_kv * head_dim
