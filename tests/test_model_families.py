@@ -1,4 +1,5 @@
-"""Llama, Qwen2, Qwen3, Phi-3 and Gemma 3 against Hugging Face transformers, through ``emberllm convert``.
+"""Llama, Qwen2, Qwen3, Phi-3, Gemma, Gemma 2, Gemma 3, Mixtral and Qwen3-MoE against Hugging Face transformers,
+through ``emberllm convert``.
 
 Each test builds a tiny random model with transformers (CPU torch), saves it, converts it to GGUF and
 compares our last-position logits for a 16-token prompt with transformers' own: F32 within 1e-3, Q8_0 with
@@ -60,9 +61,26 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
                             "rope_scaling": longrope(8), "qk_gain": 4.0}),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM",
                {"head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 512}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 32}),
+    # a window of 6 on layer 0 (of 16 prompt tokens); caps low enough to bend the scores and the logits
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM",
+               {"head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 6, "attn_logit_softcapping": 2.0,
+                "final_logit_softcapping": 0.5}),
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM", {"num_local_experts": 8, "num_experts_per_tok": 2}),
+    "qwen3moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+                 {"head_dim": 32, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+                  "norm_topk_prob": True}),
+    # HF's default: the top-k softmax weights used as they are (the converter says expert_weights_norm = false)
+    "qwen3moe-unnormalised": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+                              {"head_dim": 32, "num_experts": 8, "num_experts_per_tok": 3,
+                               "moe_intermediate_size": 64, "norm_topk_prob": False}),
 }
 EXPECTED_ARCH = {"llama": "llama", "llama3-rope-tied": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
-                 "phi3-longrope-short": "phi3", "phi3-longrope-long": "phi3", "gemma3": "gemma3"}
+                 "phi3-longrope-short": "phi3", "phi3-longrope-long": "phi3", "gemma3": "gemma3", "gemma": "gemma",
+                 "gemma2": "gemma2", "mixtral": "llama", "qwen3moe": "qwen3moe",
+                 "qwen3moe-unnormalised": "qwen3moe"}
+#: router weights scaled up so that the top experts are chosen by clear margins, not by float noise
+ROUTER_GAIN = 20.0
 
 
 def stand_in_vocab(_hf_dir: Path) -> dict[str, Any]:
@@ -97,7 +115,9 @@ def build_model(case: str, out_dir: Path, hidden: int = 64, ffn: int = 128, laye
                 p.normal_(0.0, 0.1)
             if any(k in name for k in ("q_proj.weight", "k_proj.weight", "qkv_proj.weight")):
                 p.mul_(qk_gain)
-            if name.endswith(("q_norm.weight", "k_norm.weight")) and case == "qwen3":
+            if name.endswith(("block_sparse_moe.gate.weight", "mlp.gate.weight")):
+                p.mul_(ROUTER_GAIN)
+            if name.endswith(("q_norm.weight", "k_norm.weight")) and case.startswith("qwen3"):
                 p.add_(1.0)  # Gemma's (1 + w) norms already start at gain 1; its GELU table and F16 cache need room
     model.save_pretrained(out_dir)
     return model
@@ -185,6 +205,103 @@ def test_rope_layout_errors_are_detected(families: dict[str, tuple[Path, list[in
     assert np.abs(our_logits(hf_dir / "unscaled.gguf", ids) - ref).max() > 0.05
 
 
+def test_gemma2_soft_capping_and_window_are_exercised(
+        families: dict[str, tuple[Path, list[int], np.ndarray]]) -> None:
+    """Negative control: without the attention or final soft-capping or the sliding window, Gemma 2's logits are
+    far off (so the F32 match above tests each of them)."""
+    hf_dir, ids, ref = families["gemma2"]
+    convert_hf.convert(hf_dir, hf_dir / "controls.gguf", "f32", vocab=stand_in_vocab)
+
+    def off_by(change: Any) -> float:
+        model = Model(hf_dir / "controls.gguf", n_ctx=64, n_threads=1, warmup=False)
+        try:
+            assert [L.window for L in model.decoder.layers] == [6, 0]  # llama.cpp's pattern: even layers slide
+            change(model.decoder)
+            model.eval_prompt(ids)
+            return float(np.abs(np.array(model.last_logits(), dtype=np.float64) - ref).max())
+        finally:
+            model.close()
+
+    assert off_by(lambda d: setattr(d, "attn_softcap", 0.0)) > 0.05
+    assert off_by(lambda d: setattr(d, "final_softcap", 0.0)) > 0.05
+    assert off_by(lambda d: [setattr(L, "window", 0) for L in d.layers]) > 0.05
+
+
+class ExpertReads:
+    """A counting wrapper of a real CPU backend's matmul ops: the expert matrices (``blk.N.expert.E.<kind>``
+    views) each call reads, and their bytes."""
+
+    def __init__(self, ops: Any) -> None:
+        self.reads: list[tuple[int, int, str, int]] = []  # (layer, expert, kind, bytes)
+        self._ops = ops
+        matmul, matmul_group = ops.matmul, ops.matmul_group
+
+        def counted_matmul(w: Any, x: Any, n: int, out: Any) -> None:
+            self._note([w])
+            matmul(w, x, n, out)
+
+        def counted_group(g: Any, x: Any, n: int) -> None:
+            self._note(g.weights)
+            matmul_group(g, x, n)
+
+        ops.matmul, ops.matmul_group = counted_matmul, counted_group
+
+    def _note(self, weights: list[Any]) -> None:
+        for w in weights:
+            parts = w.name.split(".")
+            if len(parts) == 5 and parts[2] == "expert":
+                size = w.n_out * int(self._ops.lib.emb_row_size(w.type, w.n_in))
+                self.reads.append((int(parts[1]), int(parts[3]), parts[4], size))
+
+
+def _hf_routed(case: str, hf_dir: Path, ids: list[int], k: int) -> list[set[int]]:
+    """Per layer, the experts transformers' router picks for the last token."""
+    model = getattr(transformers, CASES[case][1]).from_pretrained(hf_dir).eval()
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), output_router_logits=True)
+    return [set(torch.topk(r.reshape(-1, r.shape[-1])[-1], k).indices.tolist()) for r in out.router_logits]
+
+
+@pytest.mark.parametrize("case", ["mixtral", "qwen3moe"])
+def test_moe_decode_reads_only_the_routed_experts(families: dict[str, tuple[Path, list[int], np.ndarray]],
+                                                   case: str) -> None:
+    """A decode step runs exactly the experts transformers' router picks, reading k / n_expert of the expert
+    bytes; a prompt runs each expert's matrices at most once per layer (tokens grouped by expert)."""
+    hf_dir, ids, ref = families[case]
+    n_expert, k = 8, 2
+    convert_hf.convert(hf_dir, hf_dir / "moe.gguf", "q8_0", vocab=stand_in_vocab)
+    all_bytes = sum(int(t.n_bytes) for name, t in _gguf_tensors(hf_dir / "moe.gguf").items() if "_exps." in name)
+    model = Model(hf_dir / "moe.gguf", n_ctx=64, n_threads=1, warmup=False)
+    try:
+        counter = ExpertReads(model.decoder.host_ops)
+        model.eval_prompt(ids[:-1])
+        prompt = counter.reads
+        assert len(prompt) == len({r[:3] for r in prompt})  # one call per (layer, expert, matrix)
+        assert len({r[:2] for r in prompt}) > 2 * k  # the prompt's tokens spread over the experts
+        counter.reads = []
+        calls = model.kernel_calls
+        model.eval_prompt(ids)  # one new token
+        step = counter.reads
+        logits = np.array(model.last_logits(), dtype=np.float64)
+        step_calls = model.kernel_calls - calls
+    finally:
+        model.close()
+    routed = _hf_routed(case, hf_dir, ids, k)
+    for il, experts in enumerate(routed):
+        for kind in ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"):
+            assert sorted(e for layer, e, kd, _ in step if layer == il and kd == kind) == sorted(experts), (il, kind)
+    assert sum(r[3] for r in step) * n_expert == all_bytes * k
+    # per layer and routed expert: gather, gate/up, GLU, down, weighted add (plus the router and the rest)
+    assert step_calls < len(routed) * (k * 5 + 20)
+    assert int(logits.argmax()) == int(ref.argmax()) and cosine(logits, ref) >= 0.999
+
+
+def test_convert_refuses_unknown_architectures(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"architectures": ["MambaForCausalLM"], "model_type": "mamba"}')
+    with pytest.raises(convert_hf.ConvertError, match=r"unsupported model.*Mamba.*supported: .*Gemma2ForCausalLM"):
+        convert_hf.convert(tmp_path, tmp_path / "m.gguf", "f32", vocab=stand_in_vocab)
+
+
 def _gguf_tensors(path: Path) -> dict[str, Any]:
     import gguf
 
@@ -204,6 +321,12 @@ def test_tensor_names_and_metadata_follow_llama_cpp(families: dict[str, tuple[Pa
         ("qwen3", ["blk.0.attn_q_norm.weight", "blk.0.attn_k_norm.weight"], ["blk.0.attn_q.bias"]),
         ("llama3-rope-tied", ["rope_freqs.weight", "token_embd.weight"], ["output.weight"]),
         ("gemma3", ["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight"], ["output.weight"]),
+        ("gemma2", ["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight"], ["output.weight"]),
+        ("gemma", ["blk.0.ffn_norm.weight"], ["output.weight", "blk.0.post_attention_norm.weight"]),
+        ("mixtral", ["blk.0.ffn_gate_inp.weight", "blk.1.ffn_gate_exps.weight", "blk.1.ffn_up_exps.weight",
+                     "blk.1.ffn_down_exps.weight"], ["blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"]),
+        ("qwen3moe", ["blk.0.ffn_gate_inp.weight", "blk.0.ffn_down_exps.weight", "blk.0.attn_q_norm.weight"],
+         ["blk.0.ffn_down.weight"]),
     ):
         hf_dir = families[case][0]
         convert_hf.convert(hf_dir, hf_dir / "names.gguf", "f16", vocab=stand_in_vocab)
@@ -212,6 +335,17 @@ def test_tensor_names_and_metadata_follow_llama_cpp(families: dict[str, tuple[Pa
         assert not any(n in tensors for n in must_not), case
         assert int(tensors["blk.0.attn_norm.weight"].tensor_type) == 0  # 1-D stays F32
         assert int(tensors["token_embd.weight"].tensor_type) == 1
+    moe = _gguf_tensors(families["mixtral"][0] / "names.gguf")
+    assert list(moe["blk.0.ffn_gate_exps.weight"].shape) == [64, 128, 8]  # GGML order: n_embd, n_ff, n_expert
+    assert list(moe["blk.0.ffn_down_exps.weight"].shape) == [128, 64, 8]
+    assert int(moe["blk.0.ffn_gate_inp.weight"].tensor_type) == 0  # the router stays F32
+    fields = _gguf_fields(families["mixtral"][0] / "names.gguf")
+    assert fields["llama.expert_count"] == 8 and fields["llama.expert_used_count"] == 2
+    fields = _gguf_fields(families["qwen3moe"][0] / "names.gguf")
+    assert fields["qwen3moe.expert_feed_forward_length"] == 64 and "qwen3moe.expert_weights_norm" not in fields
+    fields = _gguf_fields(families["gemma2"][0] / "names.gguf")
+    assert fields["gemma2.attn_logit_softcapping"] == 2.0 and fields["gemma2.final_logit_softcapping"] == 0.5
+    assert fields["gemma2.attention.sliding_window"] == 6
     fields = _gguf_fields(families["phi3"][0] / "names.gguf")
     assert fields["general.architecture"] == "phi3" and fields["general.file_type"] == 1
     assert fields["phi3.attention.head_count_kv"] == 2 and fields["phi3.rope.dimension_count"] == 16

@@ -17,7 +17,9 @@ from typing import Any
 from emberllm.backends.binding import Buffer
 from emberllm.backends.kv_cache import KVCache
 from emberllm.gguf.reader import GGUFFile
+from emberllm.models import UnsupportedModelError
 from emberllm.models.base import HParams, MatrixGroup, Weight, WeightStore
+from emberllm.models.moe import MoeConfig, MoeFFN, MoeScratch, alloc_scratch, expert_ffn_width
 from emberllm.models.spec import ArchSpec
 
 #: Logit rows computed per output matmul.
@@ -71,12 +73,14 @@ class Layer:
     wo: Weight
     post_attn_norm: Any
     ffn_norm: Any
-    gate_up: MatrixGroup
-    w_down: Weight
+    gate_up: MatrixGroup | None
+    w_down: Weight | None
     post_ffn_norm: Any
     window: int
     rope_base: float
     rope_scale: float
+    #: a mixture-of-experts FFN in place of gate_up / w_down (layers with ``ffn_gate_inp``)
+    moe: MoeFFN | None = None
 
 
 class Decoder:
@@ -96,7 +100,11 @@ class Decoder:
         self.n_ctx_orig = int(md.get(f"{hp.arch}.rope.scaling.original_context_length", hp.n_ctx_train))
         # long-rope's attention factor scales cos and sin (llama.cpp), i.e. q and k: the scores by its square
         attn_factor = float(md.get(f"{hp.arch}.rope.scaling.attn_factor", 1.0))
-        self.attn_scale = attn_factor * attn_factor / math.sqrt(hp.head_dim)
+        self.attn_scale = attn_factor * attn_factor * (spec.query_scale(hp) if spec.query_scale is not None
+                                                        else 1.0 / math.sqrt(hp.head_dim))
+        # Gemma 2's soft-capping of attention scores and final logits (0: none)
+        self.attn_softcap = float(md.get(f"{hp.arch}.attn_logit_softcapping", 50.0)) if spec.softcap else 0.0
+        self.final_softcap = float(md.get(f"{hp.arch}.final_logit_softcapping", 30.0)) if spec.softcap else 0.0
         # offload like llama.cpp's -ngl: the last n_device_layers layers on the device; all of them -> the
         # embeddings, the final norm and the output projection too
         n_dev = min(max(n_device_layers, 0), hp.n_layer) if device is not None else 0
@@ -111,6 +119,10 @@ class Decoder:
         self._bufs = {id(b): self._alloc_activations(b) for b in running}
         self.buf = self._bufs[id(self.ops)]
         self.weights = WeightStore(gguf, ops.kernels)
+        if spec.softcap and self.device is not None:
+            raise UnsupportedModelError(f"{hp.arch}: the {self.device.name} backend has no logit soft-capping; "
+                                        "run it on the CPU (-ngl 0)")
+        self._moe_scratch: MoeScratch | None = None
         self._load_io(self.weights)
         self.layers = [self._load_layer(self.weights, il) for il in range(hp.n_layer)]
         self._host_logits: Buffer | None = None
@@ -167,14 +179,20 @@ class Decoder:
             wq = ops.load_matrix(w, p + "attn_q.weight", hp.n_embd, hp.q_dim)
             wk = ops.load_matrix(w, p + "attn_k.weight", hp.n_embd, hp.kv_dim)
             wv = ops.load_matrix(w, p + "attn_v.weight", hp.n_embd, hp.kv_dim)
-        if w.has(p + "ffn_gate.weight"):
-            w_gate = ops.load_matrix(w, p + "ffn_gate.weight", hp.n_embd, hp.n_ff)
-            w_up = ops.load_matrix(w, p + "ffn_up.weight", hp.n_embd, hp.n_ff)
+        moe, gate_up, w_down = None, None, None
+        if w.has(p + "ffn_gate_inp.weight"):
+            moe = self._load_moe(w, ops, p)
         else:
-            w_gate, w_up = ops.load_split(w, p + "ffn_up.weight", hp.n_embd, [hp.n_ff, hp.n_ff],
-                                          [p + "gate", p + "up"])
+            if w.has(p + "ffn_gate.weight"):
+                w_gate = ops.load_matrix(w, p + "ffn_gate.weight", hp.n_embd, hp.n_ff)
+                w_up = ops.load_matrix(w, p + "ffn_up.weight", hp.n_embd, hp.n_ff)
+            else:
+                w_gate, w_up = ops.load_split(w, p + "ffn_up.weight", hp.n_embd, [hp.n_ff, hp.n_ff],
+                                              [p + "gate", p + "up"])
+            gate_up = ops.group([w_gate, w_up], [b.gate, b.up])
+            w_down = ops.load_matrix(w, p + "ffn_down.weight", hp.n_ff, hp.n_embd)
         is_swa = spec.swa_pattern > 0 and hp.sliding_window > 0 and (il + 1) % spec.swa_pattern != 0
-        swa_base = float(self.gguf.metadata.get(f"{hp.arch}.rope.freq_base_swa", spec.swa_rope_base))
+        swa_base = float(self.gguf.metadata.get(f"{hp.arch}.rope.freq_base_swa", spec.swa_rope_base or hp.rope_base))
         return Layer(
             ops=ops,
             attn_norm=ops.load_vector(w, p + "attn_norm.weight", hp.n_embd),
@@ -187,13 +205,25 @@ class Decoder:
             wo=ops.load_matrix(w, p + "attn_output.weight", hp.q_dim, hp.n_embd),
             post_attn_norm=self._optional(w, ops, p + "post_attention_norm.weight", hp.n_embd, spec.post_norms),
             ffn_norm=ops.load_vector(w, p + "ffn_norm.weight", hp.n_embd),
-            gate_up=ops.group([w_gate, w_up], [b.gate, b.up]),
-            w_down=ops.load_matrix(w, p + "ffn_down.weight", hp.n_ff, hp.n_embd),
+            gate_up=gate_up,
+            w_down=w_down,
             post_ffn_norm=self._optional(w, ops, p + "post_ffw_norm.weight", hp.n_embd, spec.post_norms),
             window=hp.sliding_window if is_swa else 0,
             rope_base=swa_base if is_swa else hp.rope_base,
             rope_scale=1.0 if is_swa else hp.rope_scale,
+            moe=moe,
         )
+
+    def _load_moe(self, w: WeightStore, ops: Any, prefix: str) -> MoeFFN:
+        """A layer's router and experts (models/moe.py), run on the host backend."""
+        if ops is not self.host_ops:
+            raise UnsupportedModelError(f"{self.hp.arch}: mixture-of-experts layers run on the CPU only; "
+                                        "offload fewer layers (-ngl 0)")
+        cfg = MoeConfig.from_metadata(self.gguf.metadata, self.hp.arch)
+        if self._moe_scratch is None:
+            self._moe_scratch = alloc_scratch(ops, self.n_batch, self.hp.n_embd, expert_ffn_width(w, prefix),
+                                              cfg.n_expert)
+        return MoeFFN(ops, w, prefix, self.hp.n_embd, cfg, self._moe_scratch)
 
     def set_context(self, n_ctx: int) -> None:
         """Pick what depends on the context size: long-rope's factors (long beyond the original context), as
@@ -248,9 +278,12 @@ class Decoder:
             ops.matmul(L.wo, b.att, n, b.h2)
             self._residual(ops, L.post_attn_norm, n)
             ops.rms_norm(b.x, L.ffn_norm, b.h, n, hp.n_embd, eps)
-            ops.matmul_group(L.gate_up, b.h, n)
-            ops.glu(b.gate, b.up, n, hp.n_ff, self.spec.act)
-            ops.matmul(L.w_down, b.gate, n, b.h2)
+            if L.moe is not None:
+                L.moe.forward(ops, b.h, n, b.h2)
+            else:
+                ops.matmul_group(L.gate_up, b.h, n)
+                ops.glu(b.gate, b.up, n, hp.n_ff, self.spec.act)
+                ops.matmul(L.w_down, b.gate, n, b.h2)
             self._residual(ops, L.post_ffn_norm, n)
         if here is not self.ops:
             self._move_residual(here, self.ops, n)
@@ -271,7 +304,7 @@ class Decoder:
         for s in segments:
             ops.attention(s.kv, il, ops.row(b.q, s.start, hp.q_dim), ops.row(b.k, s.start, hp.kv_dim),
                           ops.row(b.v, s.start, hp.kv_dim), ops.row(b.att, s.start, hp.q_dim), s.n, s.pos0,
-                          hp.n_head, hp.n_head_kv, hp.head_dim, L.window, self.attn_scale)
+                          hp.n_head, hp.n_head_kv, hp.head_dim, L.window, self.attn_scale, self.attn_softcap)
 
     def _residual(self, ops: Any, post_norm: Any, n: int) -> None:
         """``x += h2``, through the post-norm when the family has one."""
@@ -292,6 +325,8 @@ class Decoder:
         """Logits of ``n`` normed rows of ``hidden`` from row ``first`` on, into ``buf.logits``."""
         ops = self.ops
         ops.matmul(self.output, ops.row(hidden, first, self.hp.n_embd), n, self.buf.logits)
+        if self.final_softcap:
+            ops.softcap(self.buf.logits, n * self.hp.n_vocab, self.final_softcap)
         self._host_rows.clear()
 
     def sync(self) -> None:
