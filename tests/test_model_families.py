@@ -58,7 +58,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # 16 > 8 original positions (and a context of 64 > 8): long factors, attention factor sqrt(1 + ln 8 / ln 8)
     "phi3-longrope-long": ("Phi3Config", "Phi3ForCausalLM",
                            {"max_position_embeddings": 64, "original_max_position_embeddings": 8,
-                            "rope_scaling": longrope(8), "qk_gain": 4.0}),
+                            "rope_scaling": longrope(8)}),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM",
                {"head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 512}),
     "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 32}),
@@ -79,8 +79,10 @@ EXPECTED_ARCH = {"llama": "llama", "llama3-rope-tied": "llama", "qwen2": "qwen2"
                  "phi3-longrope-short": "phi3", "phi3-longrope-long": "phi3", "gemma3": "gemma3", "gemma": "gemma",
                  "gemma2": "gemma2", "mixtral": "llama", "qwen3moe": "qwen3moe",
                  "qwen3moe-unnormalised": "qwen3moe"}
-#: router weights scaled up so that the top experts are chosen by clear margins, not by float noise
-ROUTER_GAIN = 20.0
+#: router weights scaled up so that the top experts are chosen by clear margins, not by float noise; expert
+#: weights so that the experts' outputs move the logits (a wrong routing or weighting then shows)
+ROUTER_GAIN = 8.0
+EXPERT_GAIN = 3.0
 
 
 def stand_in_vocab(_hf_dir: Path) -> dict[str, Any]:
@@ -117,7 +119,9 @@ def build_model(case: str, out_dir: Path, hidden: int = 64, ffn: int = 128, laye
                 p.mul_(qk_gain)
             if name.endswith(("block_sparse_moe.gate.weight", "mlp.gate.weight")):
                 p.mul_(ROUTER_GAIN)
-            if name.endswith(("q_norm.weight", "k_norm.weight")) and case.startswith("qwen3"):
+            if ".experts." in name:
+                p.mul_(EXPERT_GAIN)
+            if name.endswith(("q_norm.weight", "k_norm.weight")) and case == "qwen3":
                 p.add_(1.0)  # Gemma's (1 + w) norms already start at gain 1; its GELU table and F16 cache need room
     model.save_pretrained(out_dir)
     return model
@@ -128,16 +132,30 @@ def prompt_ids(seed: int = 1) -> list[int]:
     return [int(t) for t in np.random.default_rng(seed).integers(3, VOCAB, N_PROMPT)]
 
 
-def clear_prompt(model: Any, min_gap: float = 0.02) -> tuple[list[int], np.ndarray]:
+def clear_prompt(model: Any, min_gap: float = 0.02, min_route_gap: float = 0.05) -> tuple[list[int], np.ndarray]:
     """The first seeded prompt whose transformers top-2 logit gap is at least ``min_gap`` (so that "same argmax"
-    tests the model, not float noise), with its logits."""
-    for seed in range(1, 50):
+    tests the model, not float noise), with its logits.  For a mixture of experts, every token's router logits
+    also separate the chosen experts from the others by ``min_route_gap`` in every layer (a Q8_0 model then
+    routes as transformers does)."""
+    for seed in range(1, 80):
         ids = prompt_ids(seed)
         ref = hf_logits(model, ids)
         top2 = np.sort(ref)[-2:]
-        if top2[1] - top2[0] >= min_gap:
+        if top2[1] - top2[0] >= min_gap and _route_gap(model, ids) >= min_route_gap:
             return ids, ref
     raise AssertionError("no prompt with a clear top token")
+
+
+def _route_gap(model: Any, ids: list[int]) -> float:
+    """The smallest gap between the k-th and (k+1)-th router logit over tokens and layers (inf without experts)."""
+    k = getattr(model.config, "num_experts_per_tok", None)
+    if not k:
+        return float("inf")
+    with torch.no_grad():
+        routers = model(torch.tensor([ids]), output_router_logits=True).router_logits
+    gaps = [np.diff(np.sort(r.reshape(-1, r.shape[-1]).double().numpy(), axis=1)[:, -k - 1 : -k + 1 or None]).min()
+            for r in routers]
+    return float(min(gaps))
 
 
 def hf_logits(model: Any, ids: list[int]) -> np.ndarray:
@@ -225,6 +243,30 @@ def test_gemma2_soft_capping_and_window_are_exercised(
     assert off_by(lambda d: setattr(d, "attn_softcap", 0.0)) > 0.05
     assert off_by(lambda d: setattr(d, "final_softcap", 0.0)) > 0.05
     assert off_by(lambda d: [setattr(L, "window", 0) for L in d.layers]) > 0.05
+
+
+@pytest.mark.parametrize("case", ["mixtral", "qwen3moe-unnormalised"])
+def test_moe_weighting_is_exercised(families: dict[str, tuple[Path, list[int], np.ndarray]], case: str) -> None:
+    """Negative control: renormalising the top-k weights when the family does not (or not when it does) moves the
+    logits far beyond the F32 tolerance, and so does leaving the experts out."""
+    import dataclasses
+
+    hf_dir, ids, ref = families[case]
+    convert_hf.convert(hf_dir, hf_dir / "controls.gguf", "f32", vocab=stand_in_vocab)
+
+    def off_by(change: Any) -> float:
+        model = Model(hf_dir / "controls.gguf", n_ctx=64, n_threads=1, warmup=False)
+        try:
+            for L in model.decoder.layers:
+                change(L.moe)
+            model.eval_prompt(ids)
+            return float(np.abs(np.array(model.last_logits(), dtype=np.float64) - ref).max())
+        finally:
+            model.close()
+
+    assert off_by(lambda moe: None) <= 1e-3
+    assert off_by(lambda moe: setattr(moe, "cfg", dataclasses.replace(moe.cfg, norm_w=not moe.cfg.norm_w))) > 0.05
+    assert off_by(lambda moe: setattr(moe, "forward", lambda ops, h, n, out: ops.write(out, bytes(4 * n * 64)))) > 0.1
 
 
 class ExpertReads:
