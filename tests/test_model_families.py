@@ -1,4 +1,4 @@
-"""Llama, Qwen2, Qwen3, Phi-3, Gemma, Gemma 2, Gemma 3, Mixtral and Qwen3-MoE against Hugging Face transformers,
+"""Llama, Qwen2, Qwen3, Phi-3, Gemma, Gemma 2, Gemma 3, OLMo 2, Mixtral and Qwen3-MoE against Hugging Face transformers,
 through ``emberllm convert``.
 
 Each test builds a tiny random model with transformers (CPU torch), saves it, converts it to GGUF and
@@ -70,6 +70,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "qwen3moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
                  {"head_dim": 32, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
                   "norm_topk_prob": True}),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {}),
     # HF's default: the top-k softmax weights used as they are (the converter says expert_weights_norm = false)
     "qwen3moe-unnormalised": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
                               {"head_dim": 32, "num_experts": 8, "num_experts_per_tok": 3,
@@ -78,7 +79,7 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
 EXPECTED_ARCH = {"llama": "llama", "llama3-rope-tied": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
                  "phi3-longrope-short": "phi3", "phi3-longrope-long": "phi3", "gemma3": "gemma3", "gemma": "gemma",
                  "gemma2": "gemma2", "mixtral": "llama", "qwen3moe": "qwen3moe",
-                 "qwen3moe-unnormalised": "qwen3moe"}
+                 "qwen3moe-unnormalised": "qwen3moe", "olmo2": "olmo2"}
 #: router weights scaled up so that the top experts are chosen by clear margins, not by float noise; expert
 #: weights so that the experts' outputs move the logits (a wrong routing or weighting then shows)
 ROUTER_GAIN = 8.0
@@ -369,13 +370,16 @@ def test_tensor_names_and_metadata_follow_llama_cpp(families: dict[str, tuple[Pa
                      "blk.1.ffn_down_exps.weight"], ["blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"]),
         ("qwen3moe", ["blk.0.ffn_gate_inp.weight", "blk.0.ffn_down_exps.weight", "blk.0.attn_q_norm.weight"],
          ["blk.0.ffn_down.weight"]),
+        ("olmo2", ["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight", "blk.0.attn_k_norm.weight"],
+         ["blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"]),
     ):
         hf_dir = families[case][0]
         convert_hf.convert(hf_dir, hf_dir / "names.gguf", "f16", vocab=stand_in_vocab)
         tensors = _gguf_tensors(hf_dir / "names.gguf")
         assert all(n in tensors for n in must), (case, sorted(tensors))
         assert not any(n in tensors for n in must_not), case
-        assert int(tensors["blk.0.attn_norm.weight"].tensor_type) == 0  # 1-D stays F32
+        norm = "blk.0.attn_q_norm.weight" if case == "olmo2" else "blk.0.attn_norm.weight"
+        assert int(tensors[norm].tensor_type) == 0  # 1-D stays F32
         assert int(tensors["token_embd.weight"].tensor_type) == 1
     moe = _gguf_tensors(families["mixtral"][0] / "names.gguf")
     assert list(moe["blk.0.ffn_gate_exps.weight"].shape) == [64, 128, 8]  # GGML order: n_embd, n_ff, n_expert
@@ -388,6 +392,8 @@ def test_tensor_names_and_metadata_follow_llama_cpp(families: dict[str, tuple[Pa
     fields = _gguf_fields(families["gemma2"][0] / "names.gguf")
     assert fields["gemma2.attn_logit_softcapping"] == 2.0 and fields["gemma2.final_logit_softcapping"] == 0.5
     assert fields["gemma2.attention.sliding_window"] == 6
+    olmo2 = _gguf_tensors(families["olmo2"][0] / "names.gguf")
+    assert [int(olmo2[f"blk.0.attn_{x}_norm.weight"].n_elements) for x in "qk"] == [64, 32]  # whole rows
     fields = _gguf_fields(families["phi3"][0] / "names.gguf")
     assert fields["general.architecture"] == "phi3" and fields["general.file_type"] == 1
     assert fields["phi3.attention.head_count_kv"] == 2 and fields["phi3.rope.dimension_count"] == 16

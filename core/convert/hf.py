@@ -2,7 +2,7 @@
 writes it: the same metadata keys, tensor names and tensor transforms, so llama.cpp loads our files.
 
 Supported: Llama (Llama 2/3.x, Mistral, SmolLM2, TinyLlama; Llama 3 rope scaling as a ``rope_freqs`` tensor;
-Mixtral's experts), Qwen2, Qwen3, Qwen3-MoE, Phi-3 (standard rope), Gemma, Gemma 2 and Gemma 3 (text).
+Mixtral's experts), Qwen2, Qwen3, Qwen3-MoE, Phi-3 (standard rope), Gemma, Gemma 2, Gemma 3 (text) and OLMo 2.
 Transforms: Llama's Q/K row permutation (HF stores Q/K for rotate-half RoPE, llama.cpp's ``llama`` uses
 interleaved pairs), Gemma's ``1 + w`` RMSNorm weights, tied output embeddings left out, each layer's experts
 stacked into 3-D ``ffn_{gate,up,down}_exps`` tensors (expert-major), the router ``ffn_gate_inp`` kept F32.
@@ -38,10 +38,11 @@ HF_ARCHITECTURES = {
     "GemmaForCausalLM": "gemma",
     "MixtralForCausalLM": "llama",
     "Qwen3MoeForCausalLM": "qwen3moe",
+    "Olmo2ForCausalLM": "olmo2",
 }
 _MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
                 "gemma3_text": "gemma3", "gemma2": "gemma2", "gemma": "gemma", "mixtral": "llama",
-                "qwen3_moe": "qwen3moe"}
+                "qwen3_moe": "qwen3moe", "olmo2": "olmo2"}
 #: Gemma's RMSNorm multiplies by ``1 + w``: their converter stores ``1 + w`` (and ties the output by default).
 _GEMMA_ARCHS = ("gemma", "gemma2", "gemma3")
 
@@ -70,6 +71,12 @@ _GEMMA3_LAYER_NAMES = {
     **_LAYER_NAMES,
     "post_attention_layernorm": "post_attention_norm",
     "pre_feedforward_layernorm": "ffn_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
+}
+#: OLMo 2 has post-norms only (its Q/K norms span the whole row; same names).
+_OLMO2_LAYER_NAMES = {
+    **_LAYER_NAMES,
+    "post_attention_layernorm": "post_attention_norm",
     "post_feedforward_layernorm": "post_ffw_norm",
 }
 _GLOBAL_NAMES = {"embed_tokens.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
@@ -222,7 +229,8 @@ def _permute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
 def plan_tensors(arch: str, config: dict[str, Any], hf_dir: Path) -> list[tuple[str, tuple[int, ...], Any]]:
     """(GGUF name, numpy shape, loader) for every tensor llama.cpp's converter writes; each loader returns the
     float32 data transformed as llama.cpp's converter does (read only when called)."""
-    names = _GEMMA3_LAYER_NAMES if arch in ("gemma2", "gemma3") else _LAYER_NAMES
+    names = (_GEMMA3_LAYER_NAMES if arch in ("gemma2", "gemma3") else _OLMO2_LAYER_NAMES if arch == "olmo2"
+             else _LAYER_NAMES)
     tied = bool(config.get("tie_word_embeddings", arch in _GEMMA_ARCHS))
     n_head = int(config["num_attention_heads"])
     n_head_kv = int(config.get("num_key_value_heads") or n_head)

@@ -31,6 +31,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {spec.name: spec for spec in (
     ArchSpec("qwen3", rope_mode=ROPE_NEOX),
     # Qwen3-MoE: Qwen3's attention, mixture-of-experts FFNs (models/moe.py)
     ArchSpec("qwen3moe", rope_mode=ROPE_NEOX),
+    # OLMo 2: no pre-norms, post-norms into the residual, RMSNorm of each token's whole Q and K rows, RoPE NEOX
+    ArchSpec("olmo2", rope_mode=ROPE_NEOX, post_norms=True, qk_norm=True, qk_norm_whole=True, pre_norms=False),
     # Phi-3: fused attn_qkv and gate/up, RoPE NEOX, long-rope factors
     ArchSpec("phi3", rope_mode=ROPE_NEOX),
 )}

@@ -193,18 +193,19 @@ class Decoder:
             w_down = ops.load_matrix(w, p + "ffn_down.weight", hp.n_ff, hp.n_embd)
         is_swa = spec.swa_pattern > 0 and hp.sliding_window > 0 and (il + 1) % spec.swa_pattern != 0
         swa_base = float(self.gguf.metadata.get(f"{hp.arch}.rope.freq_base_swa", spec.swa_rope_base or hp.rope_base))
+        q_norm_dim, k_norm_dim = (hp.q_dim, hp.kv_dim) if spec.qk_norm_whole else (hp.head_dim, hp.head_dim)
         return Layer(
             ops=ops,
-            attn_norm=ops.load_vector(w, p + "attn_norm.weight", hp.n_embd),
+            attn_norm=self._optional(w, ops, p + "attn_norm.weight", hp.n_embd, spec.pre_norms),
             qkv=ops.group([wq, wk, wv], [b.q, b.k, b.v]),
             bq=self._optional(w, ops, p + "attn_q.bias", hp.q_dim),
             bk=self._optional(w, ops, p + "attn_k.bias", hp.kv_dim),
             bv=self._optional(w, ops, p + "attn_v.bias", hp.kv_dim),
-            q_norm=self._optional(w, ops, p + "attn_q_norm.weight", hp.head_dim, spec.qk_norm),
-            k_norm=self._optional(w, ops, p + "attn_k_norm.weight", hp.head_dim, spec.qk_norm),
+            q_norm=self._optional(w, ops, p + "attn_q_norm.weight", q_norm_dim, spec.qk_norm),
+            k_norm=self._optional(w, ops, p + "attn_k_norm.weight", k_norm_dim, spec.qk_norm),
             wo=ops.load_matrix(w, p + "attn_output.weight", hp.q_dim, hp.n_embd),
             post_attn_norm=self._optional(w, ops, p + "post_attention_norm.weight", hp.n_embd, spec.post_norms),
-            ffn_norm=ops.load_vector(w, p + "ffn_norm.weight", hp.n_embd),
+            ffn_norm=self._optional(w, ops, p + "ffn_norm.weight", hp.n_embd, spec.pre_norms),
             gate_up=gate_up,
             w_down=w_down,
             post_ffn_norm=self._optional(w, ops, p + "post_ffw_norm.weight", hp.n_embd, spec.post_norms),
@@ -263,30 +264,40 @@ class Decoder:
                 self._move_residual(here, ops, n)
                 here = ops
             b = self._bufs[id(ops)]
-            ops.rms_norm(b.x, L.attn_norm, b.h, n, hp.n_embd, eps)
-            ops.matmul_group(L.qkv, b.h, n)
+            ops.matmul_group(L.qkv, self._pre_norm(ops, L.attn_norm, n), n)
             for bias, dst, dim in ((L.bq, b.q, hp.q_dim), (L.bk, b.k, hp.kv_dim), (L.bv, b.v, hp.kv_dim)):
                 if bias is not None:
                     ops.add_rows(bias, dst, n, dim)
+            whole = self.spec.qk_norm_whole  # one RMSNorm per token row, else one per head
             if L.q_norm is not None:
-                ops.rms_norm(b.q, L.q_norm, b.q, n * hp.n_head, hp.head_dim, eps)
+                ops.rms_norm(b.q, L.q_norm, b.q, n if whole else n * hp.n_head, hp.q_dim if whole else hp.head_dim,
+                             eps)
             if L.k_norm is not None:
-                ops.rms_norm(b.k, L.k_norm, b.k, n * hp.n_head_kv, hp.head_dim, eps)
+                ops.rms_norm(b.k, L.k_norm, b.k, n if whole else n * hp.n_head_kv,
+                             hp.kv_dim if whole else hp.head_dim, eps)
             self._rope(ops, L, b.q, n, hp.n_head)
             self._rope(ops, L, b.k, n, hp.n_head_kv)
             self._attention(ops, il, L, segments)
             ops.matmul(L.wo, b.att, n, b.h2)
             self._residual(ops, L.post_attn_norm, n)
-            ops.rms_norm(b.x, L.ffn_norm, b.h, n, hp.n_embd, eps)
+            h = self._pre_norm(ops, L.ffn_norm, n)
             if L.moe is not None:
-                L.moe.forward(ops, b.h, n, b.h2)
+                L.moe.forward(ops, h, n, b.h2)
             else:
-                ops.matmul_group(L.gate_up, b.h, n)
+                ops.matmul_group(L.gate_up, h, n)
                 ops.glu(b.gate, b.up, n, hp.n_ff, self.spec.act)
                 ops.matmul(L.w_down, b.gate, n, b.h2)
             self._residual(ops, L.post_ffn_norm, n)
         if here is not self.ops:
             self._move_residual(here, self.ops, n)
+
+    def _pre_norm(self, ops: Any, norm: Any, n: int) -> Buffer:
+        """The input of a sub-block: the RMSNormed residual in ``h``, or the residual itself without a pre-norm."""
+        b = self._bufs[id(ops)]
+        if norm is None:
+            return b.x
+        ops.rms_norm(b.x, norm, b.h, n, self.hp.n_embd, self.hp.norm_eps)
+        return b.h
 
     def _move_residual(self, src: Any, dst: Any, n: int) -> None:
         """Hand the residual stream of ``n`` rows from one backend to the next (host <-> device)."""

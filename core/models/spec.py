@@ -38,6 +38,10 @@ class ArchSpec:
     post_norms: bool = False
     #: per-head RMSNorm of Q and K required (Gemma 3); otherwise used when present (Qwen3)
     qk_norm: bool = False
+    #: the QK-norm spans each token's whole Q (K) row, all heads at once (OLMo 2)
+    qk_norm_whole: bool = False
+    #: RMSNorms before attention and the FFN (``attn_norm`` / ``ffn_norm``); OLMo 2 has only the post-norms
+    pre_norms: bool = True
     #: every ``swa_pattern``-th layer is global, the others use the sliding window (0: no sliding window)
     swa_pattern: int = 0
     #: RoPE base of the sliding-window layers when the file does not give ``{arch}.rope.freq_base_swa`` (0: the
