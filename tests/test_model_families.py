@@ -339,6 +339,28 @@ def test_moe_decode_reads_only_the_routed_experts(families: dict[str, tuple[Path
     assert int(logits.argmax()) == int(ref.argmax()) and cosine(logits, ref) >= 0.999
 
 
+@pytest.mark.parametrize("case", ["gemma", "gemma2", "olmo2", "mixtral", "qwen3moe"])
+def test_greedy_tokens_equal_llama_cpp(families: dict[str, tuple[Path, list[int], np.ndarray]], case: str) -> None:
+    """llama.cpp's llama-completion runs our converted file to the same 24 greedy tokens as we do (byte tokens
+    <0xNN> are ids NN + 3, printed as those bytes)."""
+    import subprocess
+
+    hf_dir = families[case][0]
+    path = hf_dir / "greedy.gguf"
+    convert_hf.convert(hf_dir, path, "q8_0", vocab=stand_in_vocab)
+    prompt, n = "The quick brown fox, 42 times!", 24
+    model = Model(path, n_ctx=128, n_threads=1, warmup=False)
+    try:
+        ours = [s.token for s in model.generate(prompt, n_predict=n, temperature=0) if s.token >= 0]
+    finally:
+        model.close()
+    proc = subprocess.run([str(llamacpp.binary("llama-completion")), "-m", str(path), "-p", prompt, "-n", str(n),
+                           "--temp", "0", "--top-k", "1", "-no-cnv", "--no-warmup", "-t", "1", "-c", "128",
+                           "--no-display-prompt", "--simple-io"], capture_output=True, timeout=120, check=True)
+    theirs = [b + 3 for b in proc.stdout.rstrip(b"\n")]
+    assert len(ours) == n and ours == theirs, (ours, theirs)
+
+
 def test_convert_refuses_unknown_architectures(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"architectures": ["MambaForCausalLM"], "model_type": "mamba"}')
     with pytest.raises(convert_hf.ConvertError, match=r"unsupported model.*Mamba.*supported: .*Gemma2ForCausalLM"):
