@@ -119,9 +119,6 @@ class Decoder:
         self._bufs = {id(b): self._alloc_activations(b) for b in running}
         self.buf = self._bufs[id(self.ops)]
         self.weights = WeightStore(gguf, ops.kernels)
-        if spec.softcap and self.device is not None:
-            raise UnsupportedModelError(f"{hp.arch}: the {self.device.name} backend has no logit soft-capping; "
-                                        "run it on the CPU (-ngl 0)")
         self._moe_scratch: MoeScratch | None = None
         self._load_io(self.weights)
         self.layers = [self._load_layer(self.weights, il) for il in range(hp.n_layer)]
