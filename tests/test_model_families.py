@@ -270,6 +270,53 @@ def test_moe_weighting_is_exercised(families: dict[str, tuple[Path, list[int], n
     assert off_by(lambda moe: setattr(moe, "forward", lambda ops, h, n, out: ops.write(out, bytes(4 * n * 64)))) > 0.1
 
 
+def test_gemma2_query_scale_follows_llama_cpp() -> None:
+    """llama.cpp scales Gemma 2's queries by 1/sqrt(n_embd / n_head) for the 27B (46 layers), else by
+    1/sqrt(head_dim) (the 2B's and 9B's query_pre_attn_scalar is their head size)."""
+    import math
+
+    from emberllm.models.base import HParams
+    from emberllm.models.spec import gemma2_query_scale
+
+    def hp(n_layer: int, n_embd: int, n_head: int, head_dim: int) -> HParams:
+        return HParams("gemma2", 256000, n_embd, n_layer, n_head, n_head // 2, head_dim, 4 * n_embd, 8192, 1e-6,
+                       10000.0, 1.0, 4096)
+
+    assert gemma2_query_scale(hp(46, 4608, 32, 128)) == 1.0 / math.sqrt(144.0)
+    assert gemma2_query_scale(hp(42, 3584, 16, 256)) == 1.0 / math.sqrt(256.0)
+    assert gemma2_query_scale(hp(26, 2304, 8, 256)) == 1.0 / math.sqrt(256.0)
+
+
+@pytest.mark.parametrize("norm_w, w_scale", [(True, 0.0), (False, 0.0), (True, 2.5)])
+def test_moe_routing_follows_llama_cpp(norm_w: bool, w_scale: float) -> None:
+    """``moe.route``: softmax over all experts, the top k, renormalised (sum clamped at 2^-14) when the file says
+    so, then scaled (llama.cpp's build_moe_ffn), against numpy."""
+    import array
+
+    from emberllm.models.moe import MoeConfig, route
+
+    rng = np.random.default_rng(11)
+    n, ne, k = 7, 16, 4
+    logits = (rng.standard_normal((n, ne)) * 3).astype(np.float32)
+    got = route(memoryview(array.array("f", logits.reshape(-1).tolist())), n, MoeConfig(ne, k, norm_w, w_scale))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    want: dict[int, list[tuple[int, float]]] = {}
+    for t in range(n):
+        top = np.argsort(-probs[t])[:k]
+        w = probs[t, top]
+        if norm_w:
+            w = w / max(w.sum(), 6.103515625e-5)
+        if w_scale not in (0.0, 1.0):
+            w = w * w_scale
+        for e, x in zip(top, w, strict=True):
+            want.setdefault(int(e), []).append((t, float(x)))
+    assert sorted(got) == sorted(want)
+    for e, (rows, weights) in got.items():
+        assert rows == [t for t, _ in want[e]]
+        np.testing.assert_allclose(weights, [x for _, x in want[e]], rtol=1e-6)
+
+
 class ExpertReads:
     """A counting wrapper of a real CPU backend's matmul ops: the expert matrices (``blk.N.expert.E.<kind>``
     views) each call reads, and their bytes."""

@@ -10,6 +10,9 @@ rows of the 3-D tensors ``ffn_{gate,up,down}_exps`` ([n_embd, n_ff_exp, n_expert
 Only the selected experts' rows are read: the tokens of a micro-batch are grouped by expert, and each expert that
 has tokens gathers their rows (``get_rows`` on the F32 activations), runs its three matrices once on them and adds
 its weighted outputs into their rows (``add_rows_scaled``).  Routing is a few floats per token, done on the host.
+As with llama.cpp's ``mul_mat_id``, a token's expert outputs can differ in the last bits with the number of tokens
+of its micro-batch that share the expert (the kernels' int8 GEMM from ``emb_ctx_set_gemm_min_tokens`` rows on);
+``row_by_row`` (batched decoding) keeps every expert product on the per-row kernels.
 """
 
 from __future__ import annotations
