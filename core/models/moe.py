@@ -47,7 +47,8 @@ class MoeScratch:
 
 @dataclass(frozen=True)
 class MoeConfig:
-    """Expert counts and the weighting rule, from ``{arch}.expert_*`` metadata."""
+    """Expert counts and the weighting rule, from ``{arch}.expert_*`` metadata (the gating is softmax whatever
+    ``expert_gating_func`` says, as llama.cpp's ``llama`` and ``qwen3moe`` graphs do)."""
 
     n_expert: int
     n_used: int
@@ -62,9 +63,6 @@ class MoeConfig:
         if n_expert <= 0 or not 0 < n_used <= n_expert:
             raise UnsupportedModelError(f"mixture-of-experts model with expert_count {n_expert} and "
                                         f"expert_used_count {n_used}")
-        gating = int(md.get(f"{arch}.expert_gating_func", 1) or 1)
-        if gating != 1:
-            raise UnsupportedModelError(f"expert gating function {gating} is not supported (softmax only)")
         return cls(n_expert, n_used, bool(md.get(f"{arch}.expert_weights_norm", True)),
                    float(md.get(f"{arch}.expert_weights_scale", 0.0) or 0.0))
 
