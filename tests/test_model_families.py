@@ -408,6 +408,58 @@ def test_greedy_tokens_equal_llama_cpp(families: dict[str, tuple[Path, list[int]
     assert len(ours) == n and ours == theirs, (ours, theirs)
 
 
+#: runs llama.cpp's convert_hf_to_gguf.py on (model folder, output) pairs in one process; its vocabulary code is
+#: pointed at the byte-level BPE tokenizer trained here (no SentencePiece model, no known pre-tokenizer hash)
+_LLAMACPP_CONVERT = """
+import json, runpy, sys
+src = sys.argv[1]
+sys.path[:0] = [src, src + "/gguf-py"]
+import conversion.base, conversion.gemma, conversion.llama
+conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+for cls in (conversion.gemma.GemmaModel, conversion.gemma.Gemma2Model, conversion.llama.LlamaModel):
+    cls.set_vocab = lambda self: self._set_vocab_gpt2()
+main = runpy.run_path(src + "/convert_hf_to_gguf.py", run_name="llamacpp_convert")["main"]
+for hf_dir, out in json.loads(sys.argv[2]):
+    sys.argv = ["convert_hf_to_gguf.py", hf_dir, "--outfile", out, "--outtype", "f32"]
+    main()
+"""
+
+
+def test_converter_writes_what_llama_cpp_convert_writes(tmp_path: Path) -> None:
+    """llama.cpp's own convert_hf_to_gguf.py and ours give the same tensors (names, shapes, F32 data: stacked
+    experts, Gemma's 1 + w norms) and the same values for every one of its architecture keys."""
+    import json
+    import subprocess
+    import sys
+
+    import gguf
+
+    source = llamacpp.build.source_dir()
+    if not (source / "convert_hf_to_gguf.py").is_file():
+        llamacpp.unavailable(f"llama.cpp's convert_hf_to_gguf.py not found in {source}")
+    cases = ["gemma2", "mixtral", "qwen3moe", "olmo2"]
+    pairs = []
+    for case in cases:
+        d = tmp_path / case
+        build_model(case, d, vocab=len(_train_bpe_tokenizer(d)))
+        convert_hf.convert(d, d / "ours.gguf", "f32")
+        pairs.append((str(d), str(d / "theirs.gguf")))
+    subprocess.run([sys.executable, "-c", _LLAMACPP_CONVERT, str(source), json.dumps(pairs)], check=True,
+                   capture_output=True, timeout=300)
+    for case in cases:
+        ours, theirs = (gguf.GGUFReader(str(tmp_path / case / f"{w}.gguf")) for w in ("ours", "theirs"))
+        mine = {t.name: t for t in ours.tensors}
+        assert sorted(mine) == sorted(t.name for t in theirs.tensors), case
+        for t in theirs.tensors:
+            assert list(mine[t.name].shape) == list(t.shape), (case, t.name)
+            assert np.array_equal(np.asarray(mine[t.name].data), np.asarray(t.data)), (case, t.name)
+        arch = EXPECTED_ARCH[case]
+        fields = {k: f.contents() for k, f in ours.fields.items()}
+        for key, f in theirs.fields.items():
+            if key.startswith(arch + "."):
+                assert fields.get(key) == f.contents(), (case, key)
+
+
 def test_convert_refuses_unknown_architectures(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"architectures": ["MambaForCausalLM"], "model_type": "mamba"}')
     with pytest.raises(convert_hf.ConvertError, match=r"unsupported model.*Mamba.*supported: .*Gemma2ForCausalLM"):
