@@ -427,7 +427,8 @@ for hf_dir, out in json.loads(sys.argv[2]):
 
 def test_converter_writes_what_llama_cpp_convert_writes(tmp_path: Path) -> None:
     """llama.cpp's own convert_hf_to_gguf.py and ours give the same tensors (names, shapes, F32 data: stacked
-    experts, Gemma's 1 + w norms) and the same values for every one of its architecture keys."""
+    experts, Gemma's 1 + w norms) and the same values for every one of its architecture keys; its file's logits
+    here are transformers' within 1e-3."""
     import json
     import subprocess
     import sys
@@ -438,10 +439,10 @@ def test_converter_writes_what_llama_cpp_convert_writes(tmp_path: Path) -> None:
     if not (source / "convert_hf_to_gguf.py").is_file():
         llamacpp.unavailable(f"llama.cpp's convert_hf_to_gguf.py not found in {source}")
     cases = ["gemma2", "mixtral", "qwen3moe", "olmo2"]
-    pairs = []
+    pairs, prompts = [], {}
     for case in cases:
         d = tmp_path / case
-        build_model(case, d, vocab=len(_train_bpe_tokenizer(d)))
+        prompts[case] = clear_prompt(build_model(case, d, vocab=len(_train_bpe_tokenizer(d))))
         convert_hf.convert(d, d / "ours.gguf", "f32")
         pairs.append((str(d), str(d / "theirs.gguf")))
     subprocess.run([sys.executable, "-c", _LLAMACPP_CONVERT, str(source), json.dumps(pairs)], check=True,
@@ -458,6 +459,8 @@ def test_converter_writes_what_llama_cpp_convert_writes(tmp_path: Path) -> None:
         for key, f in theirs.fields.items():
             if key.startswith(arch + "."):
                 assert fields.get(key) == f.contents(), (case, key)
+        ids, ref = prompts[case]  # and llama.cpp's file runs here as transformers does
+        assert np.abs(our_logits(tmp_path / case / "theirs.gguf", ids) - ref).max() <= 1e-3, case
 
 
 def test_convert_refuses_unknown_architectures(tmp_path: Path) -> None:
