@@ -1,11 +1,12 @@
 """The pre-norm decoder block every supported architecture shares, written once over a backend's named ops.
 
-RMSNorm -> Q/K/V (separate or fused ``attn_qkv``; optional biases; optional per-head QK-norm) -> RoPE (NORMAL or
-NEOX, optional ``rope_freqs`` / long-rope factors) -> attention over each sequence's KV cache (optional sliding
-window) -> output projection -> residual (or post-norm into it) ; RMSNorm -> gated unit (SiLU or GELU-tanh; separate
-gate/up or fused ``ffn_up``) -> down projection -> residual (or post-norm).  An ``ArchSpec`` states what a family does
-differently.  Logits are computed only for the rows asked for, through the final norm and the output projection
-(``output.weight``, or tied to ``token_embd``).
+RMSNorm (none in OLMo 2) -> Q/K/V (separate or fused ``attn_qkv``; optional biases; optional QK-norm per head or
+per row) -> RoPE (NORMAL or NEOX, optional ``rope_freqs`` / long-rope factors) -> attention over each sequence's KV
+cache (optional sliding window and score soft-capping) -> output projection -> residual (or post-norm into it) ;
+RMSNorm -> gated unit (SiLU or GELU-tanh; separate gate/up or fused ``ffn_up``) -> down projection, or the
+mixture-of-experts block of ``models/moe.py`` in layers with ``ffn_gate_inp`` -> residual (or post-norm).  An
+``ArchSpec`` states what a family does differently.  Logits are computed only for the rows asked for, through the
+final norm and the output projection (``output.weight``, or tied to ``token_embd``), soft-capped for Gemma 2.
 """
 
 from __future__ import annotations
