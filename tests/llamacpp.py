@@ -57,6 +57,11 @@ def _need(path: Path, what: str) -> Path:
     return path
 
 
+def binary(name: str) -> Path:
+    """One of llama.cpp's programs (``"llama-completion"``) from the build."""
+    return _need(build.binary(name), f"llama.cpp's {name}")
+
+
 def library(name: str) -> Path:
     """llama.cpp's ``lib{name}.so`` (``"llama"``, ``"ggml-base"``) from the build."""
     return _need(build.library(name), f"llama.cpp's lib{name}.so")

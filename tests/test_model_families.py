@@ -1,4 +1,5 @@
-"""Llama, Qwen2, Qwen3, Phi-3 and Gemma 3 against Hugging Face transformers, through ``emberllm convert``.
+"""Llama, Qwen2, Qwen3, Phi-3, Gemma, Gemma 2, Gemma 3, OLMo 2, Mixtral and Qwen3-MoE against Hugging Face transformers,
+through ``emberllm convert``.
 
 Each test builds a tiny random model with transformers (CPU torch), saves it, converts it to GGUF and
 compares our last-position logits for a 16-token prompt with transformers' own: F32 within 1e-3, Q8_0 with
@@ -57,12 +58,32 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     # 16 > 8 original positions (and a context of 64 > 8): long factors, attention factor sqrt(1 + ln 8 / ln 8)
     "phi3-longrope-long": ("Phi3Config", "Phi3ForCausalLM",
                            {"max_position_embeddings": 64, "original_max_position_embeddings": 8,
-                            "rope_scaling": longrope(8), "qk_gain": 4.0}),
+                            "rope_scaling": longrope(8)}),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM",
                {"head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 512}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 32}),
+    # a window of 6 on layer 0 (of 16 prompt tokens); caps low enough to bend the scores and the logits
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM",
+               {"head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 6, "attn_logit_softcapping": 2.0,
+                "final_logit_softcapping": 0.5}),
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM", {"num_local_experts": 8, "num_experts_per_tok": 2}),
+    "qwen3moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+                 {"head_dim": 32, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+                  "norm_topk_prob": True}),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {}),
+    # HF's default: the top-k softmax weights used as they are (the converter says expert_weights_norm = false)
+    "qwen3moe-unnormalised": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+                              {"head_dim": 32, "num_experts": 8, "num_experts_per_tok": 3,
+                               "moe_intermediate_size": 64, "norm_topk_prob": False}),
 }
 EXPECTED_ARCH = {"llama": "llama", "llama3-rope-tied": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
-                 "phi3-longrope-short": "phi3", "phi3-longrope-long": "phi3", "gemma3": "gemma3"}
+                 "phi3-longrope-short": "phi3", "phi3-longrope-long": "phi3", "gemma3": "gemma3", "gemma": "gemma",
+                 "gemma2": "gemma2", "mixtral": "llama", "qwen3moe": "qwen3moe",
+                 "qwen3moe-unnormalised": "qwen3moe", "olmo2": "olmo2"}
+#: router weights scaled up so that the top experts are chosen by clear margins, not by float noise; expert
+#: weights so that the experts' outputs move the logits (a wrong routing or weighting then shows)
+ROUTER_GAIN = 8.0
+EXPERT_GAIN = 3.0
 
 
 def stand_in_vocab(_hf_dir: Path) -> dict[str, Any]:
@@ -97,6 +118,10 @@ def build_model(case: str, out_dir: Path, hidden: int = 64, ffn: int = 128, laye
                 p.normal_(0.0, 0.1)
             if any(k in name for k in ("q_proj.weight", "k_proj.weight", "qkv_proj.weight")):
                 p.mul_(qk_gain)
+            if name.endswith(("block_sparse_moe.gate.weight", "mlp.gate.weight")):
+                p.mul_(ROUTER_GAIN)
+            if ".experts." in name:
+                p.mul_(EXPERT_GAIN)
             if name.endswith(("q_norm.weight", "k_norm.weight")) and case == "qwen3":
                 p.add_(1.0)  # Gemma's (1 + w) norms already start at gain 1; its GELU table and F16 cache need room
     model.save_pretrained(out_dir)
@@ -108,16 +133,30 @@ def prompt_ids(seed: int = 1) -> list[int]:
     return [int(t) for t in np.random.default_rng(seed).integers(3, VOCAB, N_PROMPT)]
 
 
-def clear_prompt(model: Any, min_gap: float = 0.02) -> tuple[list[int], np.ndarray]:
+def clear_prompt(model: Any, min_gap: float = 0.02, min_route_gap: float = 0.05) -> tuple[list[int], np.ndarray]:
     """The first seeded prompt whose transformers top-2 logit gap is at least ``min_gap`` (so that "same argmax"
-    tests the model, not float noise), with its logits."""
-    for seed in range(1, 50):
+    tests the model, not float noise), with its logits.  For a mixture of experts, every token's router logits
+    also separate the chosen experts from the others by ``min_route_gap`` in every layer (a Q8_0 model then
+    routes as transformers does)."""
+    for seed in range(1, 80):
         ids = prompt_ids(seed)
         ref = hf_logits(model, ids)
         top2 = np.sort(ref)[-2:]
-        if top2[1] - top2[0] >= min_gap:
+        if top2[1] - top2[0] >= min_gap and _route_gap(model, ids) >= min_route_gap:
             return ids, ref
     raise AssertionError("no prompt with a clear top token")
+
+
+def _route_gap(model: Any, ids: list[int]) -> float:
+    """The smallest gap between the k-th and (k+1)-th router logit over tokens and layers (inf without experts)."""
+    k = getattr(model.config, "num_experts_per_tok", None)
+    if not k:
+        return float("inf")
+    with torch.no_grad():
+        routers = model(torch.tensor([ids]), output_router_logits=True).router_logits
+    gaps = [np.diff(np.sort(r.reshape(-1, r.shape[-1]).double().numpy(), axis=1)[:, -k - 1 : -k + 1 or None]).min()
+            for r in routers]
+    return float(min(gaps))
 
 
 def hf_logits(model: Any, ids: list[int]) -> np.ndarray:
@@ -185,6 +224,251 @@ def test_rope_layout_errors_are_detected(families: dict[str, tuple[Path, list[in
     assert np.abs(our_logits(hf_dir / "unscaled.gguf", ids) - ref).max() > 0.05
 
 
+def test_gemma2_soft_capping_and_window_are_exercised(
+        families: dict[str, tuple[Path, list[int], np.ndarray]]) -> None:
+    """Negative control: without the attention or final soft-capping or the sliding window, Gemma 2's logits are
+    far off (so the F32 match above tests each of them)."""
+    hf_dir, ids, ref = families["gemma2"]
+    convert_hf.convert(hf_dir, hf_dir / "controls.gguf", "f32", vocab=stand_in_vocab)
+
+    def off_by(change: Any) -> float:
+        model = Model(hf_dir / "controls.gguf", n_ctx=64, n_threads=1, warmup=False)
+        try:
+            assert [L.window for L in model.decoder.layers] == [6, 0]  # llama.cpp's pattern: even layers slide
+            change(model.decoder)
+            model.eval_prompt(ids)
+            return float(np.abs(np.array(model.last_logits(), dtype=np.float64) - ref).max())
+        finally:
+            model.close()
+
+    assert off_by(lambda d: setattr(d, "attn_softcap", 0.0)) > 0.05
+    assert off_by(lambda d: setattr(d, "final_softcap", 0.0)) > 0.05
+    assert off_by(lambda d: [setattr(L, "window", 0) for L in d.layers]) > 0.05
+
+
+@pytest.mark.parametrize("case", ["mixtral", "qwen3moe-unnormalised"])
+def test_moe_weighting_is_exercised(families: dict[str, tuple[Path, list[int], np.ndarray]], case: str) -> None:
+    """Negative control: renormalising the top-k weights when the family does not (or not when it does) moves the
+    logits far beyond the F32 tolerance, and so does leaving the experts out."""
+    import dataclasses
+
+    hf_dir, ids, ref = families[case]
+    convert_hf.convert(hf_dir, hf_dir / "controls.gguf", "f32", vocab=stand_in_vocab)
+
+    def off_by(change: Any) -> float:
+        model = Model(hf_dir / "controls.gguf", n_ctx=64, n_threads=1, warmup=False)
+        try:
+            for L in model.decoder.layers:
+                change(L.moe)
+            model.eval_prompt(ids)
+            return float(np.abs(np.array(model.last_logits(), dtype=np.float64) - ref).max())
+        finally:
+            model.close()
+
+    assert off_by(lambda moe: None) <= 1e-3
+    assert off_by(lambda moe: setattr(moe, "cfg", dataclasses.replace(moe.cfg, norm_w=not moe.cfg.norm_w))) > 0.05
+    assert off_by(lambda moe: setattr(moe, "forward", lambda ops, h, n, out: ops.write(out, bytes(4 * n * 64)))) > 0.1
+
+
+def test_gemma2_query_scale_follows_llama_cpp() -> None:
+    """llama.cpp scales Gemma 2's queries by 1/sqrt(n_embd / n_head) for the 27B (46 layers), else by
+    1/sqrt(head_dim) (the 2B's and 9B's query_pre_attn_scalar is their head size)."""
+    import math
+
+    from emberllm.models.base import HParams
+    from emberllm.models.spec import gemma2_query_scale
+
+    def hp(n_layer: int, n_embd: int, n_head: int, head_dim: int) -> HParams:
+        return HParams("gemma2", 256000, n_embd, n_layer, n_head, n_head // 2, head_dim, 4 * n_embd, 8192, 1e-6,
+                       10000.0, 1.0, 4096)
+
+    assert gemma2_query_scale(hp(46, 4608, 32, 128)) == 1.0 / math.sqrt(144.0)
+    assert gemma2_query_scale(hp(42, 3584, 16, 256)) == 1.0 / math.sqrt(256.0)
+    assert gemma2_query_scale(hp(26, 2304, 8, 256)) == 1.0 / math.sqrt(256.0)
+
+
+@pytest.mark.parametrize("norm_w, w_scale", [(True, 0.0), (False, 0.0), (True, 2.5)])
+def test_moe_routing_follows_llama_cpp(norm_w: bool, w_scale: float) -> None:
+    """``moe.route``: softmax over all experts, the top k, renormalised (sum clamped at 2^-14) when the file says
+    so, then scaled (llama.cpp's build_moe_ffn), against numpy."""
+    import array
+
+    from emberllm.models.moe import MoeConfig, route
+
+    rng = np.random.default_rng(11)
+    n, ne, k = 7, 16, 4
+    logits = (rng.standard_normal((n, ne)) * 3).astype(np.float32)
+    got = route(memoryview(array.array("f", logits.reshape(-1).tolist())), n, MoeConfig(ne, k, norm_w, w_scale))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    want: dict[int, list[tuple[int, float]]] = {}
+    for t in range(n):
+        top = np.argsort(-probs[t])[:k]
+        w = probs[t, top]
+        if norm_w:
+            w = w / max(w.sum(), 6.103515625e-5)
+        if w_scale not in (0.0, 1.0):
+            w = w * w_scale
+        for e, x in zip(top, w, strict=True):
+            want.setdefault(int(e), []).append((t, float(x)))
+    assert sorted(got) == sorted(want)
+    for e, (rows, weights) in got.items():
+        assert rows == [t for t, _ in want[e]]
+        np.testing.assert_allclose(weights, [x for _, x in want[e]], rtol=1e-6)
+
+
+class ExpertReads:
+    """A counting wrapper of a real CPU backend's matmul ops: the expert matrices (``blk.N.expert.E.<kind>``
+    views) each call reads, and their bytes."""
+
+    def __init__(self, ops: Any) -> None:
+        self.reads: list[tuple[int, int, str, int]] = []  # (layer, expert, kind, bytes)
+        self._ops = ops
+        matmul, matmul_group = ops.matmul, ops.matmul_group
+
+        def counted_matmul(w: Any, x: Any, n: int, out: Any) -> None:
+            self._note([w])
+            matmul(w, x, n, out)
+
+        def counted_group(g: Any, x: Any, n: int) -> None:
+            self._note(g.weights)
+            matmul_group(g, x, n)
+
+        ops.matmul, ops.matmul_group = counted_matmul, counted_group
+
+    def _note(self, weights: list[Any]) -> None:
+        for w in weights:
+            parts = w.name.split(".")
+            if len(parts) == 5 and parts[2] == "expert":
+                size = w.n_out * int(self._ops.lib.emb_row_size(w.type, w.n_in))
+                self.reads.append((int(parts[1]), int(parts[3]), parts[4], size))
+
+
+def _hf_routed(case: str, hf_dir: Path, ids: list[int], k: int) -> list[set[int]]:
+    """Per layer, the experts transformers' router picks for the last token."""
+    model = getattr(transformers, CASES[case][1]).from_pretrained(hf_dir).eval()
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), output_router_logits=True)
+    return [set(torch.topk(r.reshape(-1, r.shape[-1])[-1], k).indices.tolist()) for r in out.router_logits]
+
+
+@pytest.mark.parametrize("case", ["mixtral", "qwen3moe"])
+def test_moe_decode_reads_only_the_routed_experts(families: dict[str, tuple[Path, list[int], np.ndarray]],
+                                                   case: str) -> None:
+    """A decode step runs exactly the experts transformers' router picks, reading k / n_expert of the expert
+    bytes; a prompt runs each expert's matrices at most once per layer (tokens grouped by expert)."""
+    hf_dir, ids, ref = families[case]
+    n_expert, k = 8, 2
+    convert_hf.convert(hf_dir, hf_dir / "moe.gguf", "q8_0", vocab=stand_in_vocab)
+    all_bytes = sum(int(t.n_bytes) for name, t in _gguf_tensors(hf_dir / "moe.gguf").items() if "_exps." in name)
+    model = Model(hf_dir / "moe.gguf", n_ctx=64, n_threads=1, warmup=False)
+    try:
+        counter = ExpertReads(model.decoder.host_ops)
+        model.eval_prompt(ids[:-1])
+        prompt = counter.reads
+        assert len(prompt) == len({r[:3] for r in prompt})  # one call per (layer, expert, matrix)
+        assert len({r[:2] for r in prompt}) > 2 * k  # the prompt's tokens spread over the experts
+        counter.reads = []
+        calls = model.kernel_calls
+        model.eval_prompt(ids)  # one new token
+        step = counter.reads
+        logits = np.array(model.last_logits(), dtype=np.float64)
+        step_calls = model.kernel_calls - calls
+    finally:
+        model.close()
+    routed = _hf_routed(case, hf_dir, ids, k)
+    for il, experts in enumerate(routed):
+        for kind in ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"):
+            assert sorted(e for layer, e, kd, _ in step if layer == il and kd == kind) == sorted(experts), (il, kind)
+    assert sum(r[3] for r in step) * n_expert == all_bytes * k
+    # per layer and routed expert: gather, gate/up, GLU, down, weighted add (plus the router and the rest)
+    assert step_calls < len(routed) * (k * 5 + 20)
+    assert int(logits.argmax()) == int(ref.argmax()) and cosine(logits, ref) >= 0.999
+
+
+@pytest.mark.parametrize("case", ["gemma", "gemma2", "olmo2", "mixtral", "qwen3moe"])
+def test_greedy_tokens_equal_llama_cpp(families: dict[str, tuple[Path, list[int], np.ndarray]], case: str) -> None:
+    """llama.cpp's llama-completion runs our converted file to the same 24 greedy tokens as we do (byte tokens
+    <0xNN> are ids NN + 3, printed as those bytes)."""
+    import subprocess
+
+    hf_dir = families[case][0]
+    path = hf_dir / "greedy.gguf"
+    convert_hf.convert(hf_dir, path, "q8_0", vocab=stand_in_vocab)
+    prompt, n = "The quick brown fox, 42 times!", 24
+    model = Model(path, n_ctx=128, n_threads=1, warmup=False)
+    try:
+        ours = [s.token for s in model.generate(prompt, n_predict=n, temperature=0) if s.token >= 0]
+    finally:
+        model.close()
+    proc = subprocess.run([str(llamacpp.binary("llama-completion")), "-m", str(path), "-p", prompt, "-n", str(n),
+                           "--temp", "0", "--top-k", "1", "-no-cnv", "--no-warmup", "-t", "1", "-c", "128",
+                           "--no-display-prompt", "--simple-io"], capture_output=True, timeout=120, check=True)
+    theirs = [b + 3 for b in proc.stdout.rstrip(b"\n")]
+    assert len(ours) == n and ours == theirs, (ours, theirs)
+
+
+#: runs llama.cpp's convert_hf_to_gguf.py on (model folder, output) pairs in one process; its vocabulary code is
+#: pointed at the byte-level BPE tokenizer trained here (no SentencePiece model, no known pre-tokenizer hash)
+_LLAMACPP_CONVERT = """
+import json, runpy, sys
+src = sys.argv[1]
+sys.path[:0] = [src, src + "/gguf-py"]
+import conversion.base, conversion.gemma, conversion.llama
+conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+for cls in (conversion.gemma.GemmaModel, conversion.gemma.Gemma2Model, conversion.llama.LlamaModel):
+    cls.set_vocab = lambda self: self._set_vocab_gpt2()
+main = runpy.run_path(src + "/convert_hf_to_gguf.py", run_name="llamacpp_convert")["main"]
+for hf_dir, out in json.loads(sys.argv[2]):
+    sys.argv = ["convert_hf_to_gguf.py", hf_dir, "--outfile", out, "--outtype", "f32"]
+    main()
+"""
+
+
+def test_converter_writes_what_llama_cpp_convert_writes(tmp_path: Path) -> None:
+    """llama.cpp's own convert_hf_to_gguf.py and ours give the same tensors (names, shapes, F32 data: stacked
+    experts, Gemma's 1 + w norms) and the same values for every one of its architecture keys; its file's logits
+    here are transformers' within 1e-3."""
+    import json
+    import subprocess
+    import sys
+
+    import gguf
+
+    source = llamacpp.build.source_dir()
+    if not (source / "convert_hf_to_gguf.py").is_file():
+        llamacpp.unavailable(f"llama.cpp's convert_hf_to_gguf.py not found in {source}")
+    cases = ["gemma2", "mixtral", "qwen3moe", "olmo2"]
+    pairs, prompts = [], {}
+    for case in cases:
+        d = tmp_path / case
+        prompts[case] = clear_prompt(build_model(case, d, vocab=len(_train_bpe_tokenizer(d))))
+        convert_hf.convert(d, d / "ours.gguf", "f32")
+        pairs.append((str(d), str(d / "theirs.gguf")))
+    subprocess.run([sys.executable, "-c", _LLAMACPP_CONVERT, str(source), json.dumps(pairs)], check=True,
+                   capture_output=True, timeout=300)
+    for case in cases:
+        ours, theirs = (gguf.GGUFReader(str(tmp_path / case / f"{w}.gguf")) for w in ("ours", "theirs"))
+        mine = {t.name: t for t in ours.tensors}
+        assert sorted(mine) == sorted(t.name for t in theirs.tensors), case
+        for t in theirs.tensors:
+            assert list(mine[t.name].shape) == list(t.shape), (case, t.name)
+            assert np.array_equal(np.asarray(mine[t.name].data), np.asarray(t.data)), (case, t.name)
+        arch = EXPECTED_ARCH[case]
+        fields = {k: f.contents() for k, f in ours.fields.items()}
+        for key, f in theirs.fields.items():
+            if key.startswith(arch + "."):
+                assert fields.get(key) == f.contents(), (case, key)
+        ids, ref = prompts[case]  # and llama.cpp's file runs here as transformers does
+        assert np.abs(our_logits(tmp_path / case / "theirs.gguf", ids) - ref).max() <= 1e-3, case
+
+
+def test_convert_refuses_unknown_architectures(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"architectures": ["MambaForCausalLM"], "model_type": "mamba"}')
+    with pytest.raises(convert_hf.ConvertError, match=r"unsupported model.*Mamba.*supported: .*Gemma2ForCausalLM"):
+        convert_hf.convert(tmp_path, tmp_path / "m.gguf", "f32", vocab=stand_in_vocab)
+
+
 def _gguf_tensors(path: Path) -> dict[str, Any]:
     import gguf
 
@@ -204,14 +488,36 @@ def test_tensor_names_and_metadata_follow_llama_cpp(families: dict[str, tuple[Pa
         ("qwen3", ["blk.0.attn_q_norm.weight", "blk.0.attn_k_norm.weight"], ["blk.0.attn_q.bias"]),
         ("llama3-rope-tied", ["rope_freqs.weight", "token_embd.weight"], ["output.weight"]),
         ("gemma3", ["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight"], ["output.weight"]),
+        ("gemma2", ["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight"], ["output.weight"]),
+        ("gemma", ["blk.0.ffn_norm.weight"], ["output.weight", "blk.0.post_attention_norm.weight"]),
+        ("mixtral", ["blk.0.ffn_gate_inp.weight", "blk.1.ffn_gate_exps.weight", "blk.1.ffn_up_exps.weight",
+                     "blk.1.ffn_down_exps.weight"], ["blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"]),
+        ("qwen3moe", ["blk.0.ffn_gate_inp.weight", "blk.0.ffn_down_exps.weight", "blk.0.attn_q_norm.weight"],
+         ["blk.0.ffn_down.weight"]),
+        ("olmo2", ["blk.0.post_attention_norm.weight", "blk.0.post_ffw_norm.weight", "blk.0.attn_k_norm.weight"],
+         ["blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"]),
     ):
         hf_dir = families[case][0]
         convert_hf.convert(hf_dir, hf_dir / "names.gguf", "f16", vocab=stand_in_vocab)
         tensors = _gguf_tensors(hf_dir / "names.gguf")
         assert all(n in tensors for n in must), (case, sorted(tensors))
         assert not any(n in tensors for n in must_not), case
-        assert int(tensors["blk.0.attn_norm.weight"].tensor_type) == 0  # 1-D stays F32
+        norm = "blk.0.attn_q_norm.weight" if case == "olmo2" else "blk.0.attn_norm.weight"
+        assert int(tensors[norm].tensor_type) == 0  # 1-D stays F32
         assert int(tensors["token_embd.weight"].tensor_type) == 1
+    moe = _gguf_tensors(families["mixtral"][0] / "names.gguf")
+    assert list(moe["blk.0.ffn_gate_exps.weight"].shape) == [64, 128, 8]  # GGML order: n_embd, n_ff, n_expert
+    assert list(moe["blk.0.ffn_down_exps.weight"].shape) == [128, 64, 8]
+    assert int(moe["blk.0.ffn_gate_inp.weight"].tensor_type) == 0  # the router stays F32
+    fields = _gguf_fields(families["mixtral"][0] / "names.gguf")
+    assert fields["llama.expert_count"] == 8 and fields["llama.expert_used_count"] == 2
+    fields = _gguf_fields(families["qwen3moe"][0] / "names.gguf")
+    assert fields["qwen3moe.expert_feed_forward_length"] == 64 and "qwen3moe.expert_weights_norm" not in fields
+    fields = _gguf_fields(families["gemma2"][0] / "names.gguf")
+    assert fields["gemma2.attn_logit_softcapping"] == 2.0 and fields["gemma2.final_logit_softcapping"] == 0.5
+    assert fields["gemma2.attention.sliding_window"] == 6
+    olmo2 = _gguf_tensors(families["olmo2"][0] / "names.gguf")
+    assert [int(olmo2[f"blk.0.attn_{x}_norm.weight"].n_elements) for x in "qk"] == [64, 32]  # whole rows
     fields = _gguf_fields(families["phi3"][0] / "names.gguf")
     assert fields["general.architecture"] == "phi3" and fields["general.file_type"] == 1
     assert fields["phi3.attention.head_count_kv"] == 2 and fields["phi3.rope.dimension_count"] == 16

@@ -157,13 +157,22 @@ def test_server_on_webgpu_serves_parallel_greedy_requests(gemma_path, reference,
 @pytest.mark.parametrize("precision", ["f16", "f32"])
 def test_every_family_on_webgpu_matches_transformers(families, precision):  # noqa: F811 - the imported fixture
     """Each architecture (Llama 3 rope factors, Qwen2 biases, Qwen3 QK-norm, Phi-3 fused tensors and long-rope,
-    Gemma 3) with every layer on WebGPU: F32 logits within 1e-3 of transformers', Q8_0 with its arg-max."""
+    Gemma, Gemma 2's soft-capping, Gemma 3, OLMo 2) with every layer on WebGPU: F32 logits within 1e-3 of
+    transformers', Q8_0 with its arg-max.  Mixture-of-experts layers are refused with a clear error (CPU only)."""
     from emberllm.convert import hf as convert_hf
+    from emberllm.models import UnsupportedModelError
 
     from .test_model_families import CASES, stand_in_vocab
 
     for case in CASES:
         hf_dir, ids, ref = families[case]
+        if "moe" in case or case == "mixtral":
+            path = hf_dir / "f32.gguf"
+            if not path.exists():
+                convert_hf.convert(hf_dir, path, "f32", vocab=stand_in_vocab)
+            with pytest.raises(UnsupportedModelError, match="mixture-of-experts layers run on the CPU only"):
+                Model(path, n_ctx=64, n_threads=1, warmup=False, n_gpu_layers=99, gpu=open_device(False))
+            continue
         for outtype, check in (("f32", "close"), ("q8_0", "argmax")):
             path = hf_dir / f"{outtype}.gguf"
             if not path.exists():

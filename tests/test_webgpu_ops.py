@@ -368,6 +368,21 @@ def test_glu(gpu, ctx, act):
     np.testing.assert_allclose(from_gpu(gpu, gt, gate.size), ref, **tol)
 
 
+def test_softcap(gpu, ctx):
+    """Final logit soft-capping of a row at an offset equals the C kernel (and cap * tanh(x / cap))."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(1003) * 40).astype(np.float32)
+    xt = to_gpu(gpu, x)
+    gpu.softcap(gpu.row(xt, 3, 1), 997, 30.0)
+    xb, ref = host_f32(x)
+    LIB.emb_softcap(ctx, K.at(xb, 3), 997, 30.0)
+    got = from_gpu(gpu, xt, 1003)
+    np.testing.assert_array_equal(got[:3], x[:3])
+    np.testing.assert_array_equal(got[1000:], x[1000:])
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(ref[3:1000], 30.0 * np.tanh(x[3:1000].astype(np.float64) / 30.0), rtol=0, atol=1e-5)
+
+
 def test_argmax(gpu):
     rng = np.random.default_rng(6)
     x = rng.standard_normal(1000).astype(np.float32)
@@ -384,8 +399,9 @@ def test_argmax(gpu):
 
 # -- attention and the KV cache ---------------------------------------------------------------------------------
 
-def attention_reference(q, kc, vc, n_head_kv, head_dim, pos0, window, scale):
-    """float64 attention of ``q`` (tokens x heads x dim) at ``pos0..`` over the f16 caches (positions x kv_dim)."""
+def attention_reference(q, kc, vc, n_head_kv, head_dim, pos0, window, scale, softcap=0.0):
+    """float64 attention of ``q`` (tokens x heads x dim) at ``pos0..`` over the f16 caches (positions x kv_dim),
+    scores soft-capped when ``softcap`` > 0."""
     n_tok, n_head, _ = q.shape
     k = kc.view(np.float16).astype(np.float64).reshape(-1, n_head_kv, head_dim)
     v = vc.view(np.float16).astype(np.float64).reshape(-1, n_head_kv, head_dim)
@@ -396,14 +412,16 @@ def attention_reference(q, kc, vc, n_head_kv, head_dim, pos0, window, scale):
         for h in range(n_head):
             kh = h // (n_head // n_head_kv)
             s = k[lo : p + 1, kh] @ q[t, h].astype(np.float64) * scale
+            if softcap > 0:
+                s = softcap * np.tanh(s / softcap)
             e = np.exp(s - s.max())
             out[t, h] = e / e.sum() @ v[lo : p + 1, kh]
     return out
 
 
 @pytest.mark.parametrize("head_dim", [64, 256])
-@pytest.mark.parametrize("window", [0, 24], ids=["causal", "swa"])
-def test_attention(gpu, ctx, head_dim, window):
+@pytest.mark.parametrize("window, softcap", [(0, 0.0), (24, 0.0), (24, 2.0)], ids=["causal", "swa", "swa-softcap"])
+def test_attention(gpu, ctx, head_dim, window, softcap):
     """A prefill of 70 tokens (two 64-position tiles), then 5 tokens at position 70, then one at 75, in layer 1 of a
     two-layer cache; the q/k/v/out rows of the later calls sit at row offsets of the same tensors."""
     rng = np.random.default_rng(7 + head_dim + window)
@@ -430,12 +448,12 @@ def test_attention(gpu, ctx, head_dim, window):
             return gpu.row(t, pos0, width) if pos0 else t
 
         gpu.attention(kv, 1, rows(qt, q_dim), rows(kt, kv_dim), rows(vt, kv_dim), rows(out, q_dim), n, pos0,
-                      n_head, n_head_kv, head_dim, window, scale)
+                      n_head, n_head_kv, head_dim, window, scale, softcap)
         kv.n_past = pos0 + n
         LIB.emb_kv_store(ctx, K.at(kb, pos0 * kv_dim), K.at(vb, pos0 * kv_dim), kc.ptr, vc.ptr, n, kv_dim, kv_dim,
                          kv_dim, pos0)
         assert LIB.emb_attention(ctx, K.at(qb, pos0 * q_dim), kc.ptr, vc.ptr, K.at(ob, pos0 * q_dim), n, n_head,
-                                 n_head_kv, head_dim, q_dim, pos0, window, scale, 0.0) == 0
+                                 n_head_kv, head_dim, q_dim, pos0, window, scale, softcap) == 0
 
     cache = kv.layers[1]
     nbytes = 2 * n_all * kv_dim
@@ -446,7 +464,7 @@ def test_attention(gpu, ctx, head_dim, window):
     assert not np.frombuffer(other, np.uint16).any()
     got = from_gpu(gpu, out, n_all * q_dim).reshape(n_all, n_head, head_dim)
     ref = ref_out.reshape(n_all, n_head, head_dim)
-    exact = attention_reference(q, kc_view, vc_view, n_head_kv, head_dim, 0, window, scale)
+    exact = attention_reference(q, kc_view, vc_view, n_head_kv, head_dim, 0, window, scale, softcap)
     # the C kernel's small-batch path accumulates in half precision (as llama.cpp's flash attention)
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-2)
     np.testing.assert_allclose(got, exact, rtol=0, atol=2e-5)

@@ -150,6 +150,14 @@ class CpuBackend:
         if rc != 0:
             raise KernelError(f"matmul failed for {', '.join(w.name for w in g.weights)} (code {rc})")
 
+    def add_rows_scaled(self, x: Buffer, rows: Buffer, scales: Buffer, acc: Buffer, n_rows: int, dim: int) -> None:
+        """``acc[rows[i]] += scales[i] * x[i]`` for ``n_rows`` rows of ``dim`` (experts' weighted outputs)."""
+        self.lib.emb_add_rows_scaled(self.ctx, x.ptr, rows.ptr, scales.ptr, acc.ptr, n_rows, dim)
+
+    def softcap(self, x: Buffer, n: int, cap: float) -> None:
+        """``x = tanh(x / cap) * cap`` over ``n`` values (final logit soft-capping)."""
+        self.lib.emb_softcap(self.ctx, x.ptr, n, cap)
+
     def rope(self, x: Buffer, n: int, n_heads: int, head_dim: int, n_rot: int, pos: Buffer, base: float,
              scale: float, mode: int, freq_factors: Any = None) -> None:
         """Rotary position embedding of ``n`` rows of ``n_heads`` heads in place (optional frequency factors)."""
@@ -164,16 +172,17 @@ class CpuBackend:
         self.lib.emb_glu(self.ctx, gate.ptr, up.ptr, gate.ptr, n, n_ff, n_ff, n_ff, act)
 
     def attention(self, kv: KVCache, layer: int, q: Any, k: Any, v: Any, out: Any, n: int, pos0: int, n_head: int,
-                  n_head_kv: int, head_dim: int, window: int, scale: float) -> None:
+                  n_head_kv: int, head_dim: int, window: int, scale: float, softcap: float = 0.0) -> None:
         """Store ``n`` rows of K/V at ``pos0`` in layer ``layer`` of ``kv``, then causal attention of the ``n``
-        query rows over positions ``0 .. pos0 + n`` (``window`` > 0: sliding window) into ``out``."""
+        query rows over positions ``0 .. pos0 + n`` (``window`` > 0: sliding window; ``softcap`` > 0: scores
+        soft-capped before the softmax) into ``out``."""
         kc, vc = kv.k_ptrs[layer], kv.v_ptrs[layer]
         tk, tv = kv.type_ids
         kv_dim = n_head_kv * head_dim
         rc = self.lib.emb_kv_store_typed(self.ctx, k, v, kc, vc, tk, tv, n, n_head_kv, head_dim, kv_dim, kv_dim, pos0)
         if rc == 0:
             rc = self.lib.emb_attention_typed(self.ctx, q, kc, vc, tk, tv, out, n, n_head, n_head_kv, head_dim,
-                                              n_head * head_dim, pos0, window, scale, 0.0)
+                                              n_head * head_dim, pos0, window, scale, softcap)
         if rc != 0:
             raise KernelError(f"attention failed in layer {layer} (code {rc})")
 

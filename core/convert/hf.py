@@ -1,10 +1,12 @@
 """Hugging Face model directory (config.json + safetensors + tokenizer files) -> GGUF, as llama.cpp's converter
 writes it: the same metadata keys, tensor names and tensor transforms, so llama.cpp loads our files.
 
-Supported: Llama (Llama 2/3.x, Mistral, SmolLM2, TinyLlama; Llama 3 rope scaling as a ``rope_freqs`` tensor),
-Qwen2, Qwen3, Phi-3 (standard rope) and Gemma 3 (text).  Transforms: Llama's Q/K row permutation (HF stores
-Q/K for rotate-half RoPE, llama.cpp's ``llama`` uses interleaved pairs), Gemma's ``1 + w`` RMSNorm weights,
-tied output embeddings left out.  Tokenizer metadata comes from ``emberllm.convert.hf_vocab.vocab_metadata``.
+Supported: Llama (Llama 2/3.x, Mistral, SmolLM2, TinyLlama; Llama 3 rope scaling as a ``rope_freqs`` tensor;
+Mixtral's experts), Qwen2, Qwen3, Qwen3-MoE, Phi-3 (standard rope), Gemma, Gemma 2, Gemma 3 (text) and OLMo 2.
+Transforms: Llama's Q/K row permutation (HF stores Q/K for rotate-half RoPE, llama.cpp's ``llama`` uses
+interleaved pairs), Gemma's ``1 + w`` RMSNorm weights, tied output embeddings left out, each layer's experts
+stacked into 3-D ``ffn_{gate,up,down}_exps`` tensors (expert-major), the router ``ffn_gate_inp`` kept F32.
+Tokenizer metadata comes from ``emberllm.convert.hf_vocab.vocab_metadata``.
 """
 
 from __future__ import annotations
@@ -32,9 +34,17 @@ HF_ARCHITECTURES = {
     "Qwen3ForCausalLM": "qwen3",
     "Phi3ForCausalLM": "phi3",
     "Gemma3ForCausalLM": "gemma3",
+    "Gemma2ForCausalLM": "gemma2",
+    "GemmaForCausalLM": "gemma",
+    "MixtralForCausalLM": "llama",
+    "Qwen3MoeForCausalLM": "qwen3moe",
+    "Olmo2ForCausalLM": "olmo2",
 }
 _MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
-                "gemma3_text": "gemma3"}
+                "gemma3_text": "gemma3", "gemma2": "gemma2", "gemma": "gemma", "mixtral": "llama",
+                "qwen3_moe": "qwen3moe", "olmo2": "olmo2"}
+#: Gemma's RMSNorm multiplies by ``1 + w``: their converter stores ``1 + w`` (and ties the output by default).
+_GEMMA_ARCHS = ("gemma", "gemma2", "gemma3")
 
 #: ``--outtype`` -> (GGML type of 2-D weights, ``general.file_type`` (llama_ftype)).
 OUTTYPES = {"f32": (0, 0), "f16": (1, 1), "bf16": (30, 32), "q8_0": (8, 7)}
@@ -54,6 +64,8 @@ _LAYER_NAMES = {
     "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
     "mlp.gate_up_proj": "ffn_up",
+    "block_sparse_moe.gate": "ffn_gate_inp",  # Mixtral's router
+    "mlp.gate": "ffn_gate_inp",  # Qwen3-MoE's router
 }
 _GEMMA3_LAYER_NAMES = {
     **_LAYER_NAMES,
@@ -61,9 +73,19 @@ _GEMMA3_LAYER_NAMES = {
     "pre_feedforward_layernorm": "ffn_norm",
     "post_feedforward_layernorm": "post_ffw_norm",
 }
+#: OLMo 2 has post-norms only (its Q/K norms span the whole row; same names).
+_OLMO2_LAYER_NAMES = {
+    **_LAYER_NAMES,
+    "post_attention_layernorm": "post_attention_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
+}
 _GLOBAL_NAMES = {"embed_tokens.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
                  "lm_head.weight": "output.weight"}
 _LAYER_RE = re.compile(r"^layers\.(\d+)\.(.+)\.(weight|bias)$")
+#: one expert's matrix: layer, expert, HF name (Mixtral's w1/w2/w3, Qwen3-MoE's *_proj)
+_EXPERT_RE = re.compile(r"^layers\.(\d+)\.(?:block_sparse_moe|mlp)\.experts\.(\d+)\.(\w+)\.weight$")
+_EXPERT_NAMES = {"w1": "ffn_gate_exps", "w2": "ffn_down_exps", "w3": "ffn_up_exps", "gate_proj": "ffn_gate_exps",
+                 "up_proj": "ffn_up_exps", "down_proj": "ffn_down_exps"}
 
 
 class ConvertError(ValueError):
@@ -153,7 +175,7 @@ def hparams_metadata(arch: str, config: dict[str, Any]) -> dict[str, Any]:
         "attention.layer_norm_rms_epsilon": float(config.get("rms_norm_eps", 1e-6)),
         "rope.freq_base": float(rope["rope_theta"]),
     }
-    if arch in ("llama", "qwen3", "gemma3") or config.get("head_dim"):
+    if arch in ("llama", "qwen3", "gemma", "gemma2", "gemma3") or config.get("head_dim"):
         md["attention.key_length"] = head_dim
         md["attention.value_length"] = head_dim
     if arch == "llama":
@@ -166,6 +188,19 @@ def hparams_metadata(arch: str, config: dict[str, Any]) -> dict[str, Any]:
             rope.get("original_max_position_embeddings") or config.get("original_max_position_embeddings")
             or md["context_length"])
         md["attention.sliding_window"] = int(config.get("sliding_window") or 0)
+    if arch == "gemma2":
+        md["attention.sliding_window"] = int(config.get("sliding_window") or 4096)
+        md["attn_logit_softcapping"] = float(config.get("attn_logit_softcapping") or 50.0)
+        md["final_logit_softcapping"] = float(config.get("final_logit_softcapping") or 30.0)
+    n_expert = config.get("num_local_experts") or config.get("num_experts")
+    if n_expert:
+        md["expert_count"] = int(n_expert)
+        md["expert_used_count"] = int(config["num_experts_per_tok"])
+        if config.get("moe_intermediate_size"):
+            md["expert_feed_forward_length"] = int(config["moe_intermediate_size"])
+        if arch == "qwen3moe" and not config.get("norm_topk_prob", True):
+            # llama.cpp's qwen3moe renormalises whatever the file says; this key keeps HF's unnormalised weights
+            md["expert_weights_norm"] = False
     if arch == "gemma3":
         md["attention.sliding_window"] = int(config.get("sliding_window") or 0)
         md["rope.freq_base"] = float(rope_settings(config, "full_attention")["rope_theta"])
@@ -194,11 +229,13 @@ def _permute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
 def plan_tensors(arch: str, config: dict[str, Any], hf_dir: Path) -> list[tuple[str, tuple[int, ...], Any]]:
     """(GGUF name, numpy shape, loader) for every tensor llama.cpp's converter writes; each loader returns the
     float32 data transformed as llama.cpp's converter does (read only when called)."""
-    names = _GEMMA3_LAYER_NAMES if arch == "gemma3" else _LAYER_NAMES
-    tied = bool(config.get("tie_word_embeddings", arch == "gemma3"))
+    names = (_GEMMA3_LAYER_NAMES if arch in ("gemma2", "gemma3") else _OLMO2_LAYER_NAMES if arch == "olmo2"
+             else _LAYER_NAMES)
+    tied = bool(config.get("tie_word_embeddings", arch in _GEMMA_ARCHS))
     n_head = int(config["num_attention_heads"])
     n_head_kv = int(config.get("num_key_value_heads") or n_head)
     plan: list[tuple[str, tuple[int, ...], Any]] = []
+    experts: dict[str, dict[int, tuple[Any, str]]] = {}
     for hf_name, st in iter_model_tensors(hf_dir):
         name = hf_name
         for prefix in ("model.language_model.", "language_model.model.", "model."):
@@ -211,6 +248,10 @@ def plan_tensors(arch: str, config: dict[str, Any], hf_dir: Path) -> list[tuple[
             continue
         if name in _GLOBAL_NAMES:
             gguf_name = _GLOBAL_NAMES[name]
+        elif (e := _EXPERT_RE.match(name)) is not None and e.group(3) in _EXPERT_NAMES:
+            experts.setdefault(f"blk.{e.group(1)}.{_EXPERT_NAMES[e.group(3)]}.weight", {})[int(e.group(2))] = (
+                st, hf_name)
+            continue
         else:
             m = _LAYER_RE.match(name)
             if m is None or m.group(2) not in names:
@@ -221,7 +262,7 @@ def plan_tensors(arch: str, config: dict[str, Any], hf_dir: Path) -> list[tuple[
             permute_heads = n_head
         elif arch == "llama" and _is_layer_tensor(gguf_name, "attn_k"):
             permute_heads = n_head_kv
-        plus_one = arch == "gemma3" and gguf_name.endswith("norm.weight")
+        plus_one = arch in _GEMMA_ARCHS and gguf_name.endswith("norm.weight")
 
         def load(st: Any = st, hf_name: str = hf_name, heads: int = permute_heads, plus_one: bool = plus_one) -> Any:
             data = st.get(hf_name).astype(np.float32, copy=False)
@@ -230,6 +271,7 @@ def plan_tensors(arch: str, config: dict[str, Any], hf_dir: Path) -> list[tuple[
             return data + 1.0 if plus_one else data
 
         plan.append((gguf_name, tuple(int(d) for d in st.header[hf_name]["shape"]), load))
+    plan.extend(_stacked_experts(experts, config))
     rope = rope_settings(config)
     if arch == "llama" and rope["rope_type"] == "llama3":
         head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // n_head)
@@ -244,6 +286,24 @@ def plan_tensors(arch: str, config: dict[str, Any], hf_dir: Path) -> list[tuple[
     return plan
 
 
+def _stacked_experts(experts: dict[str, dict[int, tuple[Any, str]]],
+                     config: dict[str, Any]) -> list[tuple[str, tuple[int, ...], Any]]:
+    """One 3-D tensor (n_expert, rows, cols) per layer and kind from the per-expert HF matrices."""
+    n_expert = int(config.get("num_local_experts") or config.get("num_experts") or 0)
+    plan: list[tuple[str, tuple[int, ...], Any]] = []
+    for gguf_name, parts in experts.items():
+        if sorted(parts) != list(range(n_expert)):
+            raise ConvertError(f"{gguf_name}: experts {sorted(parts)} found, expected 0..{n_expert - 1}")
+        st, first = parts[0]
+        shape = (n_expert, *(int(d) for d in st.header[first]["shape"]))
+
+        def load(parts: dict[int, tuple[Any, str]] = parts) -> Any:
+            return np.stack([parts[x][0].get(parts[x][1]).astype(np.float32, copy=False) for x in sorted(parts)])
+
+        plan.append((gguf_name, shape, load))
+    return plan
+
+
 def _is_layer_tensor(gguf_name: str, kind: str) -> bool:
     """Whether ``blk.N.<kind>.weight|bias`` names this kind of tensor."""
     parts = gguf_name.split(".")
@@ -251,9 +311,9 @@ def _is_layer_tensor(gguf_name: str, kind: str) -> bool:
 
 
 def tensor_type(name: str, shape: tuple[int, ...], weight_type: int) -> int:
-    """llama.cpp's converter choice: 1-D tensors (norms, biases, rope factors) F32, matrices ``weight_type``,
-    falling back to F16 when a row does not fit Q8_0 blocks."""
-    if len(shape) <= 1 or name.startswith(("rope_freqs.", "rope_factors_")):
+    """llama.cpp's converter choice: 1-D tensors (norms, biases, rope factors) and expert routers F32, matrices
+    ``weight_type``, falling back to F16 when a row does not fit Q8_0 blocks."""
+    if len(shape) <= 1 or name.startswith(("rope_freqs.", "rope_factors_")) or name.endswith(".ffn_gate_inp.weight"):
         return 0
     if weight_type == 8 and shape[-1] % 32 != 0:
         return 1

@@ -1,11 +1,12 @@
 """The pre-norm decoder block every supported architecture shares, written once over a backend's named ops.
 
-RMSNorm -> Q/K/V (separate or fused ``attn_qkv``; optional biases; optional per-head QK-norm) -> RoPE (NORMAL or
-NEOX, optional ``rope_freqs`` / long-rope factors) -> attention over each sequence's KV cache (optional sliding
-window) -> output projection -> residual (or post-norm into it) ; RMSNorm -> gated unit (SiLU or GELU-tanh; separate
-gate/up or fused ``ffn_up``) -> down projection -> residual (or post-norm).  An ``ArchSpec`` states what a family does
-differently.  Logits are computed only for the rows asked for, through the final norm and the output projection
-(``output.weight``, or tied to ``token_embd``).
+RMSNorm (none in OLMo 2) -> Q/K/V (separate or fused ``attn_qkv``; optional biases; optional QK-norm per head or
+per row) -> RoPE (NORMAL or NEOX, optional ``rope_freqs`` / long-rope factors) -> attention over each sequence's KV
+cache (optional sliding window and score soft-capping) -> output projection -> residual (or post-norm into it) ;
+RMSNorm -> gated unit (SiLU or GELU-tanh; separate gate/up or fused ``ffn_up``) -> down projection, or the
+mixture-of-experts block of ``models/moe.py`` in layers with ``ffn_gate_inp`` -> residual (or post-norm).  An
+``ArchSpec`` states what a family does differently.  Logits are computed only for the rows asked for, through the
+final norm and the output projection (``output.weight``, or tied to ``token_embd``), soft-capped for Gemma 2.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 from emberllm.backends.binding import Buffer
 from emberllm.backends.kv_cache import KVCache
 from emberllm.gguf.reader import GGUFFile
+from emberllm.models import UnsupportedModelError
 from emberllm.models.base import HParams, MatrixGroup, Weight, WeightStore
+from emberllm.models.moe import MoeConfig, MoeFFN, MoeScratch, alloc_scratch, expert_ffn_width
 from emberllm.models.spec import ArchSpec
 
 #: Logit rows computed per output matmul.
@@ -71,12 +74,14 @@ class Layer:
     wo: Weight
     post_attn_norm: Any
     ffn_norm: Any
-    gate_up: MatrixGroup
-    w_down: Weight
+    gate_up: MatrixGroup | None
+    w_down: Weight | None
     post_ffn_norm: Any
     window: int
     rope_base: float
     rope_scale: float
+    #: a mixture-of-experts FFN in place of gate_up / w_down (layers with ``ffn_gate_inp``)
+    moe: MoeFFN | None = None
 
 
 class Decoder:
@@ -96,7 +101,11 @@ class Decoder:
         self.n_ctx_orig = int(md.get(f"{hp.arch}.rope.scaling.original_context_length", hp.n_ctx_train))
         # long-rope's attention factor scales cos and sin (llama.cpp), i.e. q and k: the scores by its square
         attn_factor = float(md.get(f"{hp.arch}.rope.scaling.attn_factor", 1.0))
-        self.attn_scale = attn_factor * attn_factor / math.sqrt(hp.head_dim)
+        self.attn_scale = attn_factor * attn_factor * (spec.query_scale(hp) if spec.query_scale is not None
+                                                        else 1.0 / math.sqrt(hp.head_dim))
+        # Gemma 2's soft-capping of attention scores and final logits (0: none)
+        self.attn_softcap = float(md.get(f"{hp.arch}.attn_logit_softcapping", 50.0)) if spec.softcap else 0.0
+        self.final_softcap = float(md.get(f"{hp.arch}.final_logit_softcapping", 30.0)) if spec.softcap else 0.0
         # offload like llama.cpp's -ngl: the last n_device_layers layers on the device; all of them -> the
         # embeddings, the final norm and the output projection too
         n_dev = min(max(n_device_layers, 0), hp.n_layer) if device is not None else 0
@@ -111,6 +120,7 @@ class Decoder:
         self._bufs = {id(b): self._alloc_activations(b) for b in running}
         self.buf = self._bufs[id(self.ops)]
         self.weights = WeightStore(gguf, ops.kernels)
+        self._moe_scratch: MoeScratch | None = None
         self._load_io(self.weights)
         self.layers = [self._load_layer(self.weights, il) for il in range(hp.n_layer)]
         self._host_logits: Buffer | None = None
@@ -167,33 +177,52 @@ class Decoder:
             wq = ops.load_matrix(w, p + "attn_q.weight", hp.n_embd, hp.q_dim)
             wk = ops.load_matrix(w, p + "attn_k.weight", hp.n_embd, hp.kv_dim)
             wv = ops.load_matrix(w, p + "attn_v.weight", hp.n_embd, hp.kv_dim)
-        if w.has(p + "ffn_gate.weight"):
-            w_gate = ops.load_matrix(w, p + "ffn_gate.weight", hp.n_embd, hp.n_ff)
-            w_up = ops.load_matrix(w, p + "ffn_up.weight", hp.n_embd, hp.n_ff)
+        moe, gate_up, w_down = None, None, None
+        if w.has(p + "ffn_gate_inp.weight"):
+            moe = self._load_moe(w, ops, p)
         else:
-            w_gate, w_up = ops.load_split(w, p + "ffn_up.weight", hp.n_embd, [hp.n_ff, hp.n_ff],
-                                          [p + "gate", p + "up"])
+            if w.has(p + "ffn_gate.weight"):
+                w_gate = ops.load_matrix(w, p + "ffn_gate.weight", hp.n_embd, hp.n_ff)
+                w_up = ops.load_matrix(w, p + "ffn_up.weight", hp.n_embd, hp.n_ff)
+            else:
+                w_gate, w_up = ops.load_split(w, p + "ffn_up.weight", hp.n_embd, [hp.n_ff, hp.n_ff],
+                                              [p + "gate", p + "up"])
+            gate_up = ops.group([w_gate, w_up], [b.gate, b.up])
+            w_down = ops.load_matrix(w, p + "ffn_down.weight", hp.n_ff, hp.n_embd)
         is_swa = spec.swa_pattern > 0 and hp.sliding_window > 0 and (il + 1) % spec.swa_pattern != 0
-        swa_base = float(self.gguf.metadata.get(f"{hp.arch}.rope.freq_base_swa", spec.swa_rope_base))
+        swa_base = float(self.gguf.metadata.get(f"{hp.arch}.rope.freq_base_swa", spec.swa_rope_base or hp.rope_base))
+        q_norm_dim, k_norm_dim = (hp.q_dim, hp.kv_dim) if spec.qk_norm_whole else (hp.head_dim, hp.head_dim)
         return Layer(
             ops=ops,
-            attn_norm=ops.load_vector(w, p + "attn_norm.weight", hp.n_embd),
+            attn_norm=self._optional(w, ops, p + "attn_norm.weight", hp.n_embd, spec.pre_norms),
             qkv=ops.group([wq, wk, wv], [b.q, b.k, b.v]),
             bq=self._optional(w, ops, p + "attn_q.bias", hp.q_dim),
             bk=self._optional(w, ops, p + "attn_k.bias", hp.kv_dim),
             bv=self._optional(w, ops, p + "attn_v.bias", hp.kv_dim),
-            q_norm=self._optional(w, ops, p + "attn_q_norm.weight", hp.head_dim, spec.qk_norm),
-            k_norm=self._optional(w, ops, p + "attn_k_norm.weight", hp.head_dim, spec.qk_norm),
+            q_norm=self._optional(w, ops, p + "attn_q_norm.weight", q_norm_dim, spec.qk_norm),
+            k_norm=self._optional(w, ops, p + "attn_k_norm.weight", k_norm_dim, spec.qk_norm),
             wo=ops.load_matrix(w, p + "attn_output.weight", hp.q_dim, hp.n_embd),
             post_attn_norm=self._optional(w, ops, p + "post_attention_norm.weight", hp.n_embd, spec.post_norms),
-            ffn_norm=ops.load_vector(w, p + "ffn_norm.weight", hp.n_embd),
-            gate_up=ops.group([w_gate, w_up], [b.gate, b.up]),
-            w_down=ops.load_matrix(w, p + "ffn_down.weight", hp.n_ff, hp.n_embd),
+            ffn_norm=self._optional(w, ops, p + "ffn_norm.weight", hp.n_embd, spec.pre_norms),
+            gate_up=gate_up,
+            w_down=w_down,
             post_ffn_norm=self._optional(w, ops, p + "post_ffw_norm.weight", hp.n_embd, spec.post_norms),
             window=hp.sliding_window if is_swa else 0,
             rope_base=swa_base if is_swa else hp.rope_base,
             rope_scale=1.0 if is_swa else hp.rope_scale,
+            moe=moe,
         )
+
+    def _load_moe(self, w: WeightStore, ops: Any, prefix: str) -> MoeFFN:
+        """A layer's router and experts (models/moe.py), run on the host backend."""
+        if ops is not self.host_ops:
+            raise UnsupportedModelError(f"{self.hp.arch}: mixture-of-experts layers run on the CPU only; "
+                                        "offload fewer layers (-ngl 0)")
+        cfg = MoeConfig.from_metadata(self.gguf.metadata, self.hp.arch)
+        if self._moe_scratch is None:
+            self._moe_scratch = alloc_scratch(ops, self.n_batch, self.hp.n_embd, expert_ffn_width(w, prefix),
+                                              cfg.n_expert)
+        return MoeFFN(ops, w, prefix, self.hp.n_embd, cfg, self._moe_scratch)
 
     def set_context(self, n_ctx: int) -> None:
         """Pick what depends on the context size: long-rope's factors (long beyond the original context), as
@@ -233,27 +262,40 @@ class Decoder:
                 self._move_residual(here, ops, n)
                 here = ops
             b = self._bufs[id(ops)]
-            ops.rms_norm(b.x, L.attn_norm, b.h, n, hp.n_embd, eps)
-            ops.matmul_group(L.qkv, b.h, n)
+            ops.matmul_group(L.qkv, self._pre_norm(ops, L.attn_norm, n), n)
             for bias, dst, dim in ((L.bq, b.q, hp.q_dim), (L.bk, b.k, hp.kv_dim), (L.bv, b.v, hp.kv_dim)):
                 if bias is not None:
                     ops.add_rows(bias, dst, n, dim)
+            whole = self.spec.qk_norm_whole  # one RMSNorm per token row, else one per head
             if L.q_norm is not None:
-                ops.rms_norm(b.q, L.q_norm, b.q, n * hp.n_head, hp.head_dim, eps)
+                ops.rms_norm(b.q, L.q_norm, b.q, n if whole else n * hp.n_head, hp.q_dim if whole else hp.head_dim,
+                             eps)
             if L.k_norm is not None:
-                ops.rms_norm(b.k, L.k_norm, b.k, n * hp.n_head_kv, hp.head_dim, eps)
+                ops.rms_norm(b.k, L.k_norm, b.k, n if whole else n * hp.n_head_kv,
+                             hp.kv_dim if whole else hp.head_dim, eps)
             self._rope(ops, L, b.q, n, hp.n_head)
             self._rope(ops, L, b.k, n, hp.n_head_kv)
             self._attention(ops, il, L, segments)
             ops.matmul(L.wo, b.att, n, b.h2)
             self._residual(ops, L.post_attn_norm, n)
-            ops.rms_norm(b.x, L.ffn_norm, b.h, n, hp.n_embd, eps)
-            ops.matmul_group(L.gate_up, b.h, n)
-            ops.glu(b.gate, b.up, n, hp.n_ff, self.spec.act)
-            ops.matmul(L.w_down, b.gate, n, b.h2)
+            h = self._pre_norm(ops, L.ffn_norm, n)
+            if L.moe is not None:
+                L.moe.forward(ops, h, n, b.h2)
+            else:
+                ops.matmul_group(L.gate_up, h, n)
+                ops.glu(b.gate, b.up, n, hp.n_ff, self.spec.act)
+                ops.matmul(L.w_down, b.gate, n, b.h2)
             self._residual(ops, L.post_ffn_norm, n)
         if here is not self.ops:
             self._move_residual(here, self.ops, n)
+
+    def _pre_norm(self, ops: Any, norm: Any, n: int) -> Buffer:
+        """The input of a sub-block: the RMSNormed residual in ``h``, or the residual itself without a pre-norm."""
+        b = self._bufs[id(ops)]
+        if norm is None:
+            return b.x
+        ops.rms_norm(b.x, norm, b.h, n, self.hp.n_embd, self.hp.norm_eps)
+        return b.h
 
     def _move_residual(self, src: Any, dst: Any, n: int) -> None:
         """Hand the residual stream of ``n`` rows from one backend to the next (host <-> device)."""
@@ -271,7 +313,7 @@ class Decoder:
         for s in segments:
             ops.attention(s.kv, il, ops.row(b.q, s.start, hp.q_dim), ops.row(b.k, s.start, hp.kv_dim),
                           ops.row(b.v, s.start, hp.kv_dim), ops.row(b.att, s.start, hp.q_dim), s.n, s.pos0,
-                          hp.n_head, hp.n_head_kv, hp.head_dim, L.window, self.attn_scale)
+                          hp.n_head, hp.n_head_kv, hp.head_dim, L.window, self.attn_scale, self.attn_softcap)
 
     def _residual(self, ops: Any, post_norm: Any, n: int) -> None:
         """``x += h2``, through the post-norm when the family has one."""
@@ -292,6 +334,8 @@ class Decoder:
         """Logits of ``n`` normed rows of ``hidden`` from row ``first`` on, into ``buf.logits``."""
         ops = self.ops
         ops.matmul(self.output, ops.row(hidden, first, self.hp.n_embd), n, self.buf.logits)
+        if self.final_softcap:
+            ops.softcap(self.buf.logits, n * self.hp.n_vocab, self.final_softcap)
         self._host_rows.clear()
 
     def sync(self) -> None:

@@ -101,6 +101,10 @@ void emb_add(emb_ctx *ctx, const float *x, float *acc, int64_t n);
 void emb_rope(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t *pos, float freq_base, float freq_scale, int mode);
 void emb_rope_ff(emb_ctx *ctx, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot, const int32_t *pos, float freq_base, float freq_scale, int mode, const float *freq_factors);
 void emb_add_rows(emb_ctx *ctx, const float *bias, float *x, int64_t n_rows, int64_t dim);
+/* acc[rows[i]] += scales[i] * x[i] for n_rows rows of dim floats (a mixture of experts' weighted outputs). */
+void emb_add_rows_scaled(emb_ctx *ctx, const float *x, const int32_t *rows, const float *scales, float *acc, int64_t n_rows, int64_t dim);
+/* x = tanh(x / cap) * cap over n floats (Gemma 2's final logit soft-capping). */
+void emb_softcap(emb_ctx *ctx, float *x, int64_t n, float cap);
 void emb_glu(emb_ctx *ctx, const float *gate, const float *up, float *out, int64_t n_tok, int64_t n, int64_t gate_stride, int64_t up_stride, int kind);
 void emb_kv_shift(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode);
 void emb_kv_shift_ff(emb_ctx *ctx, uint16_t *k_cache, uint16_t *v_cache, int64_t n_past, int64_t n_keep, int64_t n_discard, int64_t n_kv_head, int64_t head_dim, int64_t n_rot, float freq_base, float freq_scale, int mode, const float *freq_factors);

@@ -428,6 +428,23 @@ void emb_add_rows(emb_ctx *ctx, const float *bias, float *x, int64_t n_rows, int
     }
 }
 
+void emb_add_rows_scaled(emb_ctx *ctx, const float *x, const int32_t *rows, const float *scales, float *acc,
+                         int64_t n_rows, int64_t dim) {
+    emb_ctx_count_call(ctx);
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *src = x + r * dim;
+        float *dst = acc + (int64_t)rows[r] * dim;
+        const float s = scales[r];
+        for (int64_t i = 0; i < dim; i++) dst[i] += s * src[i];
+    }
+}
+
+void emb_softcap(emb_ctx *ctx, float *x, int64_t n, float cap) {
+    emb_ctx_count_call(ctx);
+    const float inv = 1.0f / cap;
+    for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i] * inv) * cap; /* ggml: scale, tanh, scale */
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 static inline float silu_f32(float x) { return x / (1.0f + expf(-x)); }

@@ -325,9 +325,10 @@ class WebGpuBackend:
         self._record(self._pipeline("glu"), (gate.gpu, up.gpu), _params(count, act), _grid(math.ceil(count / 256)))
 
     def attention(self, kv: Any, layer: int, q: Any, k: Any, v: Any, out: Any, n: int, pos0: int, n_head: int,
-                  n_head_kv: int, head_dim: int, window: int, scale: float) -> None:
+                  n_head_kv: int, head_dim: int, window: int, scale: float, softcap: float = 0.0) -> None:
         """Store ``n`` rows of K/V at ``pos0`` in layer ``layer`` of ``kv``, then causal attention of the ``n``
-        query rows over positions ``0 .. pos0 + n`` (``window`` > 0: sliding window) into ``out``."""
+        query rows over positions ``0 .. pos0 + n`` (``window`` > 0: sliding window; ``softcap`` > 0: scores
+        soft-capped before the softmax) into ``out``."""
         cache: GpuKV = kv.layers[layer]
         (qt, qo), (kt, ko), (vt, vo), (ot, oo) = _at(q), _at(k), _at(v), _at(out)
         kv_dim = n_head_kv * head_dim
@@ -335,8 +336,15 @@ class WebGpuBackend:
         self._record(self._pipeline("kv_store"), (kt.gpu, vt.gpu, cache.k, cache.v),
                      _params(words, kv_dim, pos0, ko, vo), _grid(math.ceil(words / 256)))
         self._record(self._pipeline("attention"), (qt.gpu, cache.k, cache.v, ot.gpu),
-                     _params(n, n_head, n_head_kv, head_dim, pos0, window, float(scale), qo, oo, n_head * head_dim),
+                     _params(n, n_head, n_head_kv, head_dim, pos0, window, float(scale), qo, oo, n_head * head_dim,
+                             float(softcap)),
                      (n_head, n, 1))
+
+    def softcap(self, x: GpuTensor | GpuRow, n: int, cap: float) -> None:
+        """``x = tanh(x / cap) * cap`` over ``n`` values (final logit soft-capping)."""
+        t, off = _at(x)
+        self._record(self._pipeline("softcap"), (t.gpu,), _params(n, off, float(1.0 / cap), float(cap)),
+                     _grid(math.ceil(n / 256)))
 
     def argmax(self, row: Any, n: int) -> int:
         """The index of the largest of ``n`` values of a row (8 bytes read back)."""

@@ -1,8 +1,8 @@
 // Causal attention of n_tok query rows (positions pos0 + t) over an f16 KV cache, GQA, optional sliding window,
-// as the C kernel computes it: scores q.k * scale, softmax over positions [lo, pos0 + t], output the weighted sum
-// of V.  One workgroup per (token, head); positions in tiles of 64 (one score per thread), online softmax.
+// as the C kernel computes it: scores q.k * scale (soft-capped, cap * tanh(s / cap), when softcap > 0), softmax
+// over positions [lo, pos0 + t], output the weighted sum of V.  One workgroup per (token, head); positions in tiles of 64 (one score per thread), online softmax.
 struct P { n_tok: u32, n_head: u32, n_head_kv: u32, head_dim: u32, pos0: u32, window: u32, scale: f32,
-           q_off: u32, o_off: u32, q_stride: u32 }
+           q_off: u32, o_off: u32, q_stride: u32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
 @group(0) @binding(2) var<storage, read> KC: array<u32>;
@@ -43,6 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 d += qs[2u * i] * kk.x + qs[2u * i + 1u] * kk.y;
             }
             score = d * p.scale;
+            if (p.softcap > 0.0) { score = p.softcap * tanh(score / p.softcap); }
         }
         red[tid] = score;
         workgroupBarrier();
