@@ -235,3 +235,26 @@ def test_continued_message_parts_join_with_a_blank_line(server):
                 {"role": "assistant", "content": [{"type": "text", "text": "Wh"}, {"type": "text", "text": "ill"}]}]
     r = _post(server, "/apply-template", {"messages": messages})
     assert r.status_code == 200 and r.json()["prompt"].endswith("Wh\n\nill")  # llama.cpp's render_content
+
+
+# -- the host-RAM prompt cache (--cache-ram) ----------------------------------------------------------------------
+
+
+def test_prompt_cache_lets_conversations_take_turns(gemma_path, tmp_path):
+    first = "Once upon a time in a land far away there lived a brave knight who crossed the mountains. " * 3
+    second = "The recipe needs flour, eggs, butter and a pinch of salt, mixed slowly by hand. " * 3
+    for cache_ram, restored in (("64", True), ("0", False)):
+        with run_server(gemma_path, tmp_path, "-c", "512", "-np", "1", "-t", "1", "-v",
+                        "--cache-ram", cache_ram) as srv:
+            def run(prompt: str) -> dict[str, Any]:
+                body = {"prompt": prompt, "n_predict": 2, **GREEDY}
+                return httpx.post(f"{srv.url}/completion", json=body, headers=AUTH, timeout=120).json()
+
+            a, _, again = run(first), run(second), run(first + " The end.")
+            n_first = a["timings"]["prompt_n"]
+            if restored:  # the one slot's rows of the first prompt came back from RAM
+                assert again["timings"]["cache_n"] >= n_first - 1 and again["timings"]["prompt_n"] < 8
+                assert again["content"] == run(first + " The end.")["content"]
+                assert "updating prompt cache" in srv.log_path.read_text()
+            else:
+                assert again["timings"]["cache_n"] <= 2
