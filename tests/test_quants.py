@@ -20,8 +20,10 @@ QK_K = 256
 
 LEGACY = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 KQUANTS = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
+# the grid-based I-quants: weights only (no quantizer), dotted with Q8_K
+IQ_GRID = [T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M]
 FLOATS = [T.F32, T.F16, T.BF16]
-WEIGHT_TYPES = FLOATS + LEGACY + KQUANTS
+WEIGHT_TYPES = FLOATS + LEGACY + KQUANTS + IQ_GRID
 ALL_TYPES = WEIGHT_TYPES + [T.Q8_1, T.Q8_K]
 
 EXPECTED_VEC_DOT_TYPE = {
@@ -30,12 +32,16 @@ EXPECTED_VEC_DOT_TYPE = {
     T.BF16: T.BF16,
     **{t: T.Q8_0 for t in LEGACY},
     **{t: T.Q8_K for t in KQUANTS},
+    **{t: T.Q8_K for t in IQ_GRID},
     T.Q8_1: T.Q8_1,
     T.Q8_K: T.Q8_K,
 }
 
 # Byte offsets of the f16 scale fields of a K-quant block (overwritten in random blocks).
-K_SCALE_OFFSETS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,)}
+K_SCALE_OFFSETS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,),
+                   **{t: (0,) for t in IQ_GRID if t != T.IQ1_M}}
+# IQ1_M keeps its f16 scale in the top nibbles of the four little-endian u16 at these byte offsets.
+IQ1_M_SCALE_WORDS = (48, 50, 52, 54)
 
 LEVELS = [lv for lv in range(7) if lib.emb_kernel_level_supported(lv)]
 SIMD_LEVELS = [lv for lv in LEVELS if lv != 0]
@@ -102,12 +108,18 @@ def random_weights(qtype: int, n: int, rng: np.random.Generator) -> bytes:
         return values.tobytes()
     if qtype == T.F16:
         return values.astype(np.float16).tobytes()
-    if qtype in K_SCALE_OFFSETS:
+    if qtype in K_SCALE_OFFSETS or qtype == T.IQ1_M:
         bs, nbytes = GGML_QUANT_SIZES[qtype]
         blocks = rng.integers(0, 256, size=(n // bs, nbytes), dtype=np.uint8)
-        for off in K_SCALE_OFFSETS[qtype]:
+        for off in K_SCALE_OFFSETS.get(qtype, ()):
             scale = rng.uniform(1e-3, 5e-2, size=n // bs).astype(np.float16)
             blocks[:, off : off + 2] = scale.view(np.uint8).reshape(-1, 2)
+        if qtype == T.IQ1_M:  # random bytes are valid grid indices; only the split f16 scale must be finite
+            scale = rng.uniform(1e-3, 5e-2, size=n // bs).astype(np.float16).view(np.uint16)
+            for k, off in enumerate(IQ1_M_SCALE_WORDS):
+                word = blocks[:, off : off + 2].copy().view(np.uint16).ravel()
+                word = (word & 0x0FFF) | (((scale >> (4 * k)) & 0xF) << 12).astype(np.uint16)
+                blocks[:, off : off + 2] = word.astype(np.uint16).view(np.uint8).reshape(-1, 2)
         return blocks.tobytes()
     return gguf.quants.quantize(values, qtype).tobytes()
 
@@ -191,7 +203,7 @@ def test_type_facts() -> None:
         assert lib.emb_type_block_bytes(int(t)) == nbytes
         assert lib.emb_row_size(int(t), 4 * bs) == 4 * nbytes
         assert lib.emb_type_vec_dot_type(int(t)) == EXPECTED_VEC_DOT_TYPE[t]
-    for bad in (-1, 4, 5, 16, 29, 39, 40, 1000):
+    for bad in (-1, 4, 5, 31, 33, 39, 40, 1000):
         assert lib.emb_type_supported(bad) == 0
         assert lib.emb_type_block_size(bad) == -1
         assert lib.emb_type_block_bytes(bad) == -1
@@ -313,7 +325,7 @@ def test_scalar_vec_dot_matches_float64(qtype: T) -> None:
     rng = np.random.default_rng(int(qtype) + 40)
     bs = max(block_size(qtype), 32)
     for nblocks in (1, 3, 10):
-        n = nblocks * bs if qtype not in KQUANTS else nblocks * QK_K
+        n = nblocks * bs
         x = random_weights(qtype, n, rng)
         y, yf = activations(qtype, n, rng)
         xf = ref_dequantize(qtype, x, n).astype(np.float64)
@@ -331,7 +343,7 @@ def _simd_cases() -> list[tuple[int, T]]:
 def test_simd_vec_dot_matches_scalar(level: int, qtype: T) -> None:
     rng = np.random.default_rng(int(qtype) * 7 + level)
     bs = block_size(qtype)
-    unit = QK_K if qtype in KQUANTS else 32
+    unit = QK_K if bs == QK_K else 32
     # block counts that hit every loop tail (the 512-bit kernels take 4 blocks at a time)
     counts = (1, 2, 3, 5, 7, 20, 64) if unit == 32 else (1, 2, 3, 8)
     for nblocks in counts:
@@ -379,7 +391,7 @@ def test_bad_input_returns_minus_one() -> None:
     px, pf = ffi.from_buffer(x), ffi.from_buffer("float[]", xf)
     buf = ffi.from_buffer(bytearray(4096))
     for level in LEVELS:
-        for bad_type in (-1, 4, 5, 17, 40, 99):
+        for bad_type in (-1, 4, 5, 32, 40, 99):
             assert lib.emb_vec_dot(level, bad_type, 32, px, px, out) == -1
             assert lib.emb_dequantize_row(level, bad_type, px, pf, 32) == -1
             assert lib.emb_quantize_row(level, bad_type, pf, buf, 32) == -1
@@ -391,6 +403,8 @@ def test_bad_input_returns_minus_one() -> None:
         # activation-only types have no dot product; Q2_K/Q3_K have no quantizer here (Q4_K..Q6_K do)
         assert lib.emb_vec_dot(level, int(T.Q8_K), 256, px, px, out) == -1
         assert lib.emb_quantize_row(level, int(T.Q3_K), pf, buf, 256) == -1
+        for iq in IQ_GRID:  # the grid I-quants need an importance matrix: no quantizer here
+            assert lib.emb_quantize_row(level, int(iq), pf, buf, 256) == -1
         assert lib.emb_vec_dot(level, int(T.Q8_0), 0, px, px, out) == 0
     for bad_level in (-1, 7, 100, *[lv for lv in range(7) if lv not in LEVELS]):
         assert lib.emb_vec_dot(bad_level, int(T.Q8_0), 32, px, px, out) == -1
