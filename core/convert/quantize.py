@@ -40,6 +40,9 @@ FTYPES: dict[str, tuple[int, int]] = {
     "Q6_K": (Q6_K, 18),
 }
 _FALLBACK = {Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0}
+#: llama-quantize's grid I-quant mixes: the kernels compute with these types, but their quantizers search the grids
+#: weighted by an importance matrix (llama-quantize --imatrix; llama.cpp refuses IQ1/IQ2 without one), not done here.
+IMATRIX_MIXES = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M")
 _LAYER_RE = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -148,6 +151,10 @@ def _field_value(f: Any) -> tuple[Any, Any, Any]:
 def quantize_file(in_path: str | Path, out_path: str | Path, mix: str, allow_requantize: bool = False) -> MixState:
     """Quantize ``in_path`` to ``out_path`` with the mix ``mix`` (a key of ``FTYPES``)."""
     mix = mix.upper()
+    if mix in IMATRIX_MIXES:
+        raise QuantizeError(f"{mix} needs an importance matrix (llama-quantize --imatrix), which emberllm quantize "
+                            f"does not compute; models in {mix} load and run, quantize them with llama.cpp. "
+                            f"emberllm quantize can produce: {', '.join(FTYPES)}")
     if mix not in FTYPES:
         raise QuantizeError(f"unknown type {mix!r}; choose from {', '.join(FTYPES)}")
     reader = gguf.GGUFReader(str(in_path))
