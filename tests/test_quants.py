@@ -356,6 +356,38 @@ def test_simd_vec_dot_matches_scalar(level: int, qtype: T) -> None:
         ref = vec_dot(qtype, n, x, y, 0)
         ours = vec_dot(qtype, n, x, y, level)
         assert rel_err(ours, ref, scale) < 1e-5, (qtype.name, n, ours, ref)
+        if qtype in IQ_GRID:  # exact integer sums, the scalar twin's float arithmetic
+            assert ours == ref, (qtype.name, n, ours, ref)
+
+
+@pytest.mark.skipif(not SIMD_LEVELS, reason="no SIMD level on this machine")
+@pytest.mark.parametrize("qtype", IQ_GRID, ids=lambda t: t.name)
+def test_simd_grid_iquant_dots_bit_identical_at_extremes(qtype: T) -> None:
+    """Activations over the whole int8 range of Q8_K (+-127) and the largest scales: no 16-bit overflow."""
+    rng = np.random.default_rng(int(qtype) + 50)
+    n = 4 * QK_K
+    x = bytearray(random_weights(qtype, n, rng))
+    nbytes = GGML_QUANT_SIZES[qtype][1]
+    for b in range(4):  # the largest scale fields in block 0, 0x77/0xff elsewhere
+        blk = x[b * nbytes : (b + 1) * nbytes]
+        if qtype in (T.IQ2_XS, T.IQ2_S):
+            blk[-8:] = bytes([0xFF] * 8)
+        elif qtype == T.IQ3_S:
+            blk[-4:] = bytes([0xFF] * 4)
+        x[b * nbytes : (b + 1) * nbytes] = blk
+    for trial in range(3):
+        y = bytearray(random_q8k(n, rng))
+        if trial == 1:  # every activation +-127
+            for b in range(4):
+                qs = np.where(rng.integers(0, 2, QK_K) == 1, 127, -127).astype(np.int8)
+                y[b * 292 + 4 : b * 292 + 260] = qs.tobytes()
+                y[b * 292 + 260 : b * 292 + 292] = qs.astype(np.int32).reshape(16, 16).sum(1).astype(np.int16).tobytes()
+        ref = vec_dot(qtype, n, bytes(x), bytes(y), 0)
+        xf = ref_dequantize(qtype, bytes(x), n).astype(np.float64)
+        yf = ref_dequantize(T.Q8_K, bytes(y), n).astype(np.float64)
+        assert rel_err(ref, float(xf @ yf), float(np.abs(xf * yf).sum())) < 2e-6
+        for level in SIMD_LEVELS:
+            assert vec_dot(qtype, n, bytes(x), bytes(y), level) == ref, (qtype.name, _level_id(level), trial)
 
 
 @pytest.mark.parametrize("qtype", [T.F32, T.F16, T.BF16], ids=lambda t: t.name)
