@@ -333,6 +333,7 @@ EMB_DECL_IQ_GRID_LEVEL(avx512);
 #endif
 #if defined(__aarch64__)
 EMB_DECL_IQ_GRID_LEVEL(neon);
+EMB_DECL_IQ_GRID_LEVEL(dotprod);
 #endif
 #if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
 EMB_DECL_IQ_GRID_LEVEL(simd128);
