@@ -318,6 +318,15 @@ EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq3_xxs);
 EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq3_s);
 EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq1_s);
 EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq1_m);
+/* Rows unpacked for the batched matmul (gemm.c's unpack_fn): q int8 and a scale per 16 values (no min term). */
+#define EMB_DECL_IQ_GRID_UNPACK(name) void name(const void *src, int64_t n, int8_t *q, float *sc, float *mn)
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq2_xxs);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq2_xs);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq2_s);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq3_xxs);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq3_s);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq1_s);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq1_m);
 #define EMB_DECL_IQ_GRID_LEVEL(L)                   \
     EMB_DECL_VEC_DOT(emb_vec_dot_iq2_xxs_q8_k_##L); \
     EMB_DECL_VEC_DOT(emb_vec_dot_iq2_xs_q8_k_##L);  \

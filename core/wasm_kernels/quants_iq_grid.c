@@ -349,3 +349,138 @@ _Static_assert(sizeof(block_iq2_xxs) == 66 && sizeof(block_iq2_xs) == 74 && size
                    sizeof(block_iq3_xxs) == 98 && sizeof(block_iq3_s) == 110 && sizeof(block_iq1_s) == 50 &&
                    sizeof(block_iq1_m) == 56,
                "grid I-quant block sizes");
+
+/* ---------------------------------------------------------------------------------------------
+ * Unpacking for the batched matmul (gemm.c): value = q * sc per 16 values, exactly the dequantized value (the same
+ * one rounding of the same product).  IQ1: q = 8 * grid +- 1 and sc = dl / 8, so q * sc = dl * (grid +- 1/8).
+ * --------------------------------------------------------------------------------------------- */
+
+static void put_scales(float *sc, float *mn, int64_t g, float s0, float s1) {
+    sc[g] = s0;
+    sc[g + 1] = s1;
+    mn[g] = 0.0f;
+    mn[g + 1] = 0.0f;
+}
+
+static inline void put_signed8(int8_t *q, uint64_t g, unsigned signs) {
+    for (int j = 0; j < 8; j++) q[j] = (int8_t)((signs >> j) & 1 ? -g8(g, j) : g8(g, j));
+}
+
+static inline void put_signed4(int8_t *q, uint32_t g, unsigned signs) {
+    for (int j = 0; j < 4; j++) q[j] = (int8_t)((signs >> j) & 1 ? -g4(g, j) : g4(g, j));
+}
+
+void emb_unpack_iq2_xxs(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq2_xxs *x = (const block_iq2_xxs *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = F16(x[i].d);
+        for (int ib = 0; ib < 8; ib++, q += 32) {
+            const uint32_t idx = iq_u32(x[i].qs + 4 * ib), aux = iq_u32(x[i].qs + 4 * ib + 2);
+            const float db = d * (0.5f + (float)(aux >> 28)) * 0.25f;
+            for (int l = 0; l < 4; l++) {
+                put_signed8(q + 8 * l, emb_iq2xxs_grid[(idx >> (8 * l)) & 0xff], emb_ksigns_iq2xs[(aux >> (7 * l)) & 127]);
+            }
+            put_scales(sc, mn, i * 16 + 2 * ib, db, db);
+        }
+    }
+}
+
+void emb_unpack_iq2_xs(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq2_xs *x = (const block_iq2_xs *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = F16(x[i].d);
+        for (int ib = 0; ib < 8; ib++, q += 32) {
+            for (int l = 0; l < 4; l++) {
+                const uint16_t v = x[i].qs[4 * ib + l];
+                put_signed8(q + 8 * l, emb_iq2xs_grid[v & 511], emb_ksigns_iq2xs[v >> 9]);
+            }
+            put_scales(sc, mn, i * 16 + 2 * ib, d * (0.5f + (float)(x[i].scales[ib] & 0x0f)) * 0.25f,
+                       d * (0.5f + (float)(x[i].scales[ib] >> 4)) * 0.25f);
+        }
+    }
+}
+
+void emb_unpack_iq2_s(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq2_s *x = (const block_iq2_s *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = F16(x[i].d);
+        const uint8_t *qs = x[i].qs, *signs = x[i].qs + QK_K / 8;
+        for (int ib = 0; ib < 8; ib++, q += 32, qs += 4, signs += 4) {
+            for (int l = 0; l < 4; l++) {
+                put_signed8(q + 8 * l, emb_iq2s_grid[qs[l] | ((x[i].qh[ib] << (8 - 2 * l)) & 0x300)], signs[l]);
+            }
+            put_scales(sc, mn, i * 16 + 2 * ib, d * (0.5f + (float)(x[i].scales[ib] & 0x0f)) * 0.25f,
+                       d * (0.5f + (float)(x[i].scales[ib] >> 4)) * 0.25f);
+        }
+    }
+}
+
+void emb_unpack_iq3_xxs(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq3_xxs *x = (const block_iq3_xxs *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = F16(x[i].d);
+        const uint8_t *q3 = x[i].qs, *gas = x[i].qs + QK_K / 4;
+        for (int ib = 0; ib < 8; ib++, q += 32, q3 += 8) {
+            const uint32_t aux = iq_u32(gas + 4 * ib);
+            const float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
+            for (int l = 0; l < 4; l++) {
+                const unsigned signs = emb_ksigns_iq2xs[(aux >> (7 * l)) & 127];
+                put_signed4(q + 8 * l, emb_iq3xxs_grid[q3[2 * l]], signs);
+                put_signed4(q + 8 * l + 4, emb_iq3xxs_grid[q3[2 * l + 1]], signs >> 4);
+            }
+            put_scales(sc, mn, i * 16 + 2 * ib, db, db);
+        }
+    }
+}
+
+void emb_unpack_iq3_s(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq3_s *x = (const block_iq3_s *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = F16(x[i].d);
+        const uint8_t *qs = x[i].qs, *signs = x[i].signs;
+        for (int ib = 0; ib < 8; ib++, q += 32, qs += 8, signs += 4) {
+            const int qh = x[i].qh[ib];
+            for (int l = 0; l < 4; l++) {
+                put_signed4(q + 8 * l, emb_iq3s_grid[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)], signs[l]);
+                put_signed4(q + 8 * l + 4, emb_iq3s_grid[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)], signs[l] >> 4u);
+            }
+            const int s = ib & 1 ? x[i].scales[ib / 2] >> 4 : x[i].scales[ib / 2] & 0x0f;
+            const float db = d * (float)(1 + 2 * s);
+            put_scales(sc, mn, i * 16 + 2 * ib, db, db);
+        }
+    }
+}
+
+void emb_unpack_iq1_s(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq1_s *x = (const block_iq1_s *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = F16(x[i].d);
+        for (int ib = 0; ib < 8; ib++, q += 32) {
+            const int qh = x[i].qh[ib];
+            const int delta = qh & 0x8000 ? -1 : 1;
+            for (int l = 0; l < 4; l++) {
+                const uint64_t g = emb_iq1s_grid[x[i].qs[4 * ib + l] | (((qh >> (3 * l)) & 7) << 8)];
+                for (int j = 0; j < 8; j++) q[8 * l + j] = (int8_t)(8 * g8s(g, j) + delta);
+            }
+            const float dl = d * (float)(2 * ((qh >> 12) & 7) + 1) * EMB_IQ1_DELTA;
+            put_scales(sc, mn, i * 16 + 2 * ib, dl, dl);
+        }
+    }
+}
+
+void emb_unpack_iq1_m(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq1_m *x = (const block_iq1_m *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = F16(iq1m_scale(&x[i]));
+        for (int ib = 0; ib < 8; ib++, q += 32) {
+            const uint16_t s = iq_u16(x[i].scales + 2 * (ib / 2));
+            for (int l = 0; l < 4; l++) {
+                const int qh = x[i].qh[2 * ib + l / 2] >> (4 * (l % 2));
+                const uint64_t g = emb_iq1s_grid[x[i].qs[4 * ib + l] | ((qh & 7) << 8)];
+                for (int j = 0; j < 8; j++) q[8 * l + j] = (int8_t)(8 * g8s(g, j) + (qh & 8 ? -1 : 1));
+            }
+            put_scales(sc, mn, i * 16 + 2 * ib, d * (float)(2 * ((s >> (6 * (ib % 2))) & 7) + 1) * EMB_IQ1_DELTA,
+                       d * (float)(2 * ((s >> (6 * (ib % 2) + 3)) & 7) + 1) * EMB_IQ1_DELTA);
+        }
+    }
+}
