@@ -442,3 +442,16 @@ def test_bad_input_returns_minus_one() -> None:
         assert lib.emb_vec_dot(bad_level, int(T.Q8_0), 32, px, px, out) == -1
         assert lib.emb_dequantize_row(bad_level, int(T.Q8_0), px, pf, 32) == -1
         assert lib.emb_quantize_row(bad_level, int(T.Q8_0), pf, buf, 32) == -1
+
+
+def test_generated_grid_tables_are_current() -> None:
+    """iq_grids.c and the WGSL grids are what build_scripts/gen_iq_grids.py makes from the installed gguf-py."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "build_scripts" / "gen_iq_grids.py"
+    spec = importlib.util.spec_from_file_location("_emb_gen_iq_grids", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path, text in module.generated().items():
+        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run {script.name}"
