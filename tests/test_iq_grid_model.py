@@ -102,6 +102,6 @@ def test_quantize_to_an_iquant_needs_an_importance_matrix(tmp_path: Path, capsys
     for mix in ("iq2_xxs", "IQ3_S", "IQ1_M", "IQ3_M"):
         assert main(["quantize", str(tmp_path / "missing.gguf"), str(tmp_path / "out.gguf"), mix]) == 1
         err = capsys.readouterr().err
-        assert f"{mix.upper()} needs an importance matrix" in err, err
+        assert mix.upper() in err and "importance matrix" in err and "llama-quantize" in err, err
         assert all(t in err for t in FTYPES), err
     assert not (tmp_path / "out.gguf").exists()
