@@ -27,7 +27,7 @@ def tiny_gguf(path, arch: str, tensor_type: GGMLQuantizationType = GGMLQuantizat
     if tensor_type == GGMLQuantizationType.F32:
         w.add_tensor("token_embd.weight", np.zeros((4, 256), dtype=np.float32))
     else:
-        raw = np.zeros((4, 66), dtype=np.uint8)  # 4 rows of one 256-element IQ2_XXS block
+        raw = np.zeros((4, 8 * 17), dtype=np.uint8)  # 4 rows of eight 32-element MXFP4 blocks
         w.add_tensor("token_embd.weight", raw, raw_dtype=tensor_type)
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -43,9 +43,9 @@ def test_unknown_architecture_lists_supported(tmp_path):
 
 
 def test_unknown_tensor_type_lists_supported(tmp_path):
-    path = tmp_path / "iq2.gguf"
-    tiny_gguf(path, "gemma3", GGMLQuantizationType.IQ2_XXS)
-    with pytest.raises(UnsupportedModelError, match=r"unsupported tensor type\(s\) IQ2_XXS; supported: .*Q4_K"):
+    path = tmp_path / "mxfp4.gguf"
+    tiny_gguf(path, "gemma3", GGMLQuantizationType.MXFP4)
+    with pytest.raises(UnsupportedModelError, match=r"unsupported tensor type\(s\) MXFP4; supported: .*Q4_K.*IQ2_XXS"):
         Model(path)
 
 

@@ -20,8 +20,10 @@ QK_K = 256
 
 LEGACY = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 KQUANTS = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
+# the grid-based I-quants: weights only (no quantizer), dotted with Q8_K
+IQ_GRID = [T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M]
 FLOATS = [T.F32, T.F16, T.BF16]
-WEIGHT_TYPES = FLOATS + LEGACY + KQUANTS
+WEIGHT_TYPES = FLOATS + LEGACY + KQUANTS + IQ_GRID
 ALL_TYPES = WEIGHT_TYPES + [T.Q8_1, T.Q8_K]
 
 EXPECTED_VEC_DOT_TYPE = {
@@ -30,12 +32,16 @@ EXPECTED_VEC_DOT_TYPE = {
     T.BF16: T.BF16,
     **{t: T.Q8_0 for t in LEGACY},
     **{t: T.Q8_K for t in KQUANTS},
+    **{t: T.Q8_K for t in IQ_GRID},
     T.Q8_1: T.Q8_1,
     T.Q8_K: T.Q8_K,
 }
 
 # Byte offsets of the f16 scale fields of a K-quant block (overwritten in random blocks).
-K_SCALE_OFFSETS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,)}
+K_SCALE_OFFSETS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,),
+                   **{t: (0,) for t in IQ_GRID if t != T.IQ1_M}}
+# IQ1_M keeps its f16 scale in the top nibbles of the four little-endian u16 at these byte offsets.
+IQ1_M_SCALE_WORDS = (48, 50, 52, 54)
 
 LEVELS = [lv for lv in range(7) if lib.emb_kernel_level_supported(lv)]
 SIMD_LEVELS = [lv for lv in LEVELS if lv != 0]
@@ -102,12 +108,18 @@ def random_weights(qtype: int, n: int, rng: np.random.Generator) -> bytes:
         return values.tobytes()
     if qtype == T.F16:
         return values.astype(np.float16).tobytes()
-    if qtype in K_SCALE_OFFSETS:
+    if qtype in K_SCALE_OFFSETS or qtype == T.IQ1_M:
         bs, nbytes = GGML_QUANT_SIZES[qtype]
         blocks = rng.integers(0, 256, size=(n // bs, nbytes), dtype=np.uint8)
-        for off in K_SCALE_OFFSETS[qtype]:
+        for off in K_SCALE_OFFSETS.get(qtype, ()):
             scale = rng.uniform(1e-3, 5e-2, size=n // bs).astype(np.float16)
             blocks[:, off : off + 2] = scale.view(np.uint8).reshape(-1, 2)
+        if qtype == T.IQ1_M:  # random bytes are valid grid indices; only the split f16 scale must be finite
+            scale = rng.uniform(1e-3, 5e-2, size=n // bs).astype(np.float16).view(np.uint16)
+            for k, off in enumerate(IQ1_M_SCALE_WORDS):
+                word = blocks[:, off : off + 2].copy().view(np.uint16).ravel()
+                word = (word & 0x0FFF) | (((scale >> (4 * k)) & 0xF) << 12).astype(np.uint16)
+                blocks[:, off : off + 2] = word.astype(np.uint16).view(np.uint8).reshape(-1, 2)
         return blocks.tobytes()
     return gguf.quants.quantize(values, qtype).tobytes()
 
@@ -191,7 +203,7 @@ def test_type_facts() -> None:
         assert lib.emb_type_block_bytes(int(t)) == nbytes
         assert lib.emb_row_size(int(t), 4 * bs) == 4 * nbytes
         assert lib.emb_type_vec_dot_type(int(t)) == EXPECTED_VEC_DOT_TYPE[t]
-    for bad in (-1, 4, 5, 16, 29, 39, 40, 1000):
+    for bad in (-1, 4, 5, 31, 33, 39, 40, 1000):
         assert lib.emb_type_supported(bad) == 0
         assert lib.emb_type_block_size(bad) == -1
         assert lib.emb_type_block_bytes(bad) == -1
@@ -313,7 +325,7 @@ def test_scalar_vec_dot_matches_float64(qtype: T) -> None:
     rng = np.random.default_rng(int(qtype) + 40)
     bs = max(block_size(qtype), 32)
     for nblocks in (1, 3, 10):
-        n = nblocks * bs if qtype not in KQUANTS else nblocks * QK_K
+        n = nblocks * bs
         x = random_weights(qtype, n, rng)
         y, yf = activations(qtype, n, rng)
         xf = ref_dequantize(qtype, x, n).astype(np.float64)
@@ -331,7 +343,7 @@ def _simd_cases() -> list[tuple[int, T]]:
 def test_simd_vec_dot_matches_scalar(level: int, qtype: T) -> None:
     rng = np.random.default_rng(int(qtype) * 7 + level)
     bs = block_size(qtype)
-    unit = QK_K if qtype in KQUANTS else 32
+    unit = QK_K if bs == QK_K else 32
     # block counts that hit every loop tail (the 512-bit kernels take 4 blocks at a time)
     counts = (1, 2, 3, 5, 7, 20, 64) if unit == 32 else (1, 2, 3, 8)
     for nblocks in counts:
@@ -344,6 +356,38 @@ def test_simd_vec_dot_matches_scalar(level: int, qtype: T) -> None:
         ref = vec_dot(qtype, n, x, y, 0)
         ours = vec_dot(qtype, n, x, y, level)
         assert rel_err(ours, ref, scale) < 1e-5, (qtype.name, n, ours, ref)
+        if qtype in IQ_GRID:  # exact integer sums, the scalar twin's float arithmetic
+            assert ours == ref, (qtype.name, n, ours, ref)
+
+
+@pytest.mark.skipif(not SIMD_LEVELS, reason="no SIMD level on this machine")
+@pytest.mark.parametrize("qtype", IQ_GRID, ids=lambda t: t.name)
+def test_simd_grid_iquant_dots_bit_identical_at_extremes(qtype: T) -> None:
+    """Activations over the whole int8 range of Q8_K (+-127) and the largest scales: no 16-bit overflow."""
+    rng = np.random.default_rng(int(qtype) + 50)
+    n = 4 * QK_K
+    x = bytearray(random_weights(qtype, n, rng))
+    nbytes = GGML_QUANT_SIZES[qtype][1]
+    for b in range(4):  # the largest scale fields in block 0, 0x77/0xff elsewhere
+        blk = x[b * nbytes : (b + 1) * nbytes]
+        if qtype in (T.IQ2_XS, T.IQ2_S):
+            blk[-8:] = bytes([0xFF] * 8)
+        elif qtype == T.IQ3_S:
+            blk[-4:] = bytes([0xFF] * 4)
+        x[b * nbytes : (b + 1) * nbytes] = blk
+    for trial in range(3):
+        y = bytearray(random_q8k(n, rng))
+        if trial == 1:  # every activation +-127
+            for b in range(4):
+                qs = np.where(rng.integers(0, 2, QK_K) == 1, 127, -127).astype(np.int8)
+                y[b * 292 + 4 : b * 292 + 260] = qs.tobytes()
+                y[b * 292 + 260 : b * 292 + 292] = qs.astype(np.int32).reshape(16, 16).sum(1).astype(np.int16).tobytes()
+        ref = vec_dot(qtype, n, bytes(x), bytes(y), 0)
+        xf = ref_dequantize(qtype, bytes(x), n).astype(np.float64)
+        yf = ref_dequantize(T.Q8_K, bytes(y), n).astype(np.float64)
+        assert rel_err(ref, float(xf @ yf), float(np.abs(xf * yf).sum())) < 2e-6
+        for level in SIMD_LEVELS:
+            assert vec_dot(qtype, n, bytes(x), bytes(y), level) == ref, (qtype.name, _level_id(level), trial)
 
 
 @pytest.mark.parametrize("qtype", [T.F32, T.F16, T.BF16], ids=lambda t: t.name)
@@ -379,7 +423,7 @@ def test_bad_input_returns_minus_one() -> None:
     px, pf = ffi.from_buffer(x), ffi.from_buffer("float[]", xf)
     buf = ffi.from_buffer(bytearray(4096))
     for level in LEVELS:
-        for bad_type in (-1, 4, 5, 17, 40, 99):
+        for bad_type in (-1, 4, 5, 32, 40, 99):
             assert lib.emb_vec_dot(level, bad_type, 32, px, px, out) == -1
             assert lib.emb_dequantize_row(level, bad_type, px, pf, 32) == -1
             assert lib.emb_quantize_row(level, bad_type, pf, buf, 32) == -1
@@ -391,8 +435,23 @@ def test_bad_input_returns_minus_one() -> None:
         # activation-only types have no dot product; Q2_K/Q3_K have no quantizer here (Q4_K..Q6_K do)
         assert lib.emb_vec_dot(level, int(T.Q8_K), 256, px, px, out) == -1
         assert lib.emb_quantize_row(level, int(T.Q3_K), pf, buf, 256) == -1
+        for iq in IQ_GRID:  # the grid I-quants need an importance matrix: no quantizer here
+            assert lib.emb_quantize_row(level, int(iq), pf, buf, 256) == -1
         assert lib.emb_vec_dot(level, int(T.Q8_0), 0, px, px, out) == 0
     for bad_level in (-1, 7, 100, *[lv for lv in range(7) if lv not in LEVELS]):
         assert lib.emb_vec_dot(bad_level, int(T.Q8_0), 32, px, px, out) == -1
         assert lib.emb_dequantize_row(bad_level, int(T.Q8_0), px, pf, 32) == -1
         assert lib.emb_quantize_row(bad_level, int(T.Q8_0), pf, buf, 32) == -1
+
+
+def test_generated_grid_tables_are_current() -> None:
+    """iq_grids.c and the WGSL grids are what build_scripts/gen_iq_grids.py makes from the installed gguf-py."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "build_scripts" / "gen_iq_grids.py"
+    spec = importlib.util.spec_from_file_location("_emb_gen_iq_grids", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path, text in module.generated().items():
+        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run {script.name}"

@@ -34,7 +34,10 @@ TYPES = quant_types()
 _SCALE_FIELDS = {
     "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,),
     "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,),
+    "IQ2_XXS": (0,), "IQ2_XS": (0,), "IQ2_S": (0,), "IQ3_XXS": (0,), "IQ3_S": (0,), "IQ1_S": (0,), "IQ1_M": (),
 }
+#: IQ1_M keeps its f16 scale in the top nibbles of the four u16 at these byte offsets
+_IQ1_M_SCALE_WORDS = (48, 50, 52, 54)
 #: the f16 mins of Q4_1 / Q5_1 are added (any sign); every other field is a positive scale
 _SIGNED_FIELDS = {("Q4_1", 2), ("Q5_1", 2)}
 #: max |error| / (|w|.|x|) of a matmul output
@@ -141,6 +144,10 @@ def random_matrix(name: str, n_out: int, n_in: int, rng: np.random.Generator) ->
         lo = -0.3 if (name, off) in _SIGNED_FIELDS else 1e-3
         value = rng.uniform(lo, 5e-2 if lo > 0 else 0.3, size=len(blocks)).astype(np.float16)
         blocks[:, off : off + 2] = value.view(np.uint8).reshape(-1, 2)
+    if name == "IQ1_M":
+        scale = rng.uniform(1e-3, 5e-2, size=len(blocks)).astype(np.float16).view(np.uint16)
+        for k, off in enumerate(_IQ1_M_SCALE_WORDS):
+            blocks[:, off + 1] = (blocks[:, off + 1] & 0x0F) | (((scale >> (4 * k)) & 0xF) << 4).astype(np.uint8)
     return blocks.tobytes()
 
 

@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="quantize an F32/F16/BF16 GGUF (llama.cpp's per-tensor type choices)")
     p.add_argument("infile", help="input GGUF (F32, F16 or BF16 weights)")
     p.add_argument("outfile", help="output GGUF")
-    p.add_argument("type", type=str.upper, choices=MIXES, metavar="TYPE", help=", ".join(MIXES))
+    # not argparse choices: an I-quant mix gets quantize_file's error saying it needs an importance matrix
+    p.add_argument("type", type=str.upper, metavar="TYPE", help=", ".join(MIXES))
     p.add_argument("--allow-requantize", action="store_true", help="also accept already quantized tensors")
     p.set_defaults(func=run)
 

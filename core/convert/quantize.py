@@ -40,6 +40,11 @@ FTYPES: dict[str, tuple[int, int]] = {
     "Q6_K": (Q6_K, 18),
 }
 _FALLBACK = {Q4_K: Q5_0, Q5_K: Q5_1, Q6_K: Q8_0}
+#: llama-quantize's grid I-quant mixes: the kernels compute with these types, but their quantizers search the grids
+#: weighted by an importance matrix (llama-quantize --imatrix), which is not done here.  llama.cpp refuses IQ1_*, IQ2_*
+#: and IQ3_XXS tensors without one; IQ3_S (the IQ3_S and IQ3_M mixes) it quantizes without one, at lower quality.
+IMATRIX_MIXES = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M")
+_IMATRIX_OPTIONAL = ("IQ3_S", "IQ3_M")
 _LAYER_RE = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -148,6 +153,12 @@ def _field_value(f: Any) -> tuple[Any, Any, Any]:
 def quantize_file(in_path: str | Path, out_path: str | Path, mix: str, allow_requantize: bool = False) -> MixState:
     """Quantize ``in_path`` to ``out_path`` with the mix ``mix`` (a key of ``FTYPES``)."""
     mix = mix.upper()
+    if mix in IMATRIX_MIXES:
+        why = (f"{mix} is made by llama-quantize's I-quant grid search, best with an importance matrix (--imatrix), "
+               "which emberllm quantize does not implement" if mix in _IMATRIX_OPTIONAL else
+               f"{mix} needs an importance matrix (llama-quantize --imatrix), which emberllm quantize does not compute")
+        raise QuantizeError(f"{why}; models in {mix} load and run, so make them with llama.cpp. "
+                            f"emberllm quantize can produce: {', '.join(FTYPES)}")
     if mix not in FTYPES:
         raise QuantizeError(f"unknown type {mix!r}; choose from {', '.join(FTYPES)}")
     reader = gguf.GGUFReader(str(in_path))

@@ -82,6 +82,12 @@ FTYPE_NAMES = {
     11: "Q3_K - Small", 12: "Q3_K - Medium", 13: "Q3_K - Large", 14: "Q4_K - Small", 15: "Q4_K - Medium",
     16: "Q5_K - Small", 17: "Q5_K - Medium", 18: "Q6_K", 32: "BF16",
 }
+#: the grid I-quant mixes (llama-quantize needs an importance matrix for them; emberllm loads them)
+FTYPE_NAMES.update({
+    19: "IQ2_XXS - 2.0625 bpw", 20: "IQ2_XS - 2.3125 bpw", 22: "IQ3_XS - 3.3 bpw", 23: "IQ3_XXS - 3.0625 bpw",
+    24: "IQ1_S - 1.5625 bpw", 26: "IQ3_S - 3.4375 bpw", 27: "IQ3_S mix - 3.66 bpw", 28: "IQ2_S - 2.5 bpw",
+    29: "IQ2_M - 2.7 bpw", 31: "IQ1_M - 1.75 bpw",
+})
 
 
 def file_type_name(ftype: object, tensors: Iterable[Any] = ()) -> str | None:

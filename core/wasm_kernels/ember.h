@@ -39,6 +39,14 @@ extern "C" {
 #define EMB_TYPE_Q6_K 14
 #define EMB_TYPE_Q8_K 15
 #define EMB_TYPE_BF16 30
+/* Grid-based I-quants (quants_iq_grid.c; weights only, no quantizer: llama.cpp needs an importance matrix). */
+#define EMB_TYPE_IQ2_XXS 16
+#define EMB_TYPE_IQ2_XS 17
+#define EMB_TYPE_IQ3_XXS 18
+#define EMB_TYPE_IQ1_S 19
+#define EMB_TYPE_IQ3_S 21
+#define EMB_TYPE_IQ2_S 22
+#define EMB_TYPE_IQ1_M 29
 #define EMB_TYPE_COUNT 40
 
 /* Kernel levels: which SIMD implementation a context uses.  Every level has the scalar twin as reference. */
@@ -178,6 +186,25 @@ typedef struct { emb_f16 d; emb_f16 dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t 
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; emb_f16 d; } block_q6_K;
 typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
 
+/* ---- grid-based I-quants (quants_iq_grid.c, SIMD twins in quants_iq_grid_<arch>.c, tables in iq_grids.c) ----
+ * Super-blocks of QK_K values in 8 groups of 32; each group of 8 (IQ2/IQ1) or 4 (IQ3) values is one point of a
+ * fixed grid (the tables below), with signs from emb_ksigns_iq2xs or sign bytes. */
+typedef struct { emb_f16 d; uint16_t qs[QK_K / 8]; } block_iq2_xxs;
+typedef struct { emb_f16 d; uint16_t qs[QK_K / 8]; uint8_t scales[QK_K / 32]; } block_iq2_xs;
+typedef struct { emb_f16 d; uint8_t qs[QK_K / 4]; uint8_t qh[QK_K / 32]; uint8_t scales[QK_K / 32]; } block_iq2_s;
+typedef struct { emb_f16 d; uint8_t qs[3 * QK_K / 8]; } block_iq3_xxs;
+typedef struct { emb_f16 d; uint8_t qs[QK_K / 4]; uint8_t qh[QK_K / 32]; uint8_t signs[QK_K / 8]; uint8_t scales[QK_K / 64]; } block_iq3_s;
+typedef struct { emb_f16 d; uint8_t qs[QK_K / 8]; uint16_t qh[QK_K / 32]; } block_iq1_s;
+typedef struct { uint8_t qs[QK_K / 8]; uint8_t qh[QK_K / 16]; uint8_t scales[QK_K / 32]; } block_iq1_m;
+#define EMB_IQ1_DELTA 0.125f
+extern const uint64_t emb_iq2xxs_grid[256];
+extern const uint64_t emb_iq2xs_grid[512];
+extern const uint64_t emb_iq2s_grid[1024];
+extern const uint32_t emb_iq3xxs_grid[256];
+extern const uint32_t emb_iq3s_grid[512];
+extern const uint64_t emb_iq1s_grid[2048];
+extern const uint8_t emb_ksigns_iq2xs[128];
+
 /* n = elements in the row (a multiple of the block size); x = weight row; y = activation row already in
  * the type's vec_dot_type; *s receives the dot product. */
 typedef void (*emb_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
@@ -283,6 +310,63 @@ void emb_attn_axpy4_f32_simd128(float *y, const float *x, int64_t ld, const floa
 EMB_DECL_FROM_FLOAT(emb_quantize_q4_k_ref);
 EMB_DECL_FROM_FLOAT(emb_quantize_q5_k_ref);
 EMB_DECL_FROM_FLOAT(emb_quantize_q6_k_ref);
+
+/* Grid-based I-quants: scalar dequantization (every level) and dot products against Q8_K per level (quants_iq_grid.c
+ * for the scalar twins, quants_iq_grid_x86.c / _arm.c / _wasm.c for the SIMD ones).  Every level sums the integer
+ * products of a super-block exactly and does the float arithmetic of the scalar twin in its order: bit-identical. */
+#define EMB_DECL_IQ_GRID_TO_FLOAT(name) void name(const void *src, float *dst, int64_t n)
+EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq2_xxs);
+EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq2_xs);
+EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq2_s);
+EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq3_xxs);
+EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq3_s);
+EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq1_s);
+EMB_DECL_IQ_GRID_TO_FLOAT(emb_to_float_iq1_m);
+/* Rows unpacked for the batched matmul (gemm.c's unpack_fn): q int8 and a scale per 16 values (no min term). */
+#define EMB_DECL_IQ_GRID_UNPACK(name) void name(const void *src, int64_t n, int8_t *q, float *sc, float *mn)
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq2_xxs);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq2_xs);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq2_s);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq3_xxs);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq3_s);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq1_s);
+EMB_DECL_IQ_GRID_UNPACK(emb_unpack_iq1_m);
+#define EMB_DECL_IQ_GRID_LEVEL(L)                   \
+    EMB_DECL_VEC_DOT(emb_vec_dot_iq2_xxs_q8_k_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_iq2_xs_q8_k_##L);  \
+    EMB_DECL_VEC_DOT(emb_vec_dot_iq2_s_q8_k_##L);   \
+    EMB_DECL_VEC_DOT(emb_vec_dot_iq3_xxs_q8_k_##L); \
+    EMB_DECL_VEC_DOT(emb_vec_dot_iq3_s_q8_k_##L);   \
+    EMB_DECL_VEC_DOT(emb_vec_dot_iq1_s_q8_k_##L);   \
+    EMB_DECL_VEC_DOT(emb_vec_dot_iq1_m_q8_k_##L)
+EMB_DECL_IQ_GRID_LEVEL(scalar);
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+EMB_DECL_IQ_GRID_LEVEL(avx2);
+EMB_DECL_IQ_GRID_LEVEL(avx512);
+#endif
+#if defined(__aarch64__)
+EMB_DECL_IQ_GRID_LEVEL(neon);
+EMB_DECL_IQ_GRID_LEVEL(dotprod);
+#endif
+#if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
+EMB_DECL_IQ_GRID_LEVEL(simd128);
+#endif
+/* The traits-table rows of the grid I-quants at a level whose kernels end in _L (quants.c's tables). */
+#define EMB_IQ_GRID_TRAITS(L)                                                                                         \
+    [EMB_TYPE_IQ2_XXS] = {"iq2_xxs", QK_K, sizeof(block_iq2_xxs), EMB_TYPE_Q8_K, emb_to_float_iq2_xxs, NULL,           \
+                          emb_vec_dot_iq2_xxs_q8_k_##L},                                                               \
+    [EMB_TYPE_IQ2_XS] = {"iq2_xs", QK_K, sizeof(block_iq2_xs), EMB_TYPE_Q8_K, emb_to_float_iq2_xs, NULL,               \
+                         emb_vec_dot_iq2_xs_q8_k_##L},                                                                 \
+    [EMB_TYPE_IQ2_S] = {"iq2_s", QK_K, sizeof(block_iq2_s), EMB_TYPE_Q8_K, emb_to_float_iq2_s, NULL,                   \
+                        emb_vec_dot_iq2_s_q8_k_##L},                                                                   \
+    [EMB_TYPE_IQ3_XXS] = {"iq3_xxs", QK_K, sizeof(block_iq3_xxs), EMB_TYPE_Q8_K, emb_to_float_iq3_xxs, NULL,           \
+                          emb_vec_dot_iq3_xxs_q8_k_##L},                                                               \
+    [EMB_TYPE_IQ3_S] = {"iq3_s", QK_K, sizeof(block_iq3_s), EMB_TYPE_Q8_K, emb_to_float_iq3_s, NULL,                   \
+                        emb_vec_dot_iq3_s_q8_k_##L},                                                                   \
+    [EMB_TYPE_IQ1_S] = {"iq1_s", QK_K, sizeof(block_iq1_s), EMB_TYPE_Q8_K, emb_to_float_iq1_s, NULL,                   \
+                        emb_vec_dot_iq1_s_q8_k_##L},                                                                   \
+    [EMB_TYPE_IQ1_M] = {"iq1_m", QK_K, sizeof(block_iq1_m), EMB_TYPE_Q8_K, emb_to_float_iq1_m, NULL,                   \
+                        emb_vec_dot_iq1_m_q8_k_##L}
 
 /* EMB_DOT_TILE_ROWS weight rows x n_tok (1..4) activation rows at once: out[t * out_stride + r] = vec_dot(row r,
  * token t), bit-identical to the level's vec_dot.  x86 (dot_tile_x86.c): 2 rows x 1..4 tokens; WebAssembly

@@ -320,6 +320,14 @@ static unpack_fn unpack_for(int type, int level, int *has_min) {
     case EMB_TYPE_Q4_K: *has_min = 1; return unpack_q4_K;
     case EMB_TYPE_Q5_K: *has_min = 1; return unpack_q5_K;
     case EMB_TYPE_Q6_K: return unpack_q6_K;
+    /* the grid I-quants (quants_iq_grid.c) */
+    case EMB_TYPE_IQ2_XXS: return emb_unpack_iq2_xxs;
+    case EMB_TYPE_IQ2_XS: return emb_unpack_iq2_xs;
+    case EMB_TYPE_IQ2_S: return emb_unpack_iq2_s;
+    case EMB_TYPE_IQ3_XXS: return emb_unpack_iq3_xxs;
+    case EMB_TYPE_IQ3_S: return emb_unpack_iq3_s;
+    case EMB_TYPE_IQ1_S: return emb_unpack_iq1_s;
+    case EMB_TYPE_IQ1_M: return emb_unpack_iq1_m;
     default: return NULL;
     }
 }

@@ -12,7 +12,8 @@
  *   F32 -> F32, F16 -> F16, BF16 -> BF16,
  *   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 -> Q8_0  (Q4_1/Q5_1 take the block sum of the activations from the
  *                                          int8 values themselves instead of ggml's Q8_1 f16 sum),
- *   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> Q8_K.
+ *   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K -> Q8_K,
+ *   the grid I-quants IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M -> Q8_K (quants_iq_grid.c).
  *
  * No mutable global state: every table is const and built at compile time.
  */
@@ -790,6 +791,7 @@ static const emb_type_traits k_traits_scalar[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, vec_dot_q5_k_q8_k),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, vec_dot_q6_k_q8_k),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, from_float_q8_k, NULL),
+    EMB_IQ_GRID_TRAITS(scalar),
 };
 
 #if EMB_X86
@@ -810,6 +812,7 @@ static const emb_type_traits k_traits_scalar[EMB_TYPE_COUNT] = {
         [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_##L),                     \
         [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_##L),                     \
         [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_##L, NULL),                         \
+        EMB_IQ_GRID_TRAITS(L),                                                                        \
     }
 static const emb_type_traits k_traits_avx2[EMB_TYPE_COUNT] = X86_TABLE(avx2);
 static const emb_type_traits k_traits_avx512[EMB_TYPE_COUNT] = X86_TABLE(avx512);
@@ -833,6 +836,7 @@ static const emb_type_traits k_traits_avx512[EMB_TYPE_COUNT] = X86_TABLE(avx512)
         [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, vec_dot_q5_k_q8_k),                             \
         [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_##L),                     \
         [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, from_float_q8_k, NULL),                               \
+        EMB_IQ_GRID_TRAITS(L),                                                                        \
     }
 static const emb_type_traits k_traits_neon[EMB_TYPE_COUNT] = ARM_TABLE(neon);
 static const emb_type_traits k_traits_neon_dotprod[EMB_TYPE_COUNT] = ARM_TABLE(dotprod);
@@ -856,6 +860,7 @@ static const emb_type_traits k_traits_wasm_simd128[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_simd128),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
+    EMB_IQ_GRID_TRAITS(simd128),
 };
 #endif
 
@@ -877,6 +882,7 @@ static const emb_type_traits k_traits_wasm_relaxed[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_relaxed),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
+    EMB_IQ_GRID_TRAITS(simd128),
 };
 #endif
 

@@ -9,6 +9,7 @@
  * bit-identical results is printed too); attention bit for bit on the float path (the NEON default) and on the
  * half path, over random half keys/values with subnormals, a sliding window and head sizes that leave a tail; KV
  * caches of other types (q8_0, q4_0, f32 and mixes) stored and shifted bit for bit, attended within tolerance.
+ * The grid I-quants (random blocks with sane f16 scales: every byte pattern is a valid block) dot bit for bit.
  * Prints one FAIL line per mismatch and `SUMMARY levels=... checked=N failed=M identical=K`.
  */
 #include <math.h>
@@ -69,6 +70,11 @@ static uint16_t f16_bits(float f) {
     return h;
 }
 
+static int is_iq_grid(int type) {
+    return type == EMB_TYPE_IQ2_XXS || type == EMB_TYPE_IQ2_XS || type == EMB_TYPE_IQ2_S || type == EMB_TYPE_IQ3_XXS ||
+           type == EMB_TYPE_IQ3_S || type == EMB_TYPE_IQ1_S || type == EMB_TYPE_IQ1_M;
+}
+
 /* A row of `type`: scalar-quantized random floats, or random K-quant blocks with sane half scales. */
 static uint8_t *random_row(rng_t *r, int type, int64_t n) {
     const int64_t bytes = emb_row_size(type, n);
@@ -79,7 +85,20 @@ static uint8_t *random_row(rng_t *r, int type, int64_t n) {
     case EMB_TYPE_Q3_K: offs[0] = 108; break;
     case EMB_TYPE_Q4_K: case EMB_TYPE_Q5_K: offs[0] = 0; offs[1] = 2; break;
     case EMB_TYPE_Q6_K: offs[0] = 208; break;
+    case EMB_TYPE_IQ2_XXS: case EMB_TYPE_IQ2_XS: case EMB_TYPE_IQ2_S: case EMB_TYPE_IQ3_XXS: case EMB_TYPE_IQ3_S:
+    case EMB_TYPE_IQ1_S: offs[0] = 0; break;
     default: break;
+    }
+    if (type == EMB_TYPE_IQ1_M) { /* random bytes; the f16 scale is the top nibbles of the u16 at bytes 48..55 */
+        for (int64_t i = 0; i < bytes; i++) row[i] = (uint8_t)next_u32(r);
+        for (int64_t b = 0; b < n / 256; b++) {
+            const uint16_t h = f16_bits(1e-3f + uniform(r) * 0.049f);
+            for (int k = 0; k < 4; k++) {
+                uint8_t *p = row + b * 56 + 48 + 2 * k;
+                p[1] = (uint8_t)((p[1] & 0x0f) | (((h >> (4 * k)) & 0xf) << 4));
+            }
+        }
+        return row;
     }
     if (offs[0] >= 0) {
         const int64_t bb = emb_type_block_bytes(type);
@@ -124,7 +143,8 @@ static int matmul_close(int level, int type, const uint8_t *w, int64_t n_out, in
 static void check_types(rng_t *r, int level) {
     static const int types[] = {EMB_TYPE_F32,  EMB_TYPE_F16,  EMB_TYPE_BF16, EMB_TYPE_Q4_0, EMB_TYPE_Q4_1,
                                 EMB_TYPE_Q5_0, EMB_TYPE_Q5_1, EMB_TYPE_Q8_0, EMB_TYPE_Q2_K, EMB_TYPE_Q3_K,
-                                EMB_TYPE_Q4_K, EMB_TYPE_Q5_K, EMB_TYPE_Q6_K};
+                                EMB_TYPE_Q4_K, EMB_TYPE_Q5_K, EMB_TYPE_Q6_K, EMB_TYPE_IQ2_XXS, EMB_TYPE_IQ2_XS,
+                                EMB_TYPE_IQ2_S, EMB_TYPE_IQ3_XXS, EMB_TYPE_IQ3_S, EMB_TYPE_IQ1_S, EMB_TYPE_IQ1_M};
     const int64_t n = 1024;
     static const int act_types[] = {EMB_TYPE_Q8_0, EMB_TYPE_Q8_K};
     for (size_t a_i = 0; a_i < 2; a_i++) {
@@ -154,6 +174,10 @@ static void check_types(rng_t *r, int level) {
             double scale = 0.0;
             for (int64_t i = 0; i < n; i++) scale += fabs((double)d0[i] * yf[i]);
             check(close_to(s0, s1, scale), "vec_dot", level, type, trial);
+            if (is_iq_grid(type)) {
+                /* the grid I-quants: exact integer sums and the scalar float arithmetic, bit for bit */
+                check(memcmp(&s0, &s1, sizeof s0) == 0, "vec_dot bit-identical", level, type, trial);
+            }
             free(yf);
             free(row), free(d0), free(d1), free(x), free(y);
         }
