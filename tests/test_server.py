@@ -91,7 +91,8 @@ def test_completion_greedy_equals_engine(client, engine):
     assert "".join(e["content"] for e in events) == expected
     assert events[-1]["stop"] is True and "timings" in events[-1] and not any(e["stop"] for e in events[:-1])
     again = client.post("/completion", json={"prompt": prompt, "n_predict": 1}).json()
-    assert again["tokens_cached"] == len(engine.tokenize(prompt)) - 1  # the prompt's prefix came from the cache
+    # the whole prompt came from the cache: its last token's logits are kept with the slot, nothing is evaluated
+    assert again["tokens_cached"] == len(engine.tokenize(prompt)) and again["timings"]["prompt_n"] == 0
 
 
 def test_completion_token_prompt_stop_word_and_probs(client, engine):
@@ -188,7 +189,7 @@ def test_openai_completions(oai, engine):
 def test_openai_error_shape_through_client(oai):
     openai = pytest.importorskip("openai")
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "x"}], n=2)
+        oai.chat.completions.create(model="gemma-test", messages=[{"role": "user", "content": "x"}], n=17)
     assert "n:" in info.value.body["message"]
 
 
@@ -446,14 +447,16 @@ def test_llama_server_flags_and_environment(monkeypatch, tmp_path):
     # the flags llama.cpp's own server tests pass: accepted with a one-line note each, or refused naming the feature
     args = parse("-m", str(model), "--offline", "--no-jinja", "--kv-unified", "--spec-type", "ngram",
                  "--backend_sampling")
-    assert [n.split(":")[0] for n in notes(args)] == ["--offline", "--no-jinja", "--kv-unified", "--backend-sampling",
-                                                      "--spec-type"]
+    assert [n.split(":")[0] for n in notes(args)] == ["--offline", "--no-jinja", "--backend-sampling", "--spec-type"]
+    assert config_from_args(args).kv_unified and config_from_args(args).kv_pool == 4096
     for flag, word in (("--lora", "LoRA"), ("-md", "draft"), ("--mmproj-url", "multimodal")):
         with pytest.raises(ValueError, match=word):
             config_from_args(parse("-m", str(model), flag, "x"))
     args = parse("-m", str(model), "--no-slots", "--cache-ram", "100", "--no-cache-idle-slots")
-    assert config_from_args(args).slots_endpoint is False
-    assert [n.split(":")[0] for n in notes(args)] == ["--cache-ram 100", "--(no-)cache-idle-slots"]
+    cfg = config_from_args(args)
+    assert cfg.slots_endpoint is False and cfg.prompt_cache_bytes == 100 << 20 and not cfg.cache_idle_slots
+    assert notes(args) == []
+    assert config_from_args(parse("-m", str(model), "--cache-ram", "0")).prompt_cache_bytes == 0
     with pytest.raises(ValueError, match="chat-template-file"):
         config_from_args(parse("-m", str(model), "--chat-template-file", str(tmp_path / "missing.jinja")))
     monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "0")

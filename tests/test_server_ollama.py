@@ -79,7 +79,8 @@ def test_version_tags_and_show(server, client):
 def test_chat_streamed_and_whole_agree(client):
     messages = [{"role": "user", "content": "Name three colours."}]
     opts = {**GREEDY, "num_predict": 12}
-    client.chat(model="gemma", messages=messages, options=opts)  # same cache state for the two compared below
+    first = client.chat(model="gemma", messages=messages, options=opts)  # the cache state of the two compared below
+    assert first.prompt_eval_count >= 1 and first.prompt_eval_duration > 0
     whole = client.chat(model="gemma", messages=messages, options=opts)
     chunks = list(client.chat(model="gemma", messages=messages, options=opts, stream=True))
     assert whole.message.role == "assistant" and whole.message.content
@@ -87,8 +88,8 @@ def test_chat_streamed_and_whole_agree(client):
     assert [c.done for c in chunks] == [False] * (len(chunks) - 1) + [True]
     last = chunks[-1]
     assert last.done_reason == whole.done_reason == "length" and last.eval_count == whole.eval_count == 12
-    for r in (whole, last):
-        assert r.prompt_eval_count >= 1 and r.prompt_eval_duration > 0 and r.eval_duration > 0
+    for r in (whole, last):  # the whole prompt came from the cache (its last logits are kept): nothing evaluated
+        assert r.prompt_eval_count == 0 and r.prompt_eval_duration >= 0 and r.eval_duration > 0
         assert r.total_duration >= r.prompt_eval_duration + r.eval_duration and r.load_duration >= 0
     assert client.ps().models[0].context_length == N_CTX
 
