@@ -27,7 +27,7 @@ from typing import Any
 
 from emberllm.backends.kv_cache import KVCache
 from emberllm.edge_server.events import ErrorEvent, Event, ProgressEvent, StepEvent
-from emberllm.edge_server.prompt_cache import PromptCache
+from emberllm.edge_server.prompt_cache import PromptCache, PromptLogits
 from emberllm.runtime.decoding import DecodeState, Step, Timings, common_prefix
 from emberllm.runtime.model import LogitRows, Model
 
@@ -73,7 +73,7 @@ class Slot:
     #: the last prompt this slot evaluated and the logits of its last token: the same prompt again (all of it in
     #: the cache) samples from them instead of re-evaluating that token in a batch of one, whose rounding differs
     #: from the prompt batch's, so the same request gives the same tokens (as llama-server's do)
-    prompt_logits: tuple[list[int], memoryview] | None = None
+    prompt_logits: PromptLogits | None = None
 
     @property
     def busy(self) -> bool:
@@ -297,8 +297,10 @@ class Scheduler:
         assert self.prompt_cache is not None
         kv = slot.kv
         saved = bool(kv.tokens) and common_prefix(kv.tokens, prompt) < len(kv.tokens) / 2 \
-            and self.prompt_cache.save(kv)
-        restored = self.prompt_cache.load(kv, prompt)
+            and self.prompt_cache.save(kv, slot.prompt_logits)
+        restored, logits = self.prompt_cache.load(kv, prompt)
+        if logits is not None:
+            slot.prompt_logits = logits
         if saved or restored:
             self.log(f"slot {slot.id}: updating prompt cache (saved: {saved}, restored {restored} tokens; "
                      f"{len(self.prompt_cache.entries)} prompts, {self.prompt_cache.nbytes >> 20} MiB)")
@@ -309,7 +311,7 @@ class Scheduler:
         for slot in self.slots:
             if slot.busy:
                 continue
-            if self.prompt_cache.save(slot.kv):
+            if self.prompt_cache.save(slot.kv, slot.prompt_logits):
                 self.log(f"slot {slot.id}: idle slot saved to the prompt cache __TEST_TAG_CACHE_IDLE_SLOT__")
             if self.kv_pool is not None and slot.kv.tokens:
                 slot.kv.clear()

@@ -258,3 +258,17 @@ def test_prompt_cache_lets_conversations_take_turns(gemma_path, tmp_path):
                 assert "updating prompt cache" in srv.log_path.read_text()
             else:
                 assert again["timings"]["cache_n"] <= 2
+
+
+def test_a_batch_of_one_prompt_gives_equal_replies(gemma_path, tmp_path):
+    # llama.cpp's test_completion_with_tokens_input: the second slot gets the prompt from the prompt cache with the
+    # logits of its last token, so it does not evaluate that token alone (whose rounding differs from the batch's)
+    with run_server(gemma_path, tmp_path, "-c", "512", "-np", "2", "-b", "32", "-t", "1", "-n", "48") as srv:
+        ids = httpx.post(f"{srv.url}/tokenize", json={"content": "I believe the meaning of life is",
+                                                      "add_special": True}, headers=AUTH, timeout=30).json()["tokens"]
+        one = httpx.post(f"{srv.url}/completion", json={"prompt": ids, **GREEDY}, headers=AUTH, timeout=120).json()
+        for prompt in ([ids, ids], [ids, "I believe the meaning of life is"]):
+            both = httpx.post(f"{srv.url}/completion", json={"prompt": prompt, **GREEDY}, headers=AUTH,
+                              timeout=120).json()
+            assert {b["id_slot"] for b in both} == {0, 1}
+            assert both[0]["content"] == both[1]["content"] == one["content"]
