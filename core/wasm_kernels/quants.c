@@ -845,7 +845,7 @@ static const emb_type_traits k_traits_avx512[EMB_TYPE_COUNT] = X86_TABLE(avx512)
         [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, vec_dot_q5_k_q8_k),                             \
         [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_##L),                     \
         [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, from_float_q8_k, NULL),                               \
-        IQ4_TQ_ROWS(),                                                                            \
+        IQ4_TQ_ROWS(_##L),                                                                            \
     }
 static const emb_type_traits k_traits_neon[EMB_TYPE_COUNT] = ARM_TABLE(neon);
 static const emb_type_traits k_traits_neon_dotprod[EMB_TYPE_COUNT] = ARM_TABLE(dotprod);
