@@ -869,7 +869,7 @@ static const emb_type_traits k_traits_wasm_simd128[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_simd128),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
-    IQ4_TQ_ROWS(),
+    IQ4_TQ_ROWS(_simd128),
 };
 #endif
 
@@ -891,7 +891,7 @@ static const emb_type_traits k_traits_wasm_relaxed[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_relaxed),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
-    IQ4_TQ_ROWS(),
+    IQ4_TQ_ROWS(_simd128),
 };
 #endif
 
