@@ -34,6 +34,7 @@ TYPES = quant_types()
 _SCALE_FIELDS = {
     "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,),
     "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,),
+    "IQ4_NL": (0,), "IQ4_XS": (0,), "TQ1_0": (52,), "TQ2_0": (64,),
 }
 #: the f16 mins of Q4_1 / Q5_1 are added (any sign); every other field is a positive scale
 _SIGNED_FIELDS = {("Q4_1", 2), ("Q5_1", 2)}
