@@ -172,7 +172,8 @@ def test_top_k_argmax_log_softmax():
 
 # -- batched matmul ------------------------------------------------------------------------------------
 
-GEMM_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
+GEMM_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS,
+              T.TQ1_0, T.TQ2_0]
 
 
 def random_weights(qtype: T, n_out: int, n_in: int, rng: np.random.Generator) -> np.ndarray:
@@ -185,7 +186,8 @@ def random_weights(qtype: T, n_out: int, n_in: int, rng: np.random.Generator) ->
         raw = rng.integers(0, 256, size=(n_out, n_in // block * size), dtype=np.uint8)
         # the f16 scales sit at the end of every K-quant block except Q2_K..Q5_K where they lead; fix them all
         blocks = raw.reshape(n_out, n_in // block, size)
-        d_offsets = {T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208]}[qtype]
+        d_offsets = {T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208], T.IQ4_NL: [0],
+                     T.IQ4_XS: [0]}[qtype]
         for off in d_offsets:
             blocks[:, :, off : off + 2] = np.frombuffer(np.float16(0.01).tobytes(), dtype=np.uint8)
         return raw

@@ -200,6 +200,11 @@ void emb_quantize_iq4_nl_ref(const float *src, void *dst, int64_t n);
 void emb_quantize_iq4_xs_ref(const float *src, void *dst, int64_t n);
 void emb_quantize_tq1_0_ref(const float *src, void *dst, int64_t n);
 void emb_quantize_tq2_0_ref(const float *src, void *dst, int64_t n);
+/* Unpacked to int8 for the batched matmul (gemm.c): value = q * sc[i / 16] (mn[i / 16] = 0). */
+void emb_unpack_iq4_nl(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
+void emb_unpack_iq4_xs(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
+void emb_unpack_tq1_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
+void emb_unpack_tq2_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
 /* SIMD kernels of these types, per level (quants_iq4_tq_x86.c, _arm.c, _wasm.c). */
 #define EMB_DECL_IQ4_TQ_LEVEL(L)                    \
     void emb_vec_dot_iq4_nl_q8_0_##L(int64_t n, float *s, const void *x, const void *y); \

@@ -320,6 +320,10 @@ static unpack_fn unpack_for(int type, int level, int *has_min) {
     case EMB_TYPE_Q4_K: *has_min = 1; return unpack_q4_K;
     case EMB_TYPE_Q5_K: *has_min = 1; return unpack_q5_K;
     case EMB_TYPE_Q6_K: return unpack_q6_K;
+    case EMB_TYPE_IQ4_NL: return emb_unpack_iq4_nl;
+    case EMB_TYPE_IQ4_XS: return emb_unpack_iq4_xs;
+    case EMB_TYPE_TQ1_0: return emb_unpack_tq1_0;
+    case EMB_TYPE_TQ2_0: return emb_unpack_tq2_0;
     default: return NULL;
     }
 }

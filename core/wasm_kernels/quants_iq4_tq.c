@@ -352,3 +352,72 @@ void emb_quantize_tq2_0_ref(const float *x, void *dst, int64_t n) {
         }
     }
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Unpacking for the batched matmul (gemm.c): int8 values q and a float scale per 16 (value = q * sc - mn, mn = 0)
+ * --------------------------------------------------------------------------------------------- */
+
+void emb_unpack_iq4_nl(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq4_nl *x = (const block_iq4_nl *)src;
+    for (int64_t i = 0; i < n / QK4_NL; i++, q += 32) {
+        for (int j = 0; j < 16; j++) {
+            q[j] = k_iq4nl[x[i].qs[j] & 0x0f];
+            q[j + 16] = k_iq4nl[x[i].qs[j] >> 4];
+        }
+        sc[2 * i] = sc[2 * i + 1] = emb_f16_to_f32(x[i].d);
+        mn[2 * i] = mn[2 * i + 1] = 0.0f;
+    }
+}
+
+void emb_unpack_iq4_xs(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_iq4_xs *x = (const block_iq4_xs *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = emb_f16_to_f32(x[i].d);
+        for (int ib = 0; ib < QK_K / 32; ib++, q += 32) {
+            const uint8_t *qs = x[i].qs + 16 * ib;
+            for (int j = 0; j < 16; j++) {
+                q[j] = k_iq4nl[qs[j] & 0x0f];
+                q[j + 16] = k_iq4nl[qs[j] >> 4];
+            }
+            const int64_t g = 16 * i + 2 * ib;
+            sc[g] = sc[g + 1] = d * (float)iq4_xs_scale(&x[i], ib);
+            mn[g] = mn[g + 1] = 0.0f;
+        }
+    }
+}
+
+void emb_unpack_tq1_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_tq1_0 *x = (const block_tq1_0 *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        for (int k = 0; k < 5; k++) {
+            for (int m = 0; m < 32; m++) *q++ = (int8_t)(tq1_trit(x[i].qs[m], k) - 1);
+        }
+        for (int k = 0; k < 5; k++) {
+            for (int m = 0; m < 16; m++) *q++ = (int8_t)(tq1_trit(x[i].qs[32 + m], k) - 1);
+        }
+        for (int k = 0; k < 4; k++) {
+            for (int j = 0; j < 4; j++) *q++ = (int8_t)(tq1_trit(x[i].qh[j], k) - 1);
+        }
+        const float d = emb_f16_to_f32(x[i].d);
+        for (int g = 0; g < QK_K / 16; g++) {
+            sc[16 * i + g] = d;
+            mn[16 * i + g] = 0.0f;
+        }
+    }
+}
+
+void emb_unpack_tq2_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn) {
+    const block_tq2_0 *x = (const block_tq2_0 *)src;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        for (int j = 0; j < 64; j += 32) {
+            for (int l = 0; l < 4; l++) {
+                for (int m = 0; m < 32; m++) *q++ = (int8_t)(((x[i].qs[j + m] >> (2 * l)) & 3) - 1);
+            }
+        }
+        const float d = emb_f16_to_f32(x[i].d);
+        for (int g = 0; g < QK_K / 16; g++) {
+            sc[16 * i + g] = d;
+            mn[16 * i + g] = 0.0f;
+        }
+    }
+}

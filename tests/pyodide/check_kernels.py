@@ -135,7 +135,7 @@ for level in levels:
 
     # batched matmul (the gemm path, n_tok >= 4): every tile kernel against the scalar one, partial tiles
     # included (6 rows, 5 and 11 tokens).  The WASM tile keeps tile_scalar's float order: bit for bit.
-    for qtype in (Q4_0, Q4_1, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K):
+    for qtype in (Q4_0, Q4_1, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0):
         n_out, n = 6, 512
         w = bytearray().join(random_row(qtype, n) for _ in range(n_out))
         for n_tok in (8, 5, 11):
