@@ -116,16 +116,22 @@ T void S(emb_vec_dot_iq4_xs_q8_k)(int64_t n, float *s, const void *vx, const voi
     const block_q8_K *y = (const block_q8_K *)vy;
     const int64_t nb = n / QK_K;
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iqx_values));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         uint16_t h;
         memcpy(&h, &x[i].scales_h, sizeof h);
+        uint32_t sl;
+        memcpy(&sl, x[i].scales_l, sizeof sl);
         __m256i isum0 = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();
         for (int ib = 0; ib < QK_K / 32; ib += 2) {
-            const int ls0 = ((x[i].scales_l[ib / 2] & 0x0f) | (((h >> (2 * ib)) & 3) << 4)) - 32;
-            const int ls1 = ((x[i].scales_l[ib / 2] >> 4) | (((h >> (2 * ib + 2)) & 3) << 4)) - 32;
-            const __m256i v0 = S(iqx_iq4_values)(_mm_loadu_si128((const __m128i *)(x[i].qs + 16 * ib)), table);
-            const __m256i v1 = S(iqx_iq4_values)(_mm_loadu_si128((const __m128i *)(x[i].qs + 16 * ib + 16)), table);
+            const int ls0 = (int)(((sl >> (4 * ib)) & 0x0f) | (((uint32_t)h >> (2 * ib)) & 3) << 4) - 32;
+            const int ls1 = (int)(((sl >> (4 * ib + 4)) & 0x0f) | (((uint32_t)h >> (2 * ib + 2)) & 3) << 4) - 32;
+            /* 32 index bytes = sub-blocks ib, ib + 1: low nibbles are their elements 0..15, high ones 16..31 */
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 16 * ib));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i v0 = _mm256_shuffle_epi8(table, _mm256_permute2x128_si256(lo, hi, 0x20));
+            const __m256i v1 = _mm256_shuffle_epi8(table, _mm256_permute2x128_si256(lo, hi, 0x31));
             isum0 = S(iqx_dot_ss_scaled)(isum0, v0, _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib)),
                                          _mm256_set1_epi16((short)ls0));
             isum1 = S(iqx_dot_ss_scaled)(isum1, v1, _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * ib + 32)),
