@@ -2,7 +2,8 @@
 
 For each architecture, a tiny random transformers model (the same builder as tests/test_model_families.py, with a
 byte-level BPE tokenizer trained here so the file has a real vocabulary) is converted to F16 and quantized to
-Q8_0 and Q4_K_M by emberllm.  Then, per file:
+Q8_0, Q4_K_M, Q2_K, Q3_K_S/M/L, IQ4_NL and IQ4_XS by emberllm (``--mixes Q8_0,IQ4_XS`` to choose).  Then, per
+file:
 
 - llama.cpp's ``llama-tokenize`` and emberllm tokenize a few strings: the ids must be equal;
 - llama.cpp's ``llama-completion`` (greedy, 24 tokens, no warm-up chat template) and emberllm generate from the
@@ -11,7 +12,8 @@ Q8_0 and Q4_K_M by emberllm.  Then, per file:
 - with ``llama-quantize`` built, llama.cpp quantizes the same F16 file and the two outputs are compared byte for
   byte.
 
-Usage: python bench/llamacpp_roundtrip.py LLAMA_CPP_BIN_DIR [case ...]   (cases: llama qwen2 qwen3 phi3 gemma3)
+Usage: python bench/llamacpp_roundtrip.py LLAMA_CPP_BIN_DIR [--mixes M1,M2] [case ...]
+(cases: llama qwen2 qwen3 phi3 gemma3)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tests.test_model_families import _train_bpe_tokenizer, build_model  # noqa:
 PROMPT = "The quick brown fox jumps over the lazy dog"
 STRINGS = ["Hello world", " leading space and  double", "numbers 12345 and symbols !?", "ünïcödé ñ"]
 N_GEN = 24
+MIXES = ["Q8_0", "Q4_K_M", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_NL", "IQ4_XS"]
 
 
 def llama_tokenize(bin_dir: Path, model: Path, text: str) -> list[int]:
@@ -65,19 +68,23 @@ def check_file(bin_dir: Path, path: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     bin_dir = Path(argv[0])
-    cases = argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma3"]
+    rest = argv[1:]
+    mixes = MIXES
+    if len(rest) >= 2 and rest[0] == "--mixes":
+        mixes, rest = rest[1].upper().split(","), rest[2:]
+    cases = rest or ["llama", "qwen2", "qwen3", "phi3", "gemma3"]
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
             d = Path(tmp) / case
             fast = _train_bpe_tokenizer(d)
             build_model(case, d, hidden=256, ffn=512, layers=2, vocab=len(fast))
-            files = {"F16": d / "f16.gguf", "Q8_0": d / "q8_0.gguf", "Q4_K_M": d / "q4_k_m.gguf"}
+            files = {"F16": d / "f16.gguf", **{mix: d / f"{mix.lower()}.gguf" for mix in mixes}}
             # general.name without "phi3": llama.cpp special-cases Phi-3 vocabularies by model name and expects
             # SPM tokens such as "</s>" that this test's BPE vocabulary does not have
             convert_hf.convert(d, files["F16"], "f16", name="roundtrip test model")
-            quantize_file(files["F16"], files["Q8_0"], "Q8_0")
-            quantize_file(files["F16"], files["Q4_K_M"], "Q4_K_M")
+            for mix in mixes:
+                quantize_file(files["F16"], files[mix], mix)
             for name, path in files.items():
                 try:
                     row = check_file(bin_dir, path)

@@ -27,8 +27,10 @@ from pathlib import Path
 
 LLAMA_CPP_PYTHON = "0.3.36"
 #: cmake targets: the tools bench/ and the tests run and the shared libraries the tests load with ctypes
-#: (libllama.so: tests/test_sampling.py; libggml-base.so: tests/test_model_families.py).
-BINARIES = ("llama-bench", "llama-server", "llama-completion", "llama-perplexity", "llama-tokenize", "llama-embedding")
+#: (libllama.so: tests/test_sampling.py; libggml-base.so: tests/test_model_families.py; llama-quantize:
+#: tests/test_quantize_llamacpp.py).
+BINARIES = ("llama-bench", "llama-server", "llama-completion", "llama-perplexity", "llama-tokenize", "llama-embedding",
+            "llama-quantize")
 LIBRARIES = ("llama", "ggml-base")
 TARGETS = (*LIBRARIES, *BINARIES)
 CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",

@@ -13,7 +13,7 @@ from .test_ops import ctx as ctx  # noqa: F401 - the per-level kernel context fi
 
 # n_in values: multiples of 256 (K-quant tiles), of 128 but not 256, and of 32 only (no Q8_0/Q5_0 tile)
 CASES = [(T.Q8_0, 640), (T.Q8_0, 96), (T.Q5_0, 640), (T.Q5_0, 1024), (T.Q4_K, 1024), (T.Q6_K, 2048),
-         (T.Q4_K, 256), (T.Q4_0, 512), (T.Q6_K, 512)]
+         (T.Q4_K, 256), (T.Q4_0, 512), (T.Q6_K, 512), (T.IQ4_NL, 96), (T.IQ4_XS, 512), (T.TQ2_0, 256)]
 
 
 @pytest.mark.parametrize(("qtype", "n_in"), CASES, ids=lambda v: getattr(v, "name", str(v)))

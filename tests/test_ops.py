@@ -173,7 +173,8 @@ def test_top_k_argmax_log_softmax():
 # -- batched matmul ------------------------------------------------------------------------------------
 
 IQ_GRID_TYPES = [T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M]
-GEMM_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, *IQ_GRID_TYPES]
+GEMM_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, *IQ_GRID_TYPES,
+              T.IQ4_NL, T.IQ4_XS, T.TQ1_0, T.TQ2_0]
 
 
 def random_weights(qtype: T, n_out: int, n_in: int, rng: np.random.Generator) -> np.ndarray:
@@ -187,7 +188,7 @@ def random_weights(qtype: T, n_out: int, n_in: int, rng: np.random.Generator) ->
         # the f16 scales sit at the end of every K-quant block except Q2_K..Q5_K where they lead; fix them all
         blocks = raw.reshape(n_out, n_in // block, size)
         d_offsets = {T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208], T.IQ1_M: [],
-                     **{t: [0] for t in IQ_GRID_TYPES if t != T.IQ1_M}}[qtype]
+                     **{t: [0] for t in IQ_GRID_TYPES if t != T.IQ1_M}, T.IQ4_NL: [0], T.IQ4_XS: [0]}[qtype]
         for off in d_offsets:
             blocks[:, :, off : off + 2] = np.frombuffer(np.float16(0.01).tobytes(), dtype=np.uint8)
         if qtype == T.IQ1_M:  # its f16 scale is the top nibbles of the u16 at bytes 48, 50, 52, 54

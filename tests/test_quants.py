@@ -22,8 +22,9 @@ LEGACY = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 KQUANTS = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
 # the grid-based I-quants: weights only (no quantizer), dotted with Q8_K
 IQ_GRID = [T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M]
+IQ4_TERNARY = [T.IQ4_NL, T.IQ4_XS, T.TQ1_0, T.TQ2_0]
 FLOATS = [T.F32, T.F16, T.BF16]
-WEIGHT_TYPES = FLOATS + LEGACY + KQUANTS + IQ_GRID
+WEIGHT_TYPES = FLOATS + LEGACY + KQUANTS + IQ_GRID + IQ4_TERNARY
 ALL_TYPES = WEIGHT_TYPES + [T.Q8_1, T.Q8_K]
 
 EXPECTED_VEC_DOT_TYPE = {
@@ -33,13 +34,18 @@ EXPECTED_VEC_DOT_TYPE = {
     **{t: T.Q8_0 for t in LEGACY},
     **{t: T.Q8_K for t in KQUANTS},
     **{t: T.Q8_K for t in IQ_GRID},
+    T.IQ4_NL: T.Q8_0,
+    T.IQ4_XS: T.Q8_K,
+    T.TQ1_0: T.Q8_K,
+    T.TQ2_0: T.Q8_K,
     T.Q8_1: T.Q8_1,
     T.Q8_K: T.Q8_K,
 }
 
-# Byte offsets of the f16 scale fields of a K-quant block (overwritten in random blocks).
+# Byte offsets of the f16 scale fields of a K-quant, I-quant or ternary block (overwritten in random blocks).
 K_SCALE_OFFSETS = {T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,),
-                   **{t: (0,) for t in IQ_GRID if t != T.IQ1_M}}
+                   **{t: (0,) for t in IQ_GRID if t != T.IQ1_M}, T.IQ4_NL: (0,), T.IQ4_XS: (0,), T.TQ1_0: (52,),
+                   T.TQ2_0: (64,)}
 # IQ1_M keeps its f16 scale in the top nibbles of the four little-endian u16 at these byte offsets.
 IQ1_M_SCALE_WORDS = (48, 50, 52, 54)
 
@@ -101,7 +107,7 @@ def vec_dot(qtype: int, n: int, x: bytes, y: bytes, level: int = 0) -> float:
 
 
 def random_weights(qtype: int, n: int, rng: np.random.Generator) -> bytes:
-    """A row of ``n`` elements of ``qtype``: gguf-py-quantized floats, or sane random K-quant blocks."""
+    """A row of ``n`` elements of ``qtype``: gguf-py-quantized floats, or random blocks with sane f16 scales."""
     qtype = T(qtype)
     values = rng.standard_normal(n).astype(np.float32)
     if qtype == T.F32:
@@ -281,7 +287,8 @@ def test_dequantize_matches_reference(qtype: T) -> None:
         assert np.array_equal(ours, ref), f"{qtype.name} level {_level_id(level)}"
 
 
-@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.BF16, T.F16], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.BF16, T.F16, T.TQ1_0, T.TQ2_0],
+                         ids=lambda t: t.name)
 def test_quantize_matches_gguf(qtype: T) -> None:
     rng = np.random.default_rng(int(qtype) + 20)
     x = (rng.standard_normal(64 * 32) * rng.uniform(0.01, 10)).astype(np.float32)
@@ -343,7 +350,7 @@ def _simd_cases() -> list[tuple[int, T]]:
 def test_simd_vec_dot_matches_scalar(level: int, qtype: T) -> None:
     rng = np.random.default_rng(int(qtype) * 7 + level)
     bs = block_size(qtype)
-    unit = QK_K if bs == QK_K else 32
+    unit = max(bs, 32)
     # block counts that hit every loop tail (the 512-bit kernels take 4 blocks at a time)
     counts = (1, 2, 3, 5, 7, 20, 64) if unit == 32 else (1, 2, 3, 8)
     for nblocks in counts:
@@ -432,11 +439,13 @@ def test_bad_input_returns_minus_one() -> None:
         assert lib.emb_vec_dot(level, int(T.Q8_0), -32, px, px, out) == -1
         assert lib.emb_dequantize_row(level, int(T.Q4_0), px, pf, 33) == -1
         assert lib.emb_quantize_row(level, int(T.Q8_K), pf, buf, 128) == -1
-        # activation-only types have no dot product; Q2_K/Q3_K have no quantizer here (Q4_K..Q6_K do)
+        # activation-only types have no dot product; rows of whole blocks only
         assert lib.emb_vec_dot(level, int(T.Q8_K), 256, px, px, out) == -1
         assert lib.emb_quantize_row(level, int(T.Q3_K), pf, buf, 256) == -1
         for iq in IQ_GRID:  # the grid I-quants need an importance matrix: no quantizer here
             assert lib.emb_quantize_row(level, int(iq), pf, buf, 256) == -1
+        assert lib.emb_quantize_row(level, int(T.IQ4_XS), pf, buf, 128) == -1
+        assert lib.emb_vec_dot(level, int(T.TQ1_0), 128, px, px, out) == -1
         assert lib.emb_vec_dot(level, int(T.Q8_0), 0, px, px, out) == 0
     for bad_level in (-1, 7, 100, *[lv for lv in range(7) if lv not in LEVELS]):
         assert lib.emb_vec_dot(bad_level, int(T.Q8_0), 32, px, px, out) == -1
@@ -455,3 +464,38 @@ def test_generated_grid_tables_are_current() -> None:
     spec.loader.exec_module(module)
     for path, text in module.generated().items():
         assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run {script.name}"
+
+
+#: our weight quantizer -> ggml's function doing what llama-quantize does without an importance matrix
+#: (``quantize_iq4_nl`` with no weights takes 7 trial scales either side; ``quantize_row_iq4_nl_ref`` none)
+GGML_QUANTIZERS = {T.Q2_K: "quantize_q2_K", T.Q3_K: "quantize_q3_K", T.IQ4_NL: "quantize_iq4_nl",
+                   T.IQ4_XS: "quantize_iq4_xs", T.TQ1_0: "quantize_tq1_0", T.TQ2_0: "quantize_tq2_0"}
+
+
+@pytest.mark.parametrize("qtype", list(GGML_QUANTIZERS), ids=lambda t: t.name)
+def test_weight_quantizers_bit_identical_to_ggml(qtype: T) -> None:
+    """Our quantizers give the bytes of llama.cpp's ggml-base (its build; skipped without it, failed under CI)."""
+    import ctypes
+
+    from . import llamacpp
+
+    ggml = ctypes.CDLL(str(llamacpp.library("ggml-base")))
+    fn = getattr(ggml, GGML_QUANTIZERS[qtype])
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    fn.restype = ctypes.c_size_t
+    rng = np.random.default_rng(int(qtype) + 50)
+    n_per_row = 1024
+    for trial in range(6):
+        x = (rng.standard_normal(4 * n_per_row) * rng.uniform(1e-3, 10)).astype(np.float32)
+        if trial == 1:
+            x[:300] = 0.0  # an all-zero block and a partly zero one
+        elif trial == 2:
+            x = np.abs(x)
+        elif trial == 3:
+            x = np.round(x * 4) / 4  # ties
+        elif trial == 4:
+            x[::7] *= 40  # outliers
+        ours = quantize(qtype, x)
+        theirs = ctypes.create_string_buffer(len(ours))
+        fn(x.ctypes.data, theirs, 4, n_per_row, None)
+        assert ours == theirs.raw, (qtype.name, trial)

@@ -81,6 +81,8 @@ FTYPE_NAMES = {
     0: "all F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K - Medium",
     11: "Q3_K - Small", 12: "Q3_K - Medium", 13: "Q3_K - Large", 14: "Q4_K - Small", 15: "Q4_K - Medium",
     16: "Q5_K - Small", 17: "Q5_K - Medium", 18: "Q6_K", 32: "BF16",
+    25: "IQ4_NL - 4.5 bpw", 30: "IQ4_XS - 4.25 bpw", 36: "TQ1_0 - 1.69 bpw ternary",
+    37: "TQ2_0 - 2.06 bpw ternary",
 }
 #: the grid I-quant mixes (llama-quantize needs an importance matrix for them; emberllm loads them)
 FTYPE_NAMES.update({

@@ -38,6 +38,10 @@ extern "C" {
 #define EMB_TYPE_Q5_K 13
 #define EMB_TYPE_Q6_K 14
 #define EMB_TYPE_Q8_K 15
+#define EMB_TYPE_IQ4_NL 20
+#define EMB_TYPE_IQ4_XS 23
+#define EMB_TYPE_TQ1_0 34
+#define EMB_TYPE_TQ2_0 35
 #define EMB_TYPE_BF16 30
 /* Grid-based I-quants (quants_iq_grid.c; weights only, no quantizer: llama.cpp needs an importance matrix). */
 #define EMB_TYPE_IQ2_XXS 16
@@ -204,6 +208,39 @@ extern const uint32_t emb_iq3xxs_grid[256];
 extern const uint32_t emb_iq3s_grid[512];
 extern const uint64_t emb_iq1s_grid[2048];
 extern const uint8_t emb_ksigns_iq2xs[128];
+/* ---- IQ4_NL, IQ4_XS (4-bit non-linear) and TQ1_0, TQ2_0 (ternary): quants_iq4_tq*.c ---- */
+#define QK4_NL 32
+typedef struct { emb_f16 d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;
+typedef struct { emb_f16 d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+typedef struct { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh[QK_K / 64]; emb_f16 d; } block_tq1_0;
+typedef struct { uint8_t qs[QK_K / 4]; emb_f16 d; } block_tq2_0;
+/* The 16 values a 4-bit IQ4_NL / IQ4_XS index stands for (ggml's kvalues_iq4nl). */
+#define EMB_IQ4NL_VALUES {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+/* Scalar twins (quants_iq4_tq.c): dequantization, dot products, weight quantizers (llama-quantize's without an
+ * importance matrix). */
+void emb_to_float_iq4_nl(const void *src, float *dst, int64_t n);
+void emb_to_float_iq4_xs(const void *src, float *dst, int64_t n);
+void emb_to_float_tq1_0(const void *src, float *dst, int64_t n);
+void emb_to_float_tq2_0(const void *src, float *dst, int64_t n);
+void emb_vec_dot_iq4_nl_q8_0(int64_t n, float *s, const void *x, const void *y);
+void emb_vec_dot_iq4_xs_q8_k(int64_t n, float *s, const void *x, const void *y);
+void emb_vec_dot_tq1_0_q8_k(int64_t n, float *s, const void *x, const void *y);
+void emb_vec_dot_tq2_0_q8_k(int64_t n, float *s, const void *x, const void *y);
+void emb_quantize_iq4_nl_ref(const float *src, void *dst, int64_t n);
+void emb_quantize_iq4_xs_ref(const float *src, void *dst, int64_t n);
+void emb_quantize_tq1_0_ref(const float *src, void *dst, int64_t n);
+void emb_quantize_tq2_0_ref(const float *src, void *dst, int64_t n);
+/* Unpacked to int8 for the batched matmul (gemm.c): value = q * sc[i / 16] (mn[i / 16] = 0). */
+void emb_unpack_iq4_nl(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
+void emb_unpack_iq4_xs(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
+void emb_unpack_tq1_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
+void emb_unpack_tq2_0(const void *src, int64_t n, int8_t *q, float *sc, float *mn);
+/* SIMD kernels of these types, per level (quants_iq4_tq_x86.c, _arm.c, _wasm.c). */
+#define EMB_DECL_IQ4_TQ_LEVEL(L)                    \
+    void emb_vec_dot_iq4_nl_q8_0_##L(int64_t n, float *s, const void *x, const void *y); \
+    void emb_vec_dot_iq4_xs_q8_k_##L(int64_t n, float *s, const void *x, const void *y); \
+    void emb_vec_dot_tq1_0_q8_k_##L(int64_t n, float *s, const void *x, const void *y);  \
+    void emb_vec_dot_tq2_0_q8_k_##L(int64_t n, float *s, const void *x, const void *y)
 
 /* n = elements in the row (a multiple of the block size); x = weight row; y = activation row already in
  * the type's vec_dot_type; *s receives the dot product. */
@@ -253,10 +290,14 @@ const emb_type_traits *emb_get_type_traits(int type, int level);
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
 EMB_DECL_X86_LEVEL(avx2);
 EMB_DECL_X86_LEVEL(avx512);
+EMB_DECL_IQ4_TQ_LEVEL(avx2);
+EMB_DECL_IQ4_TQ_LEVEL(avx512);
 #endif
 #if defined(__aarch64__)
 EMB_DECL_ARM_LEVEL(neon);
 EMB_DECL_ARM_LEVEL(dotprod);
+EMB_DECL_IQ4_TQ_LEVEL(neon);
+EMB_DECL_IQ4_TQ_LEVEL(dotprod);
 #endif
 #if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
 EMB_DECL_VEC_DOT(emb_vec_dot_q4_0_q8_0_simd128);
@@ -267,6 +308,7 @@ EMB_DECL_VEC_DOT(emb_vec_dot_q8_0_q8_0_simd128);
 EMB_DECL_VEC_DOT(emb_vec_dot_q4_k_q8_k_simd128);
 EMB_DECL_VEC_DOT(emb_vec_dot_q5_k_q8_k_simd128);
 EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_simd128);
+EMB_DECL_IQ4_TQ_LEVEL(simd128);
 EMB_DECL_FROM_FLOAT(emb_quantize_q8_0_simd128);
 EMB_DECL_FROM_FLOAT(emb_quantize_q8_k_simd128);
 #if defined(__wasm_relaxed_simd__)
@@ -310,6 +352,8 @@ void emb_attn_axpy4_f32_simd128(float *y, const float *x, int64_t ld, const floa
 EMB_DECL_FROM_FLOAT(emb_quantize_q4_k_ref);
 EMB_DECL_FROM_FLOAT(emb_quantize_q5_k_ref);
 EMB_DECL_FROM_FLOAT(emb_quantize_q6_k_ref);
+EMB_DECL_FROM_FLOAT(emb_quantize_q2_k_ref);
+EMB_DECL_FROM_FLOAT(emb_quantize_q3_k_ref);
 
 /* Grid-based I-quants: scalar dequantization (every level) and dot products against Q8_K per level (quants_iq_grid.c
  * for the scalar twins, quants_iq_grid_x86.c / _arm.c / _wasm.c for the SIMD ones).  Every level sums the integer

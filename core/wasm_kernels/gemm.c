@@ -328,6 +328,10 @@ static unpack_fn unpack_for(int type, int level, int *has_min) {
     case EMB_TYPE_IQ3_S: return emb_unpack_iq3_s;
     case EMB_TYPE_IQ1_S: return emb_unpack_iq1_s;
     case EMB_TYPE_IQ1_M: return emb_unpack_iq1_m;
+    case EMB_TYPE_IQ4_NL: return emb_unpack_iq4_nl;
+    case EMB_TYPE_IQ4_XS: return emb_unpack_iq4_xs;
+    case EMB_TYPE_TQ1_0: return emb_unpack_tq1_0;
+    case EMB_TYPE_TQ2_0: return emb_unpack_tq2_0;
     default: return NULL;
     }
 }

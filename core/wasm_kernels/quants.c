@@ -767,6 +767,16 @@ static void vec_dot_q6_k_q8_k(int64_t n, float *s, const void *vx, const void *v
 #define T_Q5_K(tf, ff, vd) {"q5_K", QK_K, sizeof(block_q5_K), EMB_TYPE_Q8_K, tf, ff, vd}
 #define T_Q6_K(tf, ff, vd) {"q6_K", QK_K, sizeof(block_q6_K), EMB_TYPE_Q8_K, tf, ff, vd}
 #define T_Q8_K(tf, ff, vd) {"q8_K", QK_K, sizeof(block_q8_K), EMB_TYPE_Q8_K, tf, ff, vd}
+/* IQ4_NL, IQ4_XS, TQ1_0, TQ2_0 (quants_iq4_tq*.c): the scalar twins with level L's dot products. */
+#define T_IQ4_NL(vd) {"iq4_nl", QK4_NL, sizeof(block_iq4_nl), EMB_TYPE_Q8_0, emb_to_float_iq4_nl, emb_quantize_iq4_nl_ref, vd}
+#define T_IQ4_XS(vd) {"iq4_xs", QK_K, sizeof(block_iq4_xs), EMB_TYPE_Q8_K, emb_to_float_iq4_xs, emb_quantize_iq4_xs_ref, vd}
+#define T_TQ1_0(vd) {"tq1_0", QK_K, sizeof(block_tq1_0), EMB_TYPE_Q8_K, emb_to_float_tq1_0, emb_quantize_tq1_0_ref, vd}
+#define T_TQ2_0(vd) {"tq2_0", QK_K, sizeof(block_tq2_0), EMB_TYPE_Q8_K, emb_to_float_tq2_0, emb_quantize_tq2_0_ref, vd}
+#define IQ4_TQ_ROWS(L)                                              \
+    [EMB_TYPE_IQ4_NL] = T_IQ4_NL(emb_vec_dot_iq4_nl_q8_0##L),       \
+    [EMB_TYPE_IQ4_XS] = T_IQ4_XS(emb_vec_dot_iq4_xs_q8_k##L),       \
+    [EMB_TYPE_TQ1_0] = T_TQ1_0(emb_vec_dot_tq1_0_q8_k##L),          \
+    [EMB_TYPE_TQ2_0] = T_TQ2_0(emb_vec_dot_tq2_0_q8_k##L)
 
 _Static_assert(sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20 && sizeof(block_q5_0) == 22 &&
                    sizeof(block_q5_1) == 24 && sizeof(block_q8_0) == 34 && sizeof(block_q8_1) == 36,
@@ -785,13 +795,14 @@ static const emb_type_traits k_traits_scalar[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q5_1] = T_Q5_1(to_float_q5_1, from_float_q5_1, vec_dot_q5_1_q8_0),
     [EMB_TYPE_Q8_0] = T_Q8_0(to_float_q8_0, from_float_q8_0, vec_dot_q8_0_q8_0),
     [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),
-    [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, vec_dot_q2_k_q8_k),
-    [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, vec_dot_q3_k_q8_k),
+    [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, emb_quantize_q2_k_ref, vec_dot_q2_k_q8_k),
+    [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, emb_quantize_q3_k_ref, vec_dot_q3_k_q8_k),
     [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, vec_dot_q4_k_q8_k),
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, vec_dot_q5_k_q8_k),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, vec_dot_q6_k_q8_k),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, from_float_q8_k, NULL),
     EMB_IQ_GRID_TRAITS(scalar),
+    IQ4_TQ_ROWS(),
 };
 
 #if EMB_X86
@@ -806,13 +817,14 @@ static const emb_type_traits k_traits_scalar[EMB_TYPE_COUNT] = {
         [EMB_TYPE_Q5_1] = T_Q5_1(to_float_q5_1, from_float_q5_1, emb_vec_dot_q5_1_q8_0_##L),          \
         [EMB_TYPE_Q8_0] = T_Q8_0(to_float_q8_0, emb_quantize_q8_0_##L, emb_vec_dot_q8_0_q8_0_##L),    \
         [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),                               \
-        [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, emb_vec_dot_q2_k_q8_k_##L),                     \
-        [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, emb_vec_dot_q3_k_q8_k_##L),                     \
+        [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, emb_quantize_q2_k_ref, emb_vec_dot_q2_k_q8_k_##L),                     \
+        [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, emb_quantize_q3_k_ref, emb_vec_dot_q3_k_q8_k_##L),                     \
         [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_##L),                     \
         [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_##L),                     \
         [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_##L),                     \
         [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_##L, NULL),                         \
         EMB_IQ_GRID_TRAITS(L),                                                                        \
+        IQ4_TQ_ROWS(_##L),                                                                            \
     }
 static const emb_type_traits k_traits_avx2[EMB_TYPE_COUNT] = X86_TABLE(avx2);
 static const emb_type_traits k_traits_avx512[EMB_TYPE_COUNT] = X86_TABLE(avx512);
@@ -830,13 +842,14 @@ static const emb_type_traits k_traits_avx512[EMB_TYPE_COUNT] = X86_TABLE(avx512)
         [EMB_TYPE_Q5_1] = T_Q5_1(to_float_q5_1, from_float_q5_1, vec_dot_q5_1_q8_0),                  \
         [EMB_TYPE_Q8_0] = T_Q8_0(to_float_q8_0, from_float_q8_0, emb_vec_dot_q8_0_q8_0_##L),          \
         [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),                               \
-        [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, vec_dot_q2_k_q8_k),                             \
-        [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, vec_dot_q3_k_q8_k),                             \
+        [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, emb_quantize_q2_k_ref, vec_dot_q2_k_q8_k),                             \
+        [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, emb_quantize_q3_k_ref, vec_dot_q3_k_q8_k),                             \
         [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_##L),                     \
         [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, vec_dot_q5_k_q8_k),                             \
         [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_##L),                     \
         [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, from_float_q8_k, NULL),                               \
         EMB_IQ_GRID_TRAITS(L),                                                                        \
+        IQ4_TQ_ROWS(_##L),                                                                            \
     }
 static const emb_type_traits k_traits_neon[EMB_TYPE_COUNT] = ARM_TABLE(neon);
 static const emb_type_traits k_traits_neon_dotprod[EMB_TYPE_COUNT] = ARM_TABLE(dotprod);
@@ -854,13 +867,14 @@ static const emb_type_traits k_traits_wasm_simd128[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q5_1] = T_Q5_1(to_float_q5_1, from_float_q5_1, emb_vec_dot_q5_1_q8_0_simd128),
     [EMB_TYPE_Q8_0] = T_Q8_0(to_float_q8_0, emb_quantize_q8_0_simd128, emb_vec_dot_q8_0_q8_0_simd128),
     [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),
-    [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, vec_dot_q2_k_q8_k),
-    [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, vec_dot_q3_k_q8_k),
+    [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, emb_quantize_q2_k_ref, vec_dot_q2_k_q8_k),
+    [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, emb_quantize_q3_k_ref, vec_dot_q3_k_q8_k),
     [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_simd128),
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_simd128),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
     EMB_IQ_GRID_TRAITS(simd128),
+    IQ4_TQ_ROWS(_simd128),
 };
 #endif
 
@@ -876,13 +890,14 @@ static const emb_type_traits k_traits_wasm_relaxed[EMB_TYPE_COUNT] = {
     [EMB_TYPE_Q5_1] = T_Q5_1(to_float_q5_1, from_float_q5_1, emb_vec_dot_q5_1_q8_0_simd128),
     [EMB_TYPE_Q8_0] = T_Q8_0(to_float_q8_0, emb_quantize_q8_0_simd128, emb_vec_dot_q8_0_q8_0_relaxed),
     [EMB_TYPE_Q8_1] = T_Q8_1(to_float_q8_1, from_float_q8_1, NULL),
-    [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, NULL, vec_dot_q2_k_q8_k),
-    [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, NULL, vec_dot_q3_k_q8_k),
+    [EMB_TYPE_Q2_K] = T_Q2_K(to_float_q2_k, emb_quantize_q2_k_ref, vec_dot_q2_k_q8_k),
+    [EMB_TYPE_Q3_K] = T_Q3_K(to_float_q3_k, emb_quantize_q3_k_ref, vec_dot_q3_k_q8_k),
     [EMB_TYPE_Q4_K] = T_Q4_K(to_float_q4_k, emb_quantize_q4_k_ref, emb_vec_dot_q4_k_q8_k_relaxed),
     [EMB_TYPE_Q5_K] = T_Q5_K(to_float_q5_k, emb_quantize_q5_k_ref, emb_vec_dot_q5_k_q8_k_simd128),
     [EMB_TYPE_Q6_K] = T_Q6_K(to_float_q6_k, emb_quantize_q6_k_ref, emb_vec_dot_q6_k_q8_k_relaxed),
     [EMB_TYPE_Q8_K] = T_Q8_K(to_float_q8_k, emb_quantize_q8_k_simd128, NULL),
     EMB_IQ_GRID_TRAITS(simd128),
+    IQ4_TQ_ROWS(_simd128),
 };
 #endif
 

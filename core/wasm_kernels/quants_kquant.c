@@ -1,5 +1,5 @@
 /*
- * quants_kquant.c - quantization of weights to Q4_K, Q5_K and Q6_K (no importance matrix).
+ * quants_kquant.c - quantization of weights to Q2_K, Q3_K, Q4_K, Q5_K and Q6_K (no importance matrix).
  *
  * These follow ggml's reference algorithms (quantize_row_q{4,5,6}_K_ref) step for step so that a file we
  * quantize holds the same bytes llama.cpp's llama-quantize would write without an imatrix: per sub-block
@@ -75,9 +75,9 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
 }
 
 /* Scale and min (returned as -min in *the_min) for n values on levels 0..nmax, weighted least squares over
- * nstep + 1 trial scales. */
+ * nstep + 1 trial scales; the error compared is the weighted squared one, or the absolute one with use_mad. */
 static float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
-                              uint8_t *Laux, float rmin, float rdelta, int nstep) {
+                              uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
     float min = x[0], max = x[0];
     float sum_w = weights[0];
     float sum_x = sum_w * x[0];
@@ -100,8 +100,9 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
     for (int i = 0; i < n; i++) {
         const int l = kq_nearest_int(iscale * (x[i] - min));
         L[i] = (uint8_t)kq_max(0, kq_min(nmax, l));
-        const float diff = scale * L[i] + min - x[i];
-        best_error += weights[i] * diff * diff;
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += weights[i] * diff;
     }
     for (int is = 0; is <= nstep; is++) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
@@ -125,8 +126,9 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
             }
             float cur_error = 0;
             for (int i = 0; i < n; i++) {
-                const float diff = this_scale * Laux[i] + this_min - x[i];
-                cur_error += weights[i] * diff * diff;
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? fabsf(diff) : diff * diff;
+                cur_error += weights[i] * diff;
             }
             if (cur_error < best_error) {
                 for (int i = 0; i < n; i++) L[i] = Laux[i];
@@ -161,7 +163,7 @@ static void quantize_k_block(const float *x, int nmax, float rmin, int nstep, ui
         for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, 0);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -274,5 +276,165 @@ void emb_quantize_q6_k_ref(const float *x, void *dst, int64_t n) {
                                   ((L[j + l + 96] >> 4) << 6));
             }
         }
+    }
+}
+
+/* ---- Q2_K and Q3_K (quantize_row_q2_K_ref / quantize_row_q3_K_ref) ---- */
+
+/* Signed scale for n values on levels -nmax..nmax-1 (stored as L + nmax), refined by moving single values to a
+ * better level while the weighted (x^2) fit improves, at most 5 rounds. */
+static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0.0f, amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < KQ_GROUP_MAX_EPS) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        return 0.0f;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+        int l = kq_nearest_int(iscale * x[i]);
+        l = kq_max(-nmax, kq_min(nmax - 1, l));
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                int new_l = kq_nearest_int(x[i] * sl2 / slx);
+                new_l = kq_max(-nmax, kq_min(nmax - 1, new_l));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* 256 two-bit values, four per byte: element j + l + 32 k of each 128 at bits 2 k of byte j / 4 + l. */
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+    for (int j = 0; j < QK_K; j += 128) {
+        for (int l = 0; l < 32; l++) {
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        }
+    }
+}
+
+void emb_quantize_q2_k_ref(const float *x, void *dst, int64_t n) {
+    block_q2_K *y = (block_q2_K *)dst;
+    uint8_t L[QK_K], Laux[16];
+    float weights[16], mins[QK_K / 16], scales[QK_K / 16];
+    const float q4scale = 15.f;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < QK_K / 16; j++) {
+            for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
+            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            const float iscale = q4scale / max_scale;
+            for (int j = 0; j < QK_K / 16; j++) y[i].scales[j] = (uint8_t)kq_nearest_int(iscale * scales[j]);
+            y[i].d = emb_f32_to_f16(max_scale / q4scale);
+        } else {
+            memset(y[i].scales, 0, sizeof y[i].scales);
+            y[i].d = emb_f32_to_f16(0.f);
+        }
+        if (max_min > 0) {
+            const float iscale = q4scale / max_min;
+            for (int j = 0; j < QK_K / 16; j++) y[i].scales[j] |= (uint8_t)(kq_nearest_int(iscale * mins[j]) << 4);
+            y[i].dmin = emb_f32_to_f16(max_min / q4scale);
+        } else {
+            y[i].dmin = emb_f32_to_f16(0.f);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            const float d = emb_f16_to_f32(y[i].d) * (y[i].scales[j] & 0xF);
+            if (!d) continue;
+            const float dm = emb_f16_to_f32(y[i].dmin) * (y[i].scales[j] >> 4);
+            for (int ii = 0; ii < 16; ii++) {
+                const int l = kq_nearest_int((x[16 * j + ii] + dm) / d);
+                L[16 * j + ii] = (uint8_t)kq_max(0, kq_min(3, l));
+            }
+        }
+        pack_2bit(L, y[i].qs);
+    }
+}
+
+void emb_quantize_q3_k_ref(const float *x, void *dst, int64_t n) {
+    block_q3_K *y = (block_q3_K *)dst;
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < QK_K / 16; j++) {
+            scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+            if (fabsf(scales[j]) > amax) {
+                amax = fabsf(scales[j]);
+                max_scale = scales[j];
+            }
+        }
+        memset(y[i].scales, 0, 12);
+        if (max_scale) {
+            const float iscale = -32.f / max_scale;
+            for (int j = 0; j < QK_K / 16; j++) {
+                int8_t l = (int8_t)kq_nearest_int(iscale * scales[j]);
+                l = (int8_t)(kq_max(-32, kq_min(31, l)) + 32);
+                if (j < 8) {
+                    y[i].scales[j] = (uint8_t)(l & 0xF);
+                } else {
+                    y[i].scales[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                }
+                l = (int8_t)(l >> 4);
+                y[i].scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            y[i].d = emb_f32_to_f16(1 / iscale);
+        } else {
+            y[i].d = emb_f32_to_f16(0.f);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            int sc = j < 8 ? y[i].scales[j] & 0xF : y[i].scales[j - 8] >> 4;
+            sc = (sc | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+            const float d = emb_f16_to_f32(y[i].d) * sc;
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ii++) {
+                const int l = kq_nearest_int(x[16 * j + ii] / d);
+                L[16 * j + ii] = (int8_t)(kq_max(-4, kq_min(3, l)) + 4);
+            }
+        }
+        memset(y[i].hmask, 0, QK_K / 8);
+        /* the high bit of element j goes to bit j / 32 of hmask[j % 32] */
+        uint8_t Lu[QK_K];
+        for (int j = 0; j < QK_K; j++) {
+            int l = L[j];
+            if (l > 3) {
+                y[i].hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+                l -= 4;
+            }
+            Lu[j] = (uint8_t)l;
+        }
+        pack_2bit(Lu, y[i].qs);
     }
 }

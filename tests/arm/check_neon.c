@@ -75,7 +75,8 @@ static int is_iq_grid(int type) {
            type == EMB_TYPE_IQ3_S || type == EMB_TYPE_IQ1_S || type == EMB_TYPE_IQ1_M;
 }
 
-/* A row of `type`: scalar-quantized random floats, or random K-quant blocks with sane half scales. */
+/* A row of `type`: scalar-quantized random floats, or random K-quant / I-quant / ternary blocks with sane half
+ * scales. */
 static uint8_t *random_row(rng_t *r, int type, int64_t n) {
     const int64_t bytes = emb_row_size(type, n);
     uint8_t *row = malloc((size_t)bytes);
@@ -87,6 +88,9 @@ static uint8_t *random_row(rng_t *r, int type, int64_t n) {
     case EMB_TYPE_Q6_K: offs[0] = 208; break;
     case EMB_TYPE_IQ2_XXS: case EMB_TYPE_IQ2_XS: case EMB_TYPE_IQ2_S: case EMB_TYPE_IQ3_XXS: case EMB_TYPE_IQ3_S:
     case EMB_TYPE_IQ1_S: offs[0] = 0; break;
+    case EMB_TYPE_IQ4_NL: case EMB_TYPE_IQ4_XS: offs[0] = 0; break;
+    case EMB_TYPE_TQ1_0: offs[0] = 52; break;
+    case EMB_TYPE_TQ2_0: offs[0] = 64; break;
     default: break;
     }
     if (type == EMB_TYPE_IQ1_M) { /* random bytes; the f16 scale is the top nibbles of the u16 at bytes 48..55 */
@@ -103,7 +107,7 @@ static uint8_t *random_row(rng_t *r, int type, int64_t n) {
     if (offs[0] >= 0) {
         const int64_t bb = emb_type_block_bytes(type);
         for (int64_t i = 0; i < bytes; i++) row[i] = (uint8_t)next_u32(r);
-        for (int64_t b = 0; b < n / 256; b++) {
+        for (int64_t b = 0; b < n / emb_type_block_size(type); b++) {
             for (int k = 0; k < 2 && offs[k] >= 0; k++) {
                 const uint16_t h = f16_bits(1e-3f + uniform(r) * 0.049f);
                 memcpy(row + b * bb + offs[k], &h, 2);
@@ -144,7 +148,8 @@ static void check_types(rng_t *r, int level) {
     static const int types[] = {EMB_TYPE_F32,  EMB_TYPE_F16,  EMB_TYPE_BF16, EMB_TYPE_Q4_0, EMB_TYPE_Q4_1,
                                 EMB_TYPE_Q5_0, EMB_TYPE_Q5_1, EMB_TYPE_Q8_0, EMB_TYPE_Q2_K, EMB_TYPE_Q3_K,
                                 EMB_TYPE_Q4_K, EMB_TYPE_Q5_K, EMB_TYPE_Q6_K, EMB_TYPE_IQ2_XXS, EMB_TYPE_IQ2_XS,
-                                EMB_TYPE_IQ2_S, EMB_TYPE_IQ3_XXS, EMB_TYPE_IQ3_S, EMB_TYPE_IQ1_S, EMB_TYPE_IQ1_M};
+                                EMB_TYPE_IQ2_S, EMB_TYPE_IQ3_XXS, EMB_TYPE_IQ3_S, EMB_TYPE_IQ1_S, EMB_TYPE_IQ1_M,
+                                EMB_TYPE_IQ4_NL, EMB_TYPE_IQ4_XS, EMB_TYPE_TQ1_0, EMB_TYPE_TQ2_0};
     const int64_t n = 1024;
     static const int act_types[] = {EMB_TYPE_Q8_0, EMB_TYPE_Q8_K};
     for (size_t a_i = 0; a_i < 2; a_i++) {

@@ -17,13 +17,16 @@ F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 = 0, 1, 2, 3, 6, 7, 8, 9
 Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, BF16 = 10, 11, 12, 13, 14, 15, 30
 IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ3_S, IQ2_S, IQ1_M = 16, 17, 18, 19, 21, 22, 29
 IQ_GRID = (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M)  # weights only: random blocks, no quantizer
+IQ4_NL, IQ4_XS, TQ1_0, TQ2_0 = 20, 23, 34, 35
+IQ4_TERNARY = (IQ4_NL, IQ4_XS, TQ1_0, TQ2_0)
 NAMES = {F32: "f32", F16: "f16", Q4_0: "q4_0", Q4_1: "q4_1", Q5_0: "q5_0", Q5_1: "q5_1", Q8_0: "q8_0",
          Q8_1: "q8_1", Q2_K: "q2_K", Q3_K: "q3_K", Q4_K: "q4_K", Q5_K: "q5_K", Q6_K: "q6_K", Q8_K: "q8_K",
          BF16: "bf16", IQ2_XXS: "iq2_xxs", IQ2_XS: "iq2_xs", IQ2_S: "iq2_s", IQ3_XXS: "iq3_xxs", IQ3_S: "iq3_s",
-         IQ1_S: "iq1_s", IQ1_M: "iq1_m"}
-# Byte offsets of the f16 scale fields of a K-quant block (set to sane values in random blocks).
+         IQ1_S: "iq1_s", IQ1_M: "iq1_m", IQ4_NL: "iq4_nl", IQ4_XS: "iq4_xs", TQ1_0: "tq1_0", TQ2_0: "tq2_0"}
+# Byte offsets of the f16 scale fields of a K-quant, I-quant or ternary block (set to sane values in random blocks).
 K_SCALE_OFFSETS = {Q2_K: (80, 82), Q3_K: (108,), Q4_K: (0, 2), Q5_K: (0, 2), Q6_K: (208,),
-                   **{t: (0,) for t in IQ_GRID if t != IQ1_M}}
+                   **{t: (0,) for t in IQ_GRID if t != IQ1_M}, IQ4_NL: (0,), IQ4_XS: (0,), TQ1_0: (52,),
+                   TQ2_0: (64,)}
 N = 1024  # elements per row: whole blocks of every type
 
 k = load_kernels()
@@ -57,7 +60,7 @@ def random_row(qtype: int, n: int) -> bytearray:
     if qtype in K_SCALE_OFFSETS or qtype == IQ1_M:
         nbytes = lib.emb_type_block_bytes(qtype)
         row = bytearray(rng.getrandbits(8) for _ in range(lib.emb_row_size(qtype, n)))
-        for b in range(n // 256):
+        for b in range(n // lib.emb_type_block_size(qtype)):
             for off in K_SCALE_OFFSETS.get(qtype, ()):
                 row[b * nbytes + off : b * nbytes + off + 2] = f16_bits(rng.uniform(1e-3, 5e-2))
             if qtype == IQ1_M:  # the f16 scale: top nibbles of the u16 at bytes 48, 50, 52, 54
@@ -118,7 +121,8 @@ for level in levels:
         for name, src in (("random", floats(N, scale=3.0)), ("ties", bytearray(struct.pack(f"{N}f", *ties)))):
             check(quantize(level, qtype, src, N) == quantize(0, qtype, src, N),
                   f"{lname} quantize {NAMES[qtype]} {name}")
-    for qtype in (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, *IQ_GRID):
+    for qtype in (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, *IQ_GRID,
+                  *IQ4_TERNARY):
         for trial in range(3):
             row = random_row(qtype, N)
             ref = dequantize(0, qtype, row, N)
@@ -133,7 +137,7 @@ for level in levels:
             check(got_dot == want, f"{lname} vec_dot {NAMES[qtype]} #{trial}: {got_dot} != {want}")
 
     # a row that is not a multiple of 4 or 8 blocks (the kernels' unrolled loops have a tail)
-    for qtype in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0):
+    for qtype in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL):
         n = 7 * 32
         row = random_row(qtype, n)
         y = quantize(0, Q8_0, floats(n), n)
@@ -141,7 +145,7 @@ for level in levels:
 
     # batched matmul (the gemm path, n_tok >= 4): every tile kernel against the scalar one, partial tiles
     # included (6 rows, 5 and 11 tokens).  The WASM tile keeps tile_scalar's float order: bit for bit.
-    for qtype in (Q4_0, Q4_1, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, *IQ_GRID):
+    for qtype in (Q4_0, Q4_1, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, *IQ_GRID, *IQ4_TERNARY):
         n_out, n = 6, 512
         w = bytearray().join(random_row(qtype, n) for _ in range(n_out))
         for n_tok in (8, 5, 11):
@@ -150,7 +154,7 @@ for level in levels:
                   f"{lname} matmul {NAMES[qtype]} n_tok={n_tok}")
 
     # decoding (n_tok 1..3: the row-by-row path with the 4-row decode tiles), 37 rows so a partial tile is left
-    for qtype in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, *IQ_GRID):
+    for qtype in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, *IQ_GRID, *IQ4_TERNARY):
         n_out, n = 37, 512
         w = bytearray().join(random_row(qtype, n) for _ in range(n_out))
         for n_tok in (1, 2, 3):
