@@ -14,6 +14,7 @@ import asyncio
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from emberllm.chat.reasoning import ReasoningSplitter
 from emberllm.chat.tool_calls import parse_tool_calls, streamable_content
 from emberllm.edge_server.chat_prompt import PromptPlan, plan_prompt
 from emberllm.edge_server.errors import ApiError
+from emberllm.edge_server.events import Event
 from emberllm.edge_server.generation import (
     Outcome,
     StreamFormat,
@@ -126,10 +128,8 @@ def _gen_request(server: ServerState, model: Model, data: dict[str, Any], prompt
     """Shared OpenAI field handling; ``n_top`` is the number of top log-probabilities asked for (None: off);
     ``grammar``: a tool call's grammar, used instead of the body's (which must then ask for none)."""
     refuse_unsupported(data, chat=chat)
-    n_choices = get_int(data, "n", 1, 1, MAX_CHOICES)
-    if n_choices > 1 and (not chat or get_bool(data, "stream", False)):
-        raise ApiError(400, "n: several choices are answered by a non-streamed /v1/chat/completions only; send n: 1 "
-                            "(or stream: false)")
+    if get_int(data, "n", 1, 1, MAX_CHOICES) > 1 and not chat:
+        raise ApiError(400, "n: several choices are answered by /v1/chat/completions only; send n: 1")
     n_predict = -1
     for key in ("max_completion_tokens", "max_tokens", "n_predict"):
         if data.get(key) is not None:
@@ -162,11 +162,24 @@ class _OpenAIStream(StreamFormat):
     include_usage: bool
 
     object: str = ""
+    #: the choice this stream is (``n`` > 1: one stream per choice, merged by ``choices_sse``)
+    index: int = 0
+    #: whether its tail ends the response (usage, ``[DONE]``); false for the choices ``choices_sse`` merges
+    final: bool = True
+    #: what the tail saw: the tokens generated and the generation's result
+    n_predicted: int = field(default=0, init=False)
+    result: GenResult | None = field(default=None, init=False)
 
     def envelope(self, choice: dict[str, Any]) -> dict[str, Any]:
-        """One chunk holding ``choice``."""
+        """One chunk holding ``choice`` (as this stream's choice ``index``)."""
         return {"id": self.cid, "object": self.object, "created": self.created, "model": self.name,
-                "system_fingerprint": "emberllm", "choices": [choice]}
+                "system_fingerprint": "emberllm", "choices": [{**choice, "index": self.index}]}
+
+    def usage_chunk(self, n_predicted: int, result: GenResult | None) -> dict[str, Any]:
+        """The chunk with ``usage`` (and llama-server's ``timings``) that ``stream_options.include_usage`` asks."""
+        return {"id": self.cid, "object": self.object, "created": self.created, "model": self.name,
+                "choices": [], "usage": _usage(self.n_prompt, n_predicted),
+                "timings": timings_dict(result, n_predicted)}
 
     def finish_choice(self, finish: str) -> dict[str, Any]:
         """The choice of the chunk that carries the finish reason."""
@@ -174,13 +187,44 @@ class _OpenAIStream(StreamFormat):
 
     def tail(self, last: Step, result: GenResult | None, n_predicted: int) -> list[Any]:
         """The finish chunk, the usage chunk when asked for, ``[DONE]``."""
+        self.n_predicted, self.result = n_predicted, result
         out: list[Any] = [self.envelope(self.finish_choice(openai_finish_reason(last)))]
+        if not self.final:
+            return out
         if self.include_usage:
-            out.append({"id": self.cid, "object": self.object, "created": self.created, "model": self.name,
-                        "choices": [], "usage": _usage(self.n_prompt, n_predicted),
-                        "timings": timings_dict(result, n_predicted)})
+            out.append(self.usage_chunk(n_predicted, result))
         out.append("[DONE]")
         return out
+
+
+async def choices_sse(streams: list[tuple[AsyncIterator[Event], _OpenAIStream]]) -> AsyncIterator[str]:
+    """Several choices' streams (``n`` > 1) as one: their chunks as they come, then one usage chunk over all (when
+    asked for) and ``[DONE]``."""
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def pump(events: AsyncIterator[Event], fmt: _OpenAIStream) -> None:
+        try:
+            async for text in stream_sse(events, fmt):
+                await queue.put(text)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(events, fmt)) for events, fmt in streams]
+    try:
+        left = len(tasks)
+        while left:
+            item = await queue.get()
+            if item is None:
+                left -= 1
+            else:
+                yield item
+        first = streams[0][1]
+        if first.include_usage:
+            yield first.render(first.usage_chunk(sum(f.n_predicted for _, f in streams), first.result))
+        yield first.render("[DONE]")
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 @dataclass
@@ -428,7 +472,22 @@ async def chat_completions(request: Request) -> Response:
         return JSONResponse(body, headers=headers)
 
     fmt = chat_stream(model, chat, cid, created, name, n_prompt, n_top, include_usage)
-    return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set, headers=headers)
+    n_choices = get_int(data, "n", 1)
+    if n_choices == 1:
+        return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set, headers=headers)
+    streams: list[tuple[AsyncIterator[Event], _OpenAIStream]] = [(events, replace(fmt, final=False))]
+    jobs = [job]
+    for i in range(1, n_choices):
+        other, other_events = await start(lease.worker, replace(req))
+        jobs.append(other)
+        choice = chat_stream(model, chat, cid, created, name, n_prompt, n_top, include_usage)
+        streams.append((other_events, replace(choice, index=i, final=False)))
+
+    def cancel_all() -> None:
+        for j in jobs:
+            j.cancel.set()
+
+    return SSEResponse(choices_sse(streams), on_close=cancel_all, headers=headers)
 
 
 def _verbose(data: dict[str, Any], stream: bool, default: bool) -> bool:

@@ -225,9 +225,23 @@ def test_chat_several_choices(server):
     assert [c.index for c in res.choices] == [0, 1, 2] and 3 <= res.usage.completion_tokens <= 15
     greedy = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=5, n=2, extra_body=GREEDY)
     assert greedy.choices[0].message.content == greedy.choices[1].message.content
-    for body in ({"n": 2, "stream": True}, {"n": 0}, {"n": 17}):
+    stream = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=5, n=2, stream=True,
+                                            stream_options={"include_usage": True}, extra_body=GREEDY)
+    texts, finished, usage = ["", ""], set(), []
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage.append(chunk.usage)
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert texts == [greedy.choices[0].message.content] * 2 and finished == {0, 1}
+    assert len(usage) == 1 and usage[0].completion_tokens == 10
+    for body in ({"n": 0}, {"n": 17}):
         r = _post(server, "/v1/chat/completions", {"messages": messages, "max_tokens": 2, **body})
         assert r.status_code == 400 and "n:" in r.json()["error"]["message"], body
+    r = _post(server, "/v1/completions", {"prompt": "x", "max_tokens": 2, "n": 2})
+    assert r.status_code == 400 and "n:" in r.json()["error"]["message"]
 
 
 def test_continued_message_parts_join_with_a_blank_line(server):
