@@ -186,7 +186,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         n_parallel=args.parallel, kv_unified=args.kv_unified,
                         sleep_idle_s=args.sleep_idle_seconds if args.sleep_idle_seconds > 0 else None,
                         prompt_cache_bytes=prompt_cache_bytes(args.cache_ram),
-                        cache_idle_slots=args.cache_idle_slots and args.cache_ram != 0,
+                        cache_idle_slots=args.cache_idle_slots and args.cache_ram != 0 and args.kv_unified,
                         api_key=args.api_key or None, **several,
                         chat_template=chat_template(args), webui=not args.no_webui, metrics=args.metrics,
                         use_mmap=not args.no_mmap, n_gpu_layers=args.n_gpu_layers, device=args.device,

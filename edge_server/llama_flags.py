@@ -134,8 +134,9 @@ def add_llama_server_flags(p: argparse.ArgumentParser) -> None:
                         f"conversations on few slots); -1: no limit, 0: off (default: {DEFAULT_CACHE_RAM_MIB}, as "
                         "llama-server, and at most a quarter of the memory available at start)")
     g.add_argument("--cache-idle-slots", action=argparse.BooleanOptionalAction, default=True,
-                   help="copy idle slots to the prompt cache whenever a task starts (with --kv-unified also clear "
-                        "them, giving their room back to the pool); needs --cache-ram (default: on)")
+                   help="with --kv-unified: copy idle slots to the prompt cache whenever a task starts and clear them, "
+                        "giving their room back to the pool (without it a slot keeps its rows until a request takes "
+                        "it, and they are copied then); needs --cache-ram (default: on)")
 
 
 #: llama-server's default --cache-ram.

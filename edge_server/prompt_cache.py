@@ -32,8 +32,8 @@ class CachedPrompt:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held."""
-        return sum(len(r) for r in self.rows)
+        """Bytes held (the rows and the logits, a whole vocabulary's row)."""
+        return sum(len(r) for r in self.rows) + (self.logits[1].nbytes if self.logits is not None else 0)
 
 
 class PromptCache:

@@ -20,14 +20,17 @@ from .server_fixtures import AUTH, RunningServer, run_server
 N_REQUESTS = 200
 CONCURRENCY = 8
 WARMUP = 20
-MAX_RSS_GROWTH_KIB = 50 * 1024
+#: the host-RAM prompt cache's limit (``--cache-ram``, MiB): the server's memory may grow by it
+PROMPT_CACHE_MIB = 16
+MAX_RSS_GROWTH_KIB = (50 + PROMPT_CACHE_MIB) * 1024
 
 
 @pytest.fixture(scope="module")
 def server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     # 4 slots of 256 tokens: the load runs through continuous batching, 4 requests in flight, 4 queued
+    # --cache-ram 16: the prompt cache (slots' rows kept for later prompts) may grow by that much, no more
     with run_server(gemma_path, tmp_path_factory.mktemp("server"), "-c", "1024", "-np", "4", "-t", "2", "--no-webui",
-                    "--max-queue", "64") as srv:
+                    "--max-queue", "64", "--cache-ram", str(PROMPT_CACHE_MIB)) as srv:
         yield srv
 
 
