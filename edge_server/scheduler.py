@@ -210,7 +210,8 @@ class Scheduler:
         self._progress(slot)
         if self.cache_idle_slots:
             self._cache_idle_slots()
-        if not slot.todo and saved is not None:
+        if reuse and not slot.todo:
+            assert saved is not None
             try:
                 task.post(StepEvent(state.sample(saved[1])))
             except Exception as exc:  # noqa: BLE001 - reported to the request, the server keeps serving
