@@ -298,6 +298,12 @@ EMB_DECL_ARM_LEVEL(neon);
 EMB_DECL_ARM_LEVEL(dotprod);
 EMB_DECL_IQ4_TQ_LEVEL(neon);
 EMB_DECL_IQ4_TQ_LEVEL(dotprod);
+/* A half to float with the core's own conversion (exact), for the NEON kernel files. */
+static inline float emb_arm_f16(emb_f16 h) {
+    __fp16 v;
+    __builtin_memcpy(&v, &h, sizeof v);
+    return (float)v;
+}
 #endif
 #if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
 EMB_DECL_VEC_DOT(emb_vec_dot_q4_0_q8_0_simd128);
@@ -317,7 +323,8 @@ EMB_DECL_VEC_DOT(emb_vec_dot_q5_0_q8_0_relaxed);
 EMB_DECL_VEC_DOT(emb_vec_dot_q4_k_q8_k_relaxed);
 EMB_DECL_VEC_DOT(emb_vec_dot_q6_k_q8_k_relaxed);
 #endif
-/* Helpers shared by the WebAssembly kernel files (quants_wasm.c, attn_wasm.c). */
+/* Helpers shared by the WebAssembly kernel files (quants_wasm.c, quants_iq4_tq_wasm.c, quants_iq_grid_wasm.c,
+ * attn_wasm.c). */
 #include <wasm_simd128.h>
 
 /* Four halves (zero-extended in the i32 lanes of h) to floats, exact like emb_f16_to_f32: the half's exponent
@@ -330,6 +337,39 @@ static inline v128_t emb_wasm_f16x4_to_f32(v128_t h) {
                                         wasm_i32x4_shl(wasm_v128_and(em, wasm_i32x4_splat(0x3ff)), 13));
     const v128_t mag = wasm_v128_bitselect(special, f, wasm_i32x4_ge(em, wasm_i32x4_splat(0x7c00)));
     return wasm_v128_or(mag, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
+}
+
+/* A half to float, exact like emb_f16_to_f32 (inlined: a call per block scale is measurable), so the results are
+ * the same bits. */
+static inline float emb_wasm_f16_to_f32(emb_f16 h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t em = h & 0x7fffu;
+    uint32_t bits;
+    if (em >= 0x7c00u) { /* inf / nan */
+        bits = sign | 0x7f800000u | ((em & 0x3ffu) << 13);
+    } else if (em >= 0x0400u) { /* normal: rebias the exponent by 127 - 15 */
+        bits = sign | ((em << 13) + 0x38000000u);
+    } else { /* zero or subnormal: em * 2^-24, exact */
+        const float f = (float)em * 5.9604644775390625e-8f;
+        __builtin_memcpy(&bits, &f, sizeof bits);
+        bits |= sign;
+    }
+    float out;
+    __builtin_memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
+/* Four partial sums of a[i] * b[i] over 16 signed bytes. */
+static inline v128_t emb_wasm_dot_i8x16(v128_t a, v128_t b) {
+    const v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a), wasm_i16x8_extend_low_i8x16(b));
+    const v128_t hi = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a), wasm_i16x8_extend_high_i8x16(b));
+    return wasm_i32x4_add(lo, hi);
+}
+
+/* The sum of the four i32 lanes. */
+static inline int emb_wasm_hsum_i32x4(v128_t v) {
+    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
+           wasm_i32x4_extract_lane(v, 3);
 }
 
 /* sum += the four lanes of p, in lane order (a scalar loop's running sum). */

@@ -23,12 +23,6 @@
 #define EMB_TARGET_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 
-static inline float arm_f16(emb_f16 h) {
-    __fp16 v;
-    memcpy(&v, &h, sizeof v);
-    return (float)v;
-}
-
 static inline uint32_t arm_load_u32(const void *p) {
     uint32_t v;
     memcpy(&v, p, sizeof v);
@@ -95,12 +89,12 @@ TGT void SFX(emb_vec_dot_q8_0_q8_0)(int64_t n, float *s, const void *vx, const v
     for (; i + 2 <= nb; i += 2) {
         const int32x4_t p0 = SFX(dot32)(vld1q_s8(x[i].qs), vld1q_s8(x[i].qs + 16), y[i].qs);
         const int32x4_t p1 = SFX(dot32)(vld1q_s8(x[i + 1].qs), vld1q_s8(x[i + 1].qs + 16), y[i + 1].qs);
-        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p0), arm_f16(x[i].d) * arm_f16(y[i].d));
-        acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p1), arm_f16(x[i + 1].d) * arm_f16(y[i + 1].d));
+        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p0), emb_arm_f16(x[i].d) * emb_arm_f16(y[i].d));
+        acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p1), emb_arm_f16(x[i + 1].d) * emb_arm_f16(y[i + 1].d));
     }
     if (i < nb) {
         const int32x4_t p0 = SFX(dot32)(vld1q_s8(x[i].qs), vld1q_s8(x[i].qs + 16), y[i].qs);
-        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p0), arm_f16(x[i].d) * arm_f16(y[i].d));
+        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p0), emb_arm_f16(x[i].d) * emb_arm_f16(y[i].d));
     }
     *s = vaddvq_f32(vaddq_f32(acc0, acc1));
 }
@@ -116,7 +110,7 @@ TGT void SFX(emb_vec_dot_q4_0_q8_0)(int64_t n, float *s, const void *vx, const v
         const uint8x16_t q = vld1q_u8(x[i].qs);
         const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m0f)), k8);
         const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), k8);
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(SFX(dot32)(lo, hi, y[i].qs)), arm_f16(x[i].d) * arm_f16(y[i].d));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(SFX(dot32)(lo, hi, y[i].qs)), emb_arm_f16(x[i].d) * emb_arm_f16(y[i].d));
     }
     *s = vaddvq_f32(acc);
 }
@@ -135,7 +129,7 @@ TGT void SFX(emb_vec_dot_q5_0_q8_0)(int64_t n, float *s, const void *vx, const v
         const uint8x16_t uhi = vorrq_u8(vshrq_n_u8(q, 4), vandq_u8(arm_bits16(qh >> 16), k10));
         const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(ulo), k16);
         const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(uhi), k16);
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(SFX(dot32)(lo, hi, y[i].qs)), arm_f16(x[i].d) * arm_f16(y[i].d));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(SFX(dot32)(lo, hi, y[i].qs)), emb_arm_f16(x[i].d) * emb_arm_f16(y[i].d));
     }
     *s = vaddvq_f32(acc);
 }
@@ -164,7 +158,7 @@ TGT void SFX(emb_vec_dot_q4_k_q8_k)(int64_t n, float *s, const void *vx, const v
             isum = vmlaq_n_s32(isum, plo, sc[2 * j]);
             isum = vmlaq_n_s32(isum, phi, sc[2 * j + 1]);
         }
-        sum += y[i].d * arm_f16(x[i].d) * (float)vaddvq_s32(isum) - y[i].d * arm_f16(x[i].dmin) * (float)msum;
+        sum += y[i].d * emb_arm_f16(x[i].d) * (float)vaddvq_s32(isum) - y[i].d * emb_arm_f16(x[i].dmin) * (float)msum;
     }
     *s = sum;
 }
@@ -198,7 +192,7 @@ TGT void SFX(emb_vec_dot_q6_k_q8_k)(int64_t n, float *s, const void *vx, const v
                 }
             }
         }
-        sum += y[i].d * arm_f16(x[i].d) * (float)vaddvq_s32(isum);
+        sum += y[i].d * emb_arm_f16(x[i].d) * (float)vaddvq_s32(isum);
     }
     *s = sum;
 }

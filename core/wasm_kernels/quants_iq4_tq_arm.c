@@ -27,12 +27,6 @@
 
 static const int8_t iqa_values[16] = EMB_IQ4NL_VALUES;
 
-static inline float iqa_f16(emb_f16 h) {
-    __fp16 v;
-    memcpy(&v, &h, sizeof v);
-    return (float)v;
-}
-
 /* The first base-3 digit of each byte: (b * 3) >> 8. */
 static inline int8x16_t iqa_trits(uint8x16_t b) {
     const uint8x8_t k3 = vdup_n_u8(3);
@@ -87,7 +81,7 @@ TGT void SFX(emb_vec_dot_iq4_nl_q8_0)(int64_t n, float *s, const void *vx, const
     float sum = 0.0f;
     for (int64_t i = 0; i < n / QK4_NL; i++) {
         const int isum = SFX(iqa_iq4_block)(x[i].qs, y[i].qs, table);
-        sum += (float)isum * (iqa_f16(x[i].d) * iqa_f16(y[i].d));
+        sum += (float)isum * (emb_arm_f16(x[i].d) * emb_arm_f16(y[i].d));
     }
     *s = sum;
 }
@@ -105,7 +99,7 @@ TGT void SFX(emb_vec_dot_iq4_xs_q8_k)(int64_t n, float *s, const void *vx, const
             const int ls = (((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((h >> (2 * ib)) & 3) << 4)) - 32;
             isum += ls * SFX(iqa_iq4_block)(x[i].qs + 16 * ib, y[i].qs + 32 * ib, table);
         }
-        sum += y[i].d * iqa_f16(x[i].d) * (float)isum;
+        sum += y[i].d * emb_arm_f16(x[i].d) * (float)isum;
     }
     *s = sum;
 }
@@ -127,7 +121,7 @@ TGT void SFX(emb_vec_dot_tq2_0_q8_k)(int64_t n, float *s, const void *vx, const 
             acc = SFX(iqa_dot16)(acc, vreinterpretq_s8_u8(vshrq_n_u8(q, 6)), vld1q_s8(q8 + 96));
         }
         const int isum = vaddvq_s32(acc) - iqa_ysum(&y[i]);
-        sum += y[i].d * iqa_f16(x[i].d) * (float)isum;
+        sum += y[i].d * emb_arm_f16(x[i].d) * (float)isum;
     }
     *s = sum;
 }
@@ -161,7 +155,7 @@ TGT void SFX(emb_vec_dot_tq1_0_q8_k)(int64_t n, float *s, const void *vx, const 
         }
         acc = SFX(iqa_dot16)(acc, iqa_trits(vld1q_u8(qh)), vld1q_s8(q8 + 240));
         const int isum = vaddvq_s32(acc) - iqa_ysum(&y[i]);
-        sum += y[i].d * iqa_f16(x[i].d) * (float)isum;
+        sum += y[i].d * emb_arm_f16(x[i].d) * (float)isum;
     }
     *s = sum;
 }

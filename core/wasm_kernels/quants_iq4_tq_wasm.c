@@ -17,43 +17,15 @@
 
 static const int8_t iqw_values[16] = EMB_IQ4NL_VALUES;
 
-/* Half to float, exact (as emb_f16_to_f32). */
-static inline float iqw_f16(emb_f16 h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    const uint32_t em = h & 0x7fffu;
-    uint32_t bits;
-    if (em >= 0x7c00u) {
-        bits = sign | 0x7f800000u | ((em & 0x3ffu) << 13);
-    } else if (em >= 0x0400u) {
-        bits = sign | ((em << 13) + 0x38000000u);
-    } else {
-        const float f = (float)em * 5.9604644775390625e-8f;
-        memcpy(&bits, &f, sizeof bits);
-        bits |= sign;
-    }
-    float out;
-    memcpy(&out, &bits, sizeof out);
-    return out;
-}
-
 /* acc + four partial sums of a[i] * b[i] over 16 signed bytes. */
-static inline v128_t iqw_dot16(v128_t acc, v128_t a, v128_t b) {
-    const v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a), wasm_i16x8_extend_low_i8x16(b));
-    const v128_t hi = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a), wasm_i16x8_extend_high_i8x16(b));
-    return wasm_i32x4_add(acc, wasm_i32x4_add(lo, hi));
-}
-
-static inline int iqw_hsum(v128_t v) {
-    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
-           wasm_i32x4_extract_lane(v, 3);
-}
+static inline v128_t iqw_dot16(v128_t acc, v128_t a, v128_t b) { return wasm_i32x4_add(acc, emb_wasm_dot_i8x16(a, b)); }
 
 /* The integer dot of one IQ4 block of 32 (16 index bytes) with 32 activations. */
 static inline int iqw_iq4_block(const uint8_t *qs, const int8_t *y, v128_t table) {
     const v128_t q = wasm_v128_load(qs);
     const v128_t lo = wasm_i8x16_swizzle(table, wasm_v128_and(q, wasm_i8x16_splat(0x0f)));
     const v128_t hi = wasm_i8x16_swizzle(table, wasm_u8x16_shr(q, 4));
-    return iqw_hsum(iqw_dot16(iqw_dot16(wasm_i32x4_splat(0), lo, wasm_v128_load(y)), hi, wasm_v128_load(y + 16)));
+    return emb_wasm_hsum_i32x4(iqw_dot16(iqw_dot16(wasm_i32x4_splat(0), lo, wasm_v128_load(y)), hi, wasm_v128_load(y + 16)));
 }
 
 /* The first base-3 digit of each byte: (b * 3) >> 8. */
@@ -79,7 +51,7 @@ void emb_vec_dot_iq4_nl_q8_0_simd128(int64_t n, float *s, const void *vx, const 
     float sum = 0.0f;
     for (int64_t i = 0; i < n / QK4_NL; i++) {
         const int isum = iqw_iq4_block(x[i].qs, y[i].qs, table);
-        sum += (float)isum * (iqw_f16(x[i].d) * iqw_f16(y[i].d));
+        sum += (float)isum * (emb_wasm_f16_to_f32(x[i].d) * emb_wasm_f16_to_f32(y[i].d));
     }
     *s = sum;
 }
@@ -97,7 +69,7 @@ void emb_vec_dot_iq4_xs_q8_k_simd128(int64_t n, float *s, const void *vx, const 
             const int ls = (((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((h >> (2 * ib)) & 3) << 4)) - 32;
             isum += ls * iqw_iq4_block(x[i].qs + 16 * ib, y[i].qs + 32 * ib, table);
         }
-        sum += y[i].d * iqw_f16(x[i].d) * (float)isum;
+        sum += y[i].d * emb_wasm_f16_to_f32(x[i].d) * (float)isum;
     }
     *s = sum;
 }
@@ -118,8 +90,8 @@ void emb_vec_dot_tq2_0_q8_k_simd128(int64_t n, float *s, const void *vx, const v
             acc = iqw_dot16(acc, wasm_v128_and(wasm_u8x16_shr(q, 4), m3), wasm_v128_load(q8 + 64));
             acc = iqw_dot16(acc, wasm_u8x16_shr(q, 6), wasm_v128_load(q8 + 96));
         }
-        const int isum = iqw_hsum(acc) - iqw_ysum(&y[i]);
-        sum += y[i].d * iqw_f16(x[i].d) * (float)isum;
+        const int isum = emb_wasm_hsum_i32x4(acc) - iqw_ysum(&y[i]);
+        sum += y[i].d * emb_wasm_f16_to_f32(x[i].d) * (float)isum;
     }
     *s = sum;
 }
@@ -151,8 +123,8 @@ void emb_vec_dot_tq1_0_q8_k_simd128(int64_t n, float *s, const void *vx, const v
             for (int j = 0; j < 4; j++) qh[4 * k + j] = (uint8_t)(x[i].qh[j] * p);
         }
         acc = iqw_dot16(acc, iqw_trits(wasm_v128_load(qh)), wasm_v128_load(q8 + 240));
-        const int isum = iqw_hsum(acc) - iqw_ysum(&y[i]);
-        sum += y[i].d * iqw_f16(x[i].d) * (float)isum;
+        const int isum = emb_wasm_hsum_i32x4(acc) - iqw_ysum(&y[i]);
+        sum += y[i].d * emb_wasm_f16_to_f32(x[i].d) * (float)isum;
     }
     *s = sum;
 }

@@ -42,14 +42,7 @@ static inline v128_t iqw_negate(v128_t q, uint32_t bits) {
 
 /* acc + ls * (sums of a[i] * b[i] over four groups of the 16 signed bytes). */
 static inline v128_t iqw_dot(v128_t acc, v128_t a, v128_t b, int ls) {
-    const v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a), wasm_i16x8_extend_low_i8x16(b));
-    const v128_t hi = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a), wasm_i16x8_extend_high_i8x16(b));
-    return wasm_i32x4_add(acc, wasm_i32x4_mul(wasm_i32x4_add(lo, hi), wasm_i32x4_splat(ls)));
-}
-
-static inline int iqw_hsum(v128_t v) {
-    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
-           wasm_i32x4_extract_lane(v, 3);
+    return wasm_i32x4_add(acc, wasm_i32x4_mul(emb_wasm_dot_i8x16(a, b), wasm_i32x4_splat(ls)));
 }
 
 static inline v128_t iqw_pts2(uint64_t a, uint64_t b) { return wasm_i64x2_make((long long)a, (long long)b); }
@@ -77,7 +70,7 @@ void emb_vec_dot_iq2_xxs_q8_k_simd128(int64_t n, float *s, const void *vx, const
             acc = iqw_dot(acc, iqw_pts2(grid[(idx >> 16) & 255], grid[idx >> 24]), iqw_negate(iqw_q8(q8 + 16), bits >> 16),
                           ls);
         }
-        sumf += d * (float)iqw_hsum(acc);
+        sumf += d * (float)emb_wasm_hsum_i32x4(acc);
     }
     *s = 0.125f * sumf;
 }
@@ -102,7 +95,7 @@ void emb_vec_dot_iq2_xs_q8_k_simd128(int64_t n, float *s, const void *vx, const 
             acc = iqw_dot(acc, iqw_pts2(grid[q2[2] & 511], grid[q2[3] & 511]), iqw_negate(iqw_q8(q8 + 16), b1),
                           2 * (sc >> 4) + 1);
         }
-        sumf += d * (float)iqw_hsum(acc);
+        sumf += d * (float)emb_wasm_hsum_i32x4(acc);
     }
     *s = 0.125f * sumf;
 }
@@ -125,7 +118,7 @@ void emb_vec_dot_iq2_s_q8_k_simd128(int64_t n, float *s, const void *vx, const v
             acc = iqw_dot(acc, iqw_pts2(grid[qs[2] | ((qh << 4) & 0x300)], grid[qs[3] | ((qh << 2) & 0x300)]),
                           iqw_negate(iqw_q8(q8 + 16), bits >> 16), 2 * (sc >> 4) + 1);
         }
-        sumf += d * (float)iqw_hsum(acc);
+        sumf += d * (float)emb_wasm_hsum_i32x4(acc);
     }
     *s = 0.125f * sumf;
 }
@@ -149,7 +142,7 @@ void emb_vec_dot_iq3_xxs_q8_k_simd128(int64_t n, float *s, const void *vx, const
             acc = iqw_dot(acc, iqw_pts4(grid[q3[4]], grid[q3[5]], grid[q3[6]], grid[q3[7]]),
                           iqw_negate(iqw_q8(q8 + 16), bits >> 16), ls);
         }
-        sumf += d * (float)iqw_hsum(acc);
+        sumf += d * (float)emb_wasm_hsum_i32x4(acc);
     }
     *s = 0.25f * sumf;
 }
@@ -177,7 +170,7 @@ void emb_vec_dot_iq3_s_q8_k_simd128(int64_t n, float *s, const void *vx, const v
                                    grid[qs[6] | ((qh << 2) & 256)], grid[qs[7] | ((qh << 1) & 256)]),
                           iqw_negate(iqw_q8(q8 + 16), bits >> 16), 2 * sc + 1);
         }
-        sumf += d * (float)iqw_hsum(acc);
+        sumf += d * (float)emb_wasm_hsum_i32x4(acc);
     }
     *s = sumf;
 }
@@ -201,7 +194,7 @@ void emb_vec_dot_iq1_s_q8_k_simd128(int64_t n, float *s, const void *vx, const v
                           iqw_q8(q8 + 16), ls);
             sumi1 += ls * (qh & 0x8000 ? -1 : 1) * (y[i].bsums[2 * ib] + y[i].bsums[2 * ib + 1]);
         }
-        const int sumi = iqw_hsum(acc);
+        const int sumi = emb_wasm_hsum_i32x4(acc);
         sumf += emb_f16_to_f32(x[i].d) * y[i].d * ((float)sumi + EMB_IQ1_DELTA * (float)sumi1);
     }
     *s = sumf;
@@ -228,7 +221,7 @@ void emb_vec_dot_iq1_m_q8_k_simd128(int64_t n, float *s, const void *vx, const v
             acc2 = iqw_dot(acc2, ones, iqw_negate(qa, neg0), ls0);
             acc2 = iqw_dot(acc2, ones, iqw_negate(qb, neg1), ls1);
         }
-        const int sumi1 = iqw_hsum(acc1), sumi2 = iqw_hsum(acc2);
+        const int sumi1 = emb_wasm_hsum_i32x4(acc1), sumi2 = emb_wasm_hsum_i32x4(acc2);
         const uint16_t s0 = iqw_u16(x[i].scales), s1 = iqw_u16(x[i].scales + 2), s2 = iqw_u16(x[i].scales + 4);
         const uint16_t s3 = iqw_u16(x[i].scales + 6);
         const emb_f16 scale = (emb_f16)((s0 >> 12) | ((s1 >> 8) & 0x00f0) | ((s2 >> 4) & 0x0f00) | (s3 & 0xf000));

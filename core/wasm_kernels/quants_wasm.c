@@ -17,42 +17,10 @@
 #if (defined(__wasm__) || defined(__EMSCRIPTEN__)) && defined(__wasm_simd128__)
 #include <wasm_simd128.h>
 
-/* Half to float, inlined here (emb_f16_to_f32 lives in quants.c; a call per block scale is measurable).
- * Exact like it, so the results are the same bits. */
-static inline float f16_to_f32_inline(emb_f16 h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    const uint32_t em = h & 0x7fffu;
-    uint32_t bits;
-    if (em >= 0x7c00u) { /* inf / nan */
-        bits = sign | 0x7f800000u | ((em & 0x3ffu) << 13);
-    } else if (em >= 0x0400u) { /* normal: rebias the exponent by 127 - 15 */
-        bits = sign | ((em << 13) + 0x38000000u);
-    } else { /* zero or subnormal: em * 2^-24, exact */
-        const float f = (float)em * 5.9604644775390625e-8f;
-        memcpy(&bits, &f, sizeof bits);
-        bits |= sign;
-    }
-    float out;
-    memcpy(&out, &bits, sizeof out);
-    return out;
-}
-
-#define F16(h) f16_to_f32_inline(h)
+#define F16(h) emb_wasm_f16_to_f32(h)
 
 /* The block scales d of four consecutive blocks (any block type with an emb_f16 d), as floats. */
 #define F16X4_D(b, i) emb_wasm_f16x4_to_f32(wasm_i32x4_make((b)[i].d, (b)[(i) + 1].d, (b)[(i) + 2].d, (b)[(i) + 3].d))
-
-/* Four partial sums of a[i] * b[i] over 16 signed bytes. */
-static inline v128_t dot_i8x16(v128_t a, v128_t b) {
-    const v128_t lo = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a), wasm_i16x8_extend_low_i8x16(b));
-    const v128_t hi = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a), wasm_i16x8_extend_high_i8x16(b));
-    return wasm_i32x4_add(lo, hi);
-}
-
-static inline int hsum_i32x4(v128_t v) {
-    return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
-           wasm_i32x4_extract_lane(v, 3);
-}
 
 static inline float hmax_f32x4(v128_t v) {
     const float a = wasm_f32x4_extract_lane(v, 0), b = wasm_f32x4_extract_lane(v, 1);
@@ -78,9 +46,9 @@ void emb_vec_dot_q4_0_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
         const v128_t q = wasm_v128_load(x[i].qs);
         const v128_t lo = wasm_i8x16_sub(wasm_v128_and(q, m4), eight);
         const v128_t hi = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
-        const v128_t acc = wasm_i32x4_add(dot_i8x16(lo, wasm_v128_load(y[i].qs)),
-                                          dot_i8x16(hi, wasm_v128_load(y[i].qs + 16)));
-        sum += (float)hsum_i32x4(acc) * (F16(x[i].d) * F16(y[i].d));
+        const v128_t acc = wasm_i32x4_add(emb_wasm_dot_i8x16(lo, wasm_v128_load(y[i].qs)),
+                                          emb_wasm_dot_i8x16(hi, wasm_v128_load(y[i].qs + 16)));
+        sum += (float)emb_wasm_hsum_i32x4(acc) * (F16(x[i].d) * F16(y[i].d));
     }
     *s = sum;
 }
@@ -170,7 +138,7 @@ static inline v128_t dot_q5_0_block(const block_q5_0 *x, const block_q8_0 *y) {
     const v128_t q = wasm_v128_load(x->qs);
     const v128_t lo = wasm_i8x16_sub(wasm_v128_and(q, m4), h0);
     const v128_t hi = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), h1);
-    return wasm_i32x4_add(dot_i8x16(lo, wasm_v128_load(y->qs)), dot_i8x16(hi, wasm_v128_load(y->qs + 16)));
+    return wasm_i32x4_add(emb_wasm_dot_i8x16(lo, wasm_v128_load(y->qs)), emb_wasm_dot_i8x16(hi, wasm_v128_load(y->qs + 16)));
 }
 
 
@@ -193,9 +161,9 @@ void emb_vec_dot_q5_0_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
         const v128_t q = wasm_v128_load(x[i].qs);
         const v128_t lo = wasm_i8x16_sub(wasm_v128_or(wasm_v128_and(q, m4), q5_high_bits(qh)), sixteen);
         const v128_t hi = wasm_i8x16_sub(wasm_v128_or(wasm_u8x16_shr(q, 4), q5_high_bits(qh >> 16)), sixteen);
-        const v128_t acc = wasm_i32x4_add(dot_i8x16(lo, wasm_v128_load(y[i].qs)),
-                                          dot_i8x16(hi, wasm_v128_load(y[i].qs + 16)));
-        sum += (float)hsum_i32x4(acc) * (F16(x[i].d) * F16(y[i].d));
+        const v128_t acc = wasm_i32x4_add(emb_wasm_dot_i8x16(lo, wasm_v128_load(y[i].qs)),
+                                          emb_wasm_dot_i8x16(hi, wasm_v128_load(y[i].qs + 16)));
+        sum += (float)emb_wasm_hsum_i32x4(acc) * (F16(x[i].d) * F16(y[i].d));
     }
     *s = sum;
 }
@@ -213,9 +181,9 @@ void emb_vec_dot_q4_1_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
     for (int64_t i = 0; i < n / QK8_0; i++) {
         const v128_t q = wasm_v128_load(x[i].qs);
         const v128_t y0 = wasm_v128_load(y[i].qs), y1 = wasm_v128_load(y[i].qs + 16);
-        const int isum = hsum_i32x4(wasm_i32x4_add(dot_i8x16(wasm_v128_and(q, m4), y0),
-                                                   dot_i8x16(wasm_u8x16_shr(q, 4), y1)));
-        const int ysum = hsum_i32x4(wasm_i32x4_add(sum_i8x16(y0), sum_i8x16(y1)));
+        const int isum = emb_wasm_hsum_i32x4(wasm_i32x4_add(emb_wasm_dot_i8x16(wasm_v128_and(q, m4), y0),
+                                                   emb_wasm_dot_i8x16(wasm_u8x16_shr(q, 4), y1)));
+        const int ysum = emb_wasm_hsum_i32x4(wasm_i32x4_add(sum_i8x16(y0), sum_i8x16(y1)));
         const float dy = F16(y[i].d);
         sum += (float)isum * (F16(x[i].d) * dy) + (float)ysum * (F16(x[i].m) * dy);
     }
@@ -234,8 +202,8 @@ void emb_vec_dot_q5_1_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
         const v128_t y0 = wasm_v128_load(y[i].qs), y1 = wasm_v128_load(y[i].qs + 16);
         const v128_t lo = wasm_v128_or(wasm_v128_and(q, m4), q5_high_bits(qh));
         const v128_t hi = wasm_v128_or(wasm_u8x16_shr(q, 4), q5_high_bits(qh >> 16));
-        const int isum = hsum_i32x4(wasm_i32x4_add(dot_i8x16(lo, y0), dot_i8x16(hi, y1)));
-        const int ysum = hsum_i32x4(wasm_i32x4_add(sum_i8x16(y0), sum_i8x16(y1)));
+        const int isum = emb_wasm_hsum_i32x4(wasm_i32x4_add(emb_wasm_dot_i8x16(lo, y0), emb_wasm_dot_i8x16(hi, y1)));
+        const int ysum = emb_wasm_hsum_i32x4(wasm_i32x4_add(sum_i8x16(y0), sum_i8x16(y1)));
         const float dy = F16(y[i].d);
         sum += (float)isum * (F16(x[i].d) * dy) + (float)ysum * (F16(x[i].m) * dy);
     }
@@ -243,8 +211,8 @@ void emb_vec_dot_q5_1_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
 }
 
 static inline v128_t dot_q8_0_block(const block_q8_0 *x, const block_q8_0 *y) {
-    return wasm_i32x4_add(dot_i8x16(wasm_v128_load(x->qs), wasm_v128_load(y->qs)),
-                          dot_i8x16(wasm_v128_load(x->qs + 16), wasm_v128_load(y->qs + 16)));
+    return wasm_i32x4_add(emb_wasm_dot_i8x16(wasm_v128_load(x->qs), wasm_v128_load(y->qs)),
+                          emb_wasm_dot_i8x16(wasm_v128_load(x->qs + 16), wasm_v128_load(y->qs + 16)));
 }
 
 void emb_vec_dot_q8_0_q8_0_simd128(int64_t n, float *s, const void *vx, const void *vy) {
@@ -259,7 +227,7 @@ void emb_vec_dot_q8_0_q8_0_simd128(int64_t n, float *s, const void *vx, const vo
         const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
         sum = emb_wasm_add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
     }
-    for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q8_0_block(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
+    for (; i < nb; i++) sum += (float)emb_wasm_hsum_i32x4(dot_q8_0_block(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
     *s = sum;
 }
 
@@ -308,13 +276,13 @@ void emb_vec_dot_q4_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
             int sc0, sc1;
             msum += k4_pair(x[i].scales, y[i].bsums, j, &sc0, &sc1);
             const v128_t qa = wasm_v128_load(q), qb = wasm_v128_load(q + 16);
-            const v128_t s0 = wasm_i32x4_add(dot_i8x16(wasm_v128_and(qa, m4), wasm_v128_load(q8)),
-                                             dot_i8x16(wasm_v128_and(qb, m4), wasm_v128_load(q8 + 16)));
-            const v128_t s1 = wasm_i32x4_add(dot_i8x16(wasm_u8x16_shr(qa, 4), wasm_v128_load(q8 + 32)),
-                                             dot_i8x16(wasm_u8x16_shr(qb, 4), wasm_v128_load(q8 + 48)));
+            const v128_t s0 = wasm_i32x4_add(emb_wasm_dot_i8x16(wasm_v128_and(qa, m4), wasm_v128_load(q8)),
+                                             emb_wasm_dot_i8x16(wasm_v128_and(qb, m4), wasm_v128_load(q8 + 16)));
+            const v128_t s1 = wasm_i32x4_add(emb_wasm_dot_i8x16(wasm_u8x16_shr(qa, 4), wasm_v128_load(q8 + 32)),
+                                             emb_wasm_dot_i8x16(wasm_u8x16_shr(qb, 4), wasm_v128_load(q8 + 48)));
             acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
-        const int isum = hsum_i32x4(acc);
+        const int isum = emb_wasm_hsum_i32x4(acc);
         sum += k4_block_sum(y[i].d, x[i].d, x[i].dmin, isum, msum);
     }
     *s = sum;
@@ -341,12 +309,12 @@ void emb_vec_dot_q5_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
             const v128_t hb1 = wasm_i8x16_shl(wasm_v128_and(wasm_u8x16_shr(hb, 2 * j + 1), one), 4);
             const v128_t la = wasm_v128_or(wasm_v128_and(qa, m4), ha0), lb = wasm_v128_or(wasm_v128_and(qb, m4), hb0);
             const v128_t ua = wasm_v128_or(wasm_u8x16_shr(qa, 4), ha1), ub = wasm_v128_or(wasm_u8x16_shr(qb, 4), hb1);
-            const v128_t s0 = wasm_i32x4_add(dot_i8x16(la, wasm_v128_load(q8)), dot_i8x16(lb, wasm_v128_load(q8 + 16)));
+            const v128_t s0 = wasm_i32x4_add(emb_wasm_dot_i8x16(la, wasm_v128_load(q8)), emb_wasm_dot_i8x16(lb, wasm_v128_load(q8 + 16)));
             const v128_t s1 =
-                wasm_i32x4_add(dot_i8x16(ua, wasm_v128_load(q8 + 32)), dot_i8x16(ub, wasm_v128_load(q8 + 48)));
+                wasm_i32x4_add(emb_wasm_dot_i8x16(ua, wasm_v128_load(q8 + 32)), emb_wasm_dot_i8x16(ub, wasm_v128_load(q8 + 48)));
             acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
-        const int isum = hsum_i32x4(acc);
+        const int isum = emb_wasm_hsum_i32x4(acc);
         sum += k4_block_sum(y[i].d, x[i].d, x[i].dmin, isum, msum);
     }
     *s = sum;
@@ -375,17 +343,17 @@ void emb_vec_dot_q6_k_q8_k_simd128(int64_t n, float *s, const void *vx, const vo
                 const v128_t q3 = wasm_i8x16_sub(wasm_v128_or(wasm_u8x16_shr(a, 4), wasm_v128_and(hb, m30)), k32);
                 const v128_t q4 = wasm_i8x16_sub(
                     wasm_v128_or(wasm_u8x16_shr(b, 4), wasm_v128_and(wasm_u8x16_shr(hb, 2), m30)), k32);
-                v128_t t = wasm_i32x4_mul(dot_i8x16(q1, wasm_v128_load(q8 + l)), wasm_i32x4_splat(sc[k]));
-                t = wasm_i32x4_add(t, wasm_i32x4_mul(dot_i8x16(q2, wasm_v128_load(q8 + l + 32)),
+                v128_t t = wasm_i32x4_mul(emb_wasm_dot_i8x16(q1, wasm_v128_load(q8 + l)), wasm_i32x4_splat(sc[k]));
+                t = wasm_i32x4_add(t, wasm_i32x4_mul(emb_wasm_dot_i8x16(q2, wasm_v128_load(q8 + l + 32)),
                                                      wasm_i32x4_splat(sc[k + 2])));
-                t = wasm_i32x4_add(t, wasm_i32x4_mul(dot_i8x16(q3, wasm_v128_load(q8 + l + 64)),
+                t = wasm_i32x4_add(t, wasm_i32x4_mul(emb_wasm_dot_i8x16(q3, wasm_v128_load(q8 + l + 64)),
                                                      wasm_i32x4_splat(sc[k + 4])));
-                t = wasm_i32x4_add(t, wasm_i32x4_mul(dot_i8x16(q4, wasm_v128_load(q8 + l + 96)),
+                t = wasm_i32x4_add(t, wasm_i32x4_mul(emb_wasm_dot_i8x16(q4, wasm_v128_load(q8 + l + 96)),
                                                      wasm_i32x4_splat(sc[k + 6])));
                 acc = wasm_i32x4_add(acc, t);
             }
         }
-        sum += y[i].d * F16(x[i].d) * (float)hsum_i32x4(acc);
+        sum += y[i].d * F16(x[i].d) * (float)emb_wasm_hsum_i32x4(acc);
     }
     *s = sum;
 }
@@ -422,7 +390,7 @@ void emb_vec_dot_q8_0_q8_0_relaxed(int64_t n, float *s, const void *vx, const vo
         const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
         sum = emb_wasm_add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
     }
-    for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q8_0_block_relaxed(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
+    for (; i < nb; i++) sum += (float)emb_wasm_hsum_i32x4(dot_q8_0_block_relaxed(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
     *s = sum;
 }
 
@@ -453,7 +421,7 @@ void emb_vec_dot_q5_0_q8_0_relaxed(int64_t n, float *s, const void *vx, const vo
         const v128_t d = wasm_f32x4_mul(F16X4_D(x, i), F16X4_D(y, i));
         sum = emb_wasm_add_lanes_f32(sum, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(isums), d));
     }
-    for (; i < nb; i++) sum += (float)hsum_i32x4(dot_q5_0_block_relaxed(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
+    for (; i < nb; i++) sum += (float)emb_wasm_hsum_i32x4(dot_q5_0_block_relaxed(&x[i], &y[i])) * (F16(x[i].d) * F16(y[i].d));
     *s = sum;
 }
 
@@ -478,7 +446,7 @@ void emb_vec_dot_q4_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const vo
                                    RDOT(wasm_v128_load(q8 + 32), wasm_u8x16_shr(qa, 4), wasm_i32x4_splat(0)));
             acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
         }
-        const int isum = hsum_i32x4(acc);
+        const int isum = emb_wasm_hsum_i32x4(acc);
         sum += k4_block_sum(y[i].d, x[i].d, x[i].dmin, isum, msum);
     }
     *s = sum;
@@ -518,7 +486,7 @@ void emb_vec_dot_q6_k_q8_k_relaxed(int64_t n, float *s, const void *vx, const vo
                 acc = wasm_i32x4_add(acc, t);
             }
         }
-        sum += y[i].d * F16(x[i].d) * (float)(hsum_i32x4(acc) - 32 * off);
+        sum += y[i].d * F16(x[i].d) * (float)(emb_wasm_hsum_i32x4(acc) - 32 * off);
     }
     *s = sum;
 }
@@ -648,7 +616,7 @@ static void tile_q4_k_simd128(int64_t n, const void *vw, size_t w_row_bytes, con
                                    wasm_i32x4_dot_i16x8(wasm_u16x8_shr(qb, 12), yo[k + 3])));
                 acc = add_scaled_pair(acc, s0, sc0, s1, sc1);
             }
-            sum[r] += k4_block_sum(y[i].d, x->d, x->dmin, hsum_i32x4(acc), msum);
+            sum[r] += k4_block_sum(y[i].d, x->d, x->dmin, emb_wasm_hsum_i32x4(acc), msum);
         }
     }
     for (int r = 0; r < WT_ROWS; r++) out[r] = sum[r];
@@ -798,7 +766,7 @@ void emb_quantize_q8_k_simd128(const float *x, void *dst, int64_t n) {
             const v128_t q = pack_i8(v[0], v[1], v[2], v[3]);
             wasm_v128_store(y[i].qs + j, q);
             const v128_t s = wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extadd_pairwise_i8x16(q));
-            y[i].bsums[j / 16] = (int16_t)hsum_i32x4(s);
+            y[i].bsums[j / 16] = (int16_t)emb_wasm_hsum_i32x4(s);
         }
         y[i].d = 1.0f / iscale;
     }
