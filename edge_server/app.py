@@ -122,8 +122,8 @@ class ApiKeyMiddleware:
         self.app = app
         self.key = api_key.encode() if api_key else None
         self.api_paths = api_paths
-        health_alias = gcp.gcp_settings().health_route if gcp.gcp_settings().enabled else ""
-        self.public = PUBLIC_PATHS | ({health_alias} if health_alias else set())
+        vertex = gcp.gcp_settings()
+        self.public = PUBLIC_PATHS | ({vertex.health_route} if vertex.enabled and vertex.health_route else set())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.key is None or scope["type"] != "http" or not self._protected(scope):
@@ -207,11 +207,12 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
             loading.cancel()
             await state.registry.shutdown()
 
-    routes: list[Any] = api_routes()
+    endpoints = api_routes()
+    routes: list[Any] = list(endpoints)
     web_dir = config.web_dir or DEFAULT_WEB_DIR
     if config.webui and web_dir.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=web_dir, html=True), name="webui"))
-    api_paths = frozenset(r.path for r in api_routes())
+    api_paths = frozenset(r.path for r in endpoints)
 
     def guard(inner: ASGIApp) -> ASGIApp:
         return BrowserGuardMiddleware(inner, cors=config.cors, api_key_set=config.api_key is not None,
@@ -224,7 +225,7 @@ def build_app(config: ServerConfig, model_factory: Callable[[], Model] | None = 
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
     )
     app.state.server = state
-    app.state.gcp_aliases = gcp.format_aliases([r.path for r in api_routes() if "POST" in (r.methods or ())])
+    app.state.gcp_aliases = gcp.format_aliases([r.path for r in endpoints if "POST" in (r.methods or ())])
     app.add_middleware(LeaseMiddleware, registry=lambda: state.registry)
     app.add_middleware(ApiKeyMiddleware, api_key=config.api_key, api_paths=api_paths)
     return app

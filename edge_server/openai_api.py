@@ -446,9 +446,9 @@ async def chat_completions(request: Request) -> Response:
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     job, events = await start(lease.worker, req)
+    # n > 1: the other choices are generations of the same request beside the first (in the free slots)
+    others = [await start(lease.worker, replace(req)) for _ in range(get_int(data, "n", 1) - 1)]
     if not stream:
-        # n > 1: the other choices are generations of the same request beside the first (in the free slots)
-        others = [await start(lease.worker, replace(req)) for _ in range(get_int(data, "n", 1) - 1)]
         try:
             outs: list[Outcome] = await asyncio.gather(collect(events, request, job),
                                                        *(collect(ev) for _, ev in others))
@@ -471,17 +471,14 @@ async def chat_completions(request: Request) -> Response:
             body["__verbose"] = verbose_result(model, name, req, out, n_prompt)
         return JSONResponse(body, headers=headers)
 
-    fmt = chat_stream(model, chat, cid, created, name, n_prompt, n_top, include_usage)
-    n_choices = get_int(data, "n", 1)
-    if n_choices == 1:
+    if not others:
+        fmt = chat_stream(model, chat, cid, created, name, n_prompt, n_top, include_usage)
         return SSEResponse(stream_sse(events, fmt), on_close=job.cancel.set, headers=headers)
-    streams: list[tuple[AsyncIterator[Event], _OpenAIStream]] = [(events, replace(fmt, final=False))]
-    jobs = [job]
-    for i in range(1, n_choices):
-        other, other_events = await start(lease.worker, replace(req))
-        jobs.append(other)
-        choice = chat_stream(model, chat, cid, created, name, n_prompt, n_top, include_usage)
-        streams.append((other_events, replace(choice, index=i, final=False)))
+    jobs = [job, *(other for other, _ in others)]
+    streams: list[tuple[AsyncIterator[Event], _OpenAIStream]] = [
+        (choice_events, replace(chat_stream(model, chat, cid, created, name, n_prompt, n_top, include_usage),
+                                index=i, final=False))
+        for i, choice_events in enumerate([events, *(ev for _, ev in others)])]
 
     def cancel_all() -> None:
         for j in jobs:
