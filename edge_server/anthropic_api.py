@@ -38,7 +38,7 @@ from emberllm.edge_server.openai_api import (
     chat_stream,
 )
 from emberllm.edge_server.requests import get_bool, get_int, read_json
-from emberllm.edge_server.sse import SSEResponse, sse
+from emberllm.edge_server.sse import SSEResponse, named_events
 from emberllm.edge_server.state import ServerState, check_ready, server_of, use_model
 from emberllm.runtime.model import Model, Step
 
@@ -146,7 +146,7 @@ class MessageStream(StreamFormat):
 
     def render(self, chunk: Any) -> str:
         """Each event as ``event: TYPE`` and its data."""
-        return "".join(f"event: {event['type']}\n{sse(event)}" for event in chunk)
+        return named_events(chunk)
 
     def _close(self) -> list[dict[str, Any]]:
         if not self.open:

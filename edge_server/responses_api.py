@@ -35,7 +35,7 @@ from emberllm.edge_server.generation import (
 from emberllm.edge_server.openai_api import ChatStream, chat_generation, chat_prompt, chat_reply, chat_stream
 from emberllm.edge_server.requests import get_bool, read_json
 from emberllm.edge_server.responses_request import to_chat
-from emberllm.edge_server.sse import SSEResponse, sse
+from emberllm.edge_server.sse import SSEResponse, named_events
 from emberllm.edge_server.state import check_ready, server_of, use_model
 from emberllm.edge_server.worker import Job
 from emberllm.runtime.model import Step
@@ -175,7 +175,7 @@ class ResponseStream(StreamFormat):
 
     def render(self, chunk: Any) -> str:
         """Each event as ``event: TYPE`` and its data."""
-        return "".join(f"event: {event['type']}\n{sse(event)}" for event in chunk)
+        return named_events(chunk)
 
     def _translate(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         delta = (chunk.get("choices") or [{}])[0].get("delta") or {}

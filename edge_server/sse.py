@@ -16,6 +16,11 @@ def sse(data: Any) -> str:
     return f"data: {payload}\n\n"
 
 
+def named_events(events: list[dict[str, Any]]) -> str:
+    """Events as SSE, each named by its ``type`` (``event: TYPE``), as Anthropic's and the Responses API's streams."""
+    return "".join(f"event: {event['type']}\n{sse(event)}" for event in events)
+
+
 class SSEResponse(StreamingResponse):
     """A ``text/event-stream`` response that calls ``on_close`` however it ends (done, error, client gone)."""
 
