@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from emberllm.gguf.reader import GGUFValueType as V
 
@@ -111,3 +114,25 @@ class GGUFBuilder:
                 out += bytes(end - len(out))
             out[start + rel:end] = t.data
         return bytes(out)
+
+
+def write_vocab_gguf(metadata: dict[str, Any], path: Path) -> None:
+    """A vocabulary-only GGUF file (no tensors) holding ``metadata``, written with PyPI gguf's writer."""
+    gguf = pytest.importorskip("gguf")
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for key, value in metadata.items():
+        if key == "tokenizer.ggml.scores":
+            writer.add_array(key, [float(s) for s in value])
+        elif key == "tokenizer.ggml.token_type":
+            writer.add_array(key, [int(t) for t in value])
+        elif isinstance(value, bool):
+            writer.add_bool(key, value)
+        elif isinstance(value, int):
+            writer.add_uint32(key, value)
+        elif isinstance(value, str):
+            writer.add_string(key, value)
+        else:
+            writer.add_array(key, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()

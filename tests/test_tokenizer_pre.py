@@ -38,6 +38,7 @@ from emberllm.tokenizers.pretokenize import KNOWN_UNSUPPORTED_PRE, SUPPORTED_PRE
 from tests.tokenizer_corpus import corpus
 
 from . import llamacpp
+from .gguf_builder import write_vocab_gguf
 
 hf_tokenizers = pytest.importorskip("tokenizers")
 
@@ -177,24 +178,6 @@ def _metadata(name: str, trained: Any) -> dict[str, Any]:
     return meta
 
 
-def _write_gguf(metadata: dict[str, Any], path: Path) -> None:
-    """A vocabulary-only GGUF file holding ``metadata``, written with PyPI gguf's writer."""
-    gguf = pytest.importorskip("gguf")
-    writer = gguf.GGUFWriter(str(path), "llama")
-    for key, value in metadata.items():
-        if key == "tokenizer.ggml.token_type":
-            writer.add_array(key, [int(t) for t in value])
-        elif isinstance(value, int):
-            writer.add_uint32(key, value)
-        elif isinstance(value, str):
-            writer.add_string(key, value)
-        else:
-            writer.add_array(key, value)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.close()
-
-
 @dataclass
 class Built:
     """One pre-tokenizer's trained vocabulary: its GGUF file, our tokenizer and Hugging Face's two."""
@@ -250,7 +233,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Built]:
             initial_alphabet=hf_tokenizers.pre_tokenizers.ByteLevel.alphabet())
         trained.train_from_iterator(LINES, trainer)
         path = root / f"{name}.gguf"
-        _write_gguf(_metadata(name, trained), path)
+        write_vocab_gguf(_metadata(name, trained), path)
         with GGUFFile.open(path) as f:
             ours = load_tokenizer(dict(f.metadata))
         assert isinstance(ours, BPETokenizer)
